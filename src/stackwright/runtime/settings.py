@@ -1,0 +1,94 @@
+"""12-factor wiring: the environment variables a service reads, named the same locally and on EKS.
+
+The local runner and the Kubernetes renderer both call :func:`resource_env` / :func:`service_url_env`,
+so a service never knows where it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def env_key(name: str) -> str:
+    """``read-db`` -> ``READ_DB``."""
+    return name.upper().replace("-", "_")
+
+
+def resource_env(resource: str, suffix: str = "URL") -> str:
+    """Variable carrying a backing resource's connection URL (or another attribute): ``DB_URL``."""
+    return f"{env_key(resource)}_{suffix}"
+
+
+def service_url_env(service: str) -> str:
+    """Variable carrying the base URL of another service this one calls: ``RESULTS_SERVICE_URL``."""
+    return f"{env_key(service)}_SERVICE_URL"
+
+
+class MissingSetting(RuntimeError):
+    """A required environment variable is not set; the message names it."""
+
+
+@dataclass
+class Settings:
+    """What every service knows about itself, read once from the environment."""
+
+    service: str
+    system: str
+    environment: str = "local"
+    region: str = "local"
+    region_role: str = "primary"
+    port: int = 8000
+    log_level: str = "info"
+    shutdown_grace_s: float = 10.0
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_url: str | None = None
+    jwt_algorithms: list[str] = field(default_factory=lambda: ["RS256"])
+    jwt_roles_claim: str = "roles"
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``os.environ`` (or the mapping given)."""
+        e = dict(os.environ if environ is None else environ)
+        return cls(
+            service=e.get("SERVICE_NAME", "service"),
+            system=e.get("SYSTEM_NAME", "system"),
+            environment=e.get("ENVIRONMENT", "local"),
+            region=e.get("REGION", "local"),
+            region_role=e.get("REGION_ROLE", "primary"),
+            port=int(e.get("PORT", "8000")),
+            log_level=e.get("LOG_LEVEL", "info"),
+            shutdown_grace_s=float(e.get("SHUTDOWN_GRACE_SECONDS", "10")),
+            jwt_issuer=e.get("JWT_ISSUER"),
+            jwt_audience=e.get("JWT_AUDIENCE"),
+            jwks_url=e.get("JWKS_URL"),
+            jwt_algorithms=[a for a in e.get("JWT_ALGORITHMS", "RS256").split(",") if a],
+            jwt_roles_claim=e.get("JWT_ROLES_CLAIM", "roles"),
+            env=e,
+        )
+
+    def resource_url(self, resource: str) -> str:
+        """Connection URL of a backing resource this service uses (``uses:`` in the spec)."""
+        key = resource_env(resource)
+        try:
+            return self.env[key]
+        except KeyError:
+            raise MissingSetting(f"{key} is not set: does the spec list '{resource}' under uses?") from None
+
+    def resource_setting(self, resource: str, suffix: str, default: str | None = None) -> str | None:
+        """Another attribute of a resource, e.g. ``resource_setting('votes', 'MAX_RECEIVE')``."""
+        return self.env.get(resource_env(resource, suffix), default)
+
+    def service_url(self, service: str) -> str:
+        """Base URL of a service this one calls (``calls:`` in the spec)."""
+        key = service_url_env(service)
+        try:
+            return self.env[key].rstrip("/")
+        except KeyError:
+            raise MissingSetting(f"{key} is not set: does the spec list '{service}' under calls?") from None
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """A service-specific setting from the spec's ``env:`` block."""
+        return self.env.get(key, default)

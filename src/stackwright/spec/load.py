@@ -1,0 +1,233 @@
+"""Load and validate a system.yaml into a :class:`System`, turning every problem into a located SpecError."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import SpecError
+from .model import System
+from .yaml_lines import Loc, line_for, load_with_lines
+
+
+def find_system_file(name_or_path: str | Path, root: Path | None = None) -> Path:
+    """Resolve ``voting``, ``systems/voting`` or a path to a system.yaml."""
+    candidate = Path(name_or_path)
+    root = root or Path.cwd()
+    options = [candidate, candidate / "system.yaml", root / "systems" / str(name_or_path) / "system.yaml"]
+    for option in options:
+        if option.is_file():
+            return option.resolve()
+    known = sorted(p.parent.name for p in (root / "systems").glob("*/system.yaml"))
+    hint = f"known systems: {', '.join(known)}" if known else "run from the project root, or pass a path"
+    raise SpecError(f"no system.yaml found for {str(name_or_path)!r}", hint=hint)
+
+
+def load_system(name_or_path: str | Path, root: Path | None = None) -> System:
+    """Load, validate and cross-check a system spec. Raises SpecError with file:line on any problem."""
+    path = find_system_file(name_or_path, root)
+    data, lines = load_with_lines(path)
+    if not isinstance(data, dict):
+        raise SpecError("a system.yaml must be a mapping at the top level", path, 1)
+    try:
+        system = System.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, path, lines, data) from None
+    system._source = path
+    check_references(system, path, lines)
+    return system
+
+
+def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: Any) -> SpecError:
+    err = _most_relevant(exc.errors())
+    loc = _data_loc(tuple(err["loc"]), data)
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    hint = None
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(exc, loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else (f"allowed: {', '.join(allowed)}" if allowed else None)
+        message = f"unknown key '{loc[-1]}'" + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else "")
+    elif kind == "missing":
+        message = f"missing required key '{where}'"
+    elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        message = f"{where}: resource kind must be one of postgres, redis, queue, bucket, topic, search"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        message = f"{where}: {msg}"
+        if "input" in err and kind.endswith("_type"):
+            message += f" (got {err['input']!r})"
+    return SpecError(message, path, line_for(lines, loc), hint)
+
+
+def _most_relevant(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    # Discriminated unions report one error per branch; the deepest location is the useful one.
+    return max(errors, key=lambda e: len(e["loc"]))
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
+    """Drop pydantic's union-branch names (e.g. 'postgres') that are not keys in the YAML."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict | list):
+            # A branch tag, or the missing key itself (kept so the message names it).
+            if isinstance(part, str) and part not in {"postgres", "redis", "queue", "bucket", "topic", "search"}:
+                out.append(part)
+                node = None
+        else:
+            break
+    return tuple(out)
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
+
+
+def _allowed_keys(exc: ValidationError, loc: Loc) -> list[str]:
+    from pydantic import BaseModel
+
+    model: type[BaseModel] | None = System
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            continue
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> Any:
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def check_references(system: System, path: Path | None = None, lines: dict[Loc, int] | None = None) -> None:
+    """Cross-checks pydantic cannot express: dangling names, duplicate routes, one primary region."""
+    lines = lines or {}
+
+    def fail(message: str, loc: Loc, hint: str | None = None) -> SpecError:
+        return SpecError(message, path, line_for(lines, loc), hint)
+
+    def suggest(name: str, options: list[str]) -> str:
+        close = difflib.get_close_matches(name, options, n=1)
+        return f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(sorted(options)) or 'none'}"
+
+    primaries = [r.name for r in system.regions if r.role == "primary"]
+    if len(primaries) != 1:
+        raise fail(f"exactly one region must have role: primary (found {len(primaries)})", ("regions",))
+    names = [r.name for r in system.regions]
+    if len(set(names)) != len(names):
+        raise fail("a region is listed twice", ("regions",))
+
+    pools = [p.name for p in system.cluster.node_pools]
+    limits = list(system.edge.rate_limits)
+    if system.edge.default_rate_limit and system.edge.default_rate_limit not in limits:
+        raise fail(f"edge.default_rate_limit '{system.edge.default_rate_limit}' is not a declared rate limit",
+                   ("edge", "default_rate_limit"), suggest(system.edge.default_rate_limit, limits))
+
+    seen_routes: dict[tuple[str, str], str] = {}
+    for sname, svc in system.services.items():
+        base: Loc = ("services", sname)
+        for i, used in enumerate(svc.uses):
+            if used not in system.resources:
+                raise fail(f"service '{sname}' uses '{used}', which is not a declared resource",
+                           (*base, "uses", i), suggest(used, list(system.resources)))
+        for i, called in enumerate(svc.calls):
+            if called not in system.services:
+                raise fail(f"service '{sname}' calls '{called}', which is not a declared service",
+                           (*base, "calls", i), suggest(called, list(system.services)))
+            if called == sname:
+                raise fail(f"service '{sname}' calls itself", (*base, "calls", i))
+        if svc.node_pool and svc.node_pool not in pools:
+            raise fail(f"service '{sname}' runs on node pool '{svc.node_pool}', which is not declared",
+                       (*base, "node_pool"), suggest(svc.node_pool, pools))
+        if svc.autoscale and svc.autoscale.queue:
+            q = system.resources.get(svc.autoscale.queue)
+            if q is None or q.kind != "queue":
+                raise fail(f"service '{sname}' scales on '{svc.autoscale.queue}', which is not a declared queue",
+                           (*base, "autoscale", "queue"), suggest(svc.autoscale.queue, list(system.resources)))
+            if svc.autoscale.queue not in svc.uses:
+                raise fail(f"service '{sname}' scales on queue '{svc.autoscale.queue}' but does not use it",
+                           (*base, "autoscale", "queue"), "add it to uses")
+        if svc.kind == "worker" and svc.routes:
+            raise fail(f"worker '{sname}' cannot have routes; make it kind: api", (*base, "routes"))
+        if svc.replicas.max < 1:
+            raise fail(f"service '{sname}' needs replicas.max >= 1", (*base, "replicas"))
+        for i, route in enumerate(svc.routes):
+            if route.auth == "required" and system.edge.identity is None:
+                raise fail(f"route {route.path} requires auth but edge.identity is not configured",
+                           (*base, "routes", i, "auth"), "add edge.identity with issuer and audience")
+            if route.rate_limit and route.rate_limit not in limits:
+                raise fail(f"route {route.path} uses rate limit '{route.rate_limit}', which is not declared",
+                           (*base, "routes", i, "rate_limit"), suggest(route.rate_limit, limits))
+            for method in route.methods or ["*"]:
+                key = (route.path, method)
+                other = seen_routes.get(key) or seen_routes.get((route.path, "*"))
+                if other is not None or (method == "*" and any(p == route.path for p, _ in seen_routes)):
+                    raise fail(f"route {route.path} is claimed by both '{other or '?'}' and '{sname}'",
+                               (*base, "routes", i, "path"), "give each method/path one owner")
+                seen_routes[key] = sname
+    for rname, res in system.resources.items():
+        if res.kind == "postgres" and res.migrations:
+            mig = system.base_dir / res.migrations if path else None
+            if mig is not None and not mig.is_dir():
+                raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
+                           ("resources", rname, "migrations"))
+    _check_acyclic(system, fail)
+
+
+def _check_acyclic(system: System, fail: Any) -> None:
+    """Service calls must form a DAG so services can start in dependency order."""
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*trail[trail.index(name):], name])
+            raise fail(f"services call each other in a cycle: {cycle}", ("services", name, "calls"))
+        state[name] = 1
+        for nxt in system.services[name].calls:
+            visit(nxt, [*trail, name])
+        state[name] = 2
+
+    for name in system.services:
+        visit(name, [])
+
+
+def start_order(system: System) -> list[str]:
+    """Services ordered so that everything a service calls starts before it."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for nxt in system.services[name].calls:
+            visit(nxt)
+        order.append(name)
+
+    for name in system.services:
+        visit(name)
+    return order

@@ -1,0 +1,468 @@
+"""The typed model of a system.yaml: the single source of truth for local, render and plan.
+
+Every section is strict (unknown keys are errors) so a typo never silently turns into a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .quantities import bytes_size, cpu_millis, memory_mib, seconds
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,40}$"
+Name = Annotated[str, Field(pattern=NAME_RE)]
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---------------------------------------------------------------- services
+
+
+class Replicas(Strict):
+    min: int = Field(1, ge=0)
+    max: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) is greater than replicas.max ({self.max})")
+        return self
+
+
+class ComputeResources(Strict):
+    """Kubernetes requests/limits for one container. Memory limit defaults to the request."""
+
+    cpu: str = "100m"
+    memory: str = "128Mi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+    gpu: int = Field(0, ge=0)
+
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _cpu(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                cpu_millis(v)
+            except ValueError:
+                raise ValueError(f"not a CPU quantity: {v!r} (use e.g. 250m or 1)") from None
+        return v
+
+    @field_validator("memory", "memory_limit")
+    @classmethod
+    def _mem(cls, v: str | None) -> str | None:
+        if v is not None:
+            memory_mib(v)
+        return v
+
+    @property
+    def cpu_m(self) -> int:
+        return cpu_millis(self.cpu)
+
+    @property
+    def memory_mi(self) -> float:
+        return memory_mib(self.memory)
+
+    @property
+    def effective_memory_limit(self) -> str:
+        return self.memory_limit or self.memory
+
+
+class Autoscale(Strict):
+    """HPA settings: CPU/memory utilisation targets, or queue depth for workers (KEDA)."""
+
+    cpu_percent: int | None = Field(70, ge=1, le=100)
+    memory_percent: int | None = Field(None, ge=1, le=100)
+    queue: str | None = None
+    target_queue_depth: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _queue_pair(self) -> Autoscale:
+        if (self.queue is None) != (self.target_queue_depth is None):
+            raise ValueError("autoscale.queue and autoscale.target_queue_depth go together")
+        return self
+
+
+class Route(Strict):
+    """One path the edge routes to a service. ``{param}`` segments match one path segment."""
+
+    path: str
+    methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]] | None = None
+    auth: Literal["none", "required"] = "none"
+    roles: list[str] = Field(default_factory=list)
+    rate_limit: str | None = None
+    websocket: bool = False
+    max_body: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"route path must start with '/': {v!r}")
+        if not re.fullmatch(r"/[A-Za-z0-9_\-./{}]*", v):
+            raise ValueError(f"route path has characters a path cannot hold: {v!r}")
+        return v
+
+    @field_validator("max_body")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None:
+            bytes_size(v)
+        return v
+
+    @property
+    def is_prefix(self) -> bool:
+        """A route without parameters matches its path and everything below it."""
+        return "{" not in self.path
+
+    @property
+    def literal_length(self) -> int:
+        """Length of the fixed text; longer (more specific) routes win."""
+        return len(re.sub(r"\{[^}]*\}", "", self.path))
+
+
+class Probe(Strict):
+    path: str
+    initial_delay_s: int = Field(0, ge=0)
+    period_s: int = Field(10, ge=1)
+    timeout_s: int = Field(2, ge=1)
+    failure_threshold: int = Field(3, ge=1)
+
+
+def _liveness() -> Probe:
+    return Probe(path="/healthz", period_s=10)
+
+
+def _readiness() -> Probe:
+    return Probe(path="/readyz", period_s=5)
+
+
+class Probes(Strict):
+    liveness: Probe = Field(default_factory=_liveness)
+    readiness: Probe = Field(default_factory=_readiness)
+    startup: Probe | None = None
+
+
+class CanaryStep(Strict):
+    weight: int = Field(ge=1, le=100)
+    pause: str = "5m"
+
+    @field_validator("pause")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        seconds(v)
+        return v
+
+
+class CanaryAnalysis(Strict):
+    """Rollback thresholds the rendered AnalysisTemplate and the local rehearsal both use."""
+
+    max_error_rate: float = Field(0.01, gt=0, lt=1)
+    max_p99_ms: int = Field(500, ge=1)
+    max_success_rate_drop: float = Field(0.02, gt=0, lt=1)
+    interval: str = "1m"
+    failure_limit: int = Field(1, ge=0)
+
+
+class Rollout(Strict):
+    strategy: Literal["rolling", "canary"] = "rolling"
+    steps: list[CanaryStep] = Field(default_factory=list)
+    analysis: CanaryAnalysis | None = None
+
+    @model_validator(mode="after")
+    def _canary_needs_steps(self) -> Rollout:
+        if self.strategy == "canary" and not self.steps:
+            self.steps = [CanaryStep(weight=10, pause="5m"), CanaryStep(weight=50, pause="10m")]
+        if self.strategy == "canary" and self.analysis is None:
+            self.analysis = CanaryAnalysis()
+        return self
+
+
+class Service(Strict):
+    """One deployable: an ASGI app run as its own process locally and its own Deployment on EKS."""
+
+    description: str = ""
+    kind: Literal["api", "worker", "web"] = "api"
+    app: str = "app:app"
+    path: str | None = None
+    port: int = Field(8000, ge=1024, le=65535)
+    replicas: Replicas = Field(default_factory=Replicas)
+    resources: ComputeResources = Field(default_factory=ComputeResources)
+    autoscale: Autoscale | None = None
+    routes: list[Route] = Field(default_factory=list)
+    uses: list[str] = Field(default_factory=list)
+    calls: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    probes: Probes = Field(default_factory=Probes)
+    rollout: Rollout = Field(default_factory=Rollout)
+    node_pool: str | None = None
+    expose: Literal["ingress", "load-balancer", "internal"] = "ingress"
+    service_port: int = Field(80, ge=1, le=65535)
+    graceful_shutdown_s: int = Field(30, ge=1)
+
+    @field_validator("app")
+    @classmethod
+    def _app(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"app must be 'module:attribute', e.g. app:app (got {v!r})")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+                raise ValueError(f"env name {key!r} must be UPPER_SNAKE_CASE")
+        return {k: str(val) for k, val in v.items()}
+
+
+# ---------------------------------------------------------------- backing resources
+
+
+class Pool(Strict):
+    min: int = Field(2, ge=0)
+    max: int = Field(20, ge=1)
+
+
+class PostgresResource(Strict):
+    """PostgreSQL: embedded locally, Aurora/RDS in AWS."""
+
+    kind: Literal["postgres"]
+    description: str = ""
+    engine: Literal["aurora-postgresql", "rds-postgresql", "external"] = "aurora-postgresql"
+    version: str = "16.6"
+    instance_class: str = "db.r6g.large"
+    instances: int = Field(2, ge=1, description="writer plus in-region readers")
+    multi_az: bool = True
+    cross_region_replicas: bool = False
+    storage_gb: int = Field(100, ge=1)
+    backup_retention_days: int = Field(7, ge=1, le=35)
+    database: str = "app"
+    per_tenant: bool = False
+    pool: Pool = Field(default_factory=Pool)
+    migrations: str | None = None
+    monthly_io_millions: float = Field(0, ge=0)
+
+
+class RedisResource(Strict):
+    kind: Literal["redis"]
+    description: str = ""
+    node_type: str = "cache.r6g.large"
+    shards: int = Field(1, ge=1)
+    replicas_per_shard: int = Field(1, ge=0)
+    per_region: bool = True
+
+
+class QueueResource(Strict):
+    kind: Literal["queue"]
+    description: str = ""
+    fifo: bool = False
+    dlq: bool = True
+    max_receive_count: int = Field(5, ge=1, le=1000)
+    visibility_timeout: str = "30s"
+    retention: str = "4d"
+    per_region: bool = True
+    monthly_requests_millions: float = Field(0, ge=0)
+
+    @field_validator("visibility_timeout", "retention")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        seconds(v)
+        return v
+
+
+class LifecycleRule(Strict):
+    after_days: int = Field(ge=1)
+    storage_class: Literal["STANDARD_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
+                           "EXPIRE"]
+
+
+class BucketResource(Strict):
+    kind: Literal["bucket"]
+    description: str = ""
+    versioned: bool = True
+    lifecycle: list[LifecycleRule] = Field(default_factory=list)
+    storage_gb: float = Field(10, ge=0)
+
+
+class TopicResource(Strict):
+    """Pub/sub events (SNS in AWS, Redis Streams locally)."""
+
+    kind: Literal["topic"]
+    description: str = ""
+
+
+class SearchResource(Strict):
+    """Full-text search (OpenSearch in AWS, Postgres full-text locally)."""
+
+    kind: Literal["search"]
+    description: str = ""
+    instance_type: str = "r6g.large.search"
+    instances: int = Field(2, ge=1)
+
+
+Resource = Annotated[
+    PostgresResource | RedisResource | QueueResource | BucketResource | TopicResource | SearchResource,
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- platform
+
+
+class Region(Strict):
+    name: str = Field(pattern=r"^[a-z]{2}-[a-z]+-\d$")
+    role: Literal["primary", "secondary", "standby"] = "secondary"
+    vpc_cidr: str = Field(pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
+    traffic_share: float | None = Field(None, gt=0, le=1)
+
+
+class Network(Strict):
+    azs: int = Field(3, ge=1, le=6)
+    layout: Literal["private", "public-only"] = "private"
+    nat: Literal["per-az", "single", "none"] = "per-az"
+    vpc_endpoints: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Network:
+        if self.layout == "public-only" and self.nat != "none":
+            raise ValueError("a public-only network has no private subnets, so set nat: none")
+        if self.layout == "private" and self.nat == "none":
+            raise ValueError("private subnets need a NAT (nat: per-az or single) or use layout: public-only")
+        return self
+
+
+class NodePool(Strict):
+    name: Name
+    instance_types: list[str] = Field(min_length=1)
+    min: int = Field(1, ge=0)
+    max: int = Field(3, ge=1)
+    desired: int | None = None
+    capacity: Literal["on-demand", "spot"] = "on-demand"
+    gpu: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> NodePool:
+        if self.min > self.max:
+            raise ValueError(f"node pool {self.name}: min ({self.min}) > max ({self.max})")
+        if self.desired is None:
+            self.desired = self.min
+        if not self.min <= self.desired <= self.max:
+            raise ValueError(f"node pool {self.name}: desired ({self.desired}) is outside min..max")
+        return self
+
+
+class Cluster(Strict):
+    kubernetes_version: str = "1.33"
+    node_pools: list[NodePool] = Field(min_length=1)
+
+
+class Identity(Strict):
+    """Who issues tokens in production; locally the dev IdP stands in with the same issuer/audience."""
+
+    provider: Literal["auth0", "cognito", "dev"] = "dev"
+    issuer: str
+    audience: str
+    algorithms: list[Literal["RS256", "RS384", "RS512", "ES256", "ES384"]] = Field(default_factory=lambda: ["RS256"])
+    roles_claim: str = "roles"
+    local_mount: str = "/auth"
+
+
+class RateLimit(Strict):
+    requests_per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+    key: Literal["sub", "ip"] = "sub"
+
+
+class Waf(Strict):
+    rate_limit_per_5min: int = Field(2000, ge=100)
+    managed_rules: bool = True
+
+
+class ApiGateway(Strict):
+    rps_limit: int = Field(10000, ge=1)
+
+
+class Edge(Strict):
+    domain: str = "example.com"
+    identity: Identity | None = None
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    default_rate_limit: str | None = None
+    max_body: str = "1MiB"
+    waf: Waf | None = Field(default_factory=Waf)
+    api_gateway: ApiGateway | None = None
+    cdn: bool = False
+    health_check_interval_s: Literal[10, 30] = 30
+    health_check_failure_threshold: int = Field(3, ge=1, le=10)
+    dns_ttl_s: int = Field(60, ge=0)
+
+    @field_validator("max_body")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        bytes_size(v)
+        return v
+
+
+class Slo(Strict):
+    peak_rps: float = Field(gt=0)
+    latency_p99_ms: int = Field(500, ge=1)
+    availability: float = Field(99.9, gt=90, lt=100)
+    rto_minutes: float = Field(15, gt=0)
+    rpo_seconds: float = Field(60, ge=0)
+    monthly_budget_usd: float | None = Field(None, gt=0)
+
+
+class Monitoring(Strict):
+    prometheus: bool = True
+    grafana: bool = True
+    log_retention_days: int = Field(30, ge=1)
+
+
+class System(Strict):
+    """A whole system: what runs, what it uses, where it is deployed and what it promises."""
+
+    name: Name
+    description: str = ""
+    seed: str | None = None
+    environments: list[Name] = Field(default_factory=lambda: ["prod"])
+    regions: list[Region] = Field(min_length=1)
+    network: Network = Field(default_factory=Network)
+    cluster: Cluster
+    edge: Edge = Field(default_factory=Edge)
+    resources: dict[str, Resource] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(min_length=1)
+    slo: Slo
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The system.yaml this model was loaded from (None when built in code)."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that service paths and migrations are relative to."""
+        return self._source.parent if self._source else Path.cwd()
+
+    @property
+    def primary_region(self) -> Region:
+        return next(r for r in self.regions if r.role == "primary")
+
+    def service_dir(self, name: str) -> Path:
+        """Where a service's code lives (``services/<name>`` unless the spec says otherwise)."""
+        svc = self.services[name]
+        return self.base_dir / (svc.path or f"services/{name}")
+
+    def resources_of(self, kind: str) -> dict[str, Resource]:
+        return {n: r for n, r in self.resources.items() if r.kind == kind}
