@@ -419,6 +419,36 @@ class Slo(Strict):
     rto_minutes: float = Field(15, gt=0)
     rpo_seconds: float = Field(60, ge=0)
     monthly_budget_usd: float | None = Field(None, gt=0)
+    peak_mix: dict[str, float] = Field(
+        default_factory=dict,
+        description="share of peak_rps each routed service takes (plan sizes unlisted ones for the full peak)")
+
+    @field_validator("peak_mix")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, share in v.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"peak_mix.{name} must be a share in (0, 1] (got {share})")
+        return v
+
+
+class Usage(Strict):
+    """Monthly usage for the whole system that pricing needs and the rest of the spec cannot tell.
+
+    Every field is optional: ``stackwright plan`` states the assumption it uses for an unset one.
+    Traffic is split over regions by ``traffic_share``.
+    """
+
+    requests_millions: float | None = Field(None, ge=0, description="edge requests per month")
+    egress_gb: float | None = Field(None, ge=0, description="internet egress from the regions")
+    cdn_egress_gb: float | None = Field(None, ge=0, description="egress served by the CDN")
+    load_balancer_gb: float | None = Field(None, ge=0, description="bytes processed by load balancers")
+    nat_gb: float | None = Field(None, ge=0, description="bytes through NAT gateways")
+    inter_az_gb: float | None = Field(None, ge=0, description="traffic between AZs (each direction)")
+    cross_region_gb: float | None = Field(None, ge=0, description="replication and forwarded writes")
+    log_ingest_gb: float | None = Field(None, ge=0, description="CloudWatch Logs ingested")
+    custom_metrics: int | None = Field(None, ge=0, description="CloudWatch custom metrics")
+    image_storage_gb: float | None = Field(None, ge=0, description="ECR image storage")
 
 
 class Monitoring(Strict):
@@ -442,6 +472,7 @@ class System(Strict):
     services: dict[str, Service] = Field(min_length=1)
     slo: Slo
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    usage: Usage = Field(default_factory=Usage)
 
     _source: Path | None = PrivateAttr(default=None)
 
