@@ -1,0 +1,319 @@
+"""Queue backend on Redis Streams with one consumer group.
+
+Layout: stream ``sw:q:<name>`` holds waiting and in-flight messages (acked entries are XDEL'd,
+so XLEN is the depth), consumer group ``workers`` tracks who holds what (the PEL), and stream
+``sw:q:<name>:dlq`` holds dead-lettered bodies. Each entry has one field ``b`` with the JSON
+body; DLQ entries also carry ``receive_count`` and ``source_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stackwright.runtime.queue.base import Message, Queue, QueueError, decode_body, encode_body
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GROUP = "workers"
+BODY_FIELD = "b"
+
+# Moving to the DLQ is conditional on XACK succeeding: if the slow original holder acked the
+# message between our XAUTOCLAIM and now, it was processed and must not be dead-lettered.
+# A script (atomic, like MULTI) is used instead of MULTI because MULTI cannot branch.
+_DEAD_LETTER_LUA = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if acked == 1 then
+  redis.call('XADD', KEYS[2], '*', 'b', ARGV[3], 'receive_count', ARGV[4], 'source_id', ARGV[2])
+end
+redis.call('XDEL', KEYS[1], ARGV[2])
+return acked
+"""
+
+# Deleting first and re-adding only if the delete hit makes concurrent redrives of the same
+# DLQ entry produce one copy, not two.
+_REDRIVE_LUA = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('XADD', KEYS[2], '*', 'b', ARGV[2])
+end
+return false
+"""
+
+# Renew the lease only if this consumer still holds the message; otherwise it has been
+# redelivered to someone else and stealing it back would hand the same work out twice.
+# XCLAIM ... JUSTID resets the idle time without bumping the delivery counter.
+_EXTEND_LUA = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3])
+if #p == 0 then
+  return 0
+end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+"""
+
+
+def _consumer_name() -> str:
+    # Unique per instance so a restarted process never inherits (and silently re-reads) the
+    # in-flight messages of its predecessor; those come back via XAUTOCLAIM instead.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _stream_entries(response: Any) -> list[tuple[str, dict[str, str]]]:
+    """Flatten an XREADGROUP reply for a single stream.
+
+    RESP2 gives ``[[stream, entries]]``; redis-py's RESP3 parser gives ``{stream: [entries]}``.
+    """
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [tuple(e) for wrapped in response.values() for entries in wrapped for e in entries]
+    return [tuple(e) for _stream, entries in response for e in entries]
+
+
+class RedisStreamsQueue(Queue):
+    """Redis Streams implementation of :class:`Queue`.
+
+    Survives a Redis restart: connection errors are retried by redis-py with backoff, and a
+    consumer group that vanished (restart without persistence) is recreated on the first
+    NOGROUP error. Messages are at-least-once; a send retried across a dropped connection may
+    be enqueued twice.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        max_receive_count: int = 5,
+        visibility_timeout: float = 30.0,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.name = name
+        self.max_receive_count = max_receive_count
+        self.visibility_timeout = visibility_timeout
+        self.stream = f"sw:q:{name}"
+        self.dlq_stream = f"sw:q:{name}:dlq"
+        self.consumer = _consumer_name()
+        self._redis = client or aioredis.from_url(
+            url,
+            decode_responses=True,
+            # A restart takes a second or two; ~6 s of backoff rides it out without hanging
+            # callers forever when Redis is really gone.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=15,
+        )
+        self._group_ready = False
+        # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
+        # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
+        self._claim_cursor = "0-0"
+        self._dead_letter = self._redis.register_script(_DEAD_LETTER_LUA)
+        self._redrive_one = self._redis.register_script(_REDRIVE_LUA)
+        self._extend = self._redis.register_script(_EXTEND_LUA)
+
+    # -- group management ------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # id "0", not "$": acked entries are deleted, so everything still in the stream
+            # is unprocessed work — including messages sent before the group existed or sent
+            # after a restart wiped the group.
+            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _with_group(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op``, recreating the consumer group once if Redis says it is gone."""
+        await self._ensure_group()
+        try:
+            return await op()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("queue %s: consumer group vanished (Redis restarted?); recreating", self.name)
+        self._group_ready = False
+        self._claim_cursor = "0-0"
+        await self._ensure_group()
+        return await op()
+
+    # -- producing -------------------------------------------------------------------------
+
+    async def send(self, body: dict[str, Any]) -> str:
+        """Append one message to the stream."""
+        payload = encode_body(body)
+        await self._ensure_group()
+        return await self._redis.xadd(self.stream, {BODY_FIELD: payload})
+
+    async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
+        """Append many messages in one round trip (a pipeline, not a transaction)."""
+        payloads = [encode_body(b) for b in bodies]
+        if not payloads:
+            return []
+        await self._ensure_group()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                pipe.xadd(self.stream, {BODY_FIELD: payload})
+            return list(await pipe.execute())
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def receive(self, max_messages: int = 10, wait_seconds: float = 1.0) -> list[Message]:
+        """Reclaim expired in-flight messages first, then read new ones (blocking if none)."""
+        if max_messages < 1:
+            return []
+        out = await self._with_group(lambda: self._reclaim(max_messages))
+        remaining = max_messages - len(out)
+        if remaining > 0:
+            # Only block when we have nothing to return yet; BLOCK 0 would mean "forever".
+            block_ms = int(wait_seconds * 1000) if not out and wait_seconds > 0 else None
+            response = await self._with_group(
+                lambda: self._redis.xreadgroup(
+                    GROUP, self.consumer, {self.stream: ">"}, count=remaining, block=block_ms
+                )
+            )
+            for entry_id, fields in _stream_entries(response):
+                out.append(self._message(entry_id, fields, receive_count=1))
+        return out
+
+    async def _reclaim(self, max_messages: int) -> list[Message]:
+        min_idle_ms = max(1, int(self.visibility_timeout * 1000))
+        reply = await self._redis.xautoclaim(
+            self.stream,
+            GROUP,
+            self.consumer,
+            min_idle_time=min_idle_ms,
+            start_id=self._claim_cursor,
+            count=max_messages,
+        )
+        self._claim_cursor = reply[0]
+        # (None, None) entries are PEL records whose stream entry was deleted without an XACK
+        # (Redis 6.x keeps them); this backend always XACKs and XDELs together, so there is
+        # nothing to deliver and nothing we can name to clean up.
+        claimed = [(eid, fields) for eid, fields in reply[1] if eid is not None]
+        if not claimed:
+            return []
+        # XAUTOCLAIM already bumped the delivery counter; XPENDING is where it can be read.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for eid, _ in claimed:
+                pipe.xpending_range(self.stream, GROUP, min=eid, max=eid, count=1)
+            pending = await pipe.execute()
+        out: list[Message] = []
+        for (eid, fields), info in zip(claimed, pending, strict=True):
+            if not info:
+                continue  # acked by its previous holder between the two calls
+            delivered = int(info[0]["times_delivered"])
+            if delivered > self.max_receive_count:
+                await self._dead_letter(
+                    keys=[self.stream, self.dlq_stream],
+                    args=[GROUP, eid, fields.get(BODY_FIELD, "null"), delivered - 1],
+                )
+                continue
+            out.append(self._message(eid, fields, receive_count=delivered))
+        return out
+
+    def _message(self, entry_id: str, fields: dict[str, str], *, receive_count: int) -> Message:
+        # The consumer name travels in the receipt so extend() can check ownership even when
+        # called on a different Queue instance than the one that received the message.
+        return Message(
+            id=entry_id,
+            body=decode_body(fields.get(BODY_FIELD, "null")),
+            receive_count=receive_count,
+            receipt=f"{entry_id}/{self.consumer}",
+        )
+
+    async def ack(self, message: Message) -> None:
+        """XACK + XDEL in one transaction; both are no-ops for an already-acked id."""
+        entry_id = message.receipt.split("/", 1)[0]
+
+        async def op() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.stream, GROUP, entry_id)
+                pipe.xdel(self.stream, entry_id)
+                await pipe.execute()
+
+        await self._with_group(op)
+
+    async def extend(self, message: Message) -> bool:
+        """Reset the message's idle time if its receiving consumer still holds it."""
+        entry_id, _, consumer = message.receipt.partition("/")
+        if not consumer:
+            raise QueueError("receipt was not issued by the Redis Streams backend")
+        held = await self._with_group(lambda: self._extend(keys=[self.stream], args=[GROUP, entry_id, consumer]))
+        return bool(held)
+
+    # -- inspection and DLQ ----------------------------------------------------------------
+
+    async def depth(self) -> int:
+        """XLEN of the stream: waiting plus in-flight, since acked entries are deleted."""
+        return int(await self._redis.xlen(self.stream))
+
+    async def dlq_depth(self) -> int:
+        """XLEN of the DLQ stream."""
+        return int(await self._redis.xlen(self.dlq_stream))
+
+    async def dlq_messages(self, limit: int = 100) -> list[Message]:
+        """Oldest ``limit`` DLQ entries, left in place."""
+        if limit < 1:
+            return []
+        entries = await self._redis.xrange(self.dlq_stream, "-", "+", count=limit)
+        return [
+            Message(
+                id=eid,
+                body=decode_body(fields.get(BODY_FIELD, "null")),
+                receive_count=int(fields.get("receive_count", 0)),
+                receipt=eid,
+            )
+            for eid, fields in entries
+        ]
+
+    async def redrive(self, limit: int | None = None) -> int:
+        """Move DLQ entries (oldest first) back onto the main stream as fresh messages."""
+        moved = 0
+        await self._ensure_group()
+        # Start after the last seen id so entries another redriver keeps failing on cannot
+        # make this loop spin.
+        start = "-"
+        while limit is None or moved < limit:
+            batch = 100 if limit is None else min(100, limit - moved)
+            entries = await self._redis.xrange(self.dlq_stream, start, "+", count=batch)
+            if not entries:
+                break
+            for eid, fields in entries:
+                new_id = await self._redrive_one(
+                    keys=[self.dlq_stream, self.stream], args=[eid, fields.get(BODY_FIELD, "null")]
+                )
+                if new_id:
+                    moved += 1
+            start = "(" + entries[-1][0]
+        return moved
+
+    async def close(self) -> None:
+        """Forget this consumer in the group (if it holds nothing) and close the connections."""
+        try:
+            # Only a consumer with an empty PEL is removed: deleting one that still holds
+            # messages would drop them from the PEL and they would never be redelivered.
+            info = await self._redis.xpending_range(
+                self.stream, GROUP, min="-", max="+", count=1, consumername=self.consumer
+            )
+            if not info:
+                await self._redis.xgroup_delconsumer(self.stream, GROUP, self.consumer)
+        except Exception as exc:  # best effort: a stale consumer entry is harmless
+            log.debug("queue %s: consumer cleanup skipped: %s", self.name, exc)
+        await self._redis.aclose()
