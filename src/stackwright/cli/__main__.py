@@ -1,0 +1,5 @@
+"""``python -m stackwright.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,182 @@
+"""Local commands: up, status, down, demo, token."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.table import Table
+
+from ..local.control import ControlError, running_state, start_detached, stop
+from ..local.state import read_state, system_dir
+from .common import console, fail, load
+
+SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or path to its system.yaml.")]
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where local data lives (default .stackwright/).",
+                                                 hidden=True)]
+
+
+def _parse_scale(values: list[str]) -> dict[str, int]:
+    scale: dict[str, int] = {}
+    for item in values:
+        name, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            fail(f"--scale takes SERVICE=N with N >= 1 (got {item!r})")
+        scale[name] = int(count)
+    return scale
+
+
+def up(
+    system: SystemArg,
+    port: Annotated[int, typer.Option(help="Port of the edge gateway.")] = 8080,
+    postgres_url: Annotated[str | None, typer.Option(envvar="STACKWRIGHT_POSTGRES_URL",
+                                                     help="Use this PostgreSQL server, not an embedded one.")] = None,
+    redis_url: Annotated[str | None, typer.Option(envvar="STACKWRIGHT_REDIS_URL",
+                                                  help="Use this Redis server instead of an embedded one.")] = None,
+    scale: Annotated[list[str], typer.Option(help="Run N replicas of a service: --scale vote=2.")] = [],  # noqa: B006
+    monitoring: Annotated[bool, typer.Option(help="Also run Prometheus with rules from the spec.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start in the background and return.")] = False,
+    quiet_logs: Annotated[bool, typer.Option(help="Do not echo service logs (they still go to files).")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the whole system on this machine: real Postgres and Redis, every service, the edge gateway."""
+    spec = load(system)
+    if running_state(spec.name, state_dir):
+        fail(f"{spec.name} is already running (see 'stackwright status {spec.name}'; stop it with "
+             f"'stackwright down {spec.name}')")
+    scale_map = _parse_scale(scale)
+    unknown = set(scale_map) - set(spec.services)
+    if unknown:
+        fail(f"--scale names unknown service(s): {', '.join(sorted(unknown))}")
+    if detach:
+        extra = [a for s in scale for a in ("--scale", s)] + (["--monitoring"] if monitoring else [])
+        if postgres_url:
+            extra += ["--postgres-url", postgres_url]
+        if redis_url:
+            extra += ["--redis-url", redis_url]
+        try:
+            with console.status(f"starting {spec.name} in the background …"):
+                state = start_detached(spec.source, port=port, extra_args=extra, state_root=state_dir,
+                                       on_step=lambda s: console.print(s))
+        except ControlError as exc:
+            fail(str(exc))
+        _print_ready(state)
+        return
+    from ..local.runner import LocalSystem, StartError, UpOptions
+
+    options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, scale=scale_map,
+                        echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir)
+
+    async def main() -> None:
+        local = LocalSystem(spec, options, report=lambda m: console.print(m))
+        try:
+            await local.start()
+        except StartError as exc:
+            fail(f"could not start {spec.name}: {exc}")
+        _print_ready(local.state())
+        console.print("press Ctrl-C to stop")
+        await local.run_until_signalled()
+
+    asyncio.run(main())
+
+
+def _print_ready(state: dict) -> None:
+    console.print(f"[bold green]{state['system']} is up[/] at {state['gateway']}  "
+                  f"(stop: stackwright down {state['system']})")
+
+
+def status(system: SystemArg, state_dir: StateDir = None) -> None:
+    """Show whether a system is running, and the health of each process."""
+    spec = load(system)
+    state = read_state(spec.name, state_dir)
+    if not running_state(spec.name, state_dir) or state is None:
+        console.print(f"{spec.name} is not running")
+        raise typer.Exit(1)
+    table = Table(title=f"{spec.name} at {state['gateway']}")
+    for col in ("process", "url", "pid", "restarts", "ready"):
+        table.add_column(col)
+    with httpx.Client(timeout=1.0) as client:
+        for procs in state["services"].values():
+            for p in procs:
+                try:
+                    ok = client.get(p["url"] + "/readyz").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
+                              "[green]yes[/]" if ok else "[red]no[/]")
+    for name, b in state["backing"].items():
+        table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "")
+    console.print(table)
+
+
+def down(system: SystemArg, state_dir: StateDir = None) -> None:
+    """Stop a running system (services, gateway, then Postgres and Redis). Data stays in .stackwright/."""
+    spec = load(system)
+    with console.status(f"stopping {spec.name} …"):
+        stopped = stop(spec.name, state_dir)
+    console.print(f"{spec.name} stopped" if stopped else f"{spec.name} was not running")
+
+
+def token(
+    system: SystemArg,
+    sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "dev-user",
+    role: Annotated[list[str], typer.Option(help="Role to grant; repeat for several.")] = [],  # noqa: B006
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    state_dir: StateDir = None,
+) -> None:
+    """Mint a dev token signed by the local identity provider (prints the bare token)."""
+    from ..local.idp import DevIdP
+
+    spec = load(system)
+    if spec.edge.identity is None:
+        fail(f"{spec.name} has no edge.identity, so it accepts no tokens")
+    ident = spec.edge.identity
+    idp = DevIdP(system_dir(spec.name, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
+                 roles_claim=ident.roles_claim)
+    print(idp.mint(sub, list(role), ttl_s=ttl))
+
+
+def demo(
+    system: SystemArg,
+    votes: Annotated[int, typer.Option(help="How many viewers vote (voting demo).")] = 10_000,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
+    port: Annotated[int, typer.Option(help="Gateway port when the demo has to start the system.")] = 8080,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the system's demo scenario (systems/<name>/demo.py), starting the system first if needed."""
+    spec = load(system)
+    demo_file = spec.base_dir / "demo.py"
+    if not demo_file.is_file():
+        fail(f"{spec.name} has no demo ({demo_file} is missing)")
+    state = running_state(spec.name, state_dir)
+    if state is None:
+        console.print(f"{spec.name} is not running; starting it in the background")
+        try:
+            state = start_detached(spec.source, port=port, state_root=state_dir, on_step=lambda s: console.print(s))
+        except ControlError as exc:
+            fail(str(exc))
+    module_spec = importlib.util.spec_from_file_location(f"stackwright_demo_{spec.name}", demo_file)
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    began = time.monotonic()
+    ok = asyncio.run(module.run(spec, state, console=console, votes=votes, concurrency=concurrency,
+                                key_file=system_dir(spec.name, state_dir) / "idp-key.pem"))
+    console.print(f"demo finished in {time.monotonic() - began:.1f}s: {'[green]PASS' if ok else '[red]FAIL'}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the local commands to the CLI."""
+    app.command()(up)
+    app.command()(status)
+    app.command()(down)
+    app.command()(demo)
+    app.command()(token)
+

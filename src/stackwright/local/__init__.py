@@ -1,0 +1,1 @@
+"""Run a system on one machine: backing services, process supervisor, edge gateway, dev identity provider."""

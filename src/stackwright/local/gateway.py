@@ -1,0 +1,237 @@
+"""The local edge: what ALB + API Gateway + WAF do in production, on one port.
+
+Path routing to service replicas (round robin), JWT validation and role checks for routes that need them,
+per-client rate limits (429 + Retry-After), body size limits, and the dev identity provider. Every
+error it produces is problem+json. Run as ``python -m stackwright.local.gateway CONFIG.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
+
+from ..runtime.auth import AuthError, JWTVerifier, Principal, bearer_token
+from ..runtime.metrics import MetricsMiddleware, metrics_endpoint
+from ..runtime.problems import PROBLEM_JSON, problem_bytes
+from .idp import DevIdP
+from .ratelimit import TokenBuckets, retry_after_header
+from .routing import EdgeRoute, RouteTable
+
+log = logging.getLogger("stackwright.gateway")
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+                        b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length"})
+
+
+class Gateway:
+    """The edge as an ASGI app, configured from the JSON the runner writes."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.table = RouteTable([EdgeRoute.from_dict(r) for r in config["routes"]])
+        self.upstreams = {name: itertools.cycle(urls) for name, urls in config["upstreams"].items()}
+        self.max_body = int(config.get("max_body", 1048576))
+        self.limits = {name: TokenBuckets(v["requests_per_second"], v["burst"]) for name, v in
+                       config.get("rate_limits", {}).items()}
+        self.limit_keys = {name: v.get("key", "sub") for name, v in config.get("rate_limits", {}).items()}
+        self.default_limit = config.get("default_rate_limit")
+        ident = config.get("identity")
+        self.idp: DevIdP | None = None
+        self.verifier: JWTVerifier | None = None
+        idp_app = None
+        if ident:
+            self.idp = DevIdP(Path(config["idp_key_file"]), issuer=ident["issuer"], audience=ident["audience"],
+                              roles_claim=ident.get("roles_claim", "roles"))
+            self.verifier = JWTVerifier(jwks_url=config["jwks_url"], issuer=ident["issuer"],
+                                        audience=ident["audience"], algorithms=ident.get("algorithms"),
+                                        roles_claim=ident.get("roles_claim", "roles"))
+            idp_app = Starlette(routes=self.idp.routes(ident.get("mount", "/auth")))
+            self.idp_prefix = ident.get("mount", "/auth").rstrip("/")
+        self.idp_app = idp_app
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=2.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+        self._metrics = metrics_endpoint()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await _reply(send, 501, "websockets are not proxied by the local gateway yet")
+            return
+        path: str = scope["path"]
+        if self.idp_app is not None and (path.startswith(self.idp_prefix + "/dev/")
+                                         or path.startswith(self.idp_prefix + "/.well-known/")):
+            await self.idp_app(scope, receive, send)
+            return
+        if path == "/_edge/healthz":
+            await _json(send, 200, {"status": "ok"})
+            return
+        if path == "/_edge/metrics":
+            from starlette.requests import Request
+
+            response = await self._metrics(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        route, verdict = self.table.match(path, scope["method"])
+        if route is None:
+            await _reply(send, verdict, "no route for this path" if verdict == 404 else
+                         f"method {scope['method']} is not allowed here")
+            return
+        headers = dict(scope["headers"])
+        principal: Principal | None = None
+        if route.auth == "required":
+            try:
+                assert self.verifier is not None
+                principal = await self.verifier.verify(bearer_token(_str(headers.get(b"authorization"))))
+            except AuthError as exc:
+                await _reply(send, 401, str(exc), [(b"www-authenticate", b'Bearer error="invalid_token"')])
+                return
+            if route.roles and not principal.has_roles(route.roles):
+                await _reply(send, 403, f"requires role(s): {', '.join(route.roles)}")
+                return
+        limit_name = route.rate_limit or self.default_limit
+        if limit_name:
+            key_kind = self.limit_keys[limit_name]
+            client = scope.get("client") or ("unknown", 0)
+            key = principal.sub if (key_kind == "sub" and principal) else _client_ip(headers, client[0])
+            wait = self.limits[limit_name].take(key)
+            if wait > 0:
+                await _reply(send, 429, f"rate limit '{limit_name}' exceeded", [
+                    (b"retry-after", retry_after_header(wait).encode())])
+                return
+        max_body = route.max_body or self.max_body
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _reply(send, 400, "invalid Content-Length header")
+                return
+            if int(length) > max_body:
+                await _reply(send, 413, f"request body exceeds {max_body} bytes")
+                return
+        body = await _read_body(receive, max_body)
+        if body is None:
+            await _reply(send, 413, f"request body exceeds {max_body} bytes")
+            return
+        await self._proxy(scope, send, route, headers, body)
+
+    async def _proxy(self, scope: Scope, send: Send, route: EdgeRoute, headers: dict[bytes, bytes],
+                     body: bytes) -> None:
+        upstream = next(self.upstreams[route.service])
+        url = upstream + scope["raw_path"].decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        out_headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        client_ip = (scope.get("client") or ("unknown", 0))[0]
+        out_headers.append((b"x-forwarded-for", client_ip.encode()))
+        out_headers.append((b"x-forwarded-proto", b"http"))
+        try:
+            request = self.client.build_request(scope["method"], url, headers=out_headers, content=body)
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await _reply(send, 504, f"{route.service} did not answer in time")
+            return
+        except httpx.HTTPError:
+            await _reply(send, 502, f"{route.service} is unavailable")
+            return
+        try:
+            resp_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            if not streaming:
+                content = await response.aread()
+                resp_headers.append((b"content-length", str(len(content)).encode()))
+                await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
+                await send({"type": "http.response.body", "body": content})
+                return
+            await send({"type": "http.response.start", "status": response.status_code, "headers": resp_headers})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (httpx.HTTPError, OSError):
+            log.warning("upstream %s broke off a response", route.service)
+        finally:
+            await response.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _str(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+def _client_ip(headers: dict[bytes, bytes], peer: str) -> str:
+    # Locally every client is 127.0.0.1; honour X-Forwarded-For so load tests can act as many clients.
+    forwarded = headers.get(b"x-forwarded-for")
+    return forwarded.split(b",")[0].strip().decode("latin-1") if forwarded else peer
+
+
+async def _reply(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = problem_bytes(status, detail)
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+               *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, data: Any) -> None:
+    body = json.dumps(data).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(config: dict[str, Any]) -> Any:
+    """The gateway wrapped in request metrics (labelled as service 'edge')."""
+    return MetricsMiddleware(Gateway(config), app_name="edge")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the gateway described by a config file on its configured port."""
+    import uvicorn
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        sys.exit("usage: python -m stackwright.local.gateway CONFIG.json")
+    config = json.loads(Path(args[0]).read_text())
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(build_app(config), host=config.get("host", "127.0.0.1"), port=int(config["port"]),
+                log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""``stackwright up``: bring a whole system up on this machine, in order, and keep it running.
+
+backing services -> databases + migrations -> edge gateway -> services in dependency order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from ..runtime.db import apply_migrations, database_url
+from ..spec import System, start_order
+from ..spec.quantities import bytes_size
+from .backing import LocalPostgres, LocalRedis
+from .ports import free_port, port_in_use
+from .routing import EdgeRoute
+from .state import system_dir, write_state
+from .supervisor import ProcessSpec, Supervisor
+from .wiring import Endpoints, service_env
+
+
+@dataclass
+class UpOptions:
+    """Knobs of ``stackwright up``."""
+
+    port: int = 8080
+    postgres_url: str | None = None
+    redis_url: str | None = None
+    scale: dict[str, int] = field(default_factory=dict)
+    echo_logs: bool = True
+    monitoring: bool = False
+    state_root: Path | None = None
+
+
+class StartError(RuntimeError):
+    """The system could not be started; the message says which step failed and where its log is."""
+
+
+class LocalSystem:
+    """A running local copy of a system."""
+
+    def __init__(self, system: System, options: UpOptions, report: Callable[[str], None] = print) -> None:
+        self.system = system
+        self.options = options
+        self.report = report
+        self.dir = system_dir(system.name, options.state_root).resolve()
+        self.supervisor = Supervisor(self.dir / "logs", echo=options.echo_logs, on_event=self._on_event)
+        self.endpoints = Endpoints(gateway_url=f"http://127.0.0.1:{options.port}")
+        self.backing: dict[str, dict[str, Any]] = {}
+        self.steps: list[str] = []
+        self.status = "starting"
+        self.prometheus: Any = None
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        """Start everything; on failure stop what was started and raise StartError."""
+        if port_in_use(self.options.port):
+            raise StartError(f"port {self.options.port} is already in use (is the system already up? "
+                             f"try 'stackwright status' or pass --port)")
+        try:
+            await self._step("backing services", self._start_backing)
+            await self._step("databases and migrations", self._prepare_databases)
+            await self._step("edge gateway", self._start_gateway)
+            for name in start_order(self.system):
+                await self._step(f"service {name}", lambda n=name: self._start_service(n))
+            if self.options.monitoring:
+                await self._step("prometheus", self._start_prometheus)
+        except Exception as exc:
+            self.status = "failed"
+            self._save()
+            await self.stop()
+            if isinstance(exc, StartError):
+                raise
+            raise StartError(str(exc)) from exc
+        self.status = "ready"
+        self._save()
+
+    async def _step(self, label: str, fn: Callable[[], Any]) -> None:
+        began = time.monotonic()
+        self.steps.append(f"… {label}")
+        self._save()
+        await fn()
+        self.steps[-1] = f"✓ {label} ({time.monotonic() - began:.1f}s)"
+        self.report(self.steps[-1])
+        self._save()
+
+    async def _start_backing(self) -> None:
+        kinds = {r.kind for r in self.system.resources.values()}
+        needs_pg = kinds & {"postgres", "search"}
+        needs_redis = kinds & {"redis", "queue", "topic"}
+        if needs_pg:
+            if self.options.postgres_url:
+                self.backing["postgres"] = {"url": self.options.postgres_url, "pid": None}
+            else:
+                pg = LocalPostgres(self.dir / "postgres", free_port())
+                created = await asyncio.to_thread(pg.init)
+                if created:
+                    self.report("  initialised a new PostgreSQL data directory")
+                await self.supervisor.start(ProcessSpec(
+                    name="postgres", argv=pg.command(), spawn_kwargs=pg.process_kwargs(),
+                    ready=lambda: _pg_ready(pg.url), stop_signal=signal.SIGINT, before_start=pg.clear_stale_pid,
+                ), ready_timeout_s=60)
+                self.backing["postgres"] = {"url": pg.url, "pid": None}
+        if needs_redis:
+            if self.options.redis_url:
+                self.backing["redis"] = {"url": self.options.redis_url, "pid": None}
+            else:
+                rd = LocalRedis(self.dir / "redis", free_port())
+                await self.supervisor.start(ProcessSpec(
+                    name="redis", argv=rd.command(), ready=lambda: _redis_ready(rd.url)), ready_timeout_s=30)
+                self.backing["redis"] = {"url": rd.url, "pid": None}
+
+    async def _prepare_databases(self) -> None:
+        urls = self.endpoints.resource_urls
+        for name, res in self.system.resources.items():
+            if res.kind == "postgres":
+                admin = self.backing["postgres"]["url"]
+                if res.per_tenant:
+                    urls[name] = admin
+                    continue
+                await _ensure_database(admin, res.database)
+                urls[name] = database_url(admin, res.database)
+                if res.migrations:
+                    files = sorted((self.system.base_dir / res.migrations).glob("*.sql"))
+                    applied = await apply_migrations(urls[name], [(f.name, f.read_text()) for f in files])
+                    if applied:
+                        self.report(f"  {name}: applied {', '.join(applied)}")
+            elif res.kind == "search":
+                db = f"{self.system.name}_{name}".replace("-", "_")
+                await _ensure_database(self.backing["postgres"]["url"], db)
+                urls[name] = database_url(self.backing["postgres"]["url"], db)
+            elif res.kind in ("redis", "queue", "topic"):
+                urls[name] = self.backing["redis"]["url"]
+            elif res.kind == "bucket":
+                path = self.dir / "buckets" / name
+                path.mkdir(parents=True, exist_ok=True)
+                urls[name] = path.as_uri()
+        for name in self.system.services:
+            count = max(1, self.options.scale.get(name, 1))
+            self.endpoints.service_urls[name] = [f"http://127.0.0.1:{free_port()}" for _ in range(count)]
+
+    def gateway_config(self) -> dict[str, Any]:
+        """The route table, limits and identity the gateway process runs with."""
+        system = self.system
+        routes = []
+        for sname, svc in system.services.items():
+            for r in svc.routes:
+                routes.append(EdgeRoute(
+                    pattern=r.path, service=sname, methods=frozenset(r.methods) if r.methods else None,
+                    auth=r.auth, roles=tuple(r.roles), rate_limit=r.rate_limit,
+                    max_body=bytes_size(r.max_body) if r.max_body else None).to_dict())
+        ident = system.edge.identity
+        config: dict[str, Any] = {
+            "port": self.options.port,
+            "routes": routes,
+            "upstreams": {s: urls for s, urls in self.endpoints.service_urls.items() if system.services[s].routes},
+            "max_body": bytes_size(system.edge.max_body),
+            "rate_limits": {n: rl.model_dump() for n, rl in system.edge.rate_limits.items()},
+            "default_rate_limit": system.edge.default_rate_limit,
+            "idp_key_file": str(self.dir / "idp-key.pem"),
+        }
+        if ident is not None:
+            config["identity"] = {"issuer": ident.issuer, "audience": ident.audience,
+                                  "algorithms": ident.algorithms, "roles_claim": ident.roles_claim,
+                                  "mount": ident.local_mount}
+            config["jwks_url"] = f"{self.endpoints.gateway_url}{ident.local_mount.rstrip('/')}/.well-known/jwks.json"
+        return config
+
+    async def _start_gateway(self) -> None:
+        path = self.dir / "gateway.json"
+        path.write_text(json.dumps(self.gateway_config(), indent=2, sort_keys=True))
+        url = self.endpoints.gateway_url
+        await self.supervisor.start(ProcessSpec(
+            name="gateway", argv=[sys.executable, "-m", "stackwright.local.gateway", str(path)],
+            ready=lambda: _http_ok(f"{url}/_edge/healthz")), ready_timeout_s=30)
+
+    async def _start_service(self, name: str) -> None:
+        svc = self.system.services[name]
+        cwd = self.system.service_dir(name)
+        if not cwd.is_dir():
+            raise StartError(f"service '{name}': folder {cwd} does not exist")
+        urls = self.endpoints.service_urls[name]
+        starts = []
+        for i, url in enumerate(urls):
+            port = int(url.rsplit(":", 1)[1])
+            env = service_env(self.system, name, self.endpoints, port=port)
+            env["PYTHONPATH"] = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
+            label = name if len(urls) == 1 else f"{name}-{i + 1}"
+            starts.append(self.supervisor.start(ProcessSpec(
+                name=label, argv=[sys.executable, "-m", "stackwright.runtime.serve", svc.app, "--port", str(port)],
+                env=env, cwd=cwd, ready=lambda u=url: _http_ok(f"{u}/readyz"),
+                stop_timeout_s=svc.graceful_shutdown_s), ready_timeout_s=90))
+        await asyncio.gather(*starts)
+
+    async def _start_prometheus(self) -> None:
+        try:
+            from ..monitoring.prometheus import LocalPrometheus
+        except ImportError as exc:
+            raise StartError(f"--monitoring needs stackwright.monitoring ({exc})") from None
+        targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.service_urls.items()}
+        targets["edge"] = [self.endpoints.gateway_url.removeprefix("http://")]
+        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus")
+        await asyncio.to_thread(self.prometheus.start)
+
+    # ------------------------------------------------------------------ run / stop
+
+    def _on_event(self, message: str) -> None:
+        self._save()
+
+    def state(self) -> dict[str, Any]:
+        """What status/down/demo/chaos need to know about this run."""
+        pids = self.supervisor.pids()
+        services: dict[str, list[dict[str, Any]]] = {}
+        for name, urls in self.endpoints.service_urls.items():
+            services[name] = []
+            for i, url in enumerate(urls):
+                label = name if len(urls) == 1 else f"{name}-{i + 1}"
+                services[name].append({"url": url, "pid": pids.get(label), "process": label})
+        backing = {k: {**v, "pid": pids.get(k, v.get("pid"))} for k, v in self.backing.items()}
+        return {
+            "system": self.system.name, "spec": str(self.system.source), "status": self.status,
+            "runner_pid": os.getpid(), "gateway": self.endpoints.gateway_url, "steps": self.steps,
+            "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
+            "restarts": self.supervisor.restarts(), "updated_at": time.time(),
+            "prometheus": getattr(self.prometheus, "url", None),
+        }
+
+    def _save(self) -> None:
+        write_state(self.system.name, self.state(), self.options.state_root)
+
+    async def run_until_signalled(self) -> None:
+        """Block until SIGINT/SIGTERM, then stop everything."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self.report("stopping …")
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every process (gateway and services first, backing services last)."""
+        if self.prometheus is not None:
+            await asyncio.to_thread(self.prometheus.stop)
+        await self.supervisor.stop_all()
+        if self.status != "failed":
+            self.status = "stopped"
+        self._save()
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _pg_ready(url: str) -> bool:
+    conn = await asyncpg.connect(url, timeout=1)
+    await conn.close()
+    return True
+
+
+async def _redis_ready(url: str) -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return bool(await client.ping())
+    finally:
+        await client.aclose()
+
+
+async def _http_ok(url: str) -> bool:
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        return (await client.get(url)).status_code == 200

@@ -1,0 +1,175 @@
+"""Run processes, multiplex their logs with a prefix, restart crashes with backoff, stop them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+COLORS = ["36", "35", "33", "32", "34", "91", "96", "95", "93", "92"]
+
+
+@dataclass
+class ProcessSpec:
+    """How to run one process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    spawn_kwargs: dict[str, Any] = field(default_factory=dict)
+    ready: Callable[[], Awaitable[bool]] | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout_s: float = 15.0
+    restart: bool = True
+    before_start: Callable[[], None] | None = None
+
+
+@dataclass
+class Managed:
+    spec: ProcessSpec
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    stopping: bool = False
+    watcher: asyncio.Task[None] | None = None
+    log_file: TextIO | None = None
+    pump: asyncio.Task[None] | None = None
+
+
+class Supervisor:
+    """Starts processes, keeps them running, and writes ``name | line`` logs to the console and to files."""
+
+    def __init__(self, log_dir: Path, *, echo: bool = True, on_event: Callable[[str], None] | None = None) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self.on_event = on_event or (lambda msg: None)
+        self.procs: dict[str, Managed] = {}
+        self._width = 10
+        self._color: dict[str, str] = {}
+
+    def pids(self) -> dict[str, int]:
+        return {n: m.proc.pid for n, m in self.procs.items() if m.proc and m.proc.returncode is None}
+
+    def restarts(self) -> dict[str, int]:
+        return {n: m.restarts for n, m in self.procs.items()}
+
+    async def start(self, spec: ProcessSpec, *, ready_timeout_s: float = 60.0) -> None:
+        """Start a process and wait until its readiness check passes (or raise)."""
+        managed = Managed(spec)
+        self.procs[spec.name] = managed
+        self._width = max(self._width, len(spec.name))
+        self._color[spec.name] = COLORS[len(self._color) % len(COLORS)]
+        managed.log_file = (self.log_dir / f"{spec.name}.log").open("a", buffering=1)
+        await self._spawn(managed)
+        managed.watcher = asyncio.create_task(self._watch(managed))
+        if spec.ready is not None:
+            await self._wait_ready(managed, ready_timeout_s)
+
+    async def _spawn(self, managed: Managed) -> None:
+        spec = managed.spec
+        if spec.before_start:
+            spec.before_start()
+        env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+        managed.proc = await asyncio.create_subprocess_exec(
+            *spec.argv, cwd=str(spec.cwd) if spec.cwd else None, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True, **spec.spawn_kwargs,
+        )
+        managed.started_at = time.monotonic()
+        managed.pump = asyncio.create_task(self._pump(managed, managed.proc))
+
+    async def _wait_ready(self, managed: Managed, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        assert managed.spec.ready is not None
+        while time.monotonic() < deadline:
+            if managed.proc and managed.proc.returncode is not None and managed.restarts > 3:
+                raise RuntimeError(f"{managed.spec.name} keeps exiting (code {managed.proc.returncode}); "
+                                   f"see {self.log_dir / (managed.spec.name + '.log')}")
+            with contextlib.suppress(Exception):
+                if await managed.spec.ready():
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{managed.spec.name} did not become ready within {timeout_s:.0f}s; "
+                           f"see {self.log_dir / (managed.spec.name + '.log')}")
+
+    async def _pump(self, managed: Managed, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        name = managed.spec.name
+        prefix = f"\x1b[{self._color[name]}m{name:<{self._width}}\x1b[0m | "
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            text = line.decode(errors="replace").rstrip()
+            if managed.log_file:
+                managed.log_file.write(text + "\n")
+            if self.echo:
+                _write(sys.stdout, prefix + text)
+
+    async def _watch(self, managed: Managed) -> None:
+        delay = 0.5
+        while True:
+            assert managed.proc is not None
+            code = await managed.proc.wait()
+            if managed.stopping or not managed.spec.restart:
+                return
+            if time.monotonic() - managed.started_at > 30:
+                delay = 0.5  # it ran fine for a while: this is a fresh crash, not a crash loop
+            managed.restarts += 1
+            self.event(f"{managed.spec.name} exited with code {code}; restarting in {delay:.1f}s "
+                       f"(restart #{managed.restarts})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            if managed.stopping:
+                return
+            try:
+                await self._spawn(managed)
+            except Exception as exc:
+                self.event(f"{managed.spec.name} could not be restarted: {exc}")
+
+    def event(self, message: str) -> None:
+        """Report something the supervisor did (crash, restart) on the console and to the callback."""
+        _write(sys.stdout, f"\x1b[1;31m{'supervisor':<{self._width}}\x1b[0m | {message}")
+        self.on_event(message)
+
+    async def stop(self, name: str) -> None:
+        managed = self.procs.get(name)
+        if managed is None:
+            return
+        managed.stopping = True
+        proc = managed.proc
+        if proc and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(managed.spec.stop_signal)
+            try:
+                await asyncio.wait_for(proc.wait(), managed.spec.stop_timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if managed.watcher:
+            managed.watcher.cancel()
+        if managed.log_file:
+            managed.log_file.close()
+
+    async def stop_all(self) -> None:
+        """Stop in reverse start order: the gateway first, backing services last."""
+        for name in reversed(list(self.procs)):
+            await self.stop(name)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ValueError):
+        pass

@@ -1,0 +1,15 @@
+"""The library every stackwright service imports (and the only stackwright package it imports)."""
+
+from .auth import AuthError, JWTVerifier, Principal
+from .db import Database, TenantDatabases, apply_migrations
+from .problems import Problem, problem_response
+from .service import Service
+from .settings import MissingSetting, Settings, resource_env, service_url_env
+from .storage import ObjectStore, store_from_url
+from .worker import consume
+
+__all__ = [
+    "AuthError", "Database", "JWTVerifier", "MissingSetting", "ObjectStore", "Principal", "Problem", "Service",
+    "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response", "resource_env",
+    "service_url_env", "store_from_url",
+]

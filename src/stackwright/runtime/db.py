@@ -1,0 +1,135 @@
+"""PostgreSQL pools (asyncpg): one per service, or one per tenant database for multi-tenant systems."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+_DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class Database:
+    """A lazily opened asyncpg pool with a readiness check."""
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> asyncpg.Pool:
+        """Open the pool (idempotent)."""
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.url, min_size=self.min_size, max_size=self.max_size, command_timeout=30)
+        return self._pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database pool is not open yet (the service lifespan opens it)")
+        return self._pool
+
+    async def check(self) -> None:
+        """Readiness: the database answers a trivial query."""
+        pool = await self.open()
+        async with pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def database_url(url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+class TenantDatabases:
+    """One pool per tenant database, opened on first use (``min``/``max`` per pool from the spec)."""
+
+    def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20) -> None:
+        self.admin_url = admin_url
+        self.prefix = prefix
+        self.min_size = min_size
+        self.max_size = max_size
+        self._dbs: dict[str, Database] = {}
+        self._lock = asyncio.Lock()
+
+    def name_for(self, tenant: str) -> str:
+        """Database name of a tenant; tenant ids are restricted so the name is always a safe identifier."""
+        name = self.prefix + tenant.lower().replace("-", "_")
+        if not _DB_NAME.fullmatch(name):
+            raise ValueError(f"tenant id {tenant!r} cannot name a database")
+        return name
+
+    async def create(self, tenant: str) -> str:
+        """Create the tenant's database if missing; returns its name."""
+        name = self.name_for(tenant)
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return name
+
+    async def get(self, tenant: str) -> Database:
+        """The (opened) pool of a tenant's database."""
+        name = self.name_for(tenant)
+        db = self._dbs.get(name)
+        if db is None:
+            async with self._lock:
+                db = self._dbs.get(name)
+                if db is None:
+                    db = Database(database_url(self.admin_url, name), min_size=self.min_size,
+                                  max_size=self.max_size)
+                    self._dbs[name] = db
+        await db.open()
+        return db
+
+    def tenants(self) -> list[str]:
+        return sorted(self._dbs)
+
+    async def close(self) -> None:
+        for db in self._dbs.values():
+            await db.close()
+        self._dbs.clear()
+
+
+async def apply_migrations(url: str, files: list[tuple[str, str]]) -> list[str]:
+    """Apply ``(name, sql)`` migrations in order, each once, recorded in ``schema_migrations``.
+
+    Returns the names applied now. An advisory lock keeps concurrent starters from racing.
+    """
+    conn = await asyncpg.connect(url)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7253)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz"
+            " NOT NULL DEFAULT now())")
+        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        for name, sql in files:
+            if name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations(name) VALUES ($1)", name)
+            applied.append(name)
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(7253)")
+        finally:
+            await conn.close()
+    return applied

@@ -1,0 +1,74 @@
+"""Prometheus request metrics with starlette-exporter's names, so dashboards work for every service.
+
+A lean ASGI middleware: the route template (``/polls/{id}``) is read from ``scope["route"]`` after
+routing, so label cardinality stays bounded without re-matching routes per request.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("starlette_requests", "HTTP requests", ["app_name", "method", "path", "status_code"])
+DURATION = Histogram("starlette_request_duration_seconds", "HTTP request duration",
+                     ["app_name", "method", "path", "status_code"], buckets=BUCKETS)
+IN_PROGRESS = Gauge("starlette_requests_in_progress", "HTTP requests in progress", ["app_name", "method"])
+
+QUEUE_DEPTH = Gauge("stackwright_queue_depth", "Messages waiting or in flight", ["queue"])
+DLQ_DEPTH = Gauge("stackwright_queue_dlq_depth", "Messages in the dead-letter queue", ["queue"])
+WORKER_LAG = Gauge("stackwright_worker_lag_seconds", "Age of the last message processed at processing time",
+                   ["queue"])
+PROCESSED = Counter("stackwright_messages_processed", "Messages handled by workers", ["queue", "outcome"])
+
+UNMATCHED = "__unmatched__"
+SKIP_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/health"})
+
+
+class MetricsMiddleware:
+    """Count requests, time them and track in-flight requests, labelled by route template."""
+
+    def __init__(self, app: ASGIApp, app_name: str) -> None:
+        self.app = app
+        self.app_name = app_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in SKIP_PATHS:
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        status = 500
+        in_progress = IN_PROGRESS.labels(self.app_name, method)
+        in_progress.inc()
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or UNMATCHED
+            labels = (self.app_name, method, path, str(status))
+            REQUESTS.labels(*labels).inc()
+            DURATION.labels(*labels).observe(time.perf_counter() - start)
+            in_progress.dec()
+
+
+def metrics_endpoint(registry: CollectorRegistry = REGISTRY):
+    """A handler serving the Prometheus text format."""
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -1,0 +1,94 @@
+"""RFC 9457 problem+json: every error a service returns has this shape, and bad input is never a 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+log = logging.getLogger("stackwright.runtime")
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class Problem(Exception):
+    """Raise from a handler to answer with a problem+json body."""
+
+    def __init__(self, status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail or title or _TITLES.get(status, "Error"))
+        self.status = status
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.type = type
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
+                     instance: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {"type": type, "title": title or _TITLES.get(status, "Error"), "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def problem_bytes(status: int, detail: str = "", **extra: Any) -> bytes:
+    """The body of a problem response as bytes, for raw ASGI code (gateway, body limits)."""
+    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, **extra}
+    if detail:
+        body["detail"] = detail
+    return json.dumps(body).encode()
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error path of a FastAPI app answer problem+json."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, title=exc.title, type=exc.type,
+                                instance=request.url.path, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if detail == _TITLES.get(exc.status_code):
+            detail = ""
+        return problem_response(exc.status_code, detail, instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_clean(e) for e in exc.errors()]
+        # A body that is not JSON at all is a syntax problem (400), not a semantic one (422).
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(400, "request body is not valid JSON", instance=request.url.path,
+                                    errors=errors)
+        return problem_response(422, "request failed validation", instance=request.url.path, errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "unexpected error; it has been logged", instance=request.url.path)
+
+
+def _clean(error: dict[str, Any]) -> dict[str, Any]:
+    out = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type", "")}
+    return out

@@ -1,0 +1,47 @@
+"""Run a service: ``python -m stackwright.runtime.serve app:app --port 8000``.
+
+Wraps uvicorn so SIGTERM first flips readiness to 503, then drains in-flight requests, then runs the
+app's shutdown (closing pools and stopping consumers). The same command runs locally and in containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+import uvicorn
+
+from . import shutdown
+
+
+class _DrainingServer(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        shutdown.start_draining()
+        super().handle_exit(sig, frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve the ASGI app until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m stackwright.runtime.serve")
+    parser.add_argument("app", help="module:attribute of the ASGI app, e.g. app:app")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--graceful", type=float, default=float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "10")))
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.getcwd())
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=False, timeout_graceful_shutdown=args.graceful, lifespan="on",
+                            server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    server = _DrainingServer(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

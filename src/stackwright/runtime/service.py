@@ -1,0 +1,215 @@
+"""The service defaults every stackwright service is built on (health, readiness, metrics, errors,
+auth, resources, background work, graceful shutdown): one place, like eShop's ServiceDefaults.
+
+    svc = Service()                      # name and wiring from the environment
+    db = svc.postgres("db")              # pool opened at startup, checked by /readyz
+    app = svc.app                        # a FastAPI app with /healthz, /readyz, /metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from . import shutdown
+from .auth import AuthError, JWTVerifier, Principal, bearer_token
+from .db import Database, TenantDatabases
+from .limits import BodyLimitMiddleware
+from .metrics import MetricsMiddleware, metrics_endpoint
+from .problems import Problem, install_problem_handlers
+from .settings import Settings
+from .storage import ObjectStore, store_from_url
+
+log = logging.getLogger("stackwright.runtime")
+
+Check = Callable[[], Awaitable[Any]]
+
+
+class Service:
+    """A service's app plus the resources it uses, opened and closed with the app's lifespan."""
+
+    def __init__(self, name: str | None = None, *, settings: Settings | None = None, title: str | None = None,
+                 max_body_bytes: int | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.name = name or self.settings.service
+        self._checks: dict[str, Check] = {}
+        self._startup: list[Callable[[], Awaitable[Any]]] = []
+        self._shutdown: list[Callable[[], Awaitable[Any]]] = []
+        self._background: list[Callable[[], Awaitable[Any]]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._verifier: JWTVerifier | None = None
+        limit = max_body_bytes or int(self.settings.get("MAX_BODY_BYTES", "1048576") or 1048576)
+        self.app = FastAPI(title=title or self.name, lifespan=self._lifespan)
+        install_problem_handlers(self.app)
+        self.app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
+        self.app.add_middleware(MetricsMiddleware, app_name=self.name)
+        self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
+        self.app.add_api_route("/readyz", self._readyz, methods=["GET"], include_in_schema=False)
+        self.app.add_route("/metrics", metrics_endpoint(), methods=["GET"], include_in_schema=False)
+
+    # ------------------------------------------------------------ resources
+
+    def postgres(self, resource: str) -> Database:
+        """The pool of a Postgres resource (size from ``<R>_POOL_MIN``/``<R>_POOL_MAX``)."""
+        db = Database(self.settings.resource_url(resource),
+                      min_size=int(self.settings.resource_setting(resource, "POOL_MIN", "2") or 2),
+                      max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20))
+        self._startup.append(db.open)
+        self._shutdown.append(db.close)
+        self._checks[resource] = db.check
+        return db
+
+    def tenant_databases(self, resource: str) -> TenantDatabases:
+        """Per-tenant pools on a Postgres server whose admin URL is ``<R>_URL``."""
+        dbs = TenantDatabases(self.settings.resource_url(resource),
+                              min_size=int(self.settings.resource_setting(resource, "POOL_MIN", "2") or 2),
+                              max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20))
+        self._shutdown.append(dbs.close)
+        return dbs
+
+    def redis(self, resource: str) -> Any:
+        """A redis.asyncio client for a Redis resource."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(self.settings.resource_url(resource), decode_responses=True,
+                                   health_check_interval=10, socket_connect_timeout=2)
+
+        async def check() -> None:
+            await client.ping()
+
+        self._checks[resource] = check
+        self._shutdown.append(client.aclose)
+        return client
+
+    def queue(self, resource: str) -> Any:
+        """The durable queue of a queue resource (Redis Streams locally, SQS on AWS)."""
+        from .queue import queue_from_url
+
+        name = self.settings.resource_setting(resource, "QUEUE", resource) or resource
+        q = queue_from_url(
+            self.settings.resource_url(resource), name,
+            max_receive_count=int(self.settings.resource_setting(resource, "MAX_RECEIVE", "5") or 5),
+            visibility_timeout=float(self.settings.resource_setting(resource, "VISIBILITY_TIMEOUT", "30") or 30),
+        )
+        self._checks[resource] = q.depth
+        self._shutdown.append(q.close)
+        return q
+
+    def store(self, resource: str) -> ObjectStore:
+        """The object store of a bucket resource."""
+        return store_from_url(self.settings.resource_url(resource))
+
+    # ------------------------------------------------------------ auth
+
+    @property
+    def verifier(self) -> JWTVerifier:
+        if self._verifier is None:
+            s = self.settings
+            if not (s.jwks_url and s.jwt_issuer and s.jwt_audience):
+                raise RuntimeError("JWKS_URL, JWT_ISSUER and JWT_AUDIENCE must be set to verify tokens")
+            self._verifier = JWTVerifier(jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience,
+                                         algorithms=s.jwt_algorithms, roles_claim=s.jwt_roles_claim)
+        return self._verifier
+
+    def principal(self, *roles: str) -> Callable[[Request], Awaitable[Principal]]:
+        """A FastAPI dependency yielding the verified caller; 401 without a valid token, 403 without roles."""
+
+        async def dependency(request: Request) -> Principal:
+            try:
+                who = await self.verifier.verify(bearer_token(request.headers.get("authorization")))
+            except AuthError as exc:
+                raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            if roles and not who.has_roles(roles):
+                raise Problem(403, f"requires role(s): {', '.join(roles)}")
+            return who
+
+        return dependency
+
+    # ------------------------------------------------------------ lifecycle
+
+    def readiness_check(self, name: str, check: Check) -> None:
+        """Add a dependency check to /readyz."""
+        self._checks[name] = check
+
+    def on_startup(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        self._shutdown.append(fn)
+        return fn
+
+    def background(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        """Run ``fn()`` for the life of the process (e.g. a queue consumer); restarted if it crashes."""
+        self._background.append(fn)
+        return fn
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        for fn in self._startup:
+            await _retry_start(fn)
+        self._tasks = [asyncio.create_task(self._supervise(fn), name=getattr(fn, "__name__", "background"))
+                       for fn in self._background]
+        try:
+            yield
+        finally:
+            shutdown.start_draining()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for fn in reversed(self._shutdown):
+                with contextlib.suppress(Exception):
+                    await fn()
+
+    async def _supervise(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s crashed; restarting in %.1fs", getattr(fn, "__name__", fn), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _healthz(self) -> dict[str, str]:
+        # Liveness never depends on other systems: a dead database must not restart every pod.
+        return {"status": "ok", "service": self.name}
+
+    async def _readyz(self) -> JSONResponse:
+        if shutdown.is_draining():
+            return JSONResponse({"status": "draining"}, status_code=503)
+        results: dict[str, str] = {}
+        ok = True
+        for name, check in self._checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+                results[name] = "ok"
+            except Exception as exc:
+                ok = False
+                results[name] = f"failing: {exc.__class__.__name__}"
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": results},
+                            status_code=200 if ok else 503)
+
+
+async def _retry_start(fn: Callable[[], Awaitable[Any]], attempts: int = 30) -> None:
+    """Dependencies may come up after us (or restart); retry opening them for a while before giving up."""
+    delay = 0.2
+    for attempt in range(attempts):
+        try:
+            await fn()
+            return
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("startup step %s failed (%s); retrying", getattr(fn, "__qualname__", fn), exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)

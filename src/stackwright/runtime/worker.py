@@ -1,0 +1,84 @@
+"""A queue consumer loop with at-least-once delivery: the handler must be idempotent; acks follow success."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .metrics import DLQ_DEPTH, PROCESSED, QUEUE_DEPTH, WORKER_LAG
+
+log = logging.getLogger("stackwright.worker")
+
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
+
+
+async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, wait_seconds: float = 1.0,
+                  stop: asyncio.Event | None = None) -> None:
+    """Receive batches and hand them to ``handler``; ack them only after it returns.
+
+    If the handler raises, nothing is acked: the messages come back after the visibility timeout and,
+    after ``max_receive_count`` deliveries, land in the DLQ. A batch that fails is retried one message
+    at a time so a single poison message cannot hold back the others.
+    """
+    stats = asyncio.create_task(_report_depth(queue))
+    try:
+        while stop is None or not stop.is_set():
+            try:
+                messages = await queue.receive(max_messages=batch_size, wait_seconds=wait_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("receive from %s failed: %s; retrying", queue.name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if not messages:
+                continue
+            try:
+                await handler(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch of %d failed; retrying one by one", len(messages))
+                await _one_by_one(queue, handler, messages)
+                continue
+            await _ack_all(queue, messages)
+    finally:
+        stats.cancel()
+
+
+async def _one_by_one(queue: Any, handler: BatchHandler, messages: list[Any]) -> None:
+    for message in messages:
+        try:
+            await handler([message])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            PROCESSED.labels(queue.name, "failed").inc()
+            log.warning("message %s failed (delivery %d): %s", message.id, message.receive_count, exc)
+            continue
+        await _ack_all(queue, [message])
+
+
+async def _ack_all(queue: Any, messages: list[Any]) -> None:
+    now = time.time()
+    for message in messages:
+        await queue.ack(message)
+        sent = message.body.get("sent_at") if isinstance(message.body, dict) else None
+        if isinstance(sent, int | float):
+            WORKER_LAG.labels(queue.name).set(max(0.0, now - sent))
+    PROCESSED.labels(queue.name, "ok").inc(len(messages))
+
+
+async def _report_depth(queue: Any) -> None:
+    while True:
+        try:
+            QUEUE_DEPTH.labels(queue.name).set(await queue.depth())
+            DLQ_DEPTH.labels(queue.name).set(await queue.dlq_depth())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # depth is informative only; never let it stop the consumer
+            pass
+        await asyncio.sleep(2.0)

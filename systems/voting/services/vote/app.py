@@ -1,0 +1,145 @@
+"""Vote service: creates and opens/closes polls (admin) and accepts votes onto the durable queue.
+
+A vote is accepted (202) only once it is on the queue. One vote per viewer and poll is enforced here
+with a Redis SET NX (fast path) and again in Postgres by the worker (the durable guarantee).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, Header
+from pydantic import BaseModel, Field, field_validator
+from starlette.responses import JSONResponse
+
+from stackwright.runtime import Principal, Problem, Service
+
+svc = Service(title="vote")
+db = svc.postgres("db")
+cache = svc.redis("cache")
+votes = svc.queue("votes")
+app = svc.app
+
+POLL_CACHE_TTL_S = 1.0  # poll status changes reach every replica within a second
+IDEMPOTENCY_TTL_S = 24 * 3600
+_polls: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+
+class NewPoll(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=20)
+
+    @field_validator("options")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("options must be unique")
+        return v
+
+
+class NewVote(BaseModel):
+    option: str = Field(min_length=1, max_length=100)
+
+
+def poll_key(poll_id: str) -> str:
+    return f"poll:{poll_id}"
+
+
+def _parse_id(poll_id: str) -> str:
+    try:
+        return str(uuid.UUID(poll_id))
+    except ValueError:
+        raise Problem(404, "no such poll") from None
+
+
+async def _cache_poll(row: Any) -> dict[str, Any]:
+    poll = {"id": str(row["id"]), "title": row["title"], "options": list(row["options"]), "status": row["status"]}
+    await cache.set(poll_key(poll["id"]), json.dumps(poll))
+    _polls[poll["id"]] = (time.monotonic(), poll)
+    return poll
+
+
+async def load_poll(poll_id: str) -> dict[str, Any] | None:
+    """Poll metadata: process memory (1 s), then Redis, then Postgres."""
+    hit = _polls.get(poll_id)
+    if hit and time.monotonic() - hit[0] < POLL_CACHE_TTL_S:
+        return hit[1]
+    raw = await cache.get(poll_key(poll_id))
+    if raw is not None:
+        poll = json.loads(raw)
+    else:
+        row = await db.pool.fetchrow("SELECT id, title, options, status FROM polls WHERE id = $1", uuid.UUID(poll_id))
+        poll = await _cache_poll(row) if row else None
+    _polls[poll_id] = (time.monotonic(), poll)
+    return poll
+
+
+@app.post("/polls", status_code=201)
+async def create_poll(body: NewPoll, who: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
+    row = await db.pool.fetchrow(
+        "INSERT INTO polls (id, title, options, created_by) VALUES ($1, $2, $3, $4)"
+        " RETURNING id, title, options, status", uuid.uuid4(), body.title, body.options, who.sub)
+    return await _cache_poll(row)
+
+
+async def _transition(poll_id: str, to: str, allowed_from: tuple[str, ...]) -> dict[str, Any]:
+    pid = uuid.UUID(_parse_id(poll_id))
+    stamp = "opened_at" if to == "open" else "closed_at"
+    async with db.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT status FROM polls WHERE id = $1 FOR UPDATE", pid)
+        if row is None:
+            raise Problem(404, "no such poll")
+        if row["status"] != to:
+            if row["status"] not in allowed_from:
+                raise Problem(409, f"a {row['status']} poll cannot be {'opened' if to == 'open' else 'closed'}")
+            await conn.execute(f"UPDATE polls SET status = $2, {stamp} = now() WHERE id = $1", pid, to)
+        updated = await conn.fetchrow("SELECT id, title, options, status FROM polls WHERE id = $1", pid)
+    return await _cache_poll(updated)
+
+
+@app.post("/polls/{poll_id}/open")
+async def open_poll(poll_id: str, _: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
+    return await _transition(poll_id, "open", ("draft", "closed"))
+
+
+@app.post("/polls/{poll_id}/close")
+async def close_poll(poll_id: str, _: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
+    return await _transition(poll_id, "closed", ("open",))
+
+
+@app.post("/polls/{poll_id}/votes", status_code=202)
+async def cast_vote(poll_id: str, body: NewVote, who: Principal = Depends(svc.principal()),
+                    idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
+    pid = _parse_id(poll_id)
+    poll = await load_poll(pid)
+    if poll is None:
+        raise Problem(404, "no such poll")
+    if poll["status"] != "open":
+        raise Problem(409, f"poll is {poll['status']}, not open")
+    if body.option not in poll["options"]:
+        raise Problem(422, f"'{body.option}' is not an option of this poll", options=poll["options"])
+    idem = f"idem:{who.sub}:{idempotency_key}" if idempotency_key else None
+    if idem:
+        replay = await cache.get(idem)
+        if replay is not None:
+            return JSONResponse(json.loads(replay), status_code=202, headers={"Idempotent-Replayed": "true"})
+    vote_id = str(uuid.uuid4())
+    voted = f"voted:{pid}:{who.sub}"
+    if not await cache.set(voted, vote_id, nx=True):
+        raise Problem(409, "you have already voted in this poll")
+    now = time.time()
+    try:
+        await votes.send({"vote_id": vote_id, "poll_id": pid, "user_id": who.sub, "option": body.option,
+                          "accepted_at": now, "sent_at": now})
+    except Exception:
+        # Not queued means not accepted: release the dedup key so the viewer can retry.
+        if await cache.get(voted) == vote_id:
+            await cache.delete(voted)
+        raise Problem(503, "vote could not be queued; please retry", headers={"Retry-After": "1"}) from None
+    result = {"vote_id": vote_id, "poll_id": pid, "option": body.option, "status": "queued"}
+    if idem:
+        await cache.set(idem, json.dumps(result), ex=IDEMPOTENCY_TTL_S)
+    return JSONResponse(result, status_code=202)
