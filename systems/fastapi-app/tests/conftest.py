@@ -1,0 +1,80 @@
+"""A real PostgreSQL (embedded pgserver) with the spec's migrations applied, and the api app in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import asyncpg
+import httpx
+import pgserver
+import pytest
+
+from stackwright.spec import PostgresResource, load_system
+
+SYSTEM_DIR = Path(__file__).resolve().parents[1]
+MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+
+
+def migration_files() -> list[Path]:
+    """The db resource's migrations, in the order the runner applies them (NNNN_name.sql)."""
+    system = load_system(SYSTEM_DIR / "system.yaml")
+    db = system.resources["db"]
+    assert isinstance(db, PostgresResource) and db.migrations
+    folder = system.base_dir / db.migrations
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".sql")
+    bad = [p.name for p in files if not MIGRATION_NAME.match(p.name)]
+    assert not bad, f"migration files must be named NNNN_name.sql: {bad}"
+    return files
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database on an embedded PostgreSQL server, migrated once per session."""
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    server.psql("CREATE DATABASE fastapi_app_test;")
+    url = server.get_uri("fastapi_app_test")
+
+    async def migrate() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for path in migration_files():
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(migrate())
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def api_module() -> ModuleType:
+    """services/api/app.py imported by path, as the runner's ``app:app`` would load it."""
+    spec = importlib.util.spec_from_file_location("fastapi_app_api", SYSTEM_DIR / "services" / "api" / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+async def client(api_module: ModuleType, postgres_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app in-process, lifespan (pool) included, on an empty items table."""
+    conn = await asyncpg.connect(postgres_url)
+    await conn.execute("TRUNCATE items")
+    await conn.close()
+    app = api_module.create_app(db_url=postgres_url, service_name="api")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+            c.app = app  # type: ignore[attr-defined]
+            yield c
