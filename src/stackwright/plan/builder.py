@@ -1,0 +1,57 @@
+"""Compute a :class:`Plan` from a spec: the one place that runs every section in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..spec import System
+from .alerts import alert_coverage
+from .capacity import build_capacity
+from .cost import build_cost
+from .diagrams import all_diagrams
+from .errors import PlanError
+from .failure import build_failure
+from .findings import collect
+from .k8s import workloads
+from .model import Plan, SubnetRow
+from .network import layout
+from .prices import DEFAULT_TABLE, load_prices
+from .throughput import find_bench_file, load_bench
+
+
+def default_environment(system: System) -> str:
+    """The environment a plan describes unless told: ``prod`` when listed, else the last one."""
+    return "prod" if "prod" in system.environments else system.environments[-1]
+
+
+def build_plan(system: System, environment: str | None = None, *, bench_file: Path | None = None,
+               price_table: Path = DEFAULT_TABLE) -> Plan:
+    """Everything ``stackwright plan`` reports for one environment of ``system``.
+
+    Raises :class:`PlanError` (e.g. a price or instance type missing from the tables) before anything
+    is written.
+    """
+    env = environment or default_environment(system)
+    if env not in system.environments:
+        raise PlanError(f"environment '{env}' is not in the spec's environments ({', '.join(system.environments)})")
+    bench_path = find_bench_file(system, bench_file)
+    bench = load_bench(bench_path) if bench_path else None
+    prices = load_prices(price_table)
+    work = workloads(system, env)
+    capacity, cap_findings = build_capacity(system, bench)
+    cost, cost_findings = build_cost(system, capacity, prices, env, work.lb_kinds)
+    failure, fail_findings = build_failure(system, capacity, work)
+    alerts_note, alert_findings = alert_coverage(system)
+    notes = [f"alerts: {alerts_note}"]
+    if bench_path is None:
+        notes.append("no benchmark results (bench/per_replica.json): every per-replica throughput is an ESTIMATE")
+    else:
+        notes.append(f"benchmark results: {bench_path.name}, measured {bench.measured_at if bench else '?'} on "
+                     f"{bench.machine if bench else '?'}")
+    return Plan(system=system.name, description=system.description, seed=system.seed, environment=env,
+                regions=[r.name for r in system.regions], diagrams=all_diagrams(system, env),
+                k8s_objects=work.objects, k8s_source=work.source, capacity=capacity, cost=cost, failure=failure,
+                findings=collect(cap_findings, fail_findings, cost_findings, alert_findings),
+                subnets=[SubnetRow(r.name, s.az, s.tier, s.cidr, s.usable) for r in system.regions
+                         for s in layout(system, r.name).subnets],
+                notes=notes)

@@ -1,0 +1,352 @@
+"""Capacity at the SLO peak: replicas per service and region, nodes per node group, limits of fronting services.
+
+Method (every assumption here is also printed in the document):
+
+* Regional peak = ``slo.peak_rps`` x the region's ``traffic_share`` (regions without one split what is left
+  evenly; a ``standby`` region without one takes none).
+* Demand per service: a routed service takes its ``slo.peak_mix`` share of the regional peak, or all of
+  it when the mix does not name it (conservative); a ``web`` service behind the CDN gets only cache misses
+  (:data:`CDN_MISS_RATIO`). A called service gets its callers' demand (one call per request); a queue
+  consumer gets its producers' demand (one message per request).
+* Replicas needed = ceil(demand / (per-replica throughput x target utilisation)). The target is the
+  service's HPA CPU target (what the autoscaler will actually hold at the peak), else :data:`HEADROOM`.
+* Nodes per node group: pod requests (plus cluster add-ons on the default pool) against the usable
+  allocatable of the group's first instance type, by CPU, memory and pod slots, whichever binds first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ..spec import System
+from .errors import PlanError
+from .instances import DAEMONSET_OVERHEAD, instance_type
+from .model import CapacityReport, Finding, LegendRow, LimitCheck, PoolCapacity, ServiceCapacity
+from .network import layout
+from .throughput import BenchResults, throughput
+
+HEADROOM = 0.7
+CDN_MISS_RATIO = 0.01
+REDIS_OPS_PER_SHARD = 100_000.0
+SQS_FIFO_MSGS = 3_000.0
+#: Requests of cluster add-ons on the default pool: CoreDNS x2, AWS LB controller x2, metrics-server,
+#: External Secrets x3, KEDA x2; with monitoring.prometheus also Prometheus (+operator) and Grafana.
+ADDONS = (900, 1_600, 10)
+ADDONS_PROMETHEUS = (700, 2_600, 3)
+
+
+def region_shares(system: System) -> dict[str, float]:
+    """Share of the SLO peak each region serves in normal operation."""
+    given = {r.name: r.traffic_share for r in system.regions if r.traffic_share is not None}
+    rest = [r.name for r in system.regions if r.traffic_share is None and r.role != "standby"]
+    left = max(0.0, 1.0 - sum(given.values()))
+    shares = {r.name: 0.0 for r in system.regions}
+    shares.update({name: share for name, share in given.items() if share is not None})
+    for name in rest:
+        shares[name] = left / len(rest)
+    return shares
+
+
+def queue_consumers(system: System, queue: str) -> list[str]:
+    """Services that consume a queue (scale on it, or are workers that use it)."""
+    return sorted(n for n, s in system.services.items()
+                  if queue in s.uses and ((s.autoscale and s.autoscale.queue == queue) or s.kind == "worker"))
+
+
+def queue_producers(system: System, queue: str) -> list[str]:
+    """Services that put messages on a queue (use it without consuming it)."""
+    consumers = set(queue_consumers(system, queue))
+    return sorted(n for n, s in system.services.items() if queue in s.uses and n not in consumers)
+
+
+def default_pool(system: System) -> str:
+    """The node group a service without ``node_pool`` runs on: the first non-GPU group."""
+    pools = system.cluster.node_pools
+    return next((p.name for p in pools if not p.gpu), pools[0].name)
+
+
+def service_demand(system: System, region_peak: float) -> dict[str, tuple[float, str]]:
+    """Requests (or messages) per second each service must handle at the regional peak, and why."""
+    unknown = sorted(set(system.slo.peak_mix) - set(system.services))
+    if unknown:
+        raise PlanError(f"slo.peak_mix names '{unknown[0]}', which is not a declared service")
+    memo: dict[str, tuple[float, str]] = {}
+    visiting: set[str] = set()
+
+    def routed(name: str) -> tuple[float, str]:
+        svc = system.services[name]
+        if not svc.routes:
+            return 0.0, ""
+        if name in system.slo.peak_mix:
+            share = system.slo.peak_mix[name]
+            return region_peak * share, f"{share:.0%} of the regional peak (slo.peak_mix)"
+        if svc.kind == "web" and system.edge.cdn:
+            return (region_peak * CDN_MISS_RATIO,
+                    f"behind the CDN: {CDN_MISS_RATIO:.0%} of the regional peak reaches the origin (assumed)")
+        return region_peak, "routed: sized for the full regional peak (slo.peak_mix does not split it)"
+
+    def total(name: str) -> tuple[float, str]:
+        if name in memo:
+            return memo[name]
+        if name in visiting:
+            raise PlanError(f"service '{name}' is fed by a loop of calls/queues; plan cannot size it")
+        visiting.add(name)
+        rps, basis = routed(name)
+        parts = [basis] if basis else []
+        for caller, svc in sorted(system.services.items()):
+            if name in svc.calls:
+                rps += total(caller)[0]
+                parts.append(f"calls from {caller} (1 per request)")
+        for queue in sorted(system.services[name].uses):
+            if system.resources[queue].kind == "queue" and name in queue_consumers(system, queue):
+                rate = sum(total(p)[0] for p in queue_producers(system, queue))
+                rps += rate / len(queue_consumers(system, queue))
+                parts.append(f"messages from queue {queue} (1 per producer request)")
+        visiting.discard(name)
+        memo[name] = (rps, "; ".join(parts) or "no traffic path from the edge: runs its minimum")
+        return memo[name]
+
+    return {name: total(name) for name in system.services}
+
+
+def target_utilisation(system: System, service: str) -> float:
+    """Utilisation the autoscaler holds: the HPA CPU target, else :data:`HEADROOM`."""
+    auto = system.services[service].autoscale
+    if auto is not None and auto.cpu_percent:
+        return auto.cpu_percent / 100
+    return HEADROOM
+
+
+def _nodes(pool_type: str, load: Mapping[str, int], system: System, with_addons: bool,
+           services: list[str]) -> tuple[int, int, int, int]:
+    """Nodes needed for ``load`` (replicas per service), and the CPU, memory and pods requested."""
+    it = instance_type(pool_type)
+    cpu = sum(load[s] * system.services[s].resources.cpu_m for s in services)
+    mem = sum(load[s] * system.services[s].resources.memory_mi for s in services)
+    pods = sum(load[s] for s in services)
+    if with_addons:
+        extra = [ADDONS] + ([ADDONS_PROMETHEUS] if system.monitoring.prometheus else [])
+        cpu += sum(e[0] for e in extra)
+        mem += sum(e[1] for e in extra)
+        pods += sum(e[2] for e in extra)
+    nodes = max(1, math.ceil(cpu / it.usable_cpu_m), math.ceil(mem / it.usable_memory_mib),
+                math.ceil(pods / it.usable_pods))
+    return nodes, int(cpu), int(mem), pods
+
+
+def _legend(system: System, shares: dict[str, float]) -> list[LegendRow]:
+    regions = [r.name for r in system.regions]
+    primary = system.primary_region.name
+    rows: list[LegendRow] = []
+
+    def row(component: str, cell: dict[str, str]) -> None:
+        rows.append(LegendRow(component, tuple((r, cell[r]) for r in regions)))
+
+    gw = system.edge.api_gateway
+    row("API Gateway", {r: f"{gw.rps_limit / 1000:g}k RPS" if gw else "none" for r in regions})
+    for pool in system.cluster.node_pools:
+        types = "/".join(pool.instance_types)
+        row(f"EKS Node Group ({pool.name})",
+            {r: f"{pool.min}-{pool.max} nodes ({types}{', spot' if pool.capacity == 'spot' else ''})" for r in regions})
+    for name, svc in system.services.items():
+        pods = f"{svc.replicas.min}-{svc.replicas.max} pods"
+        row(f"{name.capitalize()} Service Replicas", dict.fromkeys(regions, pods))
+    for name, res in system.resources.items():
+        if res.kind == "postgres":
+            label = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
+                     "external": "PostgreSQL (external)"}[res.engine]
+            cell = {}
+            for r in regions:
+                if res.engine == "external":
+                    cell[r] = "external (not managed here)" if r == primary else f"external, in {primary}"
+                elif r == primary:
+                    readers = res.instances - 1
+                    cell[r] = (f"Primary ({res.instance_class})" + (f" + {readers} reader" + "s" * (readers > 1)
+                                                                     if readers else "")
+                               + (", Multi-AZ" if res.multi_az else ", single-AZ"))
+                elif res.cross_region_replicas:
+                    cell[r] = f"Read Replica ({res.instance_class}) x{max(1, res.instances - 1)}"
+                else:
+                    cell[r] = f"none: reads and writes go to {primary}"
+            row(f"{label} ({name})", cell)
+        elif res.kind == "redis":
+            nodes = res.shards * (1 + res.replicas_per_shard)
+            shape = f"{res.shards} shard{'s' * (res.shards > 1)} x {1 + res.replicas_per_shard}"
+            row(f"Redis Cluster ({name})",
+                {r: (f"{nodes} nodes ({res.node_type}; {shape})" if res.per_region or r == primary
+                     else f"none: uses {primary}") for r in regions})
+        elif res.kind == "queue":
+            text = f"FIFO {SQS_FIFO_MSGS:,.0f} msg/s (batched)" if res.fifo else "Unlimited"
+            row(f"SQS Throughput ({name})",
+                {r: text if res.per_region or r == primary else f"none: uses {primary}" for r in regions})
+    return rows
+
+
+def build_capacity(system: System, bench: BenchResults | None) -> tuple[CapacityReport, list[Finding]]:
+    """Capacity of every region at the SLO peak, and the shortfalls as findings."""
+    shares = region_shares(system)
+    findings: list[Finding] = []
+    total_share = sum(shares.values())
+    if not math.isclose(total_share, 1.0, abs_tol=1e-6):
+        findings.append(Finding("medium", "capacity", f"regions' traffic_share adds up to {total_share:.2f}, not 1",
+                                "regions", "make the shares of the regions that serve traffic sum to 1"))
+    peaks = {r: system.slo.peak_rps * s for r, s in shares.items()}
+    services: list[ServiceCapacity] = []
+    pools: list[PoolCapacity] = []
+    limits: list[LimitCheck] = []
+    tputs = {name: throughput(system, name, bench) for name in system.services}
+    home = default_pool(system)
+    pool_of = {name: svc.node_pool or home for name, svc in system.services.items()}
+
+    for region in system.regions:
+        demand = service_demand(system, peaks[region.name])
+        for name, svc in system.services.items():
+            rps, basis = demand[name]
+            tp, target = tputs[name], target_utilisation(system, name)
+            needed = max(svc.replicas.min, math.ceil(rps / (tp.rps_per_replica * target) - 1e-9) if rps else 0)
+            sc = ServiceCapacity(region.name, name, svc.kind, rps, basis, tp, target, needed,
+                                 svc.replicas.min, svc.replicas.max)
+            services.append(sc)
+        by_service = {s.service: s for s in services if s.region == region.name}
+        for pool in system.cluster.node_pools:
+            members = sorted(n for n in system.services if pool_of[n] == pool.name)
+            first = pool.instance_types[0]
+            it = instance_type(first)
+            addons = pool.name == home
+            for n in members:
+                r = system.services[n].resources
+                if r.cpu_m > it.usable_cpu_m or r.memory_mi > it.usable_memory_mib:
+                    findings.append(Finding("high", "capacity",
+                                            f"one {n} pod requests more than a {first} node can give",
+                                            f"services.{n}.resources", "use a larger instance type"))
+            mins = {n: system.services[n].replicas.min for n in members}
+            peak = {n: by_service[n].replicas_at_peak for n in members}
+            uncapped = {n: by_service[n].replicas_needed for n in members}
+            maxes = {n: system.services[n].replicas.max for n in members}
+            n_min = _nodes(first, mins, system, addons, members)[0]
+            n_peak, cpu, mem, pods = _nodes(first, peak, system, addons, members)
+            n_uncapped = _nodes(first, uncapped, system, addons, members)[0]
+            n_max = _nodes(first, maxes, system, addons, members)[0]
+            pc = PoolCapacity(region.name, pool.name, first, pool.min, pool.max, pool.desired or pool.min,
+                              it.usable_cpu_m, it.usable_memory_mib, it.usable_pods, n_min, n_peak, n_uncapped,
+                              n_max, cpu, mem, pods)
+            pools.append(pc)
+            if n_peak > pool.max:
+                findings.append(Finding(
+                    "high", "capacity",
+                    f"node group {pool.name} in {region.name} needs {n_peak} x {first} at the peak but max is "
+                    f"{pool.max}", f"cluster.node_pools.{pool.name}.max", f"raise max to {n_peak}"))
+            elif n_max > pool.max:
+                findings.append(Finding(
+                    "medium", "capacity",
+                    f"node group {pool.name} in {region.name} cannot hold every service at replicas.max "
+                    f"({n_max} x {first} needed, max {pool.max})", f"cluster.node_pools.{pool.name}.max",
+                    f"raise max to {n_max} or lower replicas.max"))
+        limits += _limits(system, region.name, peaks[region.name], demand, findings)
+    findings += _shortfalls(system, services)
+    limits += _ip_limits(system, findings)
+    report = CapacityReport(
+        peak_rps=system.slo.peak_rps, region_peaks=peaks,
+        headroom=(f"replicas are sized so each runs at its HPA CPU target at the peak (else {HEADROOM:.0%}); "
+                  "the rest is headroom for bursts and for losing an AZ"),
+        services=services, pools=pools, limits=limits, legend=_legend(system, shares),
+        notes=[
+            f"per node, DaemonSets are assumed to request {DAEMONSET_OVERHEAD[0]}m CPU, "
+            f"{DAEMONSET_OVERHEAD[1]} MiB and {DAEMONSET_OVERHEAD[2]} pod slots",
+            f"cluster add-ons on the '{home}' node group: {ADDONS[0]}m CPU, {ADDONS[1]} MiB"
+            + (f" plus in-cluster Prometheus/Grafana {ADDONS_PROMETHEUS[0]}m, {ADDONS_PROMETHEUS[1]} MiB"
+               if system.monitoring.prometheus else ""),
+            "a node group with several instance types is sized on its first one",
+            "database write capacity is not assessed: no anchor measures it; see the requests each store sees",
+        ])
+    return report, findings
+
+
+def _limits(system: System, region: str, peak: float, demand: dict[str, tuple[float, str]],
+            findings: list[Finding]) -> list[LimitCheck]:
+    out: list[LimitCheck] = []
+    gw = system.edge.api_gateway
+    if gw is not None:
+        check = LimitCheck(region, "API Gateway", float(gw.rps_limit), "rps", peak, "regional peak (edge.api_gateway)")
+        out.append(check)
+        util = check.utilisation or 0.0
+        if util > 1:
+            findings.append(Finding("high", "capacity",
+                                    f"API Gateway in {region} is limited to {gw.rps_limit:,} rps; the regional peak "
+                                    f"is {peak:,.0f} rps", "edge.api_gateway.rps_limit",
+                                    "ask AWS for a higher throttle and raise rps_limit, or shift traffic_share"))
+        elif util >= 0.9:
+            findings.append(Finding("medium", "capacity",
+                                    f"API Gateway in {region} runs at {util:.0%} of its {gw.rps_limit:,} rps limit at "
+                                    "the peak: no headroom for bursts", "edge.api_gateway.rps_limit",
+                                    "raise the throttle to keep ~20% headroom"))
+    primary = system.primary_region.name
+    for name, res in sorted(system.resources.items()):
+        users = [s for s, svc in system.services.items() if name in svc.uses]
+        if res.kind == "queue" and (res.per_region or region == primary):
+            rate = sum(demand[p][0] for p in queue_producers(system, name))
+            limit = SQS_FIFO_MSGS if res.fifo else None
+            out.append(LimitCheck(region, f"SQS {name}", limit, "msg/s", rate,
+                                  "FIFO: 300 API calls/s x 10-message batches" if res.fifo
+                                  else "standard queue: nearly unlimited throughput"))
+            if limit and rate > limit:
+                findings.append(Finding("high", "capacity",
+                                        f"FIFO queue {name} in {region} gets {rate:,.0f} msg/s; FIFO allows "
+                                        f"~{limit:,.0f} msg/s", f"resources.{name}.fifo",
+                                        "use a standard queue with idempotent consumers or high-throughput FIFO"))
+        if res.kind == "redis" and (res.per_region or region == primary):
+            ops = sum(demand[s][0] for s in users)
+            limit = REDIS_OPS_PER_SHARD * res.shards
+            out.append(LimitCheck(region, f"Redis {name}", limit, "ops/s", ops,
+                                  f"ESTIMATE: >= 1 command per request of {', '.join(users)}; ~"
+                                  f"{REDIS_OPS_PER_SHARD / 1000:g}k ops/s per shard primary, unpipelined "
+                                  "(reference/performance-anchors.md §2)"))
+            if ops > limit:
+                findings.append(Finding("medium", "capacity",
+                                        f"Redis {name} in {region} sees >= {ops:,.0f} ops/s at the peak; "
+                                        f"{res.shards} shard(s) give ~{limit:,.0f} ops/s (estimate)",
+                                        f"resources.{name}.shards",
+                                        f"use {math.ceil(ops / REDIS_OPS_PER_SHARD)} shards or pipeline/batch"))
+        if res.kind == "postgres":
+            rps = sum(demand[s][0] for s in users)
+            where = "primary" if region == primary or res.engine == "external" else "replica reads, primary writes"
+            out.append(LimitCheck(region, f"PostgreSQL {name} ({where})", None, "req/s", rps,
+                                  "requests of services that use it; capacity not assessed (no anchor)"))
+    return out
+
+
+def _ip_limits(system: System, findings: list[Finding]) -> list[LimitCheck]:
+    out: list[LimitCheck] = []
+    for region in system.regions:
+        net = layout(system, region.name)
+        tier = "public" if system.network.layout == "public-only" else "private"
+        ips = sum(s.usable for s in net.tier(tier))
+        pods = sum(p.max * instance_type(p.instance_types[0]).max_pods + p.max for p in system.cluster.node_pools)
+        out.append(LimitCheck(region.name, f"pod IPs ({tier} subnets)", float(ips), "IPs", float(pods),
+                              "every node at max, every pod slot used (VPC CNI gives pods VPC IPs)"))
+        if pods > ips:
+            findings.append(Finding("high", "capacity",
+                                    f"{region.name}: {pods} pod IPs needed at full scale but the {tier} subnets hold "
+                                    f"{ips}", f"regions.{region.name}.vpc_cidr", "use a larger VPC CIDR"))
+    return out
+
+
+def _shortfalls(system: System, services: list[ServiceCapacity]) -> list[Finding]:
+    """One finding per service whose replicas.max is short in any region."""
+    out: list[Finding] = []
+    for name, svc in system.services.items():
+        short = [sc for sc in services if sc.service == name and sc.short_by]
+        if not short:
+            continue
+        worst = max(short, key=lambda sc: sc.replicas_needed)
+        where = ", ".join(f"{sc.replicas_needed} in {sc.region} ({sc.demand_rps:,.0f} rps)" for sc in short)
+        tp = worst.throughput
+        est = "; throughput is an ESTIMATE, measure it with the benchmark" if tp.source == "estimate" else ""
+        out.append(Finding(
+            "high", "capacity",
+            f"{name} needs {where} replicas at the peak but replicas.max is {svc.replicas.max} "
+            f"({tp.rps_per_replica:,.0f} rps/replica at a {worst.target_utilisation:.0%} target{est})",
+            f"services.{name}.replicas.max",
+            f"raise replicas.max to {worst.replicas_needed}, make one replica faster, or set slo.peak_mix"))
+    return out

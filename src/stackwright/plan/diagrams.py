@@ -1,0 +1,408 @@
+"""Mermaid diagrams drawn from the spec, in the seeds' style: deployment, request sequences, VPC layout.
+
+SVG is rendered only when ``mmdc`` (@mermaid-js/mermaid-cli) is on PATH; otherwise the document keeps the
+Mermaid source, which GitHub and most viewers render themselves.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..spec import System
+from ..spec.model import Route
+from .capacity import queue_consumers, region_shares
+from .model import Diagram
+from .network import layout
+
+STYLES = """    classDef primary fill:#e1f5fe,stroke:#01579b
+    classDef secondary fill:#f3e5f5,stroke:#4a148c
+    classDef data fill:#e8f5e9,stroke:#1b5e20
+    classDef edge fill:#fff3e0,stroke:#e65100
+    classDef k8s fill:#326ce5,stroke:#1a3a6e,color:#fff"""
+
+ENGINE_LABEL = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
+                "external": "PostgreSQL (external)"}
+IDP_LABEL = {"auth0": "Auth0", "cognito": "Cognito", "dev": "dev IdP"}
+
+
+def _id(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace('"', "#quot;") + '"'
+
+
+def _node(ident: str, label: str, shape: str = "box") -> str:
+    if shape == "db":
+        return f"{ident}[({_q(label)})]"
+    return f"{ident}[{_q(label)}]"
+
+
+def deployment(system: System, environment: str) -> Diagram:
+    """Edge -> regions -> VPC subnets -> EKS node groups -> workloads -> data stores, with replication."""
+    lines = ["flowchart TB"]
+    edge = system.edge
+    primary = system.primary_region.name
+    shares = region_shares(system)
+    lines += ['    subgraph Internet["Internet"]', '        Users["Clients"]', "    end"]
+    lines.append('    subgraph Edge["AWS Edge Services"]')
+    hc = f"health check {edge.health_check_interval_s} s x {edge.health_check_failure_threshold}"
+    lines.append(f"        Route53[{_q(f'Route 53<br/>{edge.domain}<br/>failover, {hc}')}]")
+    if edge.waf:
+        lines.append(f"        WAF[{_q(f'AWS WAF<br/>{edge.waf.rate_limit_per_5min} req / 5 min per IP')}]")
+    if edge.cdn:
+        lines.append(f"        CloudFront[{_q('CloudFront<br/>static assets CDN')}]")
+    lines.append("    end")
+    if edge.identity and edge.identity.provider != "dev":
+        idp = IDP_LABEL[edge.identity.provider]
+        lines += [f'    subgraph IdPCloud["{idp} (external)"]',
+                  f"        IdP[{_q(f'{idp}<br/>identity provider<br/>OAuth2/OIDC')}]", "    end"]
+    lines.append("    Users --> Route53")
+    entry = "Route53"
+    if edge.waf:
+        lines.append("    Route53 --> WAF")
+        entry = "WAF"
+    if edge.cdn:
+        lines.append(f"    {entry} --> CloudFront")
+    links: list[str] = []
+    classes: dict[str, list[str]] = {"data": [], "edge": [], "k8s": [], "primary": [], "secondary": []}
+    home = next((p.name for p in system.cluster.node_pools if not p.gpu), system.cluster.node_pools[0].name)
+    for region in system.regions:
+        r = region.name
+        net = layout(system, r)
+        role = "Primary" if r == primary else region.role.capitalize()
+        lines.append(f"    subgraph {_id('R', r)}[{_q(f'{r.upper()} ({role}, {shares[r]:.0%} of traffic)')}]")
+        classes["primary" if r == primary else "secondary"].append(_id("R", r))
+        lines.append(f"        subgraph {_id('VPC', r)}[{_q(f'VPC {region.vpc_cidr}')}]")
+        pub_tier = "public"
+        lines.append(f"            subgraph {_id('PUB', r)}[{_q(f'Public subnets ({len(net.azs)} AZs)')}]")
+        front = None
+        if edge.api_gateway:
+            gw = _id("APIGW", r)
+            gw_label = f"API Gateway<br/>{edge.api_gateway.rps_limit / 1000:g}k RPS limit" + (
+                "<br/>JWT validation" if edge.identity else "")
+            lines.append(f"                {_node(gw, gw_label)}")
+            links.append(f"    {'WAF' if edge.waf else 'Route53'} --> {gw}")
+            classes["edge"].append(gw)
+            front = gw
+        alb = None
+        if any(s.routes and s.expose == "ingress" for s in system.services.values()):
+            alb = _id("ALB", r)
+            lines.append(f"                {_node(alb, 'ALB<br/>(AWS LB Controller)<br/>Ingress')}")
+            links.append(f"    {front or ('WAF' if edge.waf else 'Route53')} --> {alb}")
+            classes["edge"].append(alb)
+            if edge.cdn and r == primary:
+                links.append(f"    CloudFront -.->|origin| {alb}")
+        lbs = {}
+        for name, svc in system.services.items():
+            if svc.expose == "load-balancer":
+                lbs[name] = _id("LB", r, name)
+                lines.append(f"                {_node(lbs[name], f'Load balancer<br/>Service {name}')}")
+                links.append(f"    {front or ('WAF' if edge.waf else 'Route53')} --> {lbs[name]}")
+                classes["edge"].append(lbs[name])
+        if net.nat_azs:
+            lines.append(f"                {_node(_id('NAT', r), f'NAT gateway x{len(net.nat_azs)}')}")
+        lines.append("            end")
+        node_tier = "Private" if system.network.layout == "private" else "Public"
+        lines.append(f"            subgraph {_id('PRIV', r)}[{_q(f'{node_tier} subnets ({len(net.azs)} AZs)')}]")
+        eks = _id("EKS", r)
+        title = f"EKS cluster {system.name}-{environment} (Kubernetes {system.cluster.kubernetes_version})"
+        lines.append(f"                subgraph {eks}[{_q(title)}]")
+        classes["k8s"].append(eks)
+        for pool in system.cluster.node_pools:
+            ng = _id("NG", r, pool.name)
+            types = "/".join(pool.instance_types)
+            label = f"Node group {pool.name}: {pool.min}-{pool.max} x {types}" + (" (spot)" if pool.capacity == "spot"
+                                                                                 else "")
+            lines.append(f"                    subgraph {ng}[{_q(label)}]")
+            for name, svc in system.services.items():
+                if (svc.node_pool or home) == pool.name:
+                    kind = "Rollout" if svc.rollout.strategy == "canary" else "Deployment"
+                    wl = _id("W", r, name)
+                    lines.append(f"                        "
+                                 f"{_node(wl, f'{kind}: {name}<br/>{svc.replicas.min}-{svc.replicas.max} replicas')}")
+            lines.append("                    end")
+        lines.append("                end")
+        lines.append("            end")
+        if pub_tier and system.network.layout == "private":
+            lines.append(f"            subgraph {_id('DATA', r)}[{_q(f'Isolated subnets ({len(net.azs)} AZs)')}]")
+        data_nodes: list[str] = []
+        regional: list[str] = []
+        for rname, res in sorted(system.resources.items()):
+            nid = _id("D", r, rname)
+            if res.kind == "postgres" and res.engine != "external":
+                if r == primary:
+                    label = f"{ENGINE_LABEL[res.engine]} {rname}<br/>Primary {res.instance_class}" + (
+                        "<br/>Multi-AZ" if res.multi_az else "")
+                elif res.cross_region_replicas:
+                    label = f"{ENGINE_LABEL[res.engine]} {rname}<br/>Read replica {res.instance_class}"
+                else:
+                    continue
+                data_nodes.append(_node(nid, label, "db"))
+                classes["data"].append(nid)
+            elif res.kind == "redis" and (res.per_region or r == primary):
+                n = res.shards * (1 + res.replicas_per_shard)
+                data_nodes.append(_node(nid, f"ElastiCache Redis {rname}<br/>{n} x {res.node_type}"))
+                classes["data"].append(nid)
+            elif res.kind == "search" and r == primary:
+                data_nodes.append(_node(nid, f"OpenSearch {rname}<br/>{res.instances} x {res.instance_type}"))
+                classes["data"].append(nid)
+            elif res.kind == "queue" and (res.per_region or r == primary):
+                regional.append(_node(nid, f"SQS {rname}{' FIFO' if res.fifo else ''}" + (" + DLQ" if res.dlq else "")))
+        indent = "                " if system.network.layout == "private" else "            "
+        lines += [indent + d for d in data_nodes]
+        if system.network.layout == "private":
+            lines.append("            end")
+        lines.append("        end")
+        lines += ["        " + q for q in regional]
+        lines.append("    end")
+        # links from workloads
+        for name, svc in system.services.items():
+            wl = _id("W", r, name)
+            if svc.routes and svc.expose == "ingress" and alb:
+                links.append(f"    {alb} --> {wl}")
+            if name in lbs:
+                links.append(f"    {lbs[name]} --> {wl}")
+            for callee in svc.calls:
+                links.append(f"    {wl} --> {_id('W', r, callee)}")
+            for used in svc.uses:
+                res = system.resources[used]
+                local, prim = _id("D", r, used), _id("D", primary, used)
+                if res.kind == "postgres":
+                    if res.engine == "external":
+                        links.append(f"    {wl} --> ExtDB_{_id(used)}")
+                    elif r == primary:
+                        links.append(f"    {wl} --> {prim}")
+                    elif res.cross_region_replicas:
+                        links.append(f"    {wl} -->|reads| {local}")
+                        links.append(f"    {wl} -.->|writes| {prim}")
+                    else:
+                        links.append(f"    {wl} -.->|reads + writes| {prim}")
+                elif res.kind in ("redis", "queue"):
+                    target = local if (res.per_region or r == primary) else prim
+                    if res.kind == "queue" and name in queue_consumers(system, used):
+                        links.append(f"    {target} -->|consume| {wl}")
+                    else:
+                        links.append(f"    {wl} --> {target}")
+                elif res.kind == "search":
+                    links.append(f"    {wl} --> {prim}")
+                elif res.kind == "bucket":
+                    links.append(f"    {wl} --> S3_{_id(used)}")
+                elif res.kind == "topic":
+                    links.append(f"    {wl} --> SNS_{_id(used)}")
+            external_idp = edge.identity is not None and edge.identity.provider != "dev"
+            if external_idp and not edge.api_gateway and any(rt.auth == "required" for rt in svc.routes):
+                links.append(f"    {wl} -.->|JWKS| IdP")
+        if edge.api_gateway and edge.identity and edge.identity.provider != "dev":
+            links.append(f"    {_id('APIGW', r)} -.->|JWKS| IdP")
+        links.append(f"    {eks} -.-> Shared")
+        for rname, res in sorted(system.resources.items()):
+            if res.kind == "postgres" and res.cross_region_replicas and r != primary and res.engine != "external":
+                links.append(f"    {_id('D', primary, rname)} -.->|async replication| {_id('D', r, rname)}")
+    lines.append('    subgraph Shared["Shared services"]')
+    lines.append(f"        {_node('Secrets', 'Secrets Manager<br/>credentials per resource')}")
+    lines.append(f"        {_node('ECR', 'ECR<br/>one repository per service')}")
+    retention = system.monitoring.log_retention_days
+    lines.append(f"        {_node('CloudWatch', f'CloudWatch<br/>logs {retention} days')}")
+    for rname, res in sorted(system.resources.items()):
+        if res.kind == "bucket":
+            rule = ", ".join(f"{lc.after_days} d -> {lc.storage_class}" for lc in res.lifecycle)
+            lines.append(f"        {_node('S3_' + _id(rname), f'S3 {rname}' + (f'<br/>{rule}' if rule else ''))}")
+        elif res.kind == "topic":
+            lines.append(f"        {_node('SNS_' + _id(rname), f'SNS {rname}')}")
+        elif res.kind == "postgres" and res.engine == "external":
+            lines.append(f"        {_node('ExtDB_' + _id(rname), f'External PostgreSQL {rname}', 'db')}")
+    lines.append("    end")
+    if system.monitoring.prometheus:
+        lines += ['    subgraph Observability["Observability (in-cluster)"]', '        Prometheus["Prometheus"]']
+        if system.monitoring.grafana:
+            lines += ['        Grafana["Grafana"]', "    end", "    Prometheus --> Grafana"]
+        else:
+            lines.append("    end")
+    lines += links
+    lines.append(STYLES)
+    for cls, ids in classes.items():
+        if ids:
+            lines.append(f"    class {','.join(ids)} {cls}")
+    return Diagram("deployment", "Deployment", "\n".join(lines))
+
+
+def main_route(routes: list[Route]) -> Route:
+    """The route that stands for a service's main use case: the first one not limited to a role."""
+    return next((r for r in routes if not r.roles), routes[0])
+
+
+def sequences(system: System) -> list[Diagram]:
+    """One request/data-flow sequence per routed service (its main route), through queues to workers."""
+    out: list[Diagram] = []
+    edge = system.edge
+    primary = system.primary_region.name
+    for name, svc in system.services.items():
+        if not svc.routes:
+            continue
+        route = main_route(svc.routes)
+        method = (route.methods or ["GET"])[0]
+        req = f"{method} {route.path}"
+        via_cdn = svc.kind == "web" and edge.cdn
+        parts: list[tuple[str, str]] = [("Client", "actor"), ("R53", "Route 53")]
+        if via_cdn:
+            parts.append(("CDN", "CloudFront"))
+        if edge.waf:
+            parts.append(("WAF", "AWS WAF"))
+        if edge.api_gateway and not via_cdn:
+            parts.append(("GW", "API Gateway"))
+        lb = "ALB (Ingress)" if svc.expose == "ingress" else "Load balancer"
+        parts.append(("LB", lb))
+        parts.append((_id("S", name), name))
+        consumers: list[tuple[str, str]] = []
+        for used in svc.uses:
+            res = system.resources[used]
+            label = {"postgres": f"{ENGINE_LABEL.get(getattr(res, 'engine', ''), 'PostgreSQL')} {used}",
+                     "redis": f"Redis {used}", "queue": f"SQS {used}", "bucket": f"S3 {used}",
+                     "topic": f"SNS {used}", "search": f"OpenSearch {used}"}[res.kind]
+            parts.append((_id("R", used), label))
+            if res.kind == "queue":
+                consumers += [(q, used) for q in queue_consumers(system, used) if q != name]
+        for callee in svc.calls:
+            parts.append((_id("S", callee), callee))
+        for consumer, _ in consumers:
+            if (_id("S", consumer), consumer) not in parts:
+                parts.append((_id("S", consumer), consumer))
+            for used in system.services[consumer].uses:
+                res = system.resources[used]
+                ident = _id("R", used)
+                if all(p[0] != ident for p in parts):
+                    label = {"postgres": f"PostgreSQL {used}", "redis": f"Redis {used}", "queue": f"SQS {used}",
+                             "bucket": f"S3 {used}", "topic": f"SNS {used}", "search": f"OpenSearch {used}"}[res.kind]
+                    parts.append((ident, label))
+        lines = ["sequenceDiagram", "    autonumber"]
+        for ident, label in parts:
+            lines.append(f"    actor {ident}" if label == "actor" else f"    participant {ident} as {label}")
+        auth = route.auth == "required"
+        lines.append(f"    Client->>R53: resolve {edge.domain}")
+        lines.append("    R53-->>Client: nearest healthy region" if len(system.regions) > 1
+                     else "    R53-->>Client: load balancer address")
+        hop = "Client"
+        msg = req + (" + Bearer JWT" if auth else "")
+        if via_cdn:
+            lines.append(f"    Client->>CDN: {msg}")
+            lines.append("    alt cached")
+            lines.append("        CDN-->>Client: cached asset")
+            lines.append("    end")
+            hop = "CDN"
+        if edge.waf:
+            lines.append(f"    {hop}->>WAF: {msg}")
+            lines.append(f"    WAF->>WAF: managed rules, {edge.waf.rate_limit_per_5min} req / 5 min per IP")
+            hop = "WAF"
+        if edge.api_gateway and not via_cdn:
+            lines.append(f"    {hop}->>GW: {msg}")
+            check = "validate JWT (issuer, audience, JWKS), throttle" if auth else "throttle"
+            lines.append(f"    GW->>GW: {check}")
+            hop = "GW"
+        lines.append(f"    {hop}->>LB: {req}")
+        sid = _id("S", name)
+        lines.append(f"    LB->>{sid}: {req}")
+        limit = route.rate_limit or edge.default_rate_limit
+        if auth and not edge.api_gateway:
+            lines.append(f"    {sid}->>{sid}: verify JWT" + (f", rate limit {limit}" if limit else ""))
+        elif limit:
+            lines.append(f"    {sid}->>{sid}: rate limit {limit}")
+        for used in svc.uses:
+            res = system.resources[used]
+            rid = _id("R", used)
+            if res.kind == "postgres":
+                lines.append(f"    {sid}->>{rid}: SQL (writes to the primary in {primary})")
+            elif res.kind == "redis":
+                lines.append(f"    {sid}->>{rid}: commands")
+            elif res.kind == "queue":
+                lines.append(f"    {sid}->>{rid}: send message")
+            elif res.kind == "bucket":
+                lines.append(f"    {sid}->>{rid}: put/get object")
+            else:
+                lines.append(f"    {sid}->>{rid}: request")
+            lines.append(f"    {rid}-->>{sid}: ok")
+        for callee in svc.calls:
+            lines.append(f"    {sid}->>{_id('S', callee)}: HTTP")
+            lines.append(f"    {_id('S', callee)}-->>{sid}: response")
+        lines.append(f"    {sid}-->>LB: response")
+        lines.append(f"    LB-->>{hop if hop != 'Client' else 'Client'}: response")
+        if hop != "Client":
+            lines.append(f"    {hop}-->>Client: response")
+        for consumer, queue in consumers:
+            cid, qid = _id("S", consumer), _id("R", queue)
+            auto = system.services[consumer].autoscale
+            scale = (f" (KEDA scales it at {auto.target_queue_depth} messages per replica)"
+                     if auto and auto.queue == queue else "")
+            lines.append(f"    Note over {qid},{cid}: asynchronously{scale}")
+            lines.append(f"    {cid}->>{qid}: receive messages")
+            for used in system.services[consumer].uses:
+                if used == queue:
+                    continue
+                res = system.resources[used]
+                verb = {"postgres": f"write (primary in {primary})", "redis": "update", "bucket": "append",
+                        "queue": "send", "topic": "publish", "search": "index"}[res.kind]
+                lines.append(f"    {cid}->>{_id('R', used)}: {verb}")
+            lines.append(f"    {cid}->>{qid}: delete (ack)" + (
+                f"; after {system.resources[queue].max_receive_count} failures -> DLQ"
+                if system.resources[queue].dlq else ""))
+        title = f"{name}: {req}" + (f" ({svc.description})" if svc.description else "")
+        out.append(Diagram(f"sequence-{name}", title, "\n".join(lines)))
+    return out
+
+
+def network(system: System) -> Diagram:
+    """The primary region's VPC: subnets per AZ, NAT gateways and the internet gateway."""
+    region = system.primary_region.name
+    net = layout(system, region)
+    lines = ["flowchart TB", '    IGW["Internet gateway"]',
+             f"    subgraph VPC[{_q(f'VPC {region} {net.vpc_cidr}')}]"]
+    holds = {"public": "load balancers" + (", NAT gateway" if net.nat_azs else ", nodes, pods"),
+             "private": "EKS nodes + pods", "isolated": "databases, caches (no internet route)"}
+    for az in net.azs:
+        lines.append(f"        subgraph {_id('AZ', az)}[{_q(az)}]")
+        for sub in (s for s in net.subnets if s.az == az):
+            label = f"{sub.tier} {sub.cidr}<br/>{holds[sub.tier]}<br/>{sub.usable:,} IPs"
+            lines.append(f"            {_node(_id(sub.tier, az), label)}")
+        if az in net.nat_azs:
+            lines.append(f"            {_node(_id('NAT', az), 'NAT gateway')}")
+        lines.append("        end")
+    if system.network.vpc_endpoints and system.network.layout == "private":
+        lines.append(f"        {_node('VPCE', 'VPC endpoints<br/>ECR, STS, Logs, Secrets Manager, S3 gateway')}")
+    lines.append("    end")
+    for az in net.azs:
+        lines.append(f"    {_id('public', az)} --> IGW")
+        if system.network.layout == "private":
+            nat_az = az if az in net.nat_azs else net.nat_azs[0]
+            lines.append(f"    {_id('private', az)} --> {_id('NAT', nat_az)}")
+            if system.network.vpc_endpoints:
+                lines.append(f"    {_id('private', az)} -.-> VPCE")
+    for nat_az in net.nat_azs:
+        lines.append(f"    {_id('NAT', nat_az)} --> {_id('public', nat_az)}")
+    lines.append(STYLES)
+    return Diagram("network", f"VPC network layout ({region})", "\n".join(lines))
+
+
+def all_diagrams(system: System, environment: str) -> list[Diagram]:
+    """Deployment, one sequence per main use case, and the network layout."""
+    return [deployment(system, environment), *sequences(system), network(system)]
+
+
+def render_svg(diagram: Diagram, timeout_s: float = 60.0) -> str | None:
+    """SVG text of a diagram via ``mmdc`` when it is installed and works, else None."""
+    mmdc = shutil.which("mmdc")
+    if mmdc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "d.mmd", Path(tmp) / "d.svg"
+        src.write_text(diagram.source)
+        try:
+            subprocess.run([mmdc, "-i", str(src), "-o", str(dst), "--quiet"], check=True, timeout=timeout_s,
+                           capture_output=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return dst.read_text() if dst.is_file() else None

@@ -1,0 +1,155 @@
+"""The Kubernetes objects of one region's deployment, with their purpose.
+
+When ``stackwright.render.k8s.build_manifests(system, region, environment)`` is importable, the list is
+exactly what ``render`` emits (kind + metadata.name). Otherwise it is derived from the spec the way render
+is specified to build it, and the document says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..spec import System
+from .model import K8sObject
+
+NLB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
+#: Resource kinds whose URL is a credential kept in Secrets Manager (one secret per resource and region).
+SECRET_KINDS = frozenset({"postgres", "redis", "bucket", "topic", "search"})
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """What a service's PodDisruptionBudget allows, as rendered or derived."""
+
+    min_available: int | str | None
+    max_unavailable: int | str | None
+
+
+@dataclass(frozen=True)
+class Workloads:
+    """Kubernetes objects of one region plus the facts other sections read from them."""
+
+    objects: list[K8sObject]
+    source: str
+    lb_kinds: dict[str, str]
+    pdbs: dict[str, Disruption]
+    spread_across_zones: dict[str, bool]
+
+
+def _render_manifests(system: System, region: str, environment: str) -> list[dict[str, Any]] | None:
+    try:
+        from ..render.k8s import build_manifests  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return list(build_manifests(system, region, environment))
+
+
+def _purpose(system: System, kind: str, name: str, manifest: dict[str, Any] | None = None) -> str:
+    svc_name = next((s for s in sorted(system.services, key=len, reverse=True)
+                     if name == s or name.startswith(f"{s}-") or name.endswith(f"-{s}")), None)
+    svc = system.services.get(svc_name) if svc_name else None
+    if svc is None:
+        generic = {"Ingress": "ALB routing rules for every routed service", "Namespace": "the system's namespace",
+                   "ConfigMap": "shared configuration", "NetworkPolicy": "allowed traffic between pods",
+                   "PrometheusRule": "SLO, latency and queue alerts",
+                   "ExternalSecret": "credentials from Secrets Manager",
+                   "SecretStore": "where ExternalSecrets read from (Secrets Manager)",
+                   "ClusterSecretStore": "where ExternalSecrets read from (Secrets Manager)"}
+        return generic.get(kind, "")
+    rng = f"{svc.replicas.min}-{svc.replicas.max} replicas"
+    text = {
+        "Deployment": f"{svc.description or svc_name} ({rng})",
+        "Rollout": f"{svc.description or svc_name} ({rng}, canary "
+                   + " -> ".join(f"{s.weight}%" for s in svc.rollout.steps) + ")",
+        "Service": ("LoadBalancer in front of " if svc.expose == "load-balancer" else "ClusterIP for ") + svc_name,
+        "HorizontalPodAutoscaler": f"scales {svc_name} {rng} at {svc.autoscale.cpu_percent}% CPU"
+        if svc.autoscale and svc.autoscale.cpu_percent else f"scales {svc_name} ({rng})",
+        "ScaledObject": f"KEDA: scales {svc_name} {rng} on queue depth "
+                        f"({svc.autoscale.queue}, {svc.autoscale.target_queue_depth} per replica)"
+        if svc.autoscale and svc.autoscale.queue else f"KEDA: scales {svc_name}",
+        "PodDisruptionBudget": f"keeps {svc_name} serving during node drains",
+        "ConfigMap": f"environment of {svc_name} (12-factor settings)",
+        "ExternalSecret": "credentials of " + (", ".join(u for u in svc.uses if system.resources[u].kind in
+                                                         SECRET_KINDS) or svc_name) + " from Secrets Manager",
+        "SecretStore": f"Secrets Manager in this region, read as {svc_name}'s ServiceAccount",
+        "ServiceAccount": f"IRSA identity of {svc_name} (its IAM role)",
+        "ServiceMonitor": f"Prometheus scrapes {svc_name} /metrics",
+        "PodMonitor": f"Prometheus scrapes {svc_name} pods' /metrics",
+        "AnalysisTemplate": f"canary analysis of {svc_name}: error rate, p99, success-rate drop",
+        "Ingress": f"ALB routes to {svc_name}",
+        "NetworkPolicy": f"who may talk to {svc_name}",
+    }
+    return text.get(kind, svc_name or "")
+
+
+def _derive(system: System) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, svc in system.services.items():
+        out.append(("Rollout" if svc.rollout.strategy == "canary" else "Deployment", name))
+        out.append(("ServiceAccount", name))
+        out.append(("ConfigMap", f"{name}-config"))
+        if any(system.resources[r].kind in SECRET_KINDS for r in svc.uses):
+            out.append(("SecretStore", name))
+            out.append(("ExternalSecret", name))
+        has_service = svc.kind != "worker" or svc.expose == "load-balancer"
+        if has_service:
+            out.append(("Service", name))
+        if svc.autoscale and svc.autoscale.queue:
+            out.append(("ScaledObject", name))
+        elif svc.autoscale:
+            out.append(("HorizontalPodAutoscaler", name))
+        if svc.replicas.min >= 2:
+            out.append(("PodDisruptionBudget", name))
+        if system.monitoring.prometheus:
+            out.append(("ServiceMonitor" if has_service else "PodMonitor", name))
+        if svc.rollout.strategy == "canary":
+            out.append(("AnalysisTemplate", f"{name}-analysis"))
+    if any(s.routes and s.expose == "ingress" for s in system.services.values()):
+        out.append(("Ingress", system.name))
+    return out
+
+
+def workloads(system: System, environment: str) -> Workloads:
+    """Objects of the primary region's deployment (from render when available, else derived)."""
+    region = system.primary_region.name
+    manifests = _render_manifests(system, region, environment)
+    lb_kinds = {n: "clb" for n, s in system.services.items() if s.expose == "load-balancer"}
+    pdbs: dict[str, Disruption] = {}
+    spread: dict[str, bool] = {}
+    if manifests is None:
+        pairs = _derive(system)
+        source = ("derived from the spec (stackwright.render.k8s.build_manifests is not available yet); "
+                  "render is the authority")
+        for name, svc in system.services.items():
+            if svc.replicas.min >= 2:
+                pdbs[name] = Disruption(None, 1)
+            spread[name] = True
+        objects = [K8sObject(kind, name, _purpose(system, kind, name)) for kind, name in pairs]
+        return Workloads(objects, source, lb_kinds, pdbs, spread)
+    objects = []
+    for m in manifests:
+        kind, meta = m.get("kind", "?"), m.get("metadata", {}) or {}
+        name = str(meta.get("name", "?"))
+        objects.append(K8sObject(kind, name, _purpose(system, kind, name, m)))
+        spec = m.get("spec", {}) or {}
+        if kind == "Service" and spec.get("type") == "LoadBalancer" and name in lb_kinds:
+            ann = (meta.get("annotations") or {}).get(NLB_ANNOTATION, "")
+            lb_kinds[name] = "nlb" if ann in ("nlb", "external", "nlb-ip") else "clb"
+        if kind == "PodDisruptionBudget":
+            target = _selected_service(system, spec) or name
+            pdbs[target] = Disruption(spec.get("minAvailable"), spec.get("maxUnavailable"))
+        if kind in ("Deployment", "Rollout"):
+            pod = ((spec.get("template") or {}).get("spec") or {})
+            constraints = pod.get("topologySpreadConstraints") or []
+            spread[name] = any(c.get("topologyKey") == "topology.kubernetes.io/zone" for c in constraints)
+    source = f"stackwright.render.k8s.build_manifests({system.name}, {region}, {environment})"
+    return Workloads(objects, source, lb_kinds, pdbs, spread)
+
+
+def _selected_service(system: System, spec: dict[str, Any]) -> str | None:
+    labels = ((spec.get("selector") or {}).get("matchLabels") or {})
+    for value in labels.values():
+        if value in system.services:
+            return str(value)
+    return None
