@@ -101,8 +101,12 @@ def test_scrape_config_one_job_per_service(voting: System) -> None:
                                          "labels": {"service": "vote", "system": "voting"}}
     assert cfg["rule_files"] == ["alert_rules.yml"]
     assert cfg["global"]["scrape_interval"] == "5s"
-    with pytest.raises(ValueError, match="nope"):
-        scrape_config(voting, {"nope": ["127.0.0.1:1"]})
+    # non-service targets (the local gateway) are scraped too, labelled as a component
+    extra = scrape_config(voting, {"edge": ["127.0.0.1:8080"], "web": ["127.0.0.1:8105"]})
+    assert [j["job_name"] for j in extra["scrape_configs"]] == ["web", "edge"]
+    assert extra["scrape_configs"][1]["static_configs"][0]["labels"] == {"component": "edge", "system": "voting"}
+    with pytest.raises(ValueError, match="not a job"):
+        scrape_config(voting, {"not a job": ["127.0.0.1:1"]})
 
 
 def test_bundle_is_complete_and_deterministic(tmp_path: Path, fastapi_app: System) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from .conventions import DATASOURCE_UID, RULES_FILE
 from .dashboard import grafana_dashboard
 from .rules import alert_rules
 
+_JOB_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]*$")
 PROMETHEUS_IMAGE = "prom/prometheus:v2.53.4"
 GRAFANA_IMAGE = "grafana/grafana:11.6.0"
 PROMETHEUS_PORT = 9090
@@ -42,24 +44,26 @@ def dump_yaml(data: Any) -> str:
 
 def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval: str = "5s",
                   rules_file: str = RULES_FILE) -> dict[str, Any]:
-    """prometheus.yml content: one scrape job per service (``job`` = service name) over ``targets``.
+    """prometheus.yml content: one scrape job per target group (``job`` = service name) over ``targets``.
 
-    ``targets`` maps a service to its ``host:port`` addresses; every target gets ``service`` and
-    ``system`` labels. ``rule_files`` points at ``rules_file``, which Prometheus resolves relative to
-    the directory of prometheus.yml. Raises ValueError for a service the spec does not declare.
+    ``targets`` maps a service to its ``host:port`` addresses; those targets get ``service`` and ``system``
+    labels. Other names (e.g. ``edge`` for the local gateway) become jobs too, labelled ``component``
+    instead of ``service``, after the spec's services. ``rule_files`` points at ``rules_file``, which
+    Prometheus resolves relative to the directory of prometheus.yml. Raises ValueError for a name that
+    cannot be a job name.
     """
-    unknown = sorted(set(targets) - set(system.services))
-    if unknown:
-        raise ValueError(f"targets name services that {system.name} does not declare: {', '.join(unknown)}")
+    bad = sorted(n for n in targets if not _JOB_NAME.fullmatch(n))
+    if bad:
+        raise ValueError(f"scrape target names must look like service names: {', '.join(bad)}")
+    names = [n for n in system.services if n in targets] + sorted(set(targets) - set(system.services))
     jobs = []
-    for name in system.services:  # spec order, not dict order of the caller
-        if name not in targets:
-            continue
+    for name in names:
+        kind = "service" if name in system.services else "component"
         jobs.append({
             "job_name": name,
             "metrics_path": "/metrics",
             "scrape_interval": scrape_interval,
-            "static_configs": [{"targets": list(targets[name]), "labels": {"service": name, "system": system.name}}],
+            "static_configs": [{"targets": list(targets[name]), "labels": {kind: name, "system": system.name}}],
         })
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
