@@ -14,6 +14,7 @@ import httpx
 import pgserver
 import pytest
 
+from stackwright.runtime import Settings, shutdown
 from stackwright.spec import PostgresResource, load_system
 
 SYSTEM_DIR = Path(__file__).resolve().parents[1]
@@ -56,23 +57,32 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def api_module() -> ModuleType:
-    """services/api/app.py imported by path, as the runner's ``app:app`` would load it."""
+def api_module(postgres_url: str) -> Iterator[ModuleType]:
+    """services/api/app.py imported by path, as the runner's ``app:app`` would load it (with DB_URL set)."""
     spec = importlib.util.spec_from_file_location("fastapi_app_api", SYSTEM_DIR / "services" / "api" / "app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DB_URL", postgres_url)
+        mp.setenv("SERVICE_NAME", "api")
+        spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture
-async def client(api_module: ModuleType, postgres_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(api_module: ModuleType, postgres_url: str,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app in-process, lifespan (pool) included, on an empty items table."""
     conn = await asyncpg.connect(postgres_url)
     await conn.execute("TRUNCATE items")
     await conn.close()
-    app = api_module.create_app(db_url=postgres_url, service_name="api")
+    # The runtime's draining flag is process-wide and set when an app's lifespan ends; each test here runs
+    # a fresh app in the same process, so start it undrained.
+    monkeypatch.setattr(shutdown, "_draining", False)
+    app = api_module.create_app(Settings.from_env({"SERVICE_NAME": "api", "SYSTEM_NAME": "fastapi-app",
+                                                   "DB_URL": postgres_url}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:

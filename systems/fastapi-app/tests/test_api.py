@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 PROBLEM = "application/problem+json"
 
@@ -170,14 +171,14 @@ async def test_filters(client: httpx.AsyncClient) -> None:
 ])
 async def test_bad_create_bodies_are_422(client: httpx.AsyncClient, body: Any) -> None:
     problem = _problem(await client.post("/items", json=body), 422)
-    assert problem["errors"] and all({"field", "message", "type"} <= set(e) for e in problem["errors"])
+    assert problem["errors"] and all({"loc", "msg", "type"} <= set(e) for e in problem["errors"])
 
 
 async def test_bad_patch_bodies_are_422(client: httpx.AsyncClient) -> None:
     item = await _create(client)
     url = f"/items/{item['id']}"
     body = _problem(await client.patch(url, json={"name": None}), 422)
-    assert body["errors"][0]["field"] == "body.name"
+    assert body["errors"][0]["loc"] == ["body", "name"]
     _problem(await client.patch(url, json={"price": None}), 422)
     _problem(await client.patch(url, json={"id": "x"}), 422)
     _problem(await client.put(url, json={"name": "only a name"}), 422)
@@ -186,6 +187,9 @@ async def test_bad_patch_bodies_are_422(client: httpx.AsyncClient) -> None:
 async def test_malformed_json_is_400_and_wrong_media_type_is_415(client: httpx.AsyncClient) -> None:
     bad = await client.post("/items", content=b'{"name": "x", ', headers={"content-type": "application/json"})
     assert "not valid JSON" in _problem(bad, 400)["detail"]
+    huge = await client.post("/items", content=b"[" + b"1," * 600_000 + b"1]",
+                             headers={"content-type": "application/json"})
+    _problem(huge, 413)
     text = await client.post("/items", content=b"name=x", headers={"content-type": "text/plain"})
     _problem(text, 415)
     form = await client.post("/items", data={"name": "x", "price": "1"})
@@ -207,7 +211,7 @@ async def test_contradictory_price_range_is_400(client: httpx.AsyncClient) -> No
 
 
 async def test_bad_ids_routes_and_methods(client: httpx.AsyncClient) -> None:
-    assert _problem(await client.get("/items/not-a-uuid"), 422)["errors"][0]["field"] == "path.item_id"
+    assert _problem(await client.get("/items/not-a-uuid"), 422)["errors"][0]["loc"] == ["path", "item_id"]
     _problem(await client.get("/items/00000000-0000-0000-0000-000000000000"), 404)
     _problem(await client.get("/nope"), 404)
     _problem(await client.delete("/items"), 405)
@@ -219,18 +223,21 @@ async def test_bad_ids_routes_and_methods(client: httpx.AsyncClient) -> None:
 async def test_health(client: httpx.AsyncClient) -> None:
     resp = await client.get("/health")
     assert resp.status_code == 200
-    assert resp.json() == {"status": "ok", "service": "api", "checks": {"database": "ok"}}
-    assert (await client.get("/livez")).status_code == 200
+    assert resp.json() == {"status": "ok", "service": "api", "checks": {"db": "ok"}}
+    assert (await client.get("/healthz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"db": "ok"}
 
 
 async def test_database_outage_is_503_not_500(client: httpx.AsyncClient) -> None:
-    client.app.state.pool.terminate()  # type: ignore[attr-defined]
+    client.app.state.db.pool.terminate()  # type: ignore[attr-defined]
     health = _problem(await client.get("/health"), 503)
-    assert health["checks"] == {"database": "failing"}
+    assert health["checks"] == {"db": "failing"}
     items = await client.get("/items")
     _problem(items, 503)
     assert items.headers["retry-after"] == "5"
-    assert (await client.get("/livez")).status_code == 200
+    assert (await client.get("/readyz")).status_code == 503
+    assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_metrics_use_the_seed_names(client: httpx.AsyncClient) -> None:
@@ -240,12 +247,18 @@ async def test_metrics_use_the_seed_names(client: httpx.AsyncClient) -> None:
     await client.get("/health")
     resp = await client.get("/metrics")
     assert resp.status_code == 200
-    text = resp.text
-    assert ('starlette_requests_total{app_name="api",method="GET",path="/items/{item_id}",status_code="200"}'
-            in text)
-    assert 'starlette_requests_total{app_name="api",method="GET",path="/items/{item_id}",status_code="404"}' in text
-    assert 'starlette_requests_total{app_name="api",method="POST",path="/items",status_code="201"}' in text
-    assert 'starlette_request_duration_seconds_bucket{app_name="api",le="0.2",method="GET"' in text
-    assert "starlette_request_duration_seconds_count" in text and "starlette_request_duration_seconds_sum" in text
-    assert 'starlette_requests_in_progress{app_name="api",method="GET"}' in text
-    assert 'path="/health"' not in text and 'path="/metrics"' not in text  # probes and scrapes are not traffic
+    samples = [s for family in text_string_to_metric_families(resp.text) for s in family.samples
+               if s.labels.get("app_name") == "api"]
+
+    def has(name: str, **labels: str) -> bool:
+        return any(s.name == name and labels.items() <= s.labels.items() for s in samples)
+
+    assert has("starlette_requests_total", method="GET", path="/items/{item_id}", status_code="200")
+    assert has("starlette_requests_total", method="GET", path="/items/{item_id}", status_code="404")
+    assert has("starlette_requests_total", method="POST", path="/items", status_code="201")
+    assert has("starlette_request_duration_seconds_bucket", path="/items/{item_id}", status_code="200", le="0.2")
+    assert has("starlette_request_duration_seconds_count", path="/items", method="POST")
+    assert has("starlette_request_duration_seconds_sum", path="/items", method="POST")
+    assert has("starlette_requests_in_progress", method="GET")
+    # probes and scrapes are not traffic
+    assert not [s for s in samples if s.labels.get("path") in {"/health", "/metrics", "/healthz", "/readyz"}]

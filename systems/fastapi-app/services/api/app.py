@@ -1,19 +1,12 @@
 """fastapi-app `api` (seed 003): a CRUD API for items on PostgreSQL, with /health and Prometheus /metrics.
 
-Wiring comes from the environment (12-factor), named the same locally and on EKS:
-
-* ``DB_URL``: PostgreSQL URL of the ``db`` resource (required); ``DB_POOL_MIN``/``DB_POOL_MAX`` size the pool.
-* ``SERVICE_NAME``: the ``app_name`` label on every metric (``api``).
-
-Every error is an RFC 9457 ``application/problem+json`` body; bad input is a 4xx, never a 500.
-Until the service moves onto ``stackwright.runtime`` it is a plain FastAPI app: asyncpg for the pool and
-starlette-exporter for the seed's metric names.
+Built on ``stackwright.runtime``: the runtime's ``Service`` gives the app /healthz, /readyz, /metrics (the
+seed's starlette-exporter metric names), RFC 9457 problem+json for every error, a body-size limit, the
+asyncpg pool of the ``db`` resource (``DB_URL``, ``DB_POOL_MIN``/``DB_POOL_MAX``) and graceful shutdown.
+This module adds the seed's ``/health`` and the items resource. Bad input is a 4xx, never a 500.
 """
 
 import logging
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -21,86 +14,27 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
-from starlette_exporter import PrometheusMiddleware, handle_metrics
+
+from stackwright.runtime import Database, Problem, Service, Settings, problem_response, shutdown
 
 log = logging.getLogger("fastapi-app.api")
 
-PROBLEM_JSON = "application/problem+json"
 MAX_INT4 = 2**31 - 1
-# Same buckets as stackwright.runtime: fine around the 200-500 ms p99 SLOs the specs use.
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
-NOT_USER_TRAFFIC = ["/metrics", "/health", "/livez"]
-
-_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           412: "Precondition Failed", 415: "Unsupported Media Type", 422: "Unprocessable Content",
-           500: "Internal Server Error", 503: "Service Unavailable"}
-
-
-# ---------------------------------------------------------------- problems (RFC 9457)
-
-
-class Problem(Exception):
-    """Raise from a handler to answer with ``application/problem+json``."""
-
-    def __init__(self, status: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.extra = extra
-
-
-def problem(status: int, detail: str = "", instance: str | None = None, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status}
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return problem(400, "the request body is not valid JSON", request.url.path)
-    details = [{"field": _loc(e.get("loc", ())), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-               for e in errors]
-    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
-    return problem(422, f"invalid input: {summary}", request.url.path, errors=details)
-
-
-async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return problem(exc.status_code, str(exc.detail) if exc.detail else "", request.url.path,
-                   headers=getattr(exc, "headers", None))
-
-
-async def _on_problem(request: Request, exc: Problem) -> JSONResponse:
-    return problem(exc.status, exc.detail, request.url.path, **exc.extra)
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 async def _on_database(request: Request, exc: Exception) -> JSONResponse:
+    """Database errors: constraint violations are the client's (409/422), the rest an outage (503)."""
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return problem(409, "an item with this name already exists", request.url.path)
+        return problem_response(409, "an item with this name already exists", instance=request.url.path)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError | asyncpg.DataError):
-        return problem(422, f"the database rejected the values: {exc.__class__.__name__}", request.url.path)
+        return problem_response(422, f"the database rejected the values: {exc.__class__.__name__}",
+                                instance=request.url.path)
     log.warning("database unavailable: %r", exc)
-    return problem(503, "the database is unavailable; retry shortly", request.url.path,
-                   headers={"Retry-After": "5"})
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "unexpected error; it has been logged", request.url.path)
+    return problem_response(503, "the database is unavailable; retry shortly", instance=request.url.path,
+                            headers={"Retry-After": "5"})
 
 
 # ---------------------------------------------------------------- schemas
@@ -182,10 +116,6 @@ COLUMNS = "id, name, description, price, quantity, tags, version, created_at, up
 # ---------------------------------------------------------------- helpers
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
-
-
 def _etag(version: int) -> str:
     return f'"{version}"'
 
@@ -219,55 +149,35 @@ async def _missing_or_conflict(conn: asyncpg.Connection, item_id: UUID) -> Probl
 # ---------------------------------------------------------------- app
 
 
-def create_app(db_url: str | None = None, service_name: str | None = None) -> FastAPI:
-    """Build the API. ``db_url`` defaults to ``$DB_URL``, read when the app starts (not at import)."""
-    name = service_name or os.environ.get("SERVICE_NAME", "api")
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = db_url or os.environ.get("DB_URL")
-        if not url:
-            raise RuntimeError("DB_URL is not set: the spec wires the 'db' resource into this service as DB_URL")
-        app.state.pool = await asyncpg.create_pool(
-            url, min_size=int(os.environ.get("DB_POOL_MIN", "2")), max_size=int(os.environ.get("DB_POOL_MAX", "10")),
-            command_timeout=10)
-        try:
-            yield
-        finally:
-            await app.state.pool.close()
-
-    app = FastAPI(title="fastapi-app items API", version="1.0.0", lifespan=lifespan,
-                  description="CRUD for items (seed 003). Errors are application/problem+json (RFC 9457).")
-    app.add_middleware(PrometheusMiddleware, app_name=name, group_paths=True, buckets=BUCKETS,
-                       skip_paths=NOT_USER_TRAFFIC)
-    app.add_route("/metrics", handle_metrics, include_in_schema=False)
-    app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
-    app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
-    for exc_type in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API from ``settings`` (default: the environment). ``DB_URL`` must be set."""
+    svc = Service(settings=settings, title="fastapi-app items API")
+    db = svc.postgres("db")
+    app = svc.app
+    app.description = "CRUD for items (seed 003). Errors are application/problem+json (RFC 9457)."
+    app.state.db = db
+    for exc_type in DB_ERRORS:
         app.add_exception_handler(exc_type, _on_database)
-    app.add_exception_handler(Exception, _on_unexpected)
 
     @app.get("/health", tags=["ops"])
-    async def health(request: Request) -> JSONResponse:
-        """Liveness, readiness and load-balancer check (as in the seed): the database answers."""
-        try:
-            async with _pool(request).acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1", timeout=2)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            return problem(503, f"database check failed: {exc.__class__.__name__}", "/health",
-                           service=name, checks={"database": "failing"})
-        return JSONResponse({"status": "ok", "service": name, "checks": {"database": "ok"}})
+    async def health() -> JSONResponse:
+        """The seed's check for the load balancer, liveness and readiness: the database answers.
 
-    @app.get("/livez", tags=["ops"])
-    async def livez() -> dict[str, str]:
-        """Process liveness only (no dependencies), for probes that must not restart on a database outage."""
-        return {"status": "ok"}
+        Like the runtime's /readyz, it answers 503 while the process drains after SIGTERM.
+        """
+        if shutdown.is_draining():
+            return problem_response(503, "shutting down", instance="/health", service=svc.name)
+        try:
+            await db.check()
+        except (*DB_ERRORS, RuntimeError) as exc:
+            return problem_response(503, f"database check failed: {exc.__class__.__name__}", instance="/health",
+                                    service=svc.name, checks={"db": "failing"})
+        return JSONResponse({"status": "ok", "service": svc.name, "checks": {"db": "ok"}})
 
     @app.post("/items", status_code=201, response_model=Item, tags=["items"], dependencies=[Depends(require_json)])
-    async def create_item(body: ItemIn, request: Request, response: Response) -> Item:
+    async def create_item(body: ItemIn, response: Response) -> Item:
         """Create an item. 409 if the name (case-insensitive) is taken."""
-        row = await _pool(request).fetchrow(
+        row = await db.pool.fetchrow(
             f"INSERT INTO items (name, description, price, quantity, tags) VALUES ($1, $2, $3, $4, $5) "
             f"RETURNING {COLUMNS}", body.name, body.description, body.price, body.quantity, body.tags)
         item = _item(row)
@@ -277,7 +187,6 @@ def create_app(db_url: str | None = None, service_name: str | None = None) -> Fa
 
     @app.get("/items", response_model=ItemPage, tags=["items"])
     async def list_items(
-        request: Request,
         limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
         offset: Annotated[int, Query(ge=0, le=1_000_000, description="items to skip")] = 0,
         name: Annotated[Text | None, Query(max_length=200, description="case-insensitive substring")] = None,
@@ -309,7 +218,7 @@ def create_app(db_url: str | None = None, service_name: str | None = None) -> Fa
         if in_stock is not None:
             where.append("quantity > 0" if in_stock else "quantity = 0")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        async with _pool(request).acquire() as conn:
+        async with db.pool.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM items{clause}", *args)
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM items{clause} ORDER BY {SORTS[sort]} "
@@ -319,32 +228,32 @@ def create_app(db_url: str | None = None, service_name: str | None = None) -> Fa
                         next_offset=next_offset)
 
     @app.get("/items/{item_id}", response_model=Item, tags=["items"])
-    async def get_item(item_id: UUID, request: Request, response: Response) -> Item:
+    async def get_item(item_id: UUID, response: Response) -> Item:
         """One item; its ETag is its version."""
-        row = await _pool(request).fetchrow(f"SELECT {COLUMNS} FROM items WHERE id = $1", item_id)
+        row = await db.pool.fetchrow(f"SELECT {COLUMNS} FROM items WHERE id = $1", item_id)
         if row is None:
             raise Problem(404, f"item {item_id} does not exist")
         response.headers["ETag"] = _etag(row["version"])
         return _item(row)
 
     @app.put("/items/{item_id}", response_model=Item, tags=["items"], dependencies=[Depends(require_json)])
-    async def replace_item(item_id: UUID, body: ItemIn, request: Request, response: Response,
+    async def replace_item(item_id: UUID, body: ItemIn, response: Response,
                            if_match: Annotated[str | None, Header()] = None) -> Item:
         """Replace every field of an item. With If-Match, 412 unless the version matches."""
-        return await _update(request, response, item_id, body.model_dump(), if_match)
+        return await _update(db, response, item_id, body.model_dump(), if_match)
 
     @app.patch("/items/{item_id}", response_model=Item, tags=["items"], dependencies=[Depends(require_json)])
-    async def patch_item(item_id: UUID, body: ItemPatch, request: Request, response: Response,
+    async def patch_item(item_id: UUID, body: ItemPatch, response: Response,
                          if_match: Annotated[str | None, Header()] = None) -> Item:
         """Change the given fields only (JSON merge patch without nulls)."""
-        return await _update(request, response, item_id, body.model_dump(exclude_unset=True), if_match)
+        return await _update(db, response, item_id, body.model_dump(exclude_unset=True), if_match)
 
     @app.delete("/items/{item_id}", status_code=204, tags=["items"])
-    async def delete_item(item_id: UUID, request: Request,
+    async def delete_item(item_id: UUID,
                           if_match: Annotated[str | None, Header()] = None) -> Response:
         """Delete an item. With If-Match, 412 unless the version matches."""
         version = _if_match_version(if_match)
-        async with _pool(request).acquire() as conn:
+        async with db.pool.acquire() as conn:
             deleted = await conn.fetchval(
                 "DELETE FROM items WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING id",
                 item_id, version)
@@ -355,12 +264,12 @@ def create_app(db_url: str | None = None, service_name: str | None = None) -> Fa
     return app
 
 
-async def _update(request: Request, response: Response, item_id: UUID, fields: dict[str, Any],
+async def _update(db: Database, response: Response, item_id: UUID, fields: dict[str, Any],
                   if_match: str | None) -> Item:
     version = _if_match_version(if_match)
     sets = [f"{column} = ${i}" for i, column in enumerate(fields, start=3)]  # column names come from the model
     sets += ["version = version + 1", "updated_at = now()"] if fields else []
-    async with _pool(request).acquire() as conn:
+    async with db.pool.acquire() as conn:
         if sets:
             row = await conn.fetchrow(
                 f"UPDATE items SET {', '.join(sets)} WHERE id = $1 AND ($2::int IS NULL OR version = $2) "
