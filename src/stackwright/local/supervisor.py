@@ -135,6 +135,9 @@ class Supervisor:
                 await self._spawn(managed)
             except Exception as exc:
                 self.event(f"{managed.spec.name} could not be restarted: {exc}")
+                continue
+            assert managed.proc is not None
+            self.event(f"{managed.spec.name} restarted as pid {managed.proc.pid}")
 
     def event(self, message: str) -> None:
         """Report something the supervisor did (crash, restart) on the console and to the callback."""

@@ -152,6 +152,7 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        shutdown.reset()
         for fn in self._startup:
             await _retry_start(fn)
         self._tasks = [asyncio.create_task(self._supervise(fn), name=getattr(fn, "__name__", "background"))

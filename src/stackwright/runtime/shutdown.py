@@ -13,3 +13,9 @@ def start_draining() -> None:
 
 def is_draining() -> bool:
     return _draining
+
+
+def reset() -> None:
+    """Back to serving (an app starting up in this process is not draining)."""
+    global _draining
+    _draining = False

@@ -54,8 +54,9 @@ def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: 
         message = f"unknown key '{loc[-1]}'" + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else "")
     elif kind == "missing":
         message = f"missing required key '{where}'"
-    elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
         message = f"{where}: resource kind must be one of postgres, redis, queue, bucket, topic, search"
+        loc = (*loc, "kind")
     else:
         msg = err["msg"].removeprefix("Value error, ")
         message = f"{where}: {msg}"

@@ -1,0 +1,173 @@
+"""The local edge gateway: routing, JWT checks, roles, rate limits and body limits, with real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from stackwright.local.gateway import build_app
+from stackwright.local.idp import DevIdP
+from stackwright.local.ports import free_port
+from stackwright.local.ratelimit import TokenBuckets, retry_after_header
+from stackwright.local.routing import EdgeRoute, RouteTable
+from tests.helpers import serve
+
+ISS, AUD = "https://issuer.example/", "https://api.example"
+
+
+def test_route_table_prefers_specific_routes() -> None:
+    table = RouteTable([
+        EdgeRoute("/", "web", frozenset({"GET"})),
+        EdgeRoute("/polls", "vote", frozenset({"POST"})),
+        EdgeRoute("/polls", "results", frozenset({"GET"})),
+        EdgeRoute("/polls/{id}/votes", "vote", frozenset({"POST"})),
+        EdgeRoute("/polls/{id}/results", "results", frozenset({"GET"})),
+        EdgeRoute("/auth/me", "auth"),
+    ])
+    assert table.match("/polls/abc/votes", "POST")[0].service == "vote"  # type: ignore[union-attr]
+    assert table.match("/polls/abc/results", "GET")[0].service == "results"  # type: ignore[union-attr]
+    assert table.match("/polls", "GET")[0].service == "results"  # type: ignore[union-attr]
+    assert table.match("/polls", "POST")[0].service == "vote"  # type: ignore[union-attr]
+    assert table.match("/auth/me/extra", "DELETE")[0].service == "auth"  # type: ignore[union-attr]
+    assert table.match("/index.html", "GET")[0].service == "web"  # type: ignore[union-attr]
+    # Literal routes are prefixes (as ALB Prefix paths are): GET below /polls belongs to results.
+    assert table.match("/polls/abc/votes", "GET")[0].service == "results"  # type: ignore[union-attr]
+    assert RouteTable([EdgeRoute("/x/{id}", "x", frozenset({"POST"}))]).match("/x/1", "GET") == (None, 405)
+    assert RouteTable([EdgeRoute("/api", "x")]).match("/apix", "GET") == (None, 404)
+
+
+def test_token_bucket() -> None:
+    buckets = TokenBuckets(rate=2.0, burst=3)
+    assert [buckets.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = buckets.take("a", now=0.0)
+    assert wait == pytest.approx(0.5)
+    assert buckets.take("b", now=0.0) == 0.0  # other clients are unaffected
+    assert buckets.take("a", now=0.6) == 0.0  # refilled
+    assert retry_after_header(0.01) == "1" and retry_after_header(2.2) == "3"
+
+
+def _upstream() -> Starlette:
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse({"path": request.url.path, "query": request.url.query, "len": len(body),
+                             "auth": request.headers.get("authorization", "")[:7],
+                             "xff": request.headers.get("x-forwarded-for")})
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def gen() -> Any:
+            for i in range(3):
+                yield f"data: {i}\n\n".encode()
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/stream", stream), Route("/{path:path}", echo, methods=["GET", "POST"])])
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevIdP]]:
+    key = tmp_path_factory.mktemp("edge") / "key.pem"
+    with serve(_upstream()) as upstream:
+        port = free_port()
+        config: dict[str, Any] = {
+            "port": port, "max_body": 1000, "idp_key_file": str(key),
+            "identity": {"issuer": ISS, "audience": AUD, "algorithms": ["RS256"], "roles_claim": "roles",
+                         "mount": "/auth"},
+            "jwks_url": f"http://127.0.0.1:{port}/auth/.well-known/jwks.json",
+            "rate_limits": {"tight": {"requests_per_second": 1, "burst": 2, "key": "sub"},
+                            "open": {"requests_per_second": 1000, "burst": 1000, "key": "ip"}},
+            "default_rate_limit": "open",
+            "routes": [
+                EdgeRoute("/public", "up").to_dict(),
+                EdgeRoute("/stream", "up").to_dict(),
+                EdgeRoute("/private", "up", auth="required").to_dict(),
+                EdgeRoute("/admin", "up", auth="required", roles=("admin",)).to_dict(),
+                EdgeRoute("/limited", "up", auth="required", rate_limit="tight").to_dict(),
+                EdgeRoute("/small", "up", frozenset({"POST"}), max_body=10).to_dict(),
+                EdgeRoute("/down", "gone").to_dict(),
+            ],
+            "upstreams": {"up": [upstream], "gone": [f"http://127.0.0.1:{free_port()}"]},
+        }
+        with serve(build_app(config), port=port) as base:
+            yield base, DevIdP(Path(key), issuer=ISS, audience=AUD)
+
+
+def _problem(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    return resp.json()
+
+
+def test_routes_and_forwards(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    resp = httpx.get(f"{base}/public/x?y=1")
+    assert resp.status_code == 200
+    assert resp.json() == {"path": "/public/x", "query": "y=1", "len": 0, "auth": "", "xff": "127.0.0.1"}
+    _problem(httpx.get(f"{base}/nothing-here"), 404)
+    _problem(httpx.get(f"{base}/small"), 405)
+    assert _problem(httpx.get(f"{base}/down"), 502)["detail"] == "gone is unavailable"
+
+
+def test_streams_server_sent_events(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    with httpx.stream("GET", f"{base}/stream") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert "".join(resp.iter_text()) == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def test_auth_and_roles(edge: tuple[str, DevIdP]) -> None:
+    base, idp = edge
+    assert "missing bearer token" in _problem(httpx.get(f"{base}/private"), 401)["detail"]
+    assert httpx.get(f"{base}/private", headers={"authorization": f"Bearer {idp.mint('u', [])}"}).status_code == 200
+    viewer = {"authorization": f"Bearer {idp.mint('u', ['viewer'])}"}
+    assert "admin" in _problem(httpx.get(f"{base}/admin", headers=viewer), 403)["detail"]
+    admin = {"authorization": f"Bearer {idp.mint('boss', ['admin'])}"}
+    assert httpx.get(f"{base}/admin", headers=admin).status_code == 200
+    expired = {"authorization": f"Bearer {idp.mint('u', [], ttl_s=-100)}"}
+    assert "expired" in _problem(httpx.get(f"{base}/private", headers=expired), 401)["detail"]
+
+
+def test_rate_limit_per_client(edge: tuple[str, DevIdP]) -> None:
+    base, idp = edge
+    greedy = {"authorization": f"Bearer {idp.mint('greedy', [])}"}
+    statuses = [httpx.get(f"{base}/limited", headers=greedy).status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200] and 429 in statuses[2:]
+    limited = httpx.get(f"{base}/limited", headers=greedy)
+    _problem(limited, 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    polite = {"authorization": f"Bearer {idp.mint('polite', [])}"}
+    assert httpx.get(f"{base}/limited", headers=polite).status_code == 200  # others unaffected
+
+
+def test_body_limits(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    assert httpx.post(f"{base}/small", content=b"123456789").status_code == 200
+    _problem(httpx.post(f"{base}/small", content=b"x" * 11), 413)
+    _problem(httpx.post(f"{base}/public", content=b"x" * 1001), 413)
+
+    def chunks() -> Any:  # no Content-Length: the limit applies while streaming
+        for _ in range(20):
+            yield b"x" * 100
+
+    _problem(httpx.post(f"{base}/public", content=chunks()), 413)
+
+
+def test_dev_idp_endpoints(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    jwks = httpx.get(f"{base}/auth/.well-known/jwks.json").json()
+    assert jwks["keys"][0]["kty"] == "RSA" and jwks["keys"][0]["alg"] == "RS256"
+    minted = httpx.post(f"{base}/auth/dev/token", json={"sub": "carol", "roles": ["viewer"]})
+    assert minted.status_code == 200 and minted.json()["token_type"] == "Bearer"
+    assert httpx.get(f"{base}/private", headers={"authorization": f"Bearer {minted.json()['access_token']}"}
+                     ).status_code == 200
+    _problem(httpx.post(f"{base}/auth/dev/token", content=b"{"), 400)
+    _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": ""}), 422)
+    _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "roles": "admin"}), 422)
+    _problem(httpx.post(f"{base}/auth/dev/token", json=[1, 2]), 422)

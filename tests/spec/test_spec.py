@@ -1,0 +1,112 @@
+"""The spec loader: every real system loads; every kind of mistake gives one located, helpful error."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from stackwright.spec import SpecError, load_system, start_order
+from stackwright.spec.quantities import bytes_size, cpu_millis, memory_mib, seconds
+
+REPO = Path(__file__).resolve().parents[2]
+VOTING = (REPO / "systems" / "voting" / "system.yaml").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "systems").glob("*/system.yaml")), ids=lambda p: p.parent.name)
+def test_every_system_loads(path: Path) -> None:
+    system = load_system(path)
+    assert system.name == path.parent.name
+    assert system.primary_region.role == "primary"
+    assert set(start_order(system)) == set(system.services)
+
+
+def test_voting_matches_seed_000() -> None:
+    s = load_system(REPO / "systems" / "voting" / "system.yaml")
+    assert [r.name for r in s.regions] == ["us-east-1", "eu-west-1", "ap-southeast-1"]
+    assert s.primary_region.name == "us-east-1"
+    assert (s.services["vote"].replicas.min, s.services["vote"].replicas.max) == (10, 100)
+    assert (s.services["auth"].replicas.min, s.services["auth"].replicas.max) == (3, 10)
+    assert (s.services["results"].replicas.min, s.services["results"].replicas.max) == (5, 30)
+    assert s.resources["votes"].kind == "queue" and s.resources["votes"].max_receive_count == 5
+    assert s.resources["db"].cross_region_replicas
+    assert s.slo.peak_rps == 250_000
+    assert s.edge.api_gateway is not None and s.edge.api_gateway.rps_limit == 100_000
+    assert s.cluster.node_pools[0].instance_types == ["m6i.2xlarge"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "migrations").mkdir(exist_ok=True)
+    path = tmp_path / "system.yaml"
+    path.write_text(text)
+    return path
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+CASES = [
+    ("unknown key", "    replicas: {min: 10, max: 100}", "    replicas: {min: 10, max: 100, maxx: 3}",
+     r"unknown key 'maxx'.*did you mean 'max'"),
+    ("wrong type", "  peak_rps: 250000", "  peak_rps: lots", r"slo\.peak_rps: .*number"),
+    ("dangling resource", "    uses: [db, cache, votes]", "    uses: [db, cach, votes]",
+     r"uses 'cach', which is not a declared resource.*did you mean 'cache'"),
+    ("bad cpu", "    resources: {cpu: 500m, memory: 256Mi}", "    resources: {cpu: fast, memory: 256Mi}",
+     r"not a CPU quantity"),
+    ("bad resource kind", "    kind: redis", "    kind: memcached", r"resource kind must be one of"),
+    ("min over max", "    replicas: {min: 3, max: 10}", "    replicas: {min: 30, max: 10}",
+     r"replicas\.min \(30\) is greater than replicas\.max \(10\)"),
+    ("unknown rate limit", "rate_limit: viewer}", "rate_limit: viewers}", r"rate limit 'viewers'.*did you mean 'viewer'"),
+    ("queue autoscale on non-queue", "autoscale: {queue: votes,", "autoscale: {queue: cache,",
+     r"scales on 'cache', which is not a declared queue"),
+]
+
+
+@pytest.mark.parametrize(("label", "old", "new", "pattern"), CASES, ids=[c[0] for c in CASES])
+def test_mistakes_are_located(tmp_path: Path, label: str, old: str, new: str, pattern: str) -> None:
+    assert old in VOTING, f"fixture text for {label} drifted from the voting spec"
+    text = VOTING.replace(old, new, 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_system(path)
+    message = str(info.value)
+    assert re.search(pattern, message), message
+    assert info.value.file == path
+    assert info.value.line == _line_of(text, new.strip())
+
+
+def test_duplicate_key_and_bad_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, VOTING.replace("  azs: 3\n", "  azs: 3\n  azs: 4\n", 1))
+    with pytest.raises(SpecError, match="duplicate key 'azs'") as info:
+        load_system(path)
+    assert info.value.line == _line_of(path.read_text(), "azs: 4")
+    path = _write(tmp_path, "name: x\nservices: [unclosed\n")
+    with pytest.raises(SpecError, match="invalid YAML") as info:
+        load_system(path)
+    assert info.value.line is not None
+
+
+def test_cycles_and_route_conflicts(tmp_path: Path) -> None:
+    text = VOTING.replace("    uses: [cache]\n", "    uses: [cache]\n    calls: [results]\n", 1)
+    text = text.replace("    uses: [db, cache]\n", "    uses: [db, cache]\n    calls: [auth]\n", 1)
+    with pytest.raises(SpecError, match="cycle: "):
+        load_system(_write(tmp_path, text))
+    clash = VOTING.replace("      - {path: /polls, methods: [GET]}", "      - {path: /polls, methods: [POST]}")
+    with pytest.raises(SpecError, match="claimed by both 'vote' and 'results'"):
+        load_system(_write(tmp_path, clash))
+
+
+def test_missing_system_names_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="known systems: .*voting"):
+        load_system("nope", root=REPO)
+
+
+def test_quantities() -> None:
+    assert cpu_millis("250m") == 250 and cpu_millis("2") == 2000 and cpu_millis(0.5) == 500
+    assert memory_mib("512Mi") == 512 and memory_mib("2Gi") == 2048 and memory_mib("1024Ki") == 1
+    assert bytes_size("16KiB") == 16384 and bytes_size("1MB") == 1_000_000
+    assert seconds("5m") == 300 and seconds("30s") == 30 and seconds(12) == 12
+    with pytest.raises(ValueError):
+        memory_mib("lots")
