@@ -56,7 +56,8 @@ def fresh_db(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> 
     """URL of a new, empty database for one test."""
     import asyncpg
 
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50] + f"_{time.time_ns() % 10**6}"
+    slug = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    name = f"t_{slug}_{time.time_ns() % 10**6}"
 
     async def create() -> None:
         conn = await asyncpg.connect(postgres_server.url)

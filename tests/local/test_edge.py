@@ -12,13 +12,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+from tests.helpers import serve
 
 from stackwright.local.gateway import build_app
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.ratelimit import TokenBuckets, retry_after_header
 from stackwright.local.routing import EdgeRoute, RouteTable
-from tests.helpers import serve
 
 ISS, AUD = "https://issuer.example/", "https://api.example"
 

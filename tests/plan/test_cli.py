@@ -44,7 +44,8 @@ def test_without_strict_high_findings_exit_zero(tmp_path: Path) -> None:
 
 
 def test_strict_passes_without_high_findings(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["plan", spec_file(tmp_path, SEED_003), "--out", str(tmp_path / "o"), "--strict"])
+    result = runner.invoke(app, ["plan", spec_file(tmp_path, SEED_003), "--out", str(tmp_path / "o"), "--strict",
+                                 "--no-svg"])
     assert result.exit_code == 0, result.output
 
 
@@ -67,7 +68,7 @@ def test_failure_writes_nothing(tmp_path: Path) -> None:
             "resources": {"cache": {"kind": "redis", "node_type": "cache.x9.huge"}},
             "services": {"api": {"routes": [{"path": "/"}], "uses": ["cache"]}}}
     out = tmp_path / "out"
-    result = runner.invoke(app, ["plan", spec_file(tmp_path, data), "--out", str(out)])
+    result = runner.invoke(app, ["plan", spec_file(tmp_path, data), "--out", str(out), "--no-svg"])
     assert result.exit_code == 2
     assert "elasticache.cache.x9.huge" in result.output
     assert not out.exists() or not any(out.iterdir())

@@ -12,10 +12,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
+from tests.helpers import serve
 
 from stackwright.local.idp import DevIdP
 from stackwright.runtime.auth import AuthError, JWTVerifier, bearer_token
-from tests.helpers import serve
 
 ISS, AUD = "https://issuer.example/", "https://api.example"
 

@@ -128,7 +128,8 @@ async def test_local_object_store(tmp_path: Path) -> None:
 async def test_s3_object_store_with_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto import mock_aws
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    fake = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in fake.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         import boto3

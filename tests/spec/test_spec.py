@@ -58,7 +58,8 @@ CASES = [
     ("bad resource kind", "    kind: redis", "    kind: memcached", r"resource kind must be one of"),
     ("min over max", "    replicas: {min: 3, max: 10}", "    replicas: {min: 30, max: 10}",
      r"replicas\.min \(30\) is greater than replicas\.max \(10\)"),
-    ("unknown rate limit", "rate_limit: viewer}", "rate_limit: viewers}", r"rate limit 'viewers'.*did you mean 'viewer'"),
+    ("unknown rate limit", "rate_limit: viewer}", "rate_limit: viewers}",
+     r"rate limit 'viewers'.*did you mean 'viewer'"),
     ("queue autoscale on non-queue", "autoscale: {queue: votes,", "autoscale: {queue: cache,",
      r"scales on 'cache', which is not a declared queue"),
 ]
@@ -99,7 +100,7 @@ def test_cycles_and_route_conflicts(tmp_path: Path) -> None:
 
 
 def test_missing_system_names_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="known systems: .*voting"):
+    with pytest.raises(SpecError, match=r"known systems: .*voting"):
         load_system("nope", root=REPO)
 
 
