@@ -6,6 +6,7 @@ Mermaid source, which GitHub and most viewers render themselves.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -232,6 +233,14 @@ def deployment(system: System, environment: str) -> Diagram:
     return Diagram("deployment", "Deployment", "\n".join(lines))
 
 
+def _safe_message(line: str) -> str:
+    """Mermaid ends a sequence statement at ';' and starts an entity at '#': keep them out of message text."""
+    if ":" not in line:
+        return line
+    head, text = line.split(":", 1)
+    return head + ":" + text.replace(";", ",").replace("#", "no. ")
+
+
 def main_route(routes: list[Route]) -> Route:
     """The route that stands for a service's main use case: the first one not limited to a role."""
     return next((r for r in routes if not r.roles), routes[0])
@@ -348,10 +357,10 @@ def sequences(system: System) -> list[Diagram]:
                         "queue": "send", "topic": "publish", "search": "index"}[res.kind]
                 lines.append(f"    {cid}->>{_id('R', used)}: {verb}")
             lines.append(f"    {cid}->>{qid}: delete (ack)" + (
-                f"; after {system.resources[queue].max_receive_count} failures -> DLQ"
+                f", or to the DLQ after {system.resources[queue].max_receive_count} failed receives"
                 if system.resources[queue].dlq else ""))
         title = f"{name}: {req}" + (f" ({svc.description})" if svc.description else "")
-        out.append(Diagram(f"sequence-{name}", title, "\n".join(lines)))
+        out.append(Diagram(f"sequence-{name}", title, "\n".join(_safe_message(ln) for ln in lines)))
     return out
 
 
@@ -398,11 +407,17 @@ def render_svg(diagram: Diagram, timeout_s: float = 60.0) -> str | None:
     if mmdc is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "d.mmd", Path(tmp) / "d.svg"
+        src, dst, cfg = Path(tmp) / "d.mmd", Path(tmp) / "d.svg", Path(tmp) / "puppeteer.json"
         src.write_text(diagram.source)
+        # Chromium refuses to run as root without --no-sandbox; use the system Chromium when there is one.
+        puppeteer: dict[str, object] = {"args": ["--no-sandbox", "--disable-gpu"]}
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser:
+            puppeteer["executablePath"] = browser
+        cfg.write_text(json.dumps(puppeteer))
         try:
-            subprocess.run([mmdc, "-i", str(src), "-o", str(dst), "--quiet"], check=True, timeout=timeout_s,
-                           capture_output=True)
+            subprocess.run([mmdc, "-p", str(cfg), "-i", str(src), "-o", str(dst), "--quiet"], check=True,
+                           timeout=timeout_s, capture_output=True)
         except (OSError, subprocess.SubprocessError):
             return None
         return dst.read_text() if dst.is_file() else None

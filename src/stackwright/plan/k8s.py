@@ -49,20 +49,32 @@ def _purpose(system: System, kind: str, name: str, manifest: dict[str, Any] | No
     svc_name = next((s for s in sorted(system.services, key=len, reverse=True)
                      if name == s or name.startswith(f"{s}-") or name.endswith(f"-{s}")), None)
     svc = system.services.get(svc_name) if svc_name else None
+    named = {"default-deny": "denies pod traffic that no policy allows",
+             "allow-dns": "lets every pod reach cluster DNS"}
+    if name in named:
+        return named[name]
+    if kind == "ConfigMap" and name.endswith("-dashboard"):
+        return "Grafana dashboard (loaded by the dashboard sidecar)"
     if svc is None:
         generic = {"Ingress": "ALB routing rules for every routed service", "Namespace": "the system's namespace",
+                   "ResourceQuota": "caps the namespace's total CPU, memory and object counts",
+                   "LimitRange": "default requests/limits for containers that set none",
                    "ConfigMap": "shared configuration", "NetworkPolicy": "allowed traffic between pods",
-                   "PrometheusRule": "SLO, latency and queue alerts",
+                   "ServiceMonitor": "Prometheus scrapes every service's /metrics",
+                   "PrometheusRule": "SLO burn-rate, latency and queue alerts",
                    "ExternalSecret": "credentials from Secrets Manager",
                    "SecretStore": "where ExternalSecrets read from (Secrets Manager)",
                    "ClusterSecretStore": "where ExternalSecrets read from (Secrets Manager)"}
-        return generic.get(kind, "")
+        return generic.get(kind, kind)
+    service_type = ((manifest or {}).get("spec") or {}).get("type") if kind == "Service" else None
     rng = f"{svc.replicas.min}-{svc.replicas.max} replicas"
     text = {
         "Deployment": f"{svc.description or svc_name} ({rng})",
         "Rollout": f"{svc.description or svc_name} ({rng}, canary "
                    + " -> ".join(f"{s.weight}%" for s in svc.rollout.steps) + ")",
-        "Service": ("LoadBalancer in front of " if svc.expose == "load-balancer" else "ClusterIP for ") + svc_name,
+        "Service": ("internet-facing load balancer in front of " if service_type == "LoadBalancer" or
+                    (manifest is None and svc.expose == "load-balancer") else "ClusterIP for ") + svc_name,
+        "TriggerAuthentication": f"KEDA reads the queue depth with {svc_name}'s IAM role",
         "HorizontalPodAutoscaler": f"scales {svc_name} {rng} at {svc.autoscale.cpu_percent}% CPU"
         if svc.autoscale and svc.autoscale.cpu_percent else f"scales {svc_name} ({rng})",
         "ScaledObject": f"KEDA: scales {svc_name} {rng} on queue depth "
@@ -80,7 +92,7 @@ def _purpose(system: System, kind: str, name: str, manifest: dict[str, Any] | No
         "Ingress": f"ALB routes to {svc_name}",
         "NetworkPolicy": f"who may talk to {svc_name}",
     }
-    return text.get(kind, svc_name or "")
+    return text.get(kind, f"{kind} of {svc_name}")
 
 
 def _derive(system: System) -> list[tuple[str, str]]:
@@ -133,23 +145,25 @@ def workloads(system: System, environment: str) -> Workloads:
         name = str(meta.get("name", "?"))
         objects.append(K8sObject(kind, name, _purpose(system, kind, name, m)))
         spec = m.get("spec", {}) or {}
-        if kind == "Service" and spec.get("type") == "LoadBalancer" and name in lb_kinds:
+        target = _selected_service(system, spec.get("selector") or {}) if kind == "Service" else None
+        if kind == "Service" and spec.get("type") == "LoadBalancer" and target in lb_kinds:
             ann = (meta.get("annotations") or {}).get(NLB_ANNOTATION, "")
-            lb_kinds[name] = "nlb" if ann in ("nlb", "external", "nlb-ip") else "clb"
+            lb_kinds[target] = "nlb" if ann in ("nlb", "external", "nlb-ip") else "clb"
         if kind == "PodDisruptionBudget":
-            target = _selected_service(system, spec) or name
-            pdbs[target] = Disruption(spec.get("minAvailable"), spec.get("maxUnavailable"))
+            selected = _selected_service(system, (spec.get("selector") or {}).get("matchLabels") or {}) or name
+            pdbs[selected] = Disruption(spec.get("minAvailable"), spec.get("maxUnavailable"))
         if kind in ("Deployment", "Rollout"):
             pod = ((spec.get("template") or {}).get("spec") or {})
             constraints = pod.get("topologySpreadConstraints") or []
-            spread[name] = any(c.get("topologyKey") == "topology.kubernetes.io/zone" for c in constraints)
+            zoned = any(c.get("topologyKey") == "topology.kubernetes.io/zone" for c in constraints)
+            spread[name] = spread.get(name, False) or zoned  # a Rollout may reference the Deployment's template
     source = f"stackwright.render.k8s.build_manifests({system.name}, {region}, {environment})"
     return Workloads(objects, source, lb_kinds, pdbs, spread)
 
 
-def _selected_service(system: System, spec: dict[str, Any]) -> str | None:
-    labels = ((spec.get("selector") or {}).get("matchLabels") or {})
+def _selected_service(system: System, labels: dict[str, Any]) -> str | None:
+    """The spec service a label selector picks (by the value of any of its labels)."""
     for value in labels.values():
-        if value in system.services:
+        if isinstance(value, str) and value in system.services:
             return str(value)
     return None
