@@ -205,6 +205,12 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
                                 f"monthly cost ${report.total_usd:,.2f} exceeds slo.monthly_budget_usd ${budget:,.2f}",
                                 "slo.monthly_budget_usd",
                                 f"cheapest scenario '{best.label}' is ${best.total_usd:,.2f}"))
+    unset = [a.split(" ", 1)[0] for a in usage.assumptions]
+    if unset:
+        findings.append(Finding("low", "cost", f"{len(unset)} usage figures are assumed small defaults "
+                                f"({', '.join(u.removeprefix('usage.') for u in unset)}), so traffic-driven lines "
+                                "(requests, egress, logs) may be far off", "usage",
+                                "add a usage: section with monthly estimates"))
     for name, res in sorted(system.resources.items()):
         if res.kind == "queue" and not res.monthly_requests_millions and queue_consumers(system, name):
             findings.append(Finding("low", "cost", f"queue {name} has no monthly_requests_millions, so its "
