@@ -41,6 +41,7 @@ class _Lines:
 
     def add(self, category: str, item: str, key: str, quantity: float, unit: str, *, discount: str | None = None,
             factor: float = 1.0, assumption: str = "", spot_ok: bool = False) -> None:
+        """Price ``quantity`` of ``key`` in this region and append the line."""
         charge = self.prices.charge(key, quantity, self.price_region) * factor
         unit_price = (self.prices.effective_unit_price(key, quantity, self.price_region) * factor)
         self.lines.append(CostLine(category=category, item=item, region=self.region, quantity=round(quantity, 6),
