@@ -1,0 +1,107 @@
+"""Offline checkers over synthesized templates: cfn-lint and checkov (used by tests and ``render --check``).
+
+Both run as subprocesses. checkov pins an old boto3, so it may live in its own virtualenv: it is
+found through ``$CHECKOV`` (path to the executable), then next to the running interpreter, then on
+``PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class CheckerMissing(RuntimeError):
+    """A checker executable is not installed; the message says how to install it."""
+
+
+@dataclass
+class Finding:
+    """One problem a checker reported."""
+
+    check: str
+    level: str
+    file: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.check} {Path(self.file).name} {self.resource}: {self.message}"
+
+
+@dataclass
+class CheckResult:
+    """What one checker said about a set of templates."""
+
+    tool: str
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    passed: int = 0
+    skipped: int = 0
+    skipped_checks: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No errors (cfn-lint) / no failed checks (checkov)."""
+        return not self.errors
+
+    def summary(self) -> str:
+        """One line of counts."""
+        return (f"{self.tool}: {len(self.errors)} errors, {len(self.warnings)} warnings, {self.passed} passed, "
+                f"{self.skipped} skipped")
+
+
+def find_tool(name: str, env_var: str) -> str:
+    """Path of a checker executable (``$env_var``, beside this interpreter, or on ``PATH``)."""
+    candidates = [os.environ.get(env_var), str(Path(sys.executable).with_name(name)), shutil.which(name)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise CheckerMissing(f"{name} not found: pip install -r .ci/requirements-aws.txt (or set ${env_var})")
+
+
+def cfn_lint(templates: list[Path]) -> CheckResult:
+    """Run cfn-lint on ``templates``; errors are findings of level Error."""
+    exe = find_tool("cfn-lint", "CFN_LINT")
+    proc = subprocess.run([exe, "--format", "json", *map(str, templates)], capture_output=True, text=True,
+                          check=False)
+    # Exit code is a bit mask: 2 errors, 4 warnings, 8 informational; anything else is a crash.
+    if proc.returncode & ~0b1110:
+        raise RuntimeError(f"cfn-lint failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    result = CheckResult(tool="cfn-lint")
+    for match in json.loads(proc.stdout or "[]"):
+        finding = Finding(check=match["Rule"]["Id"], level=match["Level"], file=match["Filename"],
+                          resource="/".join(str(p) for p in match.get("Location", {}).get("Path", [])[:2]),
+                          message=match["Message"])
+        (result.errors if match["Level"] == "Error" else result.warnings).append(finding)
+    return result
+
+
+def checkov(templates: list[Path]) -> CheckResult:
+    """Run checkov (CloudFormation framework, offline) on ``templates``; failed checks are errors."""
+    exe = find_tool("checkov", "CHECKOV")
+    cmd = [exe, "--skip-download", "--framework", "cloudformation", "--output", "json", "--compact",
+           "--file", *map(str, templates)]
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode not in (0, 1) or not proc.stdout.strip():
+        raise RuntimeError(f"checkov failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    reports = json.loads(proc.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    result = CheckResult(tool="checkov")
+    for report in reports:
+        if "results" not in report:  # an empty report: nothing of this framework was found
+            continue
+        results = report["results"]
+        for failed in results.get("failed_checks", []):
+            result.errors.append(Finding(check=failed["check_id"], level="FAILED", file=failed["file_path"],
+                                         resource=failed["resource"], message=failed["check_name"]))
+        result.passed += report["summary"]["passed"]
+        result.skipped += report["summary"]["skipped"]
+        result.skipped_checks += [(s["check_id"], s["resource"]) for s in results.get("skipped_checks", [])]
+    return result
