@@ -21,14 +21,20 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def metrics(
     system: SystemArg,
-    prometheus_url: Annotated[str, typer.Option("--prometheus-url", help="Prometheus to query")] = (
-        DEFAULT_PROMETHEUS_URL),
+    prometheus_url: Annotated[str | None, typer.Option(
+        "--prometheus-url", help="Prometheus to query (default: the one `up --monitoring` started, else :9090)"
+    )] = None,
     window: Annotated[str, typer.Option(help="rate window, e.g. 1m or 5m")] = "1m",
 ) -> None:
     """Show request rate, p95 latency, error rate and in-flight requests per service."""
     from ..monitoring import PrometheusError, service_metrics
 
     spec = load(system)
+    if prometheus_url is None:
+        from ..local.control import running_state
+
+        state = running_state(spec.name) or {}
+        prometheus_url = state.get("prometheus") or DEFAULT_PROMETHEUS_URL
     try:
         rows = service_metrics(prometheus_url, spec, window=window)
     except PrometheusError as exc:

@@ -211,7 +211,9 @@ class LocalSystem:
             raise StartError(f"--monitoring needs stackwright.monitoring ({exc})") from None
         targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.service_urls.items()}
         targets["edge"] = [self.endpoints.gateway_url.removeprefix("http://")]
-        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus")
+        port = 9090 if not port_in_use(9090) else free_port()
+        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus", port=port,
+                                          metrics_paths={"edge": "/_edge/metrics"})
         await asyncio.to_thread(self.prometheus.start)
 
     # ------------------------------------------------------------------ run / stop

@@ -43,14 +43,15 @@ def dump_yaml(data: Any) -> str:
 
 
 def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval: str = "5s",
-                  rules_file: str = RULES_FILE) -> dict[str, Any]:
+                  rules_file: str = RULES_FILE, metrics_paths: dict[str, str] | None = None) -> dict[str, Any]:
     """prometheus.yml content: one scrape job per target group (``job`` = service name) over ``targets``.
 
     ``targets`` maps a service to its ``host:port`` addresses; those targets get ``service`` and ``system``
     labels. Other names (e.g. ``edge`` for the local gateway) become jobs too, labelled ``component``
     instead of ``service``, after the spec's services. ``rule_files`` points at ``rules_file``, which
     Prometheus resolves relative to the directory of prometheus.yml. Raises ValueError for a name that
-    cannot be a job name.
+    cannot be a job name. ``metrics_paths`` overrides ``/metrics`` per job (the local gateway serves
+    ``/_edge/metrics`` so that ``/metrics`` stays free for routes).
     """
     bad = sorted(n for n in targets if not _JOB_NAME.fullmatch(n))
     if bad:
@@ -61,7 +62,7 @@ def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval
         kind = "service" if name in system.services else "component"
         jobs.append({
             "job_name": name,
-            "metrics_path": "/metrics",
+            "metrics_path": (metrics_paths or {}).get(name, "/metrics"),
             "scrape_interval": scrape_interval,
             "static_configs": [{"targets": list(targets[name]), "labels": {kind: name, "system": system.name}}],
         })
