@@ -1,0 +1,168 @@
+"""The edge on EKS: one ALB Ingress (AWS Load Balancer Controller) for every routed service, and an
+NLB Service for each service with ``expose: load-balancer``.
+
+Route paths become ALB path patterns (``ImplementationSpecific``): ``{param}`` segments turn into
+``*``; a route without parameters matches its path and everything below it (``/polls`` and
+``/polls/*``). Routes limited to some methods go through a forward action with an
+``http-request-method`` condition, so ``GET /polls`` and ``POST /polls`` can reach different services.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ...spec.model import Route
+from .. import naming
+from .context import Target, obj
+
+ALB = "alb.ingress.kubernetes.io/"
+NLB = "service.beta.kubernetes.io/aws-load-balancer-"
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+#: Runtime endpoints that are for the platform, never for the internet.
+INTERNAL_PATHS = ("/healthz", "/metrics", "/readyz")
+BLOCKED_ACTION = "blocked"
+
+
+def alb_paths(route: Route) -> list[str]:
+    """ALB path patterns of one route."""
+    if not route.is_prefix:
+        return [re.sub(r"\{[^}]*\}", "*", route.path)]
+    base = route.path.rstrip("/")
+    return ["/*"] if not base else [base, f"{base}/*"]
+
+
+def _specificity(path: str) -> tuple[int, str]:
+    return -len(path.replace("*", "")), path
+
+
+def action_name(service: str, methods: list[str]) -> str:
+    """Name of the forward action for a service limited to some methods (``vote-post``)."""
+    return f"{service}-{'-'.join(m.lower() for m in sorted(methods))}"[:63]
+
+
+def routed_services(t: Target) -> list[str]:
+    """Services the ALB routes to (``expose: ingress`` with at least one route)."""
+    return [n for n, s in t.system.services.items() if s.expose == "ingress" and s.routes]
+
+
+def _lb_attributes(t: Target, prefix: str, extra: list[str]) -> str:
+    bucket = naming.alb_log_bucket(t.system, t.environment, t.region.name)
+    attrs = ["deletion_protection.enabled=true", "access_logs.s3.enabled=true",
+             f"access_logs.s3.bucket={bucket}", f"access_logs.s3.prefix={prefix}", *extra]
+    return ",".join(attrs)
+
+
+def ingress(t: Target) -> dict[str, Any] | None:
+    """The ALB Ingress, or None when nothing is routed."""
+    system = t.system
+    services = routed_services(t)
+    if not services:
+        return None
+    actions: dict[str, dict[str, Any]] = {BLOCKED_ACTION: {"type": "fixed-response", "fixedResponseConfig": {
+        "contentType": "text/plain", "statusCode": "404", "messageBody": "not found"}}}
+    conditions: dict[str, list[dict[str, Any]]] = {}
+    paths: list[tuple[str, str, dict[str, Any]]] = []  # (path, backend name, backend)
+    for p in INTERNAL_PATHS:
+        paths.append((p, BLOCKED_ACTION, {"service": {"name": BLOCKED_ACTION, "port": {"name": "use-annotation"}}}))
+    for name in services:
+        svc = system.services[name]
+        for route in svc.routes:
+            if route.methods:
+                action = action_name(name, list(route.methods))
+                actions[action] = {"type": "forward", "forwardConfig": {"targetGroups": [
+                    {"serviceName": name, "servicePort": str(svc.service_port)}]}}
+                conditions[action] = [{"field": "http-request-method",
+                                       "httpRequestMethodConfig": {"Values": sorted(route.methods)}}]
+                backend = {"service": {"name": action, "port": {"name": "use-annotation"}}}
+            else:
+                action = name
+                backend = {"service": {"name": name, "port": {"number": svc.service_port}}}
+            for path in alb_paths(route):
+                if (path, action, backend) not in paths:
+                    paths.append((path, action, backend))
+    internal = [p for p in paths if p[1] == BLOCKED_ACTION]
+    routed = sorted((p for p in paths if p[1] != BLOCKED_ACTION), key=lambda p: (*_specificity(p[0]), p[1]))
+    http_paths = [{"path": path, "pathType": "ImplementationSpecific", "backend": backend}
+                  for path, _, backend in [*internal, *routed]]
+    websockets = any(r.websocket for s in services for r in system.services[s].routes)
+    annotations = {
+        ALB + "scheme": "internet-facing",
+        ALB + "target-type": "ip",
+        ALB + "ip-address-type": "ipv4",
+        ALB + "backend-protocol": "HTTP",
+        ALB + "listen-ports": '[{"HTTP": 80}, {"HTTPS": 443}]',
+        ALB + "ssl-redirect": "443",
+        ALB + "ssl-policy": TLS_POLICY,
+        ALB + "healthcheck-protocol": "HTTP",
+        ALB + "healthcheck-port": "traffic-port",
+        ALB + "healthcheck-path": "/readyz",
+        ALB + "healthcheck-interval-seconds": "10",
+        ALB + "healthcheck-timeout-seconds": "5",
+        ALB + "healthy-threshold-count": "2",
+        ALB + "unhealthy-threshold-count": str(system.edge.health_check_failure_threshold),
+        ALB + "success-codes": "200",
+        ALB + "load-balancer-attributes": _lb_attributes(t, system.name, [
+            "routing.http.drop_invalid_header_fields.enabled=true",
+            f"idle_timeout.timeout_seconds={3600 if websockets else 60}"]),
+        ALB + "target-group-attributes": "deregistration_delay.timeout_seconds=30",
+        ALB + "tags": f"System={system.name},Environment={t.environment}",
+    }
+    if system.edge.waf is not None:
+        annotations[ALB + "wafv2-acl-arn"] = naming.WAF_ACL_ARN
+    for action, config in actions.items():
+        annotations[f"{ALB}actions.{action}"] = json.dumps(config, sort_keys=True)
+    for action, config in conditions.items():
+        annotations[f"{ALB}conditions.{action}"] = json.dumps(config, sort_keys=True)
+    host = naming.public_host(system, t.environment)
+    spec = {
+        "ingressClassName": "alb",
+        "tls": [{"hosts": [host]}],
+        "rules": [{"host": host, "http": {"paths": http_paths}}],
+    }
+    return obj("networking.k8s.io/v1", "Ingress", t.meta(system.name, component="edge", annotations=annotations),
+               spec=spec)
+
+
+def target_group_annotations(t: Target, service: str) -> dict[str, str]:
+    """Per-service ALB target group health check (the service's own readiness path)."""
+    svc = t.service(service)
+    return {ALB + "healthcheck-path": svc.probes.readiness.path}
+
+
+def public_service_name(service: str) -> str:
+    """Name of the LoadBalancer Service of a service exposed through its own NLB."""
+    return f"{service}-public"
+
+
+def load_balancer_service(t: Target, service: str) -> dict[str, Any]:
+    """An internet-facing NLB (TLS on 443, IP targets) for ``expose: load-balancer``."""
+    svc = t.service(service)
+    annotations = {
+        NLB + "type": "external",
+        NLB + "nlb-target-type": "ip",
+        NLB + "scheme": "internet-facing",
+        NLB + "ip-address-type": "ipv4",
+        NLB + "ssl-cert": naming.CERTIFICATE_ARN,
+        NLB + "ssl-ports": "443",
+        NLB + "ssl-negotiation-policy": TLS_POLICY,
+        NLB + "backend-protocol": "tcp",
+        NLB + "healthcheck-protocol": "http",
+        NLB + "healthcheck-port": "traffic-port",
+        NLB + "healthcheck-path": svc.probes.readiness.path,
+        NLB + "healthcheck-interval": "10",
+        NLB + "healthcheck-healthy-threshold": "2",
+        NLB + "healthcheck-unhealthy-threshold": str(t.system.edge.health_check_failure_threshold),
+        NLB + "attributes": _lb_attributes(t, f"{t.system.name}/{service}", ["load_balancing.cross_zone.enabled=true"]),
+        NLB + "target-group-attributes": "preserve_client_ip.enabled=false,deregistration_delay.timeout_seconds=30",
+        NLB + "additional-resource-tags": f"System={t.system.name},Environment={t.environment}",
+    }
+    spec = {
+        "type": "LoadBalancer",
+        "loadBalancerClass": "service.k8s.aws/nlb",
+        "selector": t.selector(service),
+        "ports": [{"name": "https", "port": 443, "targetPort": "http", "protocol": "TCP"}],
+    }
+    meta = t.meta(public_service_name(service), service, component="edge", annotations=annotations)
+    return obj("v1", "Service", meta, spec=spec)

@@ -1,0 +1,122 @@
+"""Canary releases with Argo Rollouts: a Rollout that runs the Deployment's pod template
+(``workloadRef``) through the spec's weight steps, judged by an AnalysisTemplate built from the spec's
+rollback thresholds (``rollout.analysis``) on the metrics every service exports.
+
+:func:`analysis_metrics` is public so a local canary rehearsal can evaluate exactly the same PromQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...spec.model import CanaryAnalysis
+from ...spec.quantities import seconds
+from .. import naming
+from ..errors import RenderError
+from .context import Target, obj
+
+ROLLOUTS_API = "argoproj.io/v1alpha1"
+#: Pod label Argo Rollouts sets; the ServiceMonitor copies it onto every scraped series.
+HASH_LABEL = "rollouts-pod-template-hash"
+HASH_METRIC_LABEL = "rollouts_pod_template_hash"
+CANARY_ARG = "canary-hash"
+STABLE_ARG = "stable-hash"
+REQUESTS = "starlette_requests_total"
+DURATION_BUCKET = "starlette_request_duration_seconds_bucket"
+ERR = 'status_code=~"5.."'
+OK = 'status_code!~"5.."'
+
+
+def template_name(service: str) -> str:
+    """Name of a service's AnalysisTemplate."""
+    return f"{service}-canary"
+
+
+def _window(analysis: CanaryAnalysis) -> str:
+    return f"{max(int(seconds(analysis.interval)), 60)}s"
+
+
+def _sel(service: str, hash_arg: str, *extra: str) -> str:
+    parts = [f'app_name="{service}"', f'{HASH_METRIC_LABEL}="{{{{args.{hash_arg}}}}}"', *extra]
+    return "{" + ",".join(parts) + "}"
+
+
+def _num(value: float) -> str:
+    return format(round(value, 10), "g")
+
+
+def analysis_metrics(service: str, analysis: CanaryAnalysis) -> list[dict[str, Any]]:
+    """The canary checks as ``{name, query, successCondition, max}``.
+
+    Queries use Argo's ``{{args.canary-hash}}`` / ``{{args.stable-hash}}``; a run with no traffic yet
+    (empty result or NaN) counts as a success, so a quiet canary is never rolled back for silence.
+    """
+    w = _window(analysis)
+    canary_all = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG)}[{w}]))"
+    canary_err = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG, ERR)}[{w}]))"
+    canary_ok = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG, OK)}[{w}]))"
+    stable_all = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG)}[{w}]))"
+    stable_ok = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG, OK)}[{w}]))"
+    p99 = (f"histogram_quantile(0.99, sum by (le) (rate({DURATION_BUCKET}{_sel(service, CANARY_ARG)}[{w}])))")
+    quiet = "len(result) == 0 || isNaN(result[0]) || "
+    max_p99_s = analysis.max_p99_ms / 1000
+    return [
+        {"name": "error-rate", "query": f"{canary_err} / {canary_all}",
+         "successCondition": f"{quiet}result[0] <= {_num(analysis.max_error_rate)}",
+         "max": analysis.max_error_rate},
+        {"name": "latency-p99", "query": p99,
+         "successCondition": f"{quiet}result[0] <= {_num(max_p99_s)}", "max": max_p99_s},
+        {"name": "success-rate-drop", "query": f"({stable_ok} / {stable_all}) - ({canary_ok} / {canary_all})",
+         "successCondition": f"{quiet}result[0] <= {_num(analysis.max_success_rate_drop)}",
+         "max": analysis.max_success_rate_drop},
+    ]
+
+
+def analysis_template(t: Target, service: str) -> dict[str, Any]:
+    """AnalysisTemplate that fails the canary on error rate, p99 latency or a success-rate drop."""
+    if not t.system.monitoring.prometheus:
+        raise RenderError(f"service '{service}' is released as a canary, whose analysis needs Prometheus; "
+                          "set monitoring.prometheus: true or rollout.strategy: rolling")
+    analysis = t.service(service).rollout.analysis or CanaryAnalysis()
+    metrics = [{
+        "name": m["name"],
+        "interval": analysis.interval,
+        "failureLimit": analysis.failure_limit,
+        "consecutiveErrorLimit": 4,
+        "successCondition": m["successCondition"],
+        "provider": {"prometheus": {"address": naming.PROMETHEUS_URL, "query": m["query"], "timeout": 30}},
+    } for m in analysis_metrics(service, analysis)]
+    spec = {"args": [{"name": CANARY_ARG}, {"name": STABLE_ARG}], "metrics": metrics}
+    return obj(ROLLOUTS_API, "AnalysisTemplate", t.meta(template_name(service), service), spec=spec)
+
+
+def rollout(t: Target, service: str, replicas: int | None) -> dict[str, Any]:
+    """Rollout running the Deployment's template through the canary steps with background analysis."""
+    svc = t.service(service)
+    steps: list[dict[str, Any]] = []
+    for step in svc.rollout.steps:
+        steps.append({"setWeight": step.weight})
+        steps.append({"pause": {"duration": f"{int(seconds(step.pause))}s"}})
+    canary = {
+        "maxSurge": "25%",
+        "maxUnavailable": 0,
+        "steps": steps,
+        "analysis": {
+            "templates": [{"templateName": template_name(service)}],
+            "args": [
+                {"name": CANARY_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}},
+                {"name": STABLE_ARG, "valueFrom": {"podTemplateHashValue": "Stable"}},
+            ],
+        },
+    }
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": t.selector(service)},
+        "revisionHistoryLimit": 5,
+        "progressDeadlineSeconds": 600,
+        "progressDeadlineAbort": True,
+        "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service, "scaleDown": "onsuccess"},
+        "strategy": {"canary": canary},
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return obj(ROLLOUTS_API, "Rollout", t.meta(service, service), spec=spec)

@@ -1,0 +1,215 @@
+"""The pods of one service: ServiceAccount (IRSA), Deployment, ClusterIP Service.
+
+Every pod runs under the Pod Security Standards "restricted" profile with a read-only root filesystem,
+a writable emptyDir on /tmp, probes on the runtime's /healthz and /readyz, requests and a memory limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...spec.model import Probe, Service
+from ...spec.quantities import cpu_millis, seconds
+from .. import naming
+from .config import checksum, config_name, settings
+from .context import RUN_AS, Target, obj
+from .secrets import has_secrets, secret_name
+
+#: Seconds the pod keeps serving after SIGTERM is scheduled, so load balancers and kube-proxy stop
+#: sending traffic before the app starts draining.
+PRESTOP_SLEEP_S = 10
+TMP_SIZE = "256Mi"
+GPU_RESOURCE = "nvidia.com/gpu"
+CONFIG_CHECKSUM = "stackwright.io/config-checksum"
+
+
+def uses_autoscaler(t: Target, service: str) -> bool:
+    """Whether an HPA (or a KEDA ScaledObject) owns the replica count of a service."""
+    svc = t.service(service)
+    low, high = t.replicas(service)
+    a = svc.autoscale
+    if a is not None and a.queue:
+        return True
+    if low == high:
+        return False
+    if a is None:
+        return True  # the spec's default autoscale (CPU 70%)
+    return a.cpu_percent is not None or a.memory_percent is not None
+
+
+def is_canary(svc: Service) -> bool:
+    """Whether a service is released as an Argo Rollouts canary."""
+    return svc.rollout.strategy == "canary"
+
+
+def service_account(t: Target, service: str) -> dict[str, Any]:
+    """A dedicated ServiceAccount bound to the service's own IAM role (IRSA)."""
+    annotations = None
+    if naming.WORKLOAD_IDENTITY == "irsa":
+        annotations = {
+            "eks.amazonaws.com/role-arn": naming.service_role_arn(t.system, t.environment, t.region.name, service),
+            "eks.amazonaws.com/sts-regional-endpoints": "true",
+        }
+    meta = t.meta(service, service, annotations=annotations)
+    return obj("v1", "ServiceAccount", meta, automountServiceAccountToken=False)
+
+
+def _probe(p: Probe) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": p.path, "port": "http", "scheme": "HTTP"},
+        "initialDelaySeconds": p.initial_delay_s,
+        "periodSeconds": p.period_s,
+        "timeoutSeconds": p.timeout_s,
+        "failureThreshold": p.failure_threshold,
+        "successThreshold": 1,
+    }
+
+
+def _startup(svc: Service) -> dict[str, Any]:
+    if svc.probes.startup is not None:
+        return _probe(svc.probes.startup)
+    # Slow starts (pool warm-up, migrations checks) get up to 150 s before liveness applies.
+    return _probe(Probe(path=svc.probes.liveness.path, period_s=5, timeout_s=2, failure_threshold=30))
+
+
+def _resources(svc: Service) -> dict[str, Any]:
+    r = svc.resources
+    requests: dict[str, Any] = {"cpu": r.cpu, "memory": r.memory}
+    limits: dict[str, Any] = {"memory": r.effective_memory_limit}
+    if r.cpu_limit is not None:
+        limits["cpu"] = r.cpu_limit
+    if r.gpu:
+        requests[GPU_RESOURCE] = r.gpu
+        limits[GPU_RESOURCE] = r.gpu
+    return {"requests": requests, "limits": limits}
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security() -> dict[str, Any]:
+    """Pod-level securityContext of the PSS "restricted" profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def env_from(t: Target, service: str) -> list[dict[str, Any]]:
+    """ConfigMap settings, then the ESO-managed Secret (when the service has secrets)."""
+    sources: list[dict[str, Any]] = [{"configMapRef": {"name": config_name(service)}}]
+    if has_secrets(t, service):
+        sources.append({"secretRef": {"name": secret_name(service)}})
+    return sources
+
+
+def container(t: Target, service: str) -> dict[str, Any]:
+    """The one application container of a service."""
+    svc = t.service(service)
+    return {
+        "name": service,
+        "image": f"{naming.image_name(t.system, service)}:{naming.BASE_IMAGE_TAG}",
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "envFrom": env_from(t, service),
+        "resources": _resources(svc),
+        "livenessProbe": _probe(svc.probes.liveness),
+        "readinessProbe": _probe(svc.probes.readiness),
+        "startupProbe": _startup(svc),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def topology_spread(t: Target, service: str) -> list[dict[str, Any]]:
+    """Spread replicas evenly over zones (hard) and nodes (soft); failed nodes do not count."""
+    selector = {"matchLabels": t.selector(service)}
+    return [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+         "nodeTaintsPolicy": "Honor", "labelSelector": selector},
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": selector},
+    ]
+
+
+def pod_template(t: Target, service: str) -> dict[str, Any]:
+    """Pod template shared by the Deployment (and, through workloadRef, the Rollout)."""
+    svc = t.service(service)
+    spec: dict[str, Any] = {
+        "serviceAccountName": service,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": svc.graceful_shutdown_s + PRESTOP_SLEEP_S,
+        "securityContext": pod_security(),
+        "topologySpreadConstraints": topology_spread(t, service),
+        "containers": [container(t, service)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}],
+    }
+    if svc.node_pool:
+        spec["nodeSelector"] = {naming.NODE_POOL_LABEL: svc.node_pool}
+    pool = next((p for p in t.system.cluster.node_pools if p.name == svc.node_pool), None)
+    if svc.resources.gpu or (pool is not None and pool.gpu):
+        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    annotations = {CONFIG_CHECKSUM: checksum(settings(t, service))}
+    return {"metadata": {"labels": t.labels(service), "annotations": annotations}, "spec": spec}
+
+
+def deployment(t: Target, service: str) -> dict[str, Any]:
+    """The Deployment of a service. For canaries it only holds the pod template (replicas 0) that the
+    Argo Rollout runs through ``workloadRef``."""
+    svc = t.service(service)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": t.selector(service)},
+        "revisionHistoryLimit": 5,
+        "progressDeadlineSeconds": 600,
+        "minReadySeconds": 5,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": pod_template(t, service),
+    }
+    annotations: dict[str, str] | None = None
+    if is_canary(svc):
+        spec["replicas"] = 0
+        annotations = {"stackwright.io/managed-by-rollout": service}
+    elif not uses_autoscaler(t, service):
+        spec["replicas"] = t.replicas(service)[0]
+    return obj("apps/v1", "Deployment", t.meta(service, service, annotations=annotations), spec=spec)
+
+
+def cluster_service(t: Target, service: str) -> dict[str, Any]:
+    """ClusterIP Service in front of a service's pods (port ``http``; also what Prometheus scrapes)."""
+    svc = t.service(service)
+    spec = {
+        "type": "ClusterIP",
+        "selector": t.selector(service),
+        "ports": [{"name": "http", "port": svc.service_port, "targetPort": "http", "protocol": "TCP"}],
+    }
+    return obj("v1", "Service", t.meta(service, service), spec=spec)
+
+
+def drain_seconds(svc: Service) -> int:
+    """How long a terminating pod may take in total (preStop sleep + graceful shutdown)."""
+    return svc.graceful_shutdown_s + PRESTOP_SLEEP_S
+
+
+def cpu_request_m(svc: Service) -> int:
+    """CPU request of a service in millicores (used by quotas)."""
+    return cpu_millis(svc.resources.cpu)
+
+
+def pause_seconds(text: str) -> int:
+    """A spec duration in whole seconds."""
+    return int(seconds(text))

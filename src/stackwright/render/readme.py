@@ -1,0 +1,129 @@
+"""``README.md`` of a rendered bundle: what is in it, what it expects from the cluster and the AWS
+account, and how to deploy it by hand."""
+
+from __future__ import annotations
+
+from ..spec import System
+from . import naming
+from .ci import ARGO_ROLLOUTS_VERSION
+from .k8s.config import SECRET_URL_KINDS
+from .k8s.context import Target
+from .k8s.ingress import alb_paths, routed_services
+from .k8s.kustomize import base_target
+from .k8s.migrations import migrated_databases
+from .k8s.workload import is_canary, uses_autoscaler
+
+
+def _scaling(t: Target, name: str) -> str:
+    svc = t.service(name)
+    low, high = t.replicas(name)
+    a = svc.autoscale
+    if a is not None and a.queue:
+        return f"KEDA on SQS `{a.queue}` ({a.target_queue_depth} msgs/replica), {low}-{high}"
+    if not uses_autoscaler(t, name):
+        return f"fixed {low}"
+    cpu = a.cpu_percent if a is not None else 70
+    return f"HPA CPU {cpu}%, {low}-{high}"
+
+
+def _exposure(system: System, name: str) -> str:
+    svc = system.services[name]
+    if svc.expose == "load-balancer":
+        return "own NLB (TLS 443)"
+    if svc.expose == "ingress" and svc.routes:
+        paths = dict.fromkeys(p for r in svc.routes for p in alb_paths(r))
+        return "ALB: " + ", ".join(f"`{p}`" for p in paths)
+    return "internal"
+
+
+def render_readme(system: System, files: list[str], notes: list[str]) -> str:
+    """The README text; ``files`` are the other rendered paths, ``notes`` extra lines (e.g. skipped targets)."""
+    region, env = base_target(system)
+    t = Target.of(system, region, env)
+    ns = naming.namespace(system)
+    lines = [
+        f"# {system.name}: production deployment bundle",
+        "",
+        f"Rendered by `stackwright render {system.name} --target eks` from `system.yaml`. Do not edit these files:",
+        "change the spec and render again (the output is deterministic, so diffs show exactly what changed).",
+        "",
+        "## Contents",
+        "",
+        "| path | what |",
+        "|---|---|",
+        f"| `k8s/base/` | kustomize base: the production build for the primary region ({region}), namespace `{ns}` |",
+        "| `k8s/overlays/<region>-<env>/` | one per region x environment: JSON patches for what differs "
+        "(region settings, IAM roles, CIDRs, replicas outside production) and the region's ECR registry |",
+    ]
+    if migrated_databases(system):
+        lines.append("| `k8s/migrations/` | migration Job(s), run by CI in the primary region before each deploy |")
+    if any(f.startswith("docker/") for f in files):
+        lines.append("| `docker/<service>.Dockerfile` | image of each service (build context: repository root) |")
+    if any(f.startswith("ci/") for f in files):
+        lines.append("| `ci/deploy.yml` | GitHub Actions: test, build + push, migrate, deploy region by region |")
+    if any(f.startswith("aws/") for f in files):
+        lines.append("| `aws/` | AWS CDK app: VPC, EKS, data stores, queues, ECR, DNS failover, WAF, secrets |")
+    lines += ["", "## Services (production)", "", "| service | kind | replicas | release | exposure |",
+              "|---|---|---|---|---|"]
+    for name, svc in system.services.items():
+        release = "Argo Rollouts canary " + ", ".join(f"{s.weight}%/{s.pause}" for s in svc.rollout.steps) \
+            if is_canary(svc) else "rolling update"
+        lines.append(f"| {name} | {svc.kind} | {_scaling(t, name)} | {release} | {_exposure(system, name)} |")
+    lines += [
+        "",
+        "Every pod: PSS *restricted* security context, read-only root filesystem (+ `/tmp` emptyDir), uid 10001,",
+        "startup/liveness/readiness probes on `/healthz` and `/readyz`, CPU/memory requests and a memory limit,",
+        "spread over zones and nodes, its own ServiceAccount bound to its own IAM role (IRSA), settings from a",
+        "ConfigMap and credentials only from AWS Secrets Manager through External Secrets.",
+        "The namespace denies all traffic by default; each service's NetworkPolicy allows what the spec implies.",
+        "",
+        "## What the cluster must run",
+        "",
+        "AWS Load Balancer Controller, External Secrets Operator (`external-secrets.io/v1`), Argo Rollouts "
+        f"({ARGO_ROLLOUTS_VERSION}), KEDA, metrics-server, the Prometheus operator with Prometheus in namespace "
+        f"`{naming.MONITORING_NAMESPACE}` (selecting `{'='.join(naming.MONITORING_SELECTOR_LABEL)}`) and "
+        f"Grafana's dashboard sidecar (label `{'='.join(naming.GRAFANA_DASHBOARD_LABEL)}`); "
+        "VPC CNI with network policy enforcement on.",
+        "",
+        "## Names shared with the AWS side",
+        "",
+        "| what | name |",
+        "|---|---|",
+        f"| EKS cluster | `{naming.cluster_name(system, '<env>', '<region>')}` |",
+        f"| IAM role of a service (IRSA) | `{system.name}-<env>-<region>-<service>` |",
+        f"| CI role (GitHub OIDC) | `{naming.deploy_role_name(system, '<env>')}` |",
+        f"| ECR repository | `{system.name}/<service>` in every region |",
+        f"| Postgres login of a service | `{system.name}/<env>/<db>/users/<service>`: JSON `url` "
+        "(+ `read_url`, read in secondary regions) |",
+        f"| Redis | `{system.name}/<env>/<cache>/auth-token`: JSON `url` |",
+        f"| S3 bucket | `{system.name}-<env>-<bucket>-<account>-<region>` |",
+        f"| SQS queue | `{system.name}-<env>-<queue>` and `...-dlq` |",
+        f"| ALB/NLB access logs bucket | `{system.name}-<env>-<region>-alb-logs` |",
+        f"| node pool label | `{naming.NODE_POOL_LABEL}=<pool>` |",
+        "",
+        "Resources whose URL is read from Secrets Manager: " + (", ".join(
+            f"`{n}` ({r.kind})" for n, r in system.resources.items() if r.kind in SECRET_URL_KINDS) or "none") + ".",
+        "",
+        "## Deploy by hand",
+        "",
+        "The overlays keep three deploy-time placeholders: " + ", ".join(f"`${{{p}}}`" for p in naming.PLACEHOLDERS)
+        + f" (the WAF ACL and certificate ARNs are read from SSM `{naming.ssm_parameter(system, '<env>', '…')}`).",
+        "",
+        "```sh",
+        f"cd k8s/overlays/{region}-{env}",
+        f"kustomize edit set image {naming.image_name(system, '<service>')}="
+        f"<account>.dkr.ecr.{region}.amazonaws.com/{system.name}/<service>@sha256:<digest>   # each service",
+        "kustomize build . | envsubst '" + " ".join(f"${{{p}}}" for p in naming.PLACEHOLDERS)
+        + "' | kubectl apply --server-side -f -",
+        "```",
+        "",
+    ]
+    routed = routed_services(t)
+    if routed:
+        lines += [f"The ALB answers on `{naming.public_host(system, 'prod')}` in production and "
+                  f"`<env>.{system.edge.domain}` elsewhere (certificate found in ACM by host name); "
+                  "`/healthz`, `/readyz` and `/metrics` are not reachable from outside.", ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    lines += ["## Files", "", *[f"- `{f}`" for f in sorted(files)], ""]
+    return "\n".join(lines)
