@@ -190,6 +190,10 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
                     raise fail(f"route {route.path} is claimed by both '{other or '?'}' and '{sname}'",
                                (*base, "routes", i, "path"), "give each method/path one owner")
                 seen_routes[key] = sname
+    for name in system.slo.peak_mix:
+        if name not in system.services:
+            raise fail(f"slo.peak_mix names '{name}', which is not a declared service", ("slo", "peak_mix", name),
+                       suggest(name, list(system.services)))
     for rname, res in system.resources.items():
         if res.kind == "postgres" and res.migrations:
             mig = system.base_dir / res.migrations if path else None
