@@ -30,7 +30,7 @@ def test_measured_throughput_replaces_the_estimate(tmp_path: Path, voting: Syste
     vote = next(s for s in report.services if s.region == "us-east-1" and s.service == "vote")
     assert vote.throughput.source == "measured"
     assert "2025-06-01" in vote.throughput.basis and "test box" in vote.throughput.basis
-    assert vote.replicas_needed == 84  # ceil(100,000 / (2,000 x 60%))
+    assert vote.replicas_needed == 59  # ceil(70% x 100,000 / (2,000 x 60%))
     auth = next(s for s in report.services if s.service == "auth")
     assert auth.throughput.source == "estimate"
 

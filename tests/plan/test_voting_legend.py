@@ -39,6 +39,7 @@ def test_regional_peaks_follow_traffic_share(voting: System) -> None:
     assert report.region_peaks == {"us-east-1": 100_000, "eu-west-1": 87_500, "ap-southeast-1": 62_500}
     vote = next(s for s in report.services if s.region == "us-east-1" and s.service == "vote")
     assert vote.throughput.source == "estimate" and "ESTIMATE" in vote.throughput.basis
-    # 100k rps / (600 rps per 500m replica x 60% HPA target) -> 278 replicas, over replicas.max 100
+    # 70% (peak_mix) of 100k rps / (600 rps per 500m replica x 60% HPA target) -> 195, over replicas.max 100
+    assert voting.slo.peak_mix["vote"] == 0.7
     assert vote.throughput.rps_per_replica == 600
-    assert (vote.replicas_needed, vote.replicas_at_peak, vote.short_by) == (278, 100, 178)
+    assert (vote.replicas_needed, vote.replicas_at_peak, vote.short_by) == (195, 100, 95)
