@@ -49,7 +49,8 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
         if fresh and state.get("status") == "ready":
             return state
         if proc.poll() is not None:
-            raise ControlError(f"'stackwright up' exited with code {proc.returncode}; see {log_path}")
+            raise ControlError(f"{_last_error(log_path) or 'stackwright up exited with code ' + str(proc.returncode)}"
+                               f" (log: {log_path})")
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)
     raise ControlError(f"system did not become ready within {timeout_s:.0f}s (started {started:.0f}); "
@@ -83,3 +84,15 @@ def stop(system: str, state_root: Path | None = None, timeout_s: float = 60.0) -
     if pid_alive(runner):
         os.killpg(runner, signal.SIGKILL)
     return True
+
+
+def _last_error(log_path: Path) -> str | None:
+    """The runner's own one-line error, so the caller sees why without opening the log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[-50:]):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return None
