@@ -141,8 +141,9 @@ def _bin(folder: Path, name: str) -> Path:
 
 
 def find_checkov() -> Path | None:
-    """The checkov executable: the checks venv, next to this Python, or on PATH."""
-    candidates = [_bin(checks_venv(), "checkov"), Path(sys.executable).with_name("checkov")]
+    """The checkov executable: ``$CHECKOV``, the checks venv, next to this Python, or on PATH."""
+    candidates = [Path(os.environ["CHECKOV"])] if os.environ.get("CHECKOV") else []
+    candidates += [_bin(checks_venv(), "checkov"), Path(sys.executable).with_name("checkov")]
     for c in candidates:
         if c.is_file():
             return c

@@ -1,0 +1,344 @@
+"""Kubernetes manifests rendered for the voting system (rendered once for the module) and for a
+synthetic system exercising what voting does not (NLB, GPU pool, per-tenant db, calls, public-only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stackwright.render import build_manifests, render_bundle
+from stackwright.render.checks import k8s_documents, run_checkov, validate_schemas
+from stackwright.render.k8s.kustomize import _set_images, build_kustomization, image_overrides
+from stackwright.render.k8s.rollout import analysis_metrics
+from stackwright.runtime.settings import resource_env, service_url_env
+from stackwright.spec import System, load_system
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def voting() -> System:
+    return load_system("voting", root=ROOT)
+
+
+@pytest.fixture(scope="module")
+def bundle(voting: System, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("render") / "voting"
+    render_bundle(voting, out, targets=("k8s", "docker", "ci"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def prod(voting: System) -> list[dict[str, Any]]:
+    return build_manifests(voting, "us-east-1", "prod")
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
+
+
+def pod_spec(o: dict[str, Any]) -> dict[str, Any]:
+    return o["spec"]["template"]["spec"]
+
+
+# ------------------------------------------------------------------ checkers
+
+
+def test_schemas_pass_on_every_overlay(bundle: Path) -> None:
+    docs = k8s_documents(bundle)
+    assert {"base", "migrations"} <= set(docs)
+    assert len([k for k in docs if k.startswith("overlays/")]) == 6  # 3 regions x 2 environments
+    builtin, crds = validate_schemas(docs)
+    assert builtin.ok, builtin.failures
+    assert builtin.passed > 200
+    assert crds.ok, crds.failures
+    assert crds.passed > 0 and crds.skipped == 0, crds.note
+
+
+def test_checkov_has_no_failures(bundle: Path) -> None:
+    result = run_checkov(bundle)
+    assert result.ok, "\n".join(result.failures)
+    assert result.passed > 500
+    assert "dockerfile" in result.note and "kubernetes" in result.note
+
+
+# ------------------------------------------------------------------ overlays are the builds
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-southeast-1"])
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_overlay_equals_build(voting: System, bundle: Path, region: str, env: str) -> None:
+    built = build_kustomization(bundle / "k8s" / "overlays" / f"{region}-{env}")
+    expected = build_manifests(voting, region, env)
+    _set_images(expected, {i["name"]: i for i in image_overrides(voting, region)})
+    assert built == expected
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not installed")
+def test_real_kustomize_agrees(bundle: Path) -> None:
+    import yaml
+
+    folder = bundle / "k8s" / "overlays" / "eu-west-1-staging"
+    out = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, check=True).stdout
+    real = sorted((d for d in yaml.safe_load_all(out) if d), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    ours = sorted(build_kustomization(folder), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    assert real == ours
+
+
+# ------------------------------------------------------------------ workloads
+
+
+def test_every_pod_is_restricted_and_probed(prod: list[dict[str, Any]], voting: System) -> None:
+    deployments = by_kind(prod, "Deployment")
+    assert set(deployments) == set(voting.services)
+    for name, d in deployments.items():
+        spec = pod_spec(d)
+        assert spec["serviceAccountName"] == name and spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        (c,) = spec["containers"]
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"] and sc["runAsUser"] >= 10000
+        assert {"mountPath": "/tmp", "name": "tmp"} in c["volumeMounts"]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert "startupProbe" in c
+        svc = voting.services[name]
+        assert c["resources"]["requests"] == {"cpu": svc.resources.cpu, "memory": svc.resources.memory}
+        assert c["resources"]["limits"]["memory"] == svc.resources.effective_memory_limit
+        keys = [t["topologyKey"] for t in spec["topologySpreadConstraints"]]
+        assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+
+
+def test_service_accounts_have_their_own_role(prod: list[dict[str, Any]], voting: System) -> None:
+    sas = by_kind(prod, "ServiceAccount")
+    for name in voting.services:
+        arn = sas[name]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert arn.endswith(f":role/voting-prod-us-east-1-{name}")
+
+
+def test_canary_is_a_rollout_judged_by_the_spec_thresholds(prod: list[dict[str, Any]]) -> None:
+    rollouts = by_kind(prod, "Rollout")
+    assert set(rollouts) == {"vote"}
+    ro = rollouts["vote"]["spec"]
+    assert ro["workloadRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vote",
+                                 "scaleDown": "onsuccess"}
+    assert by_kind(prod, "Deployment")["vote"]["spec"]["replicas"] == 0
+    weights = [s for s in ro["strategy"]["canary"]["steps"] if "setWeight" in s]
+    assert weights == [{"setWeight": 10}, {"setWeight": 50}]
+    assert {"pause": {"duration": "120s"}} in ro["strategy"]["canary"]["steps"]
+    template = by_kind(prod, "AnalysisTemplate")["vote-canary"]["spec"]
+    conditions = {m["name"]: m["successCondition"] for m in template["metrics"]}
+    assert conditions["error-rate"].endswith("result[0] <= 0.01")
+    assert conditions["latency-p99"].endswith("result[0] <= 0.2")
+    assert conditions["success-rate-drop"].endswith("result[0] <= 0.02")
+    for m in template["metrics"]:
+        query = m["provider"]["prometheus"]["query"]
+        assert 'app_name="vote"' in query and "{{args.canary-hash}}" in query
+        assert "starlette_request" in query
+    hpa = by_kind(prod, "HorizontalPodAutoscaler")["vote"]["spec"]
+    assert hpa["scaleTargetRef"]["kind"] == "Rollout"
+
+
+def test_analysis_metrics_are_public_for_rehearsals(voting: System) -> None:
+    metrics = analysis_metrics("vote", voting.services["vote"].rollout.analysis)
+    assert [m["name"] for m in metrics] == ["error-rate", "latency-p99", "success-rate-drop"]
+    assert metrics[1]["max"] == 0.2
+
+
+def test_autoscaling_matches_the_spec(prod: list[dict[str, Any]], voting: System) -> None:
+    hpas = by_kind(prod, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"auth", "vote", "results", "web"}
+    assert hpas["vote"]["spec"]["minReplicas"] == 10 and hpas["vote"]["spec"]["maxReplicas"] == 100
+    cpu = hpas["vote"]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+    assert cpu == 60
+    so = by_kind(prod, "ScaledObject")["worker"]["spec"]
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (2, 20)
+    (trigger,) = so["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert trigger["metadata"]["queueURL"] == "voting-prod-votes" and trigger["metadata"]["queueLength"] == "1000"
+    assert by_kind(prod, "TriggerAuthentication")["worker-aws"]["spec"]["podIdentity"]["provider"] == "aws"
+    for name, pdb in by_kind(prod, "PodDisruptionBudget").items():
+        low = voting.services[name].replicas.min
+        assert 1 <= pdb["spec"]["minAvailable"] < low
+
+
+def test_staging_is_smaller(voting: System) -> None:
+    staging = build_manifests(voting, "eu-west-1", "staging")
+    hpa = by_kind(staging, "HorizontalPodAutoscaler")["vote"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+    assert by_kind(staging, "PodDisruptionBudget")["vote"]["spec"]["minAvailable"] == 1
+
+
+# ------------------------------------------------------------------ settings and secrets
+
+
+def test_settings_follow_the_runtime_contract(voting: System) -> None:
+    objs = build_manifests(voting, "eu-west-1", "prod")
+    config = by_kind(objs, "ConfigMap")["worker-config"]["data"]
+    for key in ("SERVICE_NAME", "SYSTEM_NAME", "ENVIRONMENT", "REGION", "REGION_ROLE", "PORT", "JWT_ISSUER",
+                "JWT_AUDIENCE", "JWKS_URL", "JWT_ALGORITHMS", "JWT_ROLES_CLAIM"):
+        assert key in config
+    assert config["REGION"] == "eu-west-1" and config["REGION_ROLE"] == "secondary"
+    assert config[resource_env("votes", "QUEUE")] == "voting-prod-votes"
+    assert config[resource_env("votes", "MAX_RECEIVE")] == "5"
+    assert config[resource_env("votes", "VISIBILITY_TIMEOUT")] == "30"
+    assert config[resource_env("db", "POOL_MIN")] == "2" and config[resource_env("db", "POOL_MAX")] == "20"
+    assert config[resource_env("audit")].startswith("s3://voting-prod-audit-")
+    secret = by_kind(objs, "ExternalSecret")["worker"]["spec"]
+    keys = {d["secretKey"]: d["remoteRef"] for d in secret["data"]}
+    assert keys[resource_env("db")] == {"key": "voting/prod/db/users/worker", "property": "url"}
+    assert keys[resource_env("db", "READ_URL")]["property"] == "read_url"
+    assert keys[resource_env("cache")]["key"] == "voting/prod/cache/auth-token"
+
+
+def test_no_literal_secrets(prod: list[dict[str, Any]]) -> None:
+    assert not [o for o in prod if o["kind"] == "Secret"]
+    for d in by_kind(prod, "Deployment").values():
+        (c,) = pod_spec(d)["containers"]
+        assert "env" not in c  # everything comes from the ConfigMap or the ESO-managed Secret
+    stores = by_kind(prod, "SecretStore")
+    assert stores["vote"]["spec"]["provider"]["aws"]["service"] == "SecretsManager"
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_network_policies(prod: list[dict[str, Any]]) -> None:
+    nps = by_kind(prod, "NetworkPolicy")
+    assert nps["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    dns = nps["allow-dns"]["spec"]["egress"][0]
+    assert {"port": 53, "protocol": "UDP"} in dns["ports"]
+    vote = nps["vote"]["spec"]
+    ports = {p["port"] for rule in vote["egress"] for p in rule["ports"]}
+    assert {5432, 6379, 443} <= ports
+    alb = [r for r in vote["ingress"] if any("ipBlock" in f for f in r["from"])]
+    assert alb and alb[0]["from"][0]["ipBlock"]["cidr"] == "10.0.0.0/16"
+    worker_in = nps["worker"]["spec"]["ingress"]
+    assert all("ipBlock" not in f for r in worker_in for f in r["from"])  # not routed: no load balancer
+
+
+def test_ingress(prod: list[dict[str, Any]]) -> None:
+    (ing,) = by_kind(prod, "Ingress").values()
+    a = ing["metadata"]["annotations"]
+    assert ing["spec"]["ingressClassName"] == "alb"
+    assert a["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert a["alb.ingress.kubernetes.io/ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert a["alb.ingress.kubernetes.io/wafv2-acl-arn"] == "${WAF_ACL_ARN}"
+    assert "deletion_protection.enabled=true" in a["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    assert a["alb.ingress.kubernetes.io/healthcheck-path"] == "/readyz"
+    conditions = json.loads(a["alb.ingress.kubernetes.io/conditions.vote-post"])
+    assert conditions[0]["httpRequestMethodConfig"]["Values"] == ["POST"]
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    assert all(p["pathType"] == "ImplementationSpecific" for p in paths)
+    by_path = [(p["path"], p["backend"]["service"]["name"]) for p in paths]
+    assert ("/polls/*/votes", "vote-post") in by_path
+    assert ("/polls/*", "results-get") in by_path
+    assert by_path[-1] == ("/*", "web-get")  # the catch-all comes last
+    assert ("/metrics", "blocked") in by_path[:3]
+    assert ing["spec"]["rules"][0]["host"] == "vote.example.com"
+
+
+def test_namespace_and_monitoring(prod: list[dict[str, Any]]) -> None:
+    ns = by_kind(prod, "Namespace")["voting"]["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    sm = by_kind(prod, "ServiceMonitor")["voting"]["spec"]
+    assert sm["endpoints"][0]["path"] == "/metrics" and "rollouts-pod-template-hash" in sm["podTargetLabels"]
+    rule = by_kind(prod, "PrometheusRule")["voting"]["spec"]
+    alerts = {r.get("alert") for g in rule["groups"] for r in g["rules"]}
+    assert "SLOErrorBudgetBurnFast" in alerts
+    board = by_kind(prod, "ConfigMap")["voting-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["voting.json"])["panels"]
+
+
+# ------------------------------------------------------------------ a system unlike voting
+
+
+def other_system() -> System:
+    spec = {
+        "name": "shop",
+        "environments": ["dev", "prod"],
+        "regions": [{"name": "eu-central-1", "role": "primary", "vpc_cidr": "10.8.0.0/16"}],
+        "network": {"azs": 2, "layout": "public-only", "nat": "none", "vpc_endpoints": False},
+        "cluster": {"node_pools": [
+            {"name": "general", "instance_types": ["m6i.large"], "min": 2, "max": 4},
+            {"name": "gpu", "instance_types": ["g5.xlarge"], "min": 0, "max": 2, "gpu": True},
+        ]},
+        "resources": {
+            "tenants": {"kind": "postgres", "per_tenant": True},
+            "jobs": {"kind": "queue"},
+            "files": {"kind": "bucket"},
+        },
+        "services": {
+            "api": {"routes": [{"path": "/api"}], "calls": ["infer"], "uses": ["tenants", "files"],
+                    "replicas": {"min": 1, "max": 1}},
+            "infer": {"expose": "load-balancer", "node_pool": "gpu", "resources": {"cpu": "2", "memory": "8Gi",
+                                                                                  "gpu": 1},
+                      "replicas": {"min": 1, "max": 3}},
+            "jobs-worker": {"kind": "worker", "uses": ["jobs"], "replicas": {"min": 0, "max": 5},
+                            "autoscale": {"queue": "jobs", "target_queue_depth": 50, "cpu_percent": 80}},
+        },
+        "slo": {"peak_rps": 100},
+        "monitoring": {"grafana": False},
+    }
+    return System.model_validate(spec)
+
+
+def test_other_system_renders_and_validates() -> None:
+    import kubernetes_validate
+
+    shop = other_system()
+    for env in shop.environments:
+        objs = build_manifests(shop, "eu-central-1", env)
+        _, crds = validate_schemas({"x": objs})
+        assert crds.ok, crds.failures
+        for o in objs:
+            if not o["apiVersion"].startswith(("argoproj", "keda", "external", "monitoring")):
+                kubernetes_validate.validate(o, "1.33", strict=True)
+    objs = build_manifests(shop, "eu-central-1", "prod")
+    services = by_kind(objs, "Service")
+    lb = services["infer-public"]
+    assert lb["spec"]["type"] == "LoadBalancer" and lb["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert lb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert services["infer"]["spec"]["type"] == "ClusterIP"
+    infer = pod_spec(by_kind(objs, "Deployment")["infer"])
+    assert infer["nodeSelector"] == {"stackwright.io/node-pool": "gpu"}
+    assert infer["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert infer["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    api = by_kind(objs, "Deployment")["api"]["spec"]
+    assert api["replicas"] == 1 and "api" not in by_kind(objs, "HorizontalPodAutoscaler")
+    assert by_kind(objs, "PodDisruptionBudget")["api"]["spec"] == {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "api", "app.kubernetes.io/part-of": "shop"}},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow", "maxUnavailable": 1}
+    config = by_kind(objs, "ConfigMap")["api-config"]["data"]
+    assert config[service_url_env("infer")] == "http://infer.shop.svc.cluster.local"
+    nps = by_kind(objs, "NetworkPolicy")
+    callers = [f for r in nps["infer"]["spec"]["ingress"] for f in r["from"] if "podSelector" in f]
+    assert callers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "api",
+                                                        "app.kubernetes.io/part-of": "shop"}}}]
+    worker = by_kind(objs, "ScaledObject")["jobs-worker"]["spec"]
+    assert worker["minReplicaCount"] == 0 and [t["type"] for t in worker["triggers"]] == ["aws-sqs-queue", "cpu"]
+    assert "shop-dashboard" not in by_kind(objs, "ConfigMap")
+    assert not by_kind(objs, "Ingress") or "api" in json.dumps(by_kind(objs, "Ingress"))
+
+
+def test_names_agree_with_the_aws_side(voting: System) -> None:
+    aws = pytest.importorskip("stackwright.render.aws.naming")
+    from stackwright.render import naming
+
+    queue = voting.resources["votes"]
+    assert naming.queue_name(voting, "prod", "votes") == aws.queue_name(voting, "prod", "votes", queue)
+    assert naming.cluster_name(voting, "prod", "eu-west-1") == aws.cluster_name(voting, "prod", "eu-west-1")
+    assert naming.namespace(voting) == aws.namespace(voting)
+    assert naming.ecr_repository(voting, "vote") == aws.repository_name(voting, "vote")
+    assert naming.resource_secret(voting, "prod", "db", "vote")[0] == aws.db_user_secret_name(voting, "prod", "db",
+                                                                                               "vote")
+    assert naming.resource_secret(voting, "prod", "cache", "vote")[0] == aws.redis_auth_secret_name(voting, "prod",
+                                                                                                     "cache")
