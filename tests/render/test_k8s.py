@@ -342,3 +342,23 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
                                                                                                "vote")
     assert naming.resource_secret(voting, "prod", "cache", "vote")[0] == aws.redis_auth_secret_name(voting, "prod",
                                                                                                      "cache")
+
+
+def test_crd_schemas_catch_mistakes(prod: list[dict[str, Any]]) -> None:
+    import copy
+
+    bad = copy.deepcopy([o for o in prod if o["kind"] in ("ScaledObject", "ExternalSecret", "Rollout",
+                                                           "ServiceMonitor", "AnalysisTemplate")])
+    for o in bad:
+        if o["kind"] == "ScaledObject":
+            o["spec"]["minReplicaCount"] = "two"
+        elif o["kind"] == "ExternalSecret":
+            del o["spec"]["data"][0]["remoteRef"]["key"]
+        elif o["kind"] == "Rollout":
+            o["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "ten"
+        elif o["kind"] == "ServiceMonitor":
+            del o["spec"]["selector"]
+        else:
+            del o["spec"]["metrics"][0]["provider"]
+    _, crds = validate_schemas({"bad": bad})
+    assert crds.failed == len(bad) and crds.passed == 0
