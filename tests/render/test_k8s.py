@@ -152,6 +152,15 @@ def test_analysis_metrics_are_public_for_rehearsals(voting: System) -> None:
     assert metrics[1]["max"] == 0.2
 
 
+def test_default_analysis_takes_p99_from_the_slo(voting: System) -> None:
+    from stackwright.render.k8s.rollout import effective_analysis
+
+    spec = voting.model_copy(deep=True)
+    spec.services["results"].rollout = type(spec.services["results"].rollout)(strategy="canary")
+    assert effective_analysis(spec, "results").max_p99_ms == spec.slo.latency_p99_ms == 200
+    assert effective_analysis(spec, "vote").max_p99_ms == 200  # written in the spec
+
+
 def test_autoscaling_matches_the_spec(prod: list[dict[str, Any]], voting: System) -> None:
     hpas = by_kind(prod, "HorizontalPodAutoscaler")
     assert set(hpas) == {"auth", "vote", "results", "web"}
@@ -241,8 +250,10 @@ def test_ingress(prod: list[dict[str, Any]]) -> None:
     assert ("/polls/*/votes", "vote-post") in by_path
     assert ("/polls/*", "results-get") in by_path
     assert by_path[-1] == ("/*", "web-get")  # the catch-all comes last
-    assert ("/metrics", "blocked") in by_path[:3]
-    assert ing["spec"]["rules"][0]["host"] == "vote.example.com"
+    assert ("/metrics", "blocked") in by_path[:3] and by_path[0] == ("/healthz", "auth")
+    assert "host" not in ing["spec"]["rules"][0]
+    assert a["external-dns.alpha.kubernetes.io/hostname"] == "us-east-1.vote.example.com"
+    assert a["alb.ingress.kubernetes.io/certificate-arn"] == "${ACM_CERTIFICATE_ARN}"
 
 
 def test_namespace_and_monitoring(prod: list[dict[str, Any]]) -> None:
@@ -337,6 +348,8 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
     assert naming.queue_name(voting, "prod", "votes") == aws.queue_name(voting, "prod", "votes", queue)
     assert naming.cluster_name(voting, "prod", "eu-west-1") == aws.cluster_name(voting, "prod", "eu-west-1")
     assert naming.namespace(voting) == aws.namespace(voting)
+    assert naming.origin_host(voting, "prod", "eu-west-1") == aws.origin_host(voting, "eu-west-1")
+    assert naming.HEALTH_CHECK_PATH == aws.HEALTH_CHECK_PATH
     assert naming.ecr_repository(voting, "vote") == aws.repository_name(voting, "vote")
     assert naming.resource_secret(voting, "prod", "db", "vote")[0] == aws.db_user_secret_name(voting, "prod", "db",
                                                                                                "vote")

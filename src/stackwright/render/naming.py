@@ -159,9 +159,20 @@ def ssm_parameter(system: System, environment: str, key: str) -> str:
 
 
 def public_host(system: System, environment: str) -> str:
-    """Host name the edge answers on: the spec's domain in production, ``<env>.<domain>`` elsewhere."""
+    """Domain of an environment: the spec's domain in production, ``<env>.<domain>`` elsewhere."""
     domain = system.edge.domain
     return domain if is_production(environment) else f"{environment}.{domain}"
+
+
+def origin_host(system: System, environment: str, region: str) -> str:
+    """Per-region origin name (``us-east-1.vote.example.com``) that Route 53 health-checks and the
+    latency/failover records (``api.``, ``writer.``; made by the AWS app) point at. external-dns writes it
+    from the Ingress."""
+    return f"{region}.{public_host(system, environment)}"
+
+
+#: Path the Route 53 health checks request on every regional origin (as in render.aws.naming).
+HEALTH_CHECK_PATH = "/healthz"
 
 
 def image_name(system: System, service: str) -> str:

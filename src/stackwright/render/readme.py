@@ -120,9 +120,10 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
     ]
     routed = routed_services(t)
     if routed:
-        lines += [f"The ALB answers on `{naming.public_host(system, 'prod')}` in production and "
-                  f"`<env>.{system.edge.domain}` elsewhere (certificate found in ACM by host name); "
-                  "`/healthz`, `/readyz` and `/metrics` are not reachable from outside.", ""]
+        lines += [f"Each region's ALB is published by external-dns as `<region>.{naming.public_host(system, env)}` "
+                  f"(`<region>.<env>.{system.edge.domain}` outside production); the AWS app's Route 53 records "
+                  f"(`api.`, `writer.`) point there and health-check `{naming.HEALTH_CHECK_PATH}`. "
+                  "`/readyz` and `/metrics` are not reachable from outside.", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Files", "", *[f"- `{f}`" for f in sorted(files)], ""]

@@ -20,8 +20,10 @@ from .context import Target, obj
 ALB = "alb.ingress.kubernetes.io/"
 NLB = "service.beta.kubernetes.io/aws-load-balancer-"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-#: Runtime endpoints that are for the platform, never for the internet.
-INTERNAL_PATHS = ("/healthz", "/metrics", "/readyz")
+#: Runtime endpoints that are for the platform, never for the internet. (/healthz stays reachable:
+#: Route 53 health-checks every regional origin on it.)
+INTERNAL_PATHS = ("/metrics", "/readyz")
+EXTERNAL_DNS = "external-dns.alpha.kubernetes.io/hostname"
 BLOCKED_ACTION = "blocked"
 
 
@@ -66,6 +68,10 @@ def ingress(t: Target) -> dict[str, Any] | None:
     paths: list[tuple[str, str, dict[str, Any]]] = []  # (path, backend name, backend)
     for p in INTERNAL_PATHS:
         paths.append((p, BLOCKED_ACTION, {"service": {"name": BLOCKED_ACTION, "port": {"name": "use-annotation"}}}))
+    # The regional health check answers from the first routed service, whatever its routes' methods.
+    first = services[0]
+    health = (naming.HEALTH_CHECK_PATH, first,
+              {"service": {"name": first, "port": {"number": system.services[first].service_port}}})
     for name in services:
         svc = system.services[name]
         for route in svc.routes:
@@ -82,7 +88,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
             for path in alb_paths(route):
                 if (path, action, backend) not in paths:
                     paths.append((path, action, backend))
-    internal = [p for p in paths if p[1] == BLOCKED_ACTION]
+    internal = [health, *(p for p in paths if p[1] == BLOCKED_ACTION)]
     routed = sorted((p for p in paths if p[1] != BLOCKED_ACTION), key=lambda p: (*_specificity(p[0]), p[1]))
     http_paths = [{"path": path, "pathType": "ImplementationSpecific", "backend": backend}
                   for path, _, backend in [*internal, *routed]]
@@ -108,6 +114,9 @@ def ingress(t: Target) -> dict[str, Any] | None:
             f"idle_timeout.timeout_seconds={3600 if websockets else 60}"]),
         ALB + "target-group-attributes": "deregistration_delay.timeout_seconds=30",
         ALB + "tags": f"System={system.name},Environment={t.environment}",
+        # One certificate for the environment's names (apex, api., writer., <region>.), made by the AWS app.
+        ALB + "certificate-arn": naming.CERTIFICATE_ARN,
+        EXTERNAL_DNS: naming.origin_host(system, t.environment, t.region.name),
     }
     if system.edge.waf is not None:
         annotations[ALB + "wafv2-acl-arn"] = naming.WAF_ACL_ARN
@@ -115,12 +124,8 @@ def ingress(t: Target) -> dict[str, Any] | None:
         annotations[f"{ALB}actions.{action}"] = json.dumps(config, sort_keys=True)
     for action, config in conditions.items():
         annotations[f"{ALB}conditions.{action}"] = json.dumps(config, sort_keys=True)
-    host = naming.public_host(system, t.environment)
-    spec = {
-        "ingressClassName": "alb",
-        "tls": [{"hosts": [host]}],
-        "rules": [{"host": host, "http": {"paths": http_paths}}],
-    }
+    # No host on the rule: the ALB answers for every name that points at it (api., writer., the origin).
+    spec = {"ingressClassName": "alb", "rules": [{"http": {"paths": http_paths}}]}
     return obj("networking.k8s.io/v1", "Ingress", t.meta(system.name, component="edge", annotations=annotations),
                spec=spec)
 
@@ -157,6 +162,7 @@ def load_balancer_service(t: Target, service: str) -> dict[str, Any]:
         NLB + "attributes": _lb_attributes(t, f"{t.system.name}/{service}", ["load_balancing.cross_zone.enabled=true"]),
         NLB + "target-group-attributes": "preserve_client_ip.enabled=false,deregistration_delay.timeout_seconds=30",
         NLB + "additional-resource-tags": f"System={t.system.name},Environment={t.environment}",
+        EXTERNAL_DNS: f"{service}.{naming.origin_host(t.system, t.environment, t.region.name)}",
     }
     spec = {
         "type": "LoadBalancer",

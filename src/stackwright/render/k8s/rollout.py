@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...spec import System
 from ...spec.model import CanaryAnalysis
 from ...spec.quantities import seconds
 from .. import naming
@@ -72,12 +73,21 @@ def analysis_metrics(service: str, analysis: CanaryAnalysis) -> list[dict[str, A
     ]
 
 
+def effective_analysis(system: System, service: str) -> CanaryAnalysis:
+    """The rollback thresholds of a canary: ``rollout.analysis`` as written, or, when the spec leaves it
+    at its defaults, the defaults with the p99 limit taken from ``slo.latency_p99_ms``."""
+    analysis = system.services[service].rollout.analysis or CanaryAnalysis()
+    if analysis == CanaryAnalysis():
+        analysis = analysis.model_copy(update={"max_p99_ms": system.slo.latency_p99_ms})
+    return analysis
+
+
 def analysis_template(t: Target, service: str) -> dict[str, Any]:
     """AnalysisTemplate that fails the canary on error rate, p99 latency or a success-rate drop."""
     if not t.system.monitoring.prometheus:
         raise RenderError(f"service '{service}' is released as a canary, whose analysis needs Prometheus; "
                           "set monitoring.prometheus: true or rollout.strategy: rolling")
-    analysis = t.service(service).rollout.analysis or CanaryAnalysis()
+    analysis = effective_analysis(t.system, service)
     metrics = [{
         "name": m["name"],
         "interval": analysis.interval,
