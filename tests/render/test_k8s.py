@@ -350,6 +350,15 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
     assert naming.namespace(voting) == aws.namespace(voting)
     assert naming.origin_host(voting, "prod", "eu-west-1") == aws.origin_host(voting, "eu-west-1")
     assert naming.HEALTH_CHECK_PATH == aws.HEALTH_CHECK_PATH
+    shared = {  # names both sides define (checked when the AWS side has them)
+        "service_role_name": (voting, "prod", "eu-west-1", "vote"),
+        "public_host": (voting, "staging"),
+        "alb_log_bucket": (voting, "prod", "eu-west-1"),
+        "ssm_parameter": (voting, "prod", "waf-acl-arn"),
+    }
+    for name, args in shared.items():
+        if hasattr(aws, name):
+            assert getattr(naming, name)(*args) == getattr(aws, name)(*args), name
     assert naming.ecr_repository(voting, "vote") == aws.repository_name(voting, "vote")
     assert naming.resource_secret(voting, "prod", "db", "vote")[0] == aws.db_user_secret_name(voting, "prod", "db",
                                                                                                "vote")
