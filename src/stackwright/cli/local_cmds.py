@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..local.control import ControlError, running_state, start_detached, stop
 from ..local.state import read_state, system_dir
+from ..spec import System
 from .common import console, fail, load
 
 SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or path to its system.yaml.")]
@@ -31,6 +32,25 @@ def _parse_scale(values: list[str]) -> dict[str, int]:
     return scale
 
 
+def _parse_visibility(values: list[str], spec: System) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in values:
+        name, _, secs = item.partition("=")
+        try:
+            value = float(secs)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            fail(f"--visibility-timeout takes QUEUE=SECONDS with SECONDS > 0 (got {item!r})")
+        res = spec.resources.get(name)
+        if res is None or res.kind != "queue":
+            queues = sorted(n for n, r in spec.resources.items() if r.kind == "queue")
+            fail(f"--visibility-timeout names {name!r}, which is not a queue of {spec.name} "
+                 f"(queues: {', '.join(queues) or 'none'})")
+        out[name] = value
+    return out
+
+
 def up(
     system: SystemArg,
     port: Annotated[int, typer.Option(help="Port of the edge gateway.")] = 8080,
@@ -40,6 +60,8 @@ def up(
                                                   help="Use this Redis server instead of an embedded one.")] = None,
     scale: Annotated[list[str], typer.Option(help="Run N replicas of a service: --scale vote=2.")] = [],  # noqa: B006
     monitoring: Annotated[bool, typer.Option(help="Also run Prometheus with rules from the spec.")] = False,
+    visibility_timeout: Annotated[list[str], typer.Option(
+        help="Override a queue's visibility timeout for fault drills: --visibility-timeout votes=2.")] = [],  # noqa: B006
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start in the background and return.")] = False,
     quiet_logs: Annotated[bool, typer.Option(help="Do not echo service logs (they still go to files).")] = False,
     state_dir: StateDir = None,
@@ -50,11 +72,13 @@ def up(
         fail(f"{spec.name} is already running (see 'stackwright status {spec.name}'; stop it with "
              f"'stackwright down {spec.name}')")
     scale_map = _parse_scale(scale)
+    visibility = _parse_visibility(visibility_timeout, spec)
     unknown = set(scale_map) - set(spec.services)
     if unknown:
         fail(f"--scale names unknown service(s): {', '.join(sorted(unknown))}")
     if detach:
         extra = [a for s in scale for a in ("--scale", s)] + (["--monitoring"] if monitoring else [])
+        extra += [a for v in visibility_timeout for a in ("--visibility-timeout", v)]
         if postgres_url:
             extra += ["--postgres-url", postgres_url]
         if redis_url:
@@ -70,7 +94,8 @@ def up(
     from ..local.runner import LocalSystem, StartError, UpOptions
 
     options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, scale=scale_map,
-                        echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir)
+                        echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir,
+                        visibility_timeouts=visibility)
 
     async def main() -> None:
         local = LocalSystem(spec, options, report=lambda m: console.print(m))

@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 
 from ..runtime.db import apply_migrations, database_url
+from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis
@@ -41,6 +42,8 @@ class UpOptions:
     echo_logs: bool = True
     monitoring: bool = False
     state_root: Path | None = None
+    # Per-queue visibility timeout overrides in seconds (fault drills: redeliveries in seconds, not minutes).
+    visibility_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 class StartError(RuntimeError):
@@ -196,6 +199,9 @@ class LocalSystem:
         for i, url in enumerate(urls):
             port = int(url.rsplit(":", 1)[1])
             env = service_env(self.system, name, self.endpoints, port=port)
+            for queue, timeout in self.options.visibility_timeouts.items():
+                if queue in svc.uses:
+                    env[resource_env(queue, "VISIBILITY_TIMEOUT")] = f"{timeout:g}"
             env["PYTHONPATH"] = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
             label = name if len(urls) == 1 else f"{name}-{i + 1}"
             starts.append(self.supervisor.start(ProcessSpec(
