@@ -85,8 +85,35 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if dependency_unavailable(exc):
+            # A database or cache that is down (restarting) is the server's temporary state, not a bug.
+            log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+            return problem_response(503, "a backing service is unavailable; please retry",
+                                    instance=request.url.path, headers={"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "unexpected error; it has been logged", instance=request.url.path)
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean a backing service (Postgres, Redis, a peer) cannot be reached right now."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    try:
+        import redis.exceptions as rx
+
+        if isinstance(exc, rx.ConnectionError | rx.TimeoutError):
+            return True
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    try:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+                      | asyncpg.exceptions.TooManyConnectionsError):
+            return True
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        pass
+    return False
 
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:

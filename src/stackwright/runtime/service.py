@@ -76,9 +76,17 @@ class Service:
     def redis(self, resource: str) -> Any:
         """A redis.asyncio client for a Redis resource."""
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        # Retries ride out a Redis restart (~1 s): without them the first command on each pooled connection
+        # after a restart fails ("Connection closed by server") and the request answers an error.
         client = aioredis.from_url(self.settings.resource_url(resource), decode_responses=True,
-                                   health_check_interval=10, socket_connect_timeout=2)
+                                   health_check_interval=10, socket_connect_timeout=2,
+                                   retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=5),
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
         async def check() -> None:
             await client.ping()
