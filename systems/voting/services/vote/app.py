@@ -128,7 +128,8 @@ async def cast_vote(poll_id: str, body: NewVote, who: Principal = Depends(svc.pr
             return JSONResponse(json.loads(replay), status_code=202, headers={"Idempotent-Replayed": "true"})
     vote_id = str(uuid.uuid4())
     voted = f"voted:{pid}:{who.sub}"
-    if not await cache.set(voted, vote_id, nx=True):
+    # The second read tells a real duplicate from our own SET retried after a dropped connection.
+    if not await cache.set(voted, vote_id, nx=True) and await cache.get(voted) != vote_id:
         raise Problem(409, "you have already voted in this poll")
     now = time.time()
     try:
