@@ -119,9 +119,19 @@ def tenant_secret_prefix(system: System, environment: str, resource: str) -> str
     return f"{secret_prefix(system, environment)}/{resource}/tenants/"
 
 
+def db_password_secret_name(system: System, environment: str, resource: str, service: str) -> str:
+    """Generated password of a service's database login (replicated to every region)."""
+    return f"{db_user_secret_name(system, environment, resource, service)}/password"
+
+
 def redis_auth_secret_name(system: System, environment: str, resource: str) -> str:
-    """Secret holding a Redis replication group's AUTH token."""
+    """Secret services read for Redis: ``url`` (``rediss://:<token>@host:port``) and ``token``."""
     return f"{secret_prefix(system, environment)}/{resource}/auth-token"
+
+
+def redis_token_secret_name(system: System, environment: str, resource: str) -> str:
+    """Generated AUTH token of a Redis replication group (replicated to every region)."""
+    return f"{secret_prefix(system, environment)}/{resource}/token"
 
 
 def external_url_secret_name(system: System, environment: str, resource: str) -> str:
@@ -132,6 +142,27 @@ def external_url_secret_name(system: System, environment: str, resource: str) ->
 def service_secret_name(system: System, environment: str, service: str) -> str:
     """Secret for a service's own settings (signing keys, third-party API keys)."""
     return f"{secret_prefix(system, environment)}/services/{service}"
+
+
+def service_role_name(system: System, environment: str, region: str, service: str) -> str:
+    """IAM role of a service's pods in one region (trusted by EKS Pod Identity and IRSA)."""
+    return f"{system.name}-{environment}-{region}-{service}"[:64]
+
+
+def public_host(system: System, environment: str) -> str:
+    """Host the edge answers on, and the Route 53 zone: the domain in prod, ``<env>.<domain>`` elsewhere."""
+    domain = system.edge.domain
+    return domain if environment in ("prod", "production") else f"{environment}.{domain}"
+
+
+def alb_log_bucket(system: System, environment: str, region: str) -> str:
+    """Bucket receiving the ALB/NLB access logs of one region (named in the Ingress annotation)."""
+    return f"{system.name}-{environment}-{region}-alb-logs"
+
+
+def ssm_parameter(system: System, environment: str, key: str) -> str:
+    """SSM parameter (in every region) CI reads at deploy time: ``waf-acl-arn``, ``certificate-arn``."""
+    return f"/{system.name}/{environment}/{key}"
 
 
 def repository_name(system: System, service: str) -> str:
@@ -174,16 +205,16 @@ def web_acl_name(system: System, environment: str) -> str:
     return f"{prefix(system, environment)}-edge"
 
 
-def origin_host(system: System, region: str) -> str:
+def origin_host(system: System, region: str, environment: str = "prod") -> str:
     """Per-region origin name (``us-east-1.vote.example.com``), written by external-dns from the Ingress."""
-    return f"{region}.{system.edge.domain}"
+    return f"{region}.{public_host(system, environment)}"
 
 
-def api_host(system: System) -> str:
+def api_host(system: System, environment: str = "prod") -> str:
     """The public name clients use; latency-routed across healthy regions."""
-    return f"api.{system.edge.domain}"
+    return f"api.{public_host(system, environment)}"
 
 
-def writer_host(system: System) -> str:
+def writer_host(system: System, environment: str = "prod") -> str:
     """The name of the region that takes writes; fails over from the primary to a secondary."""
-    return f"writer.{system.edge.domain}"
+    return f"writer.{public_host(system, environment)}"

@@ -2,15 +2,19 @@
 
 Per environment (``prod`` unless asked otherwise) the app has, in deploy order:
 
-1. ``<system>-<env>-<region>-foundation`` per region: KMS keys, the access-log bucket, the backup vault
+1. ``<system>-<env>-global`` (us-east-1): Route 53 zone (the edge's public host), health checks of every
+   region's origin, latency records for ``api.`` and failover records for ``writer.``. It depends on
+   nothing, and the regional certificates are validated in its zone.
+2. ``<system>-<env>-<region>-foundation`` per region: KMS keys, the access-log bucket, the backup vault
    and (in the DR region) the replica buckets. Nothing here depends on another region, so cross-region
    consumers (secret replicas, S3 replication, backup copies) find their keys and buckets in place.
-2. ``<system>-<env>-<primary region>``: network, EKS, the writer database (and the Aurora Global
-   Database), caches, queues, topics, search, buckets, repositories, WAF, secrets, backup plan, and a
-   Pod Identity role per service scoped to the resources it ``uses``.
-3. ``<system>-<env>-<secondary region>`` per other region: the same, with read replicas of the
+3. ``<system>-<env>-<primary region>``: network, EKS, the writer database (and the Aurora Global
+   Database), caches, queues, topics, search, buckets, repositories, WAF, certificate, secrets,
+   backup plan, and an IAM role per service scoped to the resources it ``uses``.
+4. ``<system>-<env>-<secondary region>`` per other region: the same, with read replicas of the
    database instead of a writer; deployed after the primary.
-4. ``<system>-<env>-global`` (us-east-1): Route 53 zone, health checks, latency and failover records.
+
+Cross-stack values travel as weak references (``Fn::GetStackOutput``), also across regions.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from dataclasses import dataclass, field
 
 from aws_cdk import App, Aspects, CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_backup as backup
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
 from stackwright.spec.model import (
@@ -41,12 +47,13 @@ from .constructs.cluster import EksCluster
 from .constructs.database import Database
 from .constructs.dns import Dns
 from .constructs.identity import ServiceRoles
+from .constructs.ingress import IngressSupport
 from .constructs.keys import RegionalKeys
 from .constructs.network import Network
 from .constructs.queues import Queue
 from .constructs.registry import Registry
 from .constructs.search import SearchDomain
-from .constructs.secrets import grant_read_by_name, replicas, secret
+from .constructs.secrets import dynamic_reference, grant_read_by_name, replicas, secret, value_secret
 from .constructs.topics import Topic
 from .constructs.waf import WebAcl
 from .context import app_context
@@ -134,7 +141,10 @@ class RegionalStack(Stack):
     """Everything that runs in one region (see the module docstring)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, plan: Plan, region: Region,
-                 foundation: FoundationStack) -> None:
+                 foundation: FoundationStack, zone: route53.IHostedZone,
+                 primary_stack: RegionalStack | None = None) -> None:
+        """``primary_stack`` is the primary region's stack (None when this is it): secondaries point
+        at its endpoints for whatever has no copy in their region."""
         super().__init__(scope, construct_id, env=plan.env(region.name),
                          description=f"{plan.prefix} {region.name} ({region.role}) (stackwright)")
         _tag(self, plan)
@@ -147,6 +157,7 @@ class RegionalStack(Stack):
         primary = plan.is_primary(region.name)
         self.keys = keys
         self.foundation = foundation
+        self.primary_stack = primary_stack or self
 
         self.network = Network(self, "Network", spec=system.network, region=region,
                                azs=naming.availability_zones(region.name, system.network.azs), keys=keys,
@@ -154,10 +165,13 @@ class RegionalStack(Stack):
         self.cluster = EksCluster(self, "Eks", spec=system.cluster,
                                   name=naming.cluster_name(system, env, region.name), network=self.network,
                                   keys=keys, log_retention_days=days)
-        self.roles = ServiceRoles(self, "ServiceRoles", cluster=self.cluster, namespace=naming.namespace(system),
-                                  service_accounts={s: naming.service_account(s) for s in system.services})
+        self.roles = ServiceRoles(
+            self, "ServiceRoles", cluster=self.cluster, namespace=naming.namespace(system),
+            service_accounts={s: naming.service_account(s) for s in system.services},
+            role_names={s: naming.service_role_name(system, env, region.name, s) for s in system.services})
         clients = self.cluster.security_group
-        replica_regions = replicas(self, plan.other_regions, naming.key_alias(system, env, "data")) if primary else []
+        self.replica_regions = replicas(self, plan.other_regions, naming.key_alias(system, env, "data")) \
+            if primary else []
 
         self.databases: dict[str, Database] = {}
         self.caches: dict[str, Cache] = {}
@@ -166,34 +180,15 @@ class RegionalStack(Stack):
         self.buckets: dict[str, DataBucket] = {}
         self.search: dict[str, SearchDomain] = {}
         for name, res in system.resources.items():
+            if isinstance(res, PostgresResource):
+                self._postgres(name, res, clients)
+                continue
+            if isinstance(res, RedisResource):
+                self._redis(name, res, clients)
+                continue
             if not plan.hosts(name, region.name):
                 continue
-            if isinstance(res, PostgresResource):
-                if res.engine == "external":
-                    secret(self, f"ExternalUrl-{name}", name=naming.external_url_secret_name(system, env, name),
-                           key=keys.data, description=f"URL of the external database {name} (set by an operator)",
-                           generate_key="placeholder", replica_regions=replica_regions or None)
-                    continue
-                self.databases[name] = Database(
-                    self, f"Db-{name}", spec=res, role="primary" if primary else "replica",
-                    identifier=naming.db_cluster_identifier(system, env, name),
-                    global_identifier=naming.global_db_identifier(system, env, name),
-                    primary_region=plan.primary.name, network=self.network, keys=keys, clients=clients,
-                    log_retention_days=days, admin_secret_name=naming.db_admin_secret_name(system, env, name),
-                    replica_regions=replica_regions)
-                if primary:
-                    for service in self._users_of(name):
-                        secret(self, f"DbUser-{name}-{service}",
-                               name=naming.db_user_secret_name(system, env, name, service), key=keys.data,
-                               description=f"Login of service {service} to database {name}",
-                               template={"username": service.replace("-", "_")},
-                               replica_regions=replica_regions or None)
-            elif isinstance(res, RedisResource):
-                self.caches[name] = Cache(
-                    self, f"Cache-{name}", spec=res, group_id=naming.redis_group_id(system, env, name),
-                    auth_secret_name=naming.redis_auth_secret_name(system, env, name), network=self.network,
-                    keys=keys, clients=clients, log_retention_days=days)
-            elif isinstance(res, QueueResource):
+            if isinstance(res, QueueResource):
                 self.queues[name] = Queue(
                     self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name, res),
                     dlq_name=naming.queue_name(system, env, name, res, dlq=True), key=keys.data)
@@ -215,10 +210,13 @@ class RegionalStack(Stack):
                     azs=system.network.azs)
 
         if primary:
-            for service in system.services:
+            for service, svc in system.services.items():
+                # Search lives in the primary region; its URL travels with the service's own secret.
+                urls = {f"{n.replace('-', '_')}_url": f"https://{self.search[n].domain.domain_endpoint}"
+                        for n in svc.uses if n in self.search}
                 secret(self, f"ServiceSecret-{service}", name=naming.service_secret_name(system, env, service),
-                       key=keys.data, description=f"Settings of service {service}", generate_key="signing_key",
-                       length=48, replica_regions=replica_regions or None)
+                       key=keys.data, description=f"Settings of service {service}", template=urls,
+                       generate_key="signing_key", length=48, replica_regions=self.replica_regions or None)
 
         Registry(self, "Registry", repositories={s: naming.repository_name(system, s) for s in system.services},
                  key=keys.data, replicate_to=plan.other_regions if primary else [], prefix=system.name)
@@ -227,6 +225,14 @@ class RegionalStack(Stack):
         if system.edge.waf is not None:
             self.waf = WebAcl(self, "Waf", spec=system.edge.waf, name=naming.web_acl_name(system, env), key=keys.logs,
                               log_retention_days=days)
+        self.ingress = IngressSupport(
+            self, "Ingress", host=naming.public_host(system, env), zone=zone,
+            alt_names=[naming.api_host(system, env), naming.writer_host(system, env),
+                       naming.origin_host(system, region.name, env)],
+            log_bucket_name=naming.alb_log_bucket(system, env, region.name),
+            access_logs=foundation.access_logs.bucket, retention_days=max(days, 90),
+            ssm_prefix=naming.ssm_parameter(system, env, "x").removesuffix("/x"),
+            web_acl_arn=self.waf.acl.attr_arn if self.waf else None)
 
         if primary:
             resources: list[backup.BackupResource] = []
@@ -244,6 +250,86 @@ class RegionalStack(Stack):
         for service in system.services:
             self._grant(service)
         self._outputs()
+
+    # ------------------------------------------------------------------ data stores and their secrets
+
+    def _postgres(self, name: str, res: PostgresResource, clients: ec2.ISecurityGroup) -> None:
+        """The database (writer or replica) and, per service using it, the login secret with ``url``
+        (writes: the primary, or the local Aurora secondary that forwards them) and ``read_url``."""
+        plan, system, env, keys = self.plan, self.plan.system, self.plan.environment, self.keys
+        region = self.region_spec.name
+        primary = plan.is_primary(region)
+        if res.engine == "external":
+            if primary:
+                value_secret(self, f"ExternalUrl-{name}", name=naming.external_url_secret_name(system, env, name),
+                             key=keys.data, description=f"URL of the external database {name}: set url by hand",
+                             fields={"url": ""}, replica_regions=self.replica_regions or None)
+            return
+        local = plan.hosts(name, region)
+        if local:
+            self.databases[name] = Database(
+                self, f"Db-{name}", spec=res, role="primary" if primary else "replica",
+                identifier=naming.db_cluster_identifier(system, env, name),
+                global_identifier=naming.global_db_identifier(system, env, name),
+                primary_region=plan.primary.name, network=self.network, keys=keys, clients=clients,
+                log_retention_days=self.plan.system.monitoring.log_retention_days,
+                admin_secret_name=naming.db_admin_secret_name(system, env, name),
+                replica_regions=self.replica_regions)
+        home = self.primary_stack.databases[name]
+        here = self.databases.get(name)
+        writer = here.writer_endpoint if here is not None and (primary or here.cluster is not None) \
+            else home.writer_endpoint
+        reader = (here or home).reader_endpoint
+        for service in self._users_of(name):
+            password_name = naming.db_password_secret_name(system, env, name, service)
+            password = None
+            if primary:
+                password = secret(self, f"DbPassword-{name}-{service}", name=password_name, key=keys.data,
+                                  description=f"Password of service {service} on database {name}",
+                                  replica_regions=self.replica_regions or None)
+            user = service.replace("-", "_")
+            pw = dynamic_reference(password_name, "password")
+            login = value_secret(
+                self, f"DbLogin-{name}-{service}", name=naming.db_user_secret_name(system, env, name, service),
+                key=keys.data, description=f"Login of service {service} to database {name} in {region}",
+                fields={
+                    "username": user, "password": pw, "dbname": res.database, "port": "5432",
+                    "host": writer, "read_host": reader,
+                    "url": f"postgresql://{user}:{pw}@{writer}:5432/{res.database}?sslmode=require",
+                    "read_url": f"postgresql://{user}:{pw}@{reader}:5432/{res.database}?sslmode=require",
+                })
+            if password is not None:
+                login.node.add_dependency(password)
+
+    def _redis(self, name: str, res: RedisResource, clients: ec2.ISecurityGroup) -> None:
+        """The replication group (if this region has one), its AUTH token, and the ``url`` secret."""
+        plan, system, env, keys = self.plan, self.plan.system, self.plan.environment, self.keys
+        region = self.region_spec.name
+        primary = plan.is_primary(region)
+        token_name = naming.redis_token_secret_name(system, env, name)
+        token = None
+        if res.per_region or primary:
+            # One token per replication group; a primary-only cache shares its token with every region.
+            token = secret(self, f"CacheToken-{name}", name=token_name, key=keys.data, generate_key="token",
+                           length=64, description=f"AUTH token of Redis {name}",
+                           replica_regions=None if res.per_region else (self.replica_regions or None))
+        if plan.hosts(name, region):
+            cache = Cache(self, f"Cache-{name}", spec=res, group_id=naming.redis_group_id(system, env, name),
+                          token_secret_name=token_name, network=self.network, keys=keys, clients=clients,
+                          log_retention_days=system.monitoring.log_retention_days)
+            assert token is not None
+            cache.group.node.add_dependency(token)
+            self.caches[name] = cache
+        if not self._users_of(name):
+            return
+        endpoint = (self.caches.get(name) or self.primary_stack.caches[name]).endpoint
+        tok = dynamic_reference(token_name, "token")
+        url = value_secret(self, f"CacheUrl-{name}", name=naming.redis_auth_secret_name(system, env, name),
+                           key=keys.data, description=f"Connection to Redis {name} in {region}",
+                           fields={"token": tok, "host": endpoint, "port": "6379",
+                                   "url": f"rediss://:{tok}@{endpoint}:6379"})
+        if token is not None:
+            url.node.add_dependency(token)
 
     # ------------------------------------------------------------------ permissions
 
@@ -279,10 +365,7 @@ class RegionalStack(Stack):
                                  "secretsmanager:TagResource"],
                         resources=[self._arn("secretsmanager", region, f"secret:{tenants}*")]))
             elif isinstance(res, RedisResource):
-                if local:
-                    secrets.append(naming.redis_auth_secret_name(system, env, name))
-                else:
-                    self._remote_secret(role, naming.redis_auth_secret_name(system, env, name))
+                secrets.append(naming.redis_auth_secret_name(system, env, name))
             elif isinstance(res, QueueResource):
                 if local:
                     self.queues[name].grant(role)
@@ -324,13 +407,6 @@ class RegionalStack(Stack):
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
 
-    def _remote_secret(self, role: iam.IRole, name: str) -> None:
-        primary = self.plan.primary.name
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            resources=[self._arn("secretsmanager", primary, f"secret:{name}-??????")]))
-        self._remote_key(role, primary)
-
     def _remote_key(self, role: iam.IRole, region: str) -> None:
         """Use of another region's data key, matched by its alias (its ARN is not known here)."""
         alias = naming.key_alias(self.plan.system, self.plan.environment, "data")
@@ -366,10 +442,12 @@ class GlobalStack(Stack):
         _tag(self, plan)
         system = plan.system
         keys = RegionalKeys(self, "Keys", alias_prefix=f"alias/{plan.prefix}-global", purposes=("logs",))
+        env = plan.environment
         self.dns = Dns(
-            self, "Dns", edge=system.edge, regions={r.name: r.role for r in system.regions},
-            origins={r.name: naming.origin_host(system, r.name) for r in system.regions},
-            api_host=naming.api_host(system), writer_host=naming.writer_host(system),
+            self, "Dns", edge=system.edge, zone_name=naming.public_host(system, env),
+            regions={r.name: r.role for r in system.regions},
+            origins={r.name: naming.origin_host(system, r.name, env) for r in system.regions},
+            api_host=naming.api_host(system, env), writer_host=naming.writer_host(system, env),
             health_path=naming.HEALTH_CHECK_PATH, logs_key=keys.logs,
             log_retention_days=system.monitoring.log_retention_days)
 
@@ -378,13 +456,13 @@ class GlobalStack(Stack):
 class Stacks:
     """The stacks of one rendered environment."""
 
+    global_: GlobalStack
     foundations: dict[str, FoundationStack]
     regional: dict[str, RegionalStack]
-    global_: GlobalStack
 
     def all(self) -> list[Stack]:
         """Every stack, in deploy order."""
-        return [*self.foundations.values(), *self.regional.values(), self.global_]
+        return [self.global_, *self.foundations.values(), *self.regional.values()]
 
 
 def build_stacks(app: App, system: System, environment: str | None = None,
@@ -394,6 +472,7 @@ def build_stacks(app: App, system: System, environment: str | None = None,
     if environment not in system.environments:
         raise ValueError(f"environment {environment!r} is not one of {', '.join(system.environments)}")
     plan = Plan(system=system, environment=environment, account=account)
+    global_ = GlobalStack(app, naming.global_stack_name(system, environment), plan=plan)
     foundations = {
         r.name: FoundationStack(app, f"{naming.regional_stack_name(system, environment, r)}-foundation", plan=plan,
                                 region=r)
@@ -402,16 +481,17 @@ def build_stacks(app: App, system: System, environment: str | None = None,
     regional: dict[str, RegionalStack] = {}
     for r in [plan.primary, *[r for r in system.regions if r is not plan.primary]]:
         stack = RegionalStack(app, naming.regional_stack_name(system, environment, r), plan=plan, region=r,
-                              foundation=foundations[r.name])
+                              foundation=foundations[r.name], zone=global_.dns.zone,
+                              primary_stack=regional.get(plan.primary.name))
+        stack.add_stack_dependency(global_)  # certificates are validated in the system's zone
         # Secret replicas, S3 replication and backup copies need every region's keys and buckets.
         for foundation in foundations.values():
             stack.add_stack_dependency(foundation)
         if r is not plan.primary:
             stack.add_stack_dependency(regional[plan.primary.name])  # global database secondaries join the primary
         regional[r.name] = stack
-    global_ = GlobalStack(app, naming.global_stack_name(system, environment), plan=plan)
     Aspects.of(app).add(CheckovSkips())
-    return Stacks(foundations=foundations, regional=regional, global_=global_)
+    return Stacks(global_=global_, foundations=foundations, regional=regional)
 
 
 def build_app(system: System, environment: str | None = None, account: str | None = None,

@@ -11,7 +11,7 @@ from stackwright.spec.model import RedisResource
 from .keys import RegionalKeys
 from .logs import log_group
 from .network import Network
-from .secrets import secret
+from .secrets import dynamic_reference
 
 PORT = 6379
 ENGINE_VERSION = "7.1"
@@ -19,8 +19,9 @@ SNAPSHOT_RETENTION_DAYS = 7
 
 
 class Cache(Construct):
-    """Multi-AZ Redis with automatic failover, encryption at rest (KMS) and in transit, an AUTH token
-    generated into Secrets Manager, daily snapshots and slow-log delivery to CloudWatch Logs.
+    """Multi-AZ Redis with automatic failover, encryption at rest (KMS) and in transit, the AUTH token
+    from Secrets Manager (``token_secret_name``, field ``token``), daily snapshots and slow-log
+    delivery to CloudWatch Logs.
 
     ``shards > 1`` turns on cluster mode. Automatic failover needs a replica per shard; with
     ``replicas_per_shard: 0`` the group is a single node per shard and cannot fail over.
@@ -33,15 +34,13 @@ class Cache(Construct):
         *,
         spec: RedisResource,
         group_id: str,
-        auth_secret_name: str,
+        token_secret_name: str,
         network: Network,
         keys: RegionalKeys,
         clients: ec2.ISecurityGroup,
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.auth_secret = secret(self, "AuthToken", name=auth_secret_name, key=keys.data,
-                                  description=f"AUTH token of Redis {group_id}", generate_key="token", length=64)
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=network.vpc, allow_all_outbound=False,
             description=f"Redis {group_id}: reachable from the EKS cluster only",
@@ -70,7 +69,7 @@ class Cache(Construct):
             kms_key_id=keys.data.key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=self.auth_secret.secret_value_from_json("token").unsafe_unwrap(),
+            auth_token=dynamic_reference(token_secret_name, "token"),
             cache_subnet_group_name=subnets.ref,
             security_group_ids=[self.security_group.security_group_id],
             port=PORT,
@@ -87,3 +86,9 @@ class Cache(Construct):
                 log_type="slow-log",
             )],
         )
+
+    @property
+    def endpoint(self) -> str:
+        """Host services connect to (configuration endpoint in cluster mode, else the primary)."""
+        attr = "ConfigurationEndPoint.Address" if self.group.cluster_mode == "enabled" else "PrimaryEndPoint.Address"
+        return self.group.get_att(attr).to_string()

@@ -168,6 +168,8 @@ class Database(Construct):
             cfn.add_property_deletion_override("MasterUsername")
             cfn.add_property_deletion_override("MasterUserPassword")
             cfn.add_property_override("GlobalClusterIdentifier", global_identifier)
+            # Services in this region write through the local cluster; Aurora forwards to the writer.
+            cfn.add_property_override("EnableGlobalWriteForwarding", True)
         elif spec.cross_region_replicas:
             self.global_cluster = rds.CfnGlobalCluster(
                 self,
@@ -258,6 +260,27 @@ class Database(Construct):
         )
         self.replica.apply_removal_policy(RemovalPolicy.SNAPSHOT)
         self.replica.node.add_dependency(self.log_group)
+
+    # ------------------------------------------------------------------ endpoints
+
+    @property
+    def writer_endpoint(self) -> str:
+        """Host that accepts writes from this region (an Aurora secondary forwards them)."""
+        if self.cluster is not None:
+            return self.cluster.cluster_endpoint.hostname
+        if self.instance is not None:
+            return self.instance.db_instance_endpoint_address
+        raise ValueError("an RDS read replica takes no writes; use the primary's endpoint")
+
+    @property
+    def reader_endpoint(self) -> str:
+        """Host for read-only queries in this region."""
+        if self.cluster is not None:
+            return self.cluster.cluster_read_endpoint.hostname
+        if self.instance is not None:
+            return self.instance.db_instance_endpoint_address
+        assert self.replica is not None
+        return self.replica.attr_endpoint_address
 
     # ------------------------------------------------------------------ grants
 

@@ -26,7 +26,7 @@ from .logs import log_group
 
 
 class Dns(Construct):
-    """Hosted zone ``edge.domain`` with health-checked latency and failover records.
+    """Hosted zone ``zone_name`` (the edge's public host) with health-checked latency and failover records.
 
     ``regions`` maps region name to its role (``primary``/``secondary``/``standby``);
     ``origins`` maps region name to the origin host name health-checked and pointed to.
@@ -38,6 +38,7 @@ class Dns(Construct):
         construct_id: str,
         *,
         edge: Edge,
+        zone_name: str,
         regions: dict[str, str],
         origins: dict[str, str],
         api_host: str,
@@ -48,7 +49,7 @@ class Dns(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        domain = edge.domain
+        domain = zone_name
         query_logs = log_group(self, "QueryLogs", name=f"/aws/route53/{domain}", days=log_retention_days,
                                key=logs_key)
         policy = logs.CfnResourcePolicy(self, "QueryLogsPolicy", policy_name=f"route53-query-logs-{domain}",

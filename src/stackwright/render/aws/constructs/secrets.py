@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as sm
@@ -48,6 +48,35 @@ def secret(
         replica_regions=replica_regions,
         removal_policy=RemovalPolicy.RETAIN,
     )
+
+
+def value_secret(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    key: kms.IKey,
+    description: str,
+    fields: dict[str, str],
+    replica_regions: list[sm.ReplicaRegion] | None = None,
+) -> sm.Secret:
+    """A secret whose JSON is built at deploy time (endpoints, and passwords pulled in with
+    :func:`dynamic_reference`, which CloudFormation resolves without ever showing them)."""
+    return sm.Secret(
+        scope,
+        construct_id,
+        secret_name=name,
+        description=description,
+        encryption_key=key,
+        secret_string_value=SecretValue.unsafe_plain_text(Stack.of(scope).to_json_string(fields)),
+        replica_regions=replica_regions,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
+def dynamic_reference(name: str, field: str) -> str:
+    """``{{resolve:secretsmanager:...}}`` of one JSON field of the secret named ``name`` in this region."""
+    return f"{{{{resolve:secretsmanager:{name}:SecretString:{field}}}}}"
 
 
 def secret_arn_pattern(scope: Construct, name: str, region: str | None = None) -> str:
