@@ -83,7 +83,8 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
         f"({ARGO_ROLLOUTS_VERSION}), KEDA, metrics-server, the Prometheus operator with Prometheus in namespace "
         f"`{naming.MONITORING_NAMESPACE}` (selecting `{'='.join(naming.MONITORING_SELECTOR_LABEL)}`) and "
         f"Grafana's dashboard sidecar (label `{'='.join(naming.GRAFANA_DASHBOARD_LABEL)}`); "
-        "VPC CNI with network policy enforcement on.",
+        "VPC CNI with network policy enforcement on. KEDA reads queue depth as the worker's own IAM role "
+        "(`identityOwner: workload`), so that role must also trust the KEDA operator's role.",
         "",
         "## Names shared with the AWS side",
         "",
