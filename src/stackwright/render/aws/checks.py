@@ -1,8 +1,8 @@
 """Offline checkers over synthesized templates: cfn-lint and checkov (used by tests and ``render --check``).
 
-Both run as subprocesses. checkov pins an old boto3, so it may live in its own virtualenv: it is
-found through ``$CHECKOV`` (path to the executable), then next to the running interpreter, then on
-``PATH``.
+Both run as subprocesses. checkov pins dependencies that clash with the project's (an old boto3,
+``packaging<24``), so it lives in its own virtualenv, the same one the Kubernetes checks use
+(:func:`stackwright.render.checks.find_checkov`, installed on first use).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from stackwright.spec.model import System
 
 
 class CheckerMissing(RuntimeError):
@@ -82,9 +85,21 @@ def cfn_lint(templates: list[Path]) -> CheckResult:
     return result
 
 
-def checkov(templates: list[Path]) -> CheckResult:
+def checkov_executable(install: bool = True) -> str:
+    """checkov from the shared checks virtualenv (``$CHECKOV`` wins), installed there if missing."""
+    from stackwright.render.checks import find_checkov, install_checkov
+
+    found = find_checkov()
+    if found is None and install:
+        found = install_checkov()
+    if found is None:
+        raise CheckerMissing("checkov not found: see .ci/requirements-checks.txt (it needs its own virtualenv)")
+    return str(found)
+
+
+def checkov(templates: list[Path], install: bool = True) -> CheckResult:
     """Run checkov (CloudFormation framework, offline) on ``templates``; failed checks are errors."""
-    exe = find_tool("checkov", "CHECKOV")
+    exe = checkov_executable(install)
     cmd = [exe, "--skip-download", "--framework", "cloudformation", "--output", "json", "--compact",
            "--file", *map(str, templates)]
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
@@ -105,3 +120,25 @@ def checkov(templates: list[Path]) -> CheckResult:
         result.skipped += report["summary"]["skipped"]
         result.skipped_checks += [(s["check_id"], s["resource"]) for s in results.get("skipped_checks", [])]
     return result
+
+
+def run_checks(system: System, out_dir: Path, *, install: bool = True) -> list[Any]:
+    """Synthesize ``system`` into ``out_dir/cdk.out`` and run cfn-lint and checkov on the templates.
+
+    Returns :class:`stackwright.render.checks.CheckResult` objects, like the Kubernetes checks, so
+    ``render --check`` can print them together. cfn-lint warnings are counted as passed-with-notes.
+    """
+    from stackwright.render.checks import CheckResult as BundleResult
+
+    from . import synth
+
+    templates = synth(system, Path(out_dir) / "cdk.out")
+    out = []
+    lint = cfn_lint(templates)
+    out.append(BundleResult(f"cfn-lint ({len(templates)} templates)", passed=len(templates), failed=len(lint.errors),
+                            failures=[str(e) for e in lint.errors], note=f"{len(lint.warnings)} warnings"))
+    scan = checkov(templates, install=install)
+    out.append(BundleResult("checkov --skip-download (cloudformation)", passed=scan.passed, failed=len(scan.errors),
+                            skipped=scan.skipped, failures=[str(e) for e in scan.errors],
+                            note="skips with reasons: src/stackwright/render/aws/checkov_skips.yaml"))
+    return out
