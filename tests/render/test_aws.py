@@ -212,6 +212,9 @@ def test_secrets_carry_ready_urls(system: System, synthesized: dict[str, Any]) -
     password = next(s["Properties"] for s in _resources(primary, "AWS::SecretsManager::Secret").values()
                     if s["Properties"]["Name"] == "voting/prod/db/users/vote/password")
     assert {r["Region"] for r in password["ReplicaRegions"]} == {"eu-west-1", "ap-southeast-1"}
+    # Each replica is encrypted with its own region's data key.
+    assert all(r["KmsKeyId"] == f"arn:aws:kms:{r['Region']}:123456789012:alias/voting-prod/data"
+               for r in password["ReplicaRegions"])
 
 
 def test_service_roles_are_scoped_to_what_they_use(synthesized: dict[str, Any]) -> None:

@@ -12,10 +12,12 @@ from constructs import Construct
 
 
 def replicas(scope: Construct, regions: list[str], alias: str) -> list[sm.ReplicaRegion]:
-    """Replica regions, each encrypted with the same-alias key of that region."""
+    """Replica regions, each encrypted with the same-alias key of that region (named by alias ARN)."""
+    stack = Stack.of(scope)
     out = []
     for region in regions:
-        key = kms.Alias.from_alias_name(scope, f"ReplicaKey-{region}", alias)
+        key = kms.Key.from_key_arn(scope, f"ReplicaKey-{region}",
+                                   f"arn:{stack.partition}:kms:{region}:{stack.account}:{alias}")
         out.append(sm.ReplicaRegion(region=region, encryption_key=key))
     return out
 
