@@ -2,7 +2,7 @@
 
 from .auth import AuthError, JWTVerifier, Principal
 from .db import Database, TenantDatabases, apply_migrations
-from .problems import Problem, problem_response
+from .problems import Problem, problem_response, problem_responses
 from .service import Service
 from .settings import MissingSetting, Settings, resource_env, service_url_env
 from .storage import ObjectStore, store_from_url
@@ -10,6 +10,6 @@ from .worker import consume
 
 __all__ = [
     "AuthError", "Database", "JWTVerifier", "MissingSetting", "ObjectStore", "Principal", "Problem", "Service",
-    "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response", "resource_env",
-    "service_url_env", "store_from_url",
+    "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response", "problem_responses",
+    "resource_env", "service_url_env", "store_from_url",
 ]

@@ -34,18 +34,27 @@ class BodyLimitMiddleware:
                     return
         seen = 0
         started = False
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # The app caught BodyTooLarge while parsing (FastAPI turns it into a 400): answer 413 instead
+                # and drop the app's own answer about the cut-off body.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _reply(send, 413, f"request body exceeds {self.max_bytes} bytes")
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -23,6 +23,32 @@ _TITLES = {
 }
 
 
+# The OpenAPI shape of every error body (inline, so it needs no component registered anywhere).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "msg": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring problem+json bodies for these status codes."""
+    return {status: {"description": _TITLES.get(status, "Error"),
+                     "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
+
+
 class Problem(Exception):
     """Raise from a handler to answer with a problem+json body."""
 

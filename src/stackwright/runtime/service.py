@@ -22,7 +22,7 @@ from .auth import AuthError, JWTVerifier, Principal, bearer_token
 from .db import Database, TenantDatabases
 from .limits import BodyLimitMiddleware
 from .metrics import MetricsMiddleware, metrics_endpoint
-from .problems import Problem, install_problem_handlers
+from .problems import Problem, install_problem_handlers, problem_responses
 from .settings import Settings
 from .storage import ObjectStore, store_from_url
 
@@ -45,7 +45,10 @@ class Service:
         self._tasks: list[asyncio.Task[Any]] = []
         self._verifier: JWTVerifier | None = None
         limit = max_body_bytes or int(self.settings.get("MAX_BODY_BYTES", "1048576") or 1048576)
-        self.app = FastAPI(title=title or self.name, lifespan=self._lifespan)
+        # Errors any route can answer (bad JSON, body too large, validation, a dependency down) are declared
+        # once here; routes add their own (401, 404, 409, ...) with ``responses=problem_responses(...)``.
+        self.app = FastAPI(title=title or self.name, lifespan=self._lifespan,
+                           responses=problem_responses(400, 413, 422, 503))
         install_problem_handlers(self.app)
         self.app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
         self.app.add_middleware(MetricsMiddleware, app_name=self.name)
