@@ -9,14 +9,14 @@ from typing import Any
 
 from fastapi import Depends
 
-from stackwright.runtime import Principal, Service
+from stackwright.runtime import Principal, Service, problem_responses
 
 svc = Service(title="auth")
 cache = svc.redis("cache")
 app = svc.app
 
 
-@app.get("/auth/me")
+@app.get("/auth/me", responses=problem_responses(401))
 async def me(who: Principal = Depends(svc.principal())) -> dict[str, Any]:
     key = f"session:{who.claims.get('jti') or who.sub}"
     cached = await cache.get(key)

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from stackwright.runtime import Problem, Service
+from stackwright.runtime import Problem, Service, problem_responses
 
 svc = Service(title="results")
 db = svc.postgres("db")
@@ -75,17 +75,18 @@ async def list_polls(status: str | None = None, limit: int = 50) -> dict[str, An
                        "status": r["status"]} for r in rows]}
 
 
-@app.get("/polls/{poll_id}")
+@app.get("/polls/{poll_id}", responses=problem_responses(404))
 async def get_poll(poll_id: str) -> dict[str, Any]:
     return await poll_meta(_parse_id(poll_id))
 
 
-@app.get("/polls/{poll_id}/results")
+@app.get("/polls/{poll_id}/results", responses=problem_responses(404))
 async def results(poll_id: str) -> dict[str, Any]:
     return await tally(_parse_id(poll_id))
 
 
-@app.get("/polls/{poll_id}/results/stream")
+@app.get("/polls/{poll_id}/results/stream", response_class=StreamingResponse,
+         responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(404)})
 async def results_stream(poll_id: str, request: Request) -> StreamingResponse:
     pid = _parse_id(poll_id)
     first = await tally(pid)

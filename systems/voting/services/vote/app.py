@@ -15,7 +15,7 @@ from fastapi import Depends, Header
 from pydantic import BaseModel, Field, field_validator
 from starlette.responses import JSONResponse
 
-from stackwright.runtime import Principal, Problem, Service
+from stackwright.runtime import Principal, Problem, Service, problem_responses
 
 svc = Service(title="vote")
 db = svc.postgres("db")
@@ -28,9 +28,14 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 _polls: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
 
+# Postgres text cannot hold NUL characters: reject them as bad input (422) rather than fail on insert (500).
+NO_NUL = r"^[^\x00]*$"
+
+
 class NewPoll(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=20)
+    title: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    options: list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]] = Field(
+        min_length=2, max_length=20)
 
     @field_validator("options")
     @classmethod
@@ -41,7 +46,7 @@ class NewPoll(BaseModel):
 
 
 class NewVote(BaseModel):
-    option: str = Field(min_length=1, max_length=100)
+    option: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
 
 
 def poll_key(poll_id: str) -> str:
@@ -77,7 +82,7 @@ async def load_poll(poll_id: str) -> dict[str, Any] | None:
     return poll
 
 
-@app.post("/polls", status_code=201)
+@app.post("/polls", status_code=201, responses=problem_responses(401, 403))
 async def create_poll(body: NewPoll, who: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
     row = await db.pool.fetchrow(
         "INSERT INTO polls (id, title, options, created_by) VALUES ($1, $2, $3, $4)"
@@ -100,17 +105,17 @@ async def _transition(poll_id: str, to: str, allowed_from: tuple[str, ...]) -> d
     return await _cache_poll(updated)
 
 
-@app.post("/polls/{poll_id}/open")
+@app.post("/polls/{poll_id}/open", responses=problem_responses(401, 403, 404, 409))
 async def open_poll(poll_id: str, _: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
     return await _transition(poll_id, "open", ("draft", "closed"))
 
 
-@app.post("/polls/{poll_id}/close")
+@app.post("/polls/{poll_id}/close", responses=problem_responses(401, 403, 404, 409))
 async def close_poll(poll_id: str, _: Principal = Depends(svc.principal("admin"))) -> dict[str, Any]:
     return await _transition(poll_id, "closed", ("open",))
 
 
-@app.post("/polls/{poll_id}/votes", status_code=202)
+@app.post("/polls/{poll_id}/votes", status_code=202, responses=problem_responses(401, 404, 409))
 async def cast_vote(poll_id: str, body: NewVote, who: Principal = Depends(svc.principal()),
                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
     pid = _parse_id(poll_id)
