@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..spec import System
 from .common import console, fail, load
 
 TARGET_SETS = {"eks": ("k8s", "aws", "docker", "ci")}
@@ -25,7 +26,8 @@ def register(app: typer.Typer) -> None:
         only: Annotated[list[str] | None, typer.Option(
             "--only", help="render only these parts: k8s, aws, docker, ci")] = None,
         check: Annotated[bool, typer.Option(
-            "--check", help="run kubernetes-validate, CRD schemas and checkov")] = False,
+            "--check", help="run kubernetes-validate, CRD schemas, checkov, and cfn-lint on the synthesized CDK app"
+        )] = False,
     ) -> None:
         """Render Kubernetes (kustomize base + overlays), the AWS CDK app, Dockerfiles and CI for a system."""
         from ..render import RenderError, render_bundle
@@ -48,14 +50,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]note:[/] {note}")
         console.print(f"[green]wrote[/] {len(written)} files to {out_dir}")
         if check:
-            _check(out_dir)
+            _check(spec, out_dir, parts)
 
 
-def _check(out_dir: Path) -> None:
+def _check(spec: System, out_dir: Path, parts: tuple[str, ...]) -> None:
     from ..render.checks import run_checks
 
     with console.status("checking (kubernetes-validate, CRD schemas, checkov)"):
         results = run_checks(out_dir)
+    if "aws" in parts:
+        from ..render.aws.checks import run_checks as run_aws_checks
+
+        # Synthesis goes next to the bundle, not into it, so the rendered folder stays as rendered.
+        with console.status("synthesizing the CDK app and checking it (cfn-lint, checkov)"):
+            results += run_aws_checks(spec, out_dir.parent / f".{out_dir.name}-cdk")
     table = Table(title=f"checks of {out_dir}")
     for column in ("check", "passed", "failed", "skipped", "result"):
         table.add_column(column, justify="left" if column in ("check", "result") else "right")

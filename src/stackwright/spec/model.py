@@ -238,7 +238,7 @@ class PostgresResource(Strict):
     kind: Literal["postgres"]
     description: str = ""
     engine: Literal["aurora-postgresql", "rds-postgresql", "external"] = "aurora-postgresql"
-    version: str = "16.6"
+    version: str = "16.9"
     instance_class: str = "db.r6g.large"
     instances: int = Field(2, ge=1, description="writer plus in-region readers")
     multi_az: bool = True

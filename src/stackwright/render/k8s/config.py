@@ -7,8 +7,8 @@ import hashlib
 import json
 from typing import Any
 
-from ...runtime.settings import resource_env, service_url_env
-from ...spec.quantities import bytes_size, seconds
+from ...runtime.settings import resource_env
+from ...spec.wiring import Placement, service_env
 from .. import naming
 from .context import Target, obj
 
@@ -37,48 +37,25 @@ def service_url(t: Target, service: str) -> str:
 def settings(t: Target, service: str) -> dict[str, str]:
     """Every non-secret environment variable of one service in this region/environment."""
     system, svc = t.system, t.service(service)
-    env: dict[str, str] = {
-        "SERVICE_NAME": service,
-        "SYSTEM_NAME": system.name,
-        "ENVIRONMENT": t.environment,
-        "REGION": t.region.name,
-        "REGION_ROLE": t.region.role,
-        "AWS_REGION": t.region.name,
-        "AWS_DEFAULT_REGION": t.region.name,
-        "HOST": "0.0.0.0",
-        "PORT": str(svc.port),
-        "LOG_LEVEL": "info",
-        "SHUTDOWN_GRACE_SECONDS": str(svc.graceful_shutdown_s),
-        "MAX_BODY_BYTES": str(bytes_size(system.edge.max_body)),
-    }
     ident = system.edge.identity
-    if ident is not None:
-        env.update({
-            "JWT_ISSUER": ident.issuer,
-            "JWT_AUDIENCE": ident.audience,
-            "JWT_ALGORITHMS": ",".join(ident.algorithms),
-            "JWT_ROLES_CLAIM": ident.roles_claim,
-            "JWKS_URL": jwks_url(ident.issuer),
-        })
-    for name in svc.uses:
-        res = system.resources[name]
-        if res.kind == "postgres":
-            env[resource_env(name, "POOL_MIN")] = str(res.pool.min)
-            env[resource_env(name, "POOL_MAX")] = str(res.pool.max)
-        elif res.kind == "queue":
-            env[resource_env(name)] = f"sqs://?region={naming.hosting_region(system, name, t.region.name)}"
-            env[resource_env(name, "QUEUE")] = naming.queue_name(system, t.environment, name)
-            env[resource_env(name, "MAX_RECEIVE")] = str(res.max_receive_count)
-            env[resource_env(name, "VISIBILITY_TIMEOUT")] = str(int(seconds(res.visibility_timeout)))
+    place = Placement(
+        environment=t.environment, region=t.region.name, region_role=t.region.role, host="0.0.0.0",
+        port=svc.port, jwks_url=jwks_url(ident.issuer) if ident else None,
+        shutdown_grace_s=svc.graceful_shutdown_s,
+        extra={"AWS_REGION": t.region.name, "AWS_DEFAULT_REGION": t.region.name, "LOG_LEVEL": "info"})
+    plain: dict[str, str] = {}
+    queues: dict[str, str] = {}
+    for name, res in system.resources.items():
+        hosted = naming.hosting_region(system, name, t.region.name)
+        if res.kind == "queue":
+            plain[name] = f"sqs://?region={hosted}"
+            queues[name] = naming.queue_name(system, t.environment, name)
         elif res.kind == "bucket":
-            region = naming.hosting_region(system, name, t.region.name)
-            env[resource_env(name)] = f"s3://{naming.bucket_name(system, t.environment, name, region)}"
+            plain[name] = f"s3://{naming.bucket_name(system, t.environment, name, hosted)}"
         elif res.kind == "topic":
-            env[resource_env(name)] = naming.topic_arn(system, t.environment, name, t.region.name)
-    for called in svc.calls:
-        env[service_url_env(called)] = service_url(t, called)
-    env.update(svc.env)
-    return env
+            plain[name] = naming.topic_arn(system, t.environment, name, t.region.name)
+    return service_env(system, service, place, resource_urls=plain, queue_names=queues,
+                       service_urls={s: service_url(t, s) for s in svc.calls})
 
 
 def secret_refs(t: Target, service: str) -> dict[str, tuple[str, str]]:
