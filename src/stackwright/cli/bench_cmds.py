@@ -1,0 +1,146 @@
+"""``stackwright bench SYSTEM``: measured throughput and latency under open-loop load, written to bench/."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .common import console, fail, load
+
+
+class RichReporter:
+    """Progress for a long run: a bar per running step, one line per finished step."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeRemainingColumn(), console=console, transient=True)
+        self.task: Any = None
+        self.total = 0.0
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, title: str) -> None:
+        console.print(f"[bold cyan]▶ {title}")
+
+    def note(self, message: str) -> None:
+        console.print(f"  {message}")
+
+    def running(self, label: str, seconds: float) -> None:
+        self.total = seconds
+        self.task = self.progress.add_task(f"  {label}", total=seconds, info="")
+
+    def tick(self, elapsed_s: float) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=min(elapsed_s, self.total), info=f"{elapsed_s:.0f}s")
+
+    def done_running(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
+    def step(self, scenario: str, label: str, result: Any) -> None:
+        ms = result.latency_ms
+        verdict = "" if result.passed is None else ("[green]held" if result.passed else f"[red]broke: {result.reason}")
+        cpu = ", ".join(f"{k} {v:.0f}%" for k, v in result.cpu_percent.items())
+        console.print(f"  {label:>12} {result.offered_rps:>8,.0f}/s -> {result.achieved_rps:>8,.0f}/s  "
+                      f"p50 {_ms(ms.get('p50'))} p99 {_ms(ms.get('p99'))} p99.9 {_ms(ms.get('p99.9'))}  "
+                      f"err {result.error_rate:.2%}  cpu {cpu}  gen {result.generator_cpu_percent:.0f}%  {verdict}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:,.1f}ms"
+
+
+def bench(
+    system: Annotated[str, typer.Argument(help="System name (under systems/) or path to its system.yaml.")],
+    only: Annotated[str | None, typer.Option(help="Comma-separated scenarios to run (default: all).")] = None,
+    e2e_seconds: Annotated[float, typer.Option(help="Length of the sustained end-to-end run.")] = 60.0,
+    generators: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
+    wait_quiet: Annotated[float, typer.Option(
+        help="Wait up to this many seconds for the 1-minute load average to drop below --quiet-load.")] = 0.0,
+    quiet_load: Annotated[float, typer.Option(help="Load average that counts as a quiet machine.")] = 0.5,
+    out: Annotated[Path, typer.Option(help="Folder for results/<date>.json, RESULTS.md and per_replica.json.")]
+    = Path("bench"),
+    write: Annotated[bool, typer.Option(help="Write the result files (--no-write for a dry run).")] = True,
+) -> None:
+    """Measure a system under open-loop load: max sustained rates, latency percentiles, CPU and memory."""
+    from ..bench import procs
+    from ..bench.results import targets, write_all
+    from ..bench.voting import SCENARIOS, BenchOptions, VotingBench
+
+    spec = load(system)
+    if spec.name != "voting":
+        fail(f"no benchmark is defined for {spec.name} yet (only voting); see src/stackwright/bench/")
+    chosen = tuple(s.strip() for s in only.split(",")) if only else SCENARIOS
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        fail(f"unknown scenario(s) {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    if wait_quiet > 0:
+        load_now = procs.wait_for_quiet(quiet_load, wait_quiet, on_wait=lambda load, left: console.print(
+            f"  waiting for a quiet machine: load {load[0]:.2f} (want < {quiet_load}); {left:.0f}s left"))
+        console.print(f"load average now {load_now[0]:.2f}" + ("" if load_now[0] < quiet_load else
+                                                                " (still busy; running anyway)"))
+    options = BenchOptions(only=chosen, e2e_s=e2e_seconds, processes=generators)
+    assert spec.source is not None
+    began = time.monotonic()
+    with RichReporter() as reporter:
+        try:
+            doc = VotingBench(spec.source, options, reporter).run()
+        except Exception as exc:  # the one line the user needs; details are in the state dir's logs
+            fail(f"benchmark failed: {exc.__class__.__name__}: {exc} (logs: {options.state_root / spec.name}/logs)")
+    summary(doc)
+    for row in targets(doc):
+        console.print(f"{'[green]met' if row['met'] else '[red]missed'}[/]: {row['target']} — {row['measured']}")
+    console.print(f"load average before {doc['load_average_before']}, after {doc['load_average_after']}; "
+                  f"{time.monotonic() - began:.0f}s")
+    if write:
+        paths = write_all(doc, spec, out)
+        console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def summary(doc: dict[str, Any]) -> None:
+    """The summary table."""
+    table = Table(title=f"{doc['system']} on {doc['machine_line']}")
+    for col in ("scenario", "max rps", "p50 @50%", "p99 @50%", "p99.9 @50%", "p50 @90%", "p99 @90%", "p99.9 @90%",
+                "CPU ms/req @90%", "peak RSS MiB"):
+        table.add_column(col, justify="right" if col != "scenario" else "left")
+    for name, sc in doc["scenarios"].items():
+        if name.startswith("_"):
+            continue
+        if name == "worker_drain":
+            table.add_row(name, f"{sc['rate_per_s']:,.0f}", *["-"] * 6,
+                          ", ".join(f"{k} {v:.3f}" for k, v in sc["cpu_ms_per_message"].items()),
+                          ", ".join(f"{k} {v}" for k, v in sc["peak_rss_mib"].items()))
+            continue
+        if name == "end_to_end":
+            s = sc["sustained"]
+            ms = s["latency_ms"]
+            table.add_row(f"{name} ({s['duration_s']:.0f}s)", f"{sc['counted_per_s']:,.0f} counted", "-", "-", "-",
+                          _ms(ms.get("p50")), _ms(ms.get("p99")), _ms(ms.get("p99.9")),
+                          ", ".join(f"{k} {v:.3f}" for k, v in s["cpu_ms_per_request"].items()),
+                          ", ".join(f"{k} {v}" for k, v in sc["peak_rss_mib"].items()))
+            continue
+        pts = sc.get("points") or {}
+        half, most = pts.get("50%") or {"latency_ms": {}}, pts.get("90%") or {"latency_ms": {}, }
+        table.add_row(name, f"{sc.get('max_rps', 0):,.0f}",
+                      *(_ms(half["latency_ms"].get(q)) for q in ("p50", "p99", "p99.9")),
+                      *(_ms(most["latency_ms"].get(q)) for q in ("p50", "p99", "p99.9")),
+                      ", ".join(f"{k} {v:.3f}" for k, v in (most.get("cpu_ms_per_request") or {}).items()) or "-",
+                      ", ".join(f"{k} {v}" for k, v in (sc.get("peak_rss_mib") or {}).items()) or "-")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``stackwright bench``."""
+    app.command()(bench)
