@@ -113,7 +113,7 @@ class LocalSystem:
                     self.report("  initialised a new PostgreSQL data directory")
                 await self.supervisor.start(ProcessSpec(
                     name="postgres", argv=pg.command(), spawn_kwargs=pg.process_kwargs(),
-                    ready=lambda: _pg_ready(pg.url), stop_signal=signal.SIGINT, before_start=pg.clear_stale_pid,
+                    ready=lambda: _pg_ready(pg.url), stop_signal=signal.SIGINT, before_start=pg.before_start,
                 ), ready_timeout_s=60)
                 self.backing["postgres"] = {"url": pg.url, "pid": None}
         if needs_redis:

@@ -84,6 +84,14 @@ class LocalPostgres:
         """Extra arguments for spawning the server process (drop root)."""
         return self._demote()
 
+    def before_start(self) -> None:
+        """Run before every (re)start by the supervisor."""
+        if self.as_root:
+            # The server user must still be able to reach the data dir: something may have tightened a
+            # parent since init (pytest re-chmods /tmp/pytest-of-<user> to 0700 at each session start).
+            _open_path_for(self.data_dir)
+        self.clear_stale_pid()
+
     def clear_stale_pid(self) -> None:
         """A kill -9 leaves postmaster.pid behind; postgres copes, but only if that pid is not reused."""
         pid_file = self.data_dir / "postmaster.pid"
