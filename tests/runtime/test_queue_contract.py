@@ -264,6 +264,37 @@ async def test_send_batch_then_receive_all(make_queue: MakeQueue) -> None:
     assert await queue.depth() == 0
 
 
+async def test_ack_many_acks_a_whole_batch(make_queue: MakeQueue) -> None:
+    queue = make_queue(visibility_timeout=1.0)
+    await queue.send_batch([{"i": i} for i in range(23)])
+    received: list[Message] = []
+    deadline = time.monotonic() + 20
+    while len(received) < 23 and time.monotonic() < deadline:
+        received += await queue.receive(max_messages=10, wait_seconds=1.0)
+    assert sorted(m.body["i"] for m in received) == list(range(23))
+
+    await queue.ack_many(received)
+    await queue.ack_many(received)  # idempotent, like ack()
+    await queue.ack_many([])
+    assert await queue.depth() == 0
+    await _assert_nothing_for(queue, 2.5)  # nothing comes back after the visibility timeout
+    assert await queue.dlq_depth() == 0
+
+
+async def test_ack_many_ignores_stale_receipts_and_acks_the_rest(make_queue: MakeQueue) -> None:
+    queue = make_queue(visibility_timeout=1.0)
+    await queue.send({"slow": 1})
+    stale = await _receive_one(queue)
+    fresh = await _receive_one(queue, timeout=15)  # redelivered: ``stale``'s receipt is now outdated
+    assert fresh.id == stale.id and fresh.receive_count == 2
+    await queue.send({"other": 2})
+    other = await _receive_one(queue)
+
+    await queue.ack_many([stale, fresh, other])
+    assert await queue.depth() == 0
+    await _assert_nothing_for(queue, 2.5)
+
+
 async def test_depth_counts_waiting_and_in_flight(make_queue: MakeQueue) -> None:
     queue = make_queue(visibility_timeout=30.0)
     assert await queue.depth() == 0

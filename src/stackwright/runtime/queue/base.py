@@ -66,6 +66,12 @@ class Queue(abc.ABC):
     async def ack(self, message: Message) -> None:
         """Delete the message for good. Acking twice (or after a redelivery) is not an error."""
 
+    async def ack_many(self, messages: list[Message]) -> None:
+        """Ack a batch (same semantics as :meth:`ack` for each message), in as few round trips as the
+        backend allows. Backends override this; the default acks one by one."""
+        for message in messages:
+            await self.ack(message)
+
     @abc.abstractmethod
     async def extend(self, message: Message) -> bool:
         """Restart the visibility timeout of a message still held by this consumer.

@@ -256,6 +256,25 @@ class SqsQueue(Queue):
             # Nothing the caller could do: the message is gone, or will be redelivered anyway.
             log.debug("queue %s: ack of %s ignored: %s", self.name, message.id, exc)
 
+    async def ack_many(self, messages: list[Message]) -> None:
+        """DeleteMessageBatch, 10 receipts per call; stale receipts are ignored as in :meth:`ack`."""
+        url = await self._url()
+        receipts = list(dict.fromkeys(m.receipt for m in messages))
+        for start in range(0, len(receipts), _SQS_BATCH):
+            chunk = receipts[start : start + _SQS_BATCH]
+            resp = await self._call(
+                self._client.delete_message_batch,
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)],
+            )
+            failed = [f for f in resp.get("Failed", [])
+                      if str(f.get("Code", "")).rsplit(".", 1)[-1] not in _STALE_RECEIPT]
+            if failed:
+                reasons = "; ".join(f"{f['Id']}: {f.get('Code')} {f.get('Message', '')}" for f in failed)
+                raise QueueError(f"SQS could not delete {len(failed)} of {len(chunk)} messages: {reasons}")
+            for f in resp.get("Failed", []):
+                log.debug("queue %s: ack of receipt %s ignored: %s", self.name, f["Id"], f.get("Code"))
+
     async def extend(self, message: Message) -> bool:
         """ChangeMessageVisibility to the full visibility timeout, counted from now."""
         try:
