@@ -47,7 +47,9 @@ class Voting:
 @pytest.fixture(scope="session")
 def voting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Voting]:
     root = tmp_path_factory.mktemp("state")
-    state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=180)
+    # A short visibility timeout so a vote held by a killed worker comes back in seconds, not 30 s.
+    state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=180,
+                           extra_args=["--visibility-timeout", "votes=3"])
     try:
         yield Voting(load_system(SPEC), state, root)
     finally:
