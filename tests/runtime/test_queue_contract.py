@@ -295,6 +295,24 @@ async def test_ack_many_ignores_stale_receipts_and_acks_the_rest(make_queue: Mak
     await _assert_nothing_for(queue, 2.5)
 
 
+async def test_consume_acks_every_handled_batch(make_queue: MakeQueue) -> None:
+    from stackwright.runtime.worker import consume
+
+    queue = make_queue(visibility_timeout=30.0)
+    await queue.send_batch([{"i": i} for i in range(30)])
+    handled: list[int] = []
+    stop = asyncio.Event()
+
+    async def handler(messages: list[Message]) -> None:
+        handled.extend(m.body["i"] for m in messages)
+        if len(handled) >= 30:
+            stop.set()
+
+    await asyncio.wait_for(consume(queue, handler, batch_size=100, wait_seconds=0.2, stop=stop, linger_s=0.01), 30)
+    assert sorted(handled) == list(range(30))
+    assert await queue.depth() == 0  # acked with ack_many after each batch
+
+
 async def test_depth_counts_waiting_and_in_flight(make_queue: MakeQueue) -> None:
     queue = make_queue(visibility_timeout=30.0)
     assert await queue.depth() == 0

@@ -16,12 +16,17 @@ BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, wait_seconds: float = 1.0,
-                  stop: asyncio.Event | None = None) -> None:
+                  stop: asyncio.Event | None = None, linger_s: float = 0.0) -> None:
     """Receive batches and hand them to ``handler``; ack them only after it returns.
 
     If the handler raises, nothing is acked: the messages come back after the visibility timeout and,
     after ``max_receive_count`` deliveries, land in the DLQ. A batch that fails is retried one message
     at a time so a single poison message cannot hold back the others.
+
+    ``linger_s``: after a batch smaller than ``batch_size``, wait this long before receiving again, so
+    that at moderate rates the next batch gathers many messages instead of one or two (like Kafka's
+    linger.ms). It adds at most ``linger_s`` of delay and divides the per-batch cost (round trips, a
+    transaction) by the batch size; under a backlog batches are full and nobody waits.
     """
     stats = asyncio.create_task(_report_depth(queue))
     try:
@@ -45,6 +50,8 @@ async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, w
                 await _one_by_one(queue, handler, messages)
                 continue
             await _ack_all(queue, messages)
+            if linger_s > 0 and len(messages) < batch_size:
+                await asyncio.sleep(linger_s)
     finally:
         stats.cancel()
 

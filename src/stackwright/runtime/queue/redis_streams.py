@@ -66,6 +66,20 @@ return 1
 """
 
 
+def _driver_kwargs() -> dict[str, Any]:
+    # redis-py >= 7 looks its own version up in the installed package metadata (a scan of site-packages)
+    # for every new connection unless it is handed a DriverInfo; under a burst that ran in the event
+    # loop once per new pooled connection and stalled every request on it (profiled). Resolve it once.
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # older redis-py: no per-connection lookup to avoid
+        return {}
+    return {"driver_info": DriverInfo()}
+
+
+_DRIVER_KWARGS = _driver_kwargs()
+
+
 def _consumer_name() -> str:
     # Unique per instance so a restarted process never inherits (and silently re-reads) the
     # in-flight messages of its predecessor; those come back via XAUTOCLAIM instead.
@@ -116,6 +130,7 @@ class RedisStreamsQueue(Queue):
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=15,
+            **_DRIVER_KWARGS,
         )
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
