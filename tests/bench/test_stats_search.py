@@ -68,7 +68,36 @@ def test_search_finds_the_capacity_from_a_rough_estimate(capacity: float) -> Non
     assert 0.8 * capacity <= search.max_rate <= capacity
     assert search.best is not None and search.best.offered_rps == search.max_rate
     assert all(s.passed == (s.offered_rps <= capacity) for s in search.steps)
-    assert len(calls) == len(set(calls)) <= 8  # no rate tried twice, bounded number of steps
+    assert len(calls) <= 10  # a bounded number of steps
+    repeated = [r for r in set(calls) if calls.count(r) > 1]
+    assert all(calls.count(r) == 2 for r in repeated)  # only latency-only breaks are confirmed, once
+
+
+def test_search_keeps_rising_past_an_underestimate() -> None:
+    run, calls = _server(5000.0)
+    search = find_max_rate(run, 1000.0, Criteria())
+    assert 0.8 * 5000 <= search.max_rate <= 5000
+    assert calls[:7] == [600, 800, 900, 1000, 1100, 1250, 1600]  # the fractions, then x1.3 steps
+
+
+def _spiky_server():
+    spiked: set[float] = set()
+
+    def run(rate: float) -> StepResult:
+        if rate == 800 and rate not in spiked:  # one stall elsewhere on the machine
+            spiked.add(rate)
+            return _step(rate, rate, 90)
+        return _step(rate, rate, 10) if rate <= 1000 else _step(rate, 1000, 900)
+
+    return run
+
+
+def test_a_single_latency_spike_is_confirmed_before_it_counts() -> None:
+    search = find_max_rate(_spiky_server(), 1000.0, Criteria(), confirm=True)
+    assert search.max_rate == 1000
+    assert [s.offered_rps for s in search.steps].count(800) == 2
+    assert "confirm" in search.steps[1].reason
+    assert find_max_rate(_spiky_server(), 1000.0, Criteria(), confirm=False).max_rate == 700  # bisected 600-800
 
 
 def test_search_steps_down_when_the_estimate_was_far_too_high() -> None:

@@ -2,9 +2,9 @@
 
 A step *holds* when (1) at least 95% of the offered rate came back as expected answers, (2) no more than
 0.1% of requests failed (unexpected status, transport error, timeout) and (3) p99 latency, measured from
-the intended send time, stayed at or under the threshold. The search starts from a short overload probe
-(offer far too much for a couple of seconds; what comes back is roughly the capacity C), tries rising
-fractions of C, and bisects once between the last rate that held and the first that broke.
+the intended send time, stayed at or under the threshold. The search starts from an estimate C of the
+capacity (the caller's short ramp), tries rising fractions of C, keeps rising while steps hold, and bisects
+once between the last rate that held and the first that broke.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from .stats import StepResult
 
 UP = (0.6, 0.8, 0.9, 1.0, 1.1, 1.25)
+GROW = 1.3  # past the last fraction, keep multiplying by this while steps hold
 DOWN = 0.65  # factor when even the first rate breaks
 
 
@@ -73,13 +74,18 @@ def round_rate(rate: float) -> float:
 
 
 def find_max_rate(run: Callable[[float], StepResult], capacity: float, criteria: Criteria, *,
-                  up: tuple[float, ...] = UP, max_down: int = 4, bisect: int = 1) -> Search:
+                  up: tuple[float, ...] = UP, max_up: int = 12, max_down: int = 4, bisect: int = 1,
+                  confirm: bool = True) -> Search:
     """Search upward from ``capacity`` (a probe's estimate) with ``run(rate) -> StepResult``.
 
-    Tries ``up`` fractions of the estimate in order until one breaks; if the very first breaks, steps
-    down by ``DOWN`` (at most ``max_down`` times); finally bisects ``bisect`` times between the best rate
-    that held and the lowest that broke. Stepping down goes to 90% of what the broken step delivered when
-    that is lower than the next factor.
+    Tries ``up`` fractions of the estimate in order, then keeps multiplying by ``GROW`` (at most
+    ``max_up`` rising steps in all) until a step breaks; if the very first breaks, steps down by ``DOWN``
+    (at most ``max_down`` times), or to 90% of what the broken step delivered when that is lower;
+    finally bisects ``bisect`` times between the best rate that held and the lowest that broke.
+
+    With ``confirm``, a step that kept up (no errors, >= 95% achieved) and broke on latency alone is run
+    once more and the second result counts: on a shared machine one stall elsewhere can spoil a p99.
+    Both runs are recorded.
     """
     search = Search(capacity_estimate=capacity)
     tried: dict[float, bool] = {}
@@ -91,11 +97,19 @@ def find_max_rate(run: Callable[[float], StepResult], capacity: float, criteria:
         step = run(rate)
         step.passed, step.reason = criteria.judge(step)
         search.steps.append(step)
+        if confirm and not step.passed and step.reason.startswith("p99"):
+            step.reason += " (run again to confirm)"
+            step = run(rate)
+            step.passed, step.reason = criteria.judge(step)
+            step.reason += " (confirmation run)"
+            search.steps.append(step)
         tried[rate] = bool(step.passed)
         return tried[rate]
 
-    for fraction in up:
-        if not attempt(capacity * fraction):
+    rate = capacity
+    for i in range(max_up):
+        rate = capacity * up[i] if i < len(up) else rate * GROW
+        if not attempt(rate):
             break
     if not any(tried.values()):
         rate = capacity * up[0]

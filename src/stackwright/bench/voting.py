@@ -89,11 +89,11 @@ class SilentReporter:
 class BenchOptions:
     """Knobs of a run; the defaults keep a full run under ~10 minutes on 2 cores."""
 
-    step_s: float = 5.0  # each search step (the first warmup_s are not measured)
+    step_s: float = 4.0  # each search step (the first warmup_s are not measured)
     warmup_s: float = 1.0
     point_s: float = 8.0  # the runs at 50% and 90% of the max rate
-    probe_s: float = 2.5  # the overload probe that estimates capacity
-    e2e_probe_s: float = 12.0
+    probe_s: float = 2.0  # each step of the ramp that estimates capacity
+    e2e_probe_s: float = 10.0
     e2e_s: float = 60.0
     processes: int = 2  # load generator processes
     users: int = 20_000  # distinct viewer tokens
@@ -195,7 +195,7 @@ class VotingBench:
         try:
             _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
             group = [procs.ProcessGroup("baseline", proc.pid)]
-            out = self._measure("baseline", "baseline", "127.0.0.1", port, group, guess=20_000)
+            out = self._measure("baseline", "baseline", "127.0.0.1", port, group, start=3000)
             out["target"] = "bare ASGI app (stackwright.bench.baseline:app), 1 process, POST with a vote's headers/body"
             return out
         finally:
@@ -256,14 +256,14 @@ class VotingBench:
         if "vote_direct" in only:
             self.say.phase("vote ingest, straight to one vote-service process")
             host, port = self._url("vote")
-            out = self._measure("vote_direct", "vote", host, port, [self._group("vote")], guess=6000)
+            out = self._measure("vote_direct", "vote", host, port, [self._group("vote")], start=200)
             out["target"] = "vote service, 1 process: POST /polls/{id}/votes (JWT verify, SET NX, XADD)"
             self.results["vote_direct"] = out
         if "vote_edge" in only:
             self.say.phase("vote ingest through the edge gateway")
             host, port = self._url("edge")
             out = self._measure("vote_edge", "vote", host, port, [self._group("gateway"), self._group("vote")],
-                                guess=4000)
+                                start=150)
             out["target"] = ("edge gateway (JWT verify, rate limit, proxy) -> vote service, 1 process each: "
                              "POST /polls/{id}/votes")
             self.results["vote_edge"] = out
@@ -282,7 +282,7 @@ class VotingBench:
             if "results_cached" in only:
                 self.say.phase("results reads, Redis aggregates present (cache)")
                 self._check_source(host, port, poll, "cache")
-                out = self._measure("results_cached", "results", host, port, [self._group("results")], guess=8000)
+                out = self._measure("results_cached", "results", host, port, [self._group("results")], start=400)
                 out["target"] = (f"results service, 1 process: GET /polls/{{id}}/results from the Redis aggregates "
                                  f"(poll with {votes_in_poll:,} votes)")
                 self.results["results_cached"] = out
@@ -291,7 +291,7 @@ class VotingBench:
                 redis.delete(f"totals:{poll}", f"counted:{poll}")
                 self._check_source(host, port, poll, "database")
                 out = self._measure("results_uncached", "results", host, port,
-                                    [self._group("results"), self._group("postgres")], guess=3000)
+                                    [self._group("results"), self._group("postgres")], start=200)
                 out["target"] = (f"results service, 1 process: GET /polls/{{id}}/results counted in Postgres "
                                  f"(GROUP BY over {votes_in_poll:,} votes; aggregates deleted)")
                 out["votes_in_poll"] = votes_in_poll
@@ -301,7 +301,7 @@ class VotingBench:
             self.say.phase("session reads, straight to one auth-service process")
             host, port = self._url("auth")
             self.gen_add("auth", TokenRequests("/auth/me", tokens))
-            out = self._measure("auth_me", "auth", host, port, [self._group("auth")], guess=4000)
+            out = self._measure("auth_me", "auth", host, port, [self._group("auth")], start=150)
             out["target"] = "auth service, 1 process: GET /auth/me (JWT verify, Redis session cache)"
             self.results["auth_me"] = out
         if "end_to_end" in only:
@@ -374,37 +374,47 @@ class VotingBench:
         self.say.done_running()
         result.cpu_ms_per_request = window.per_request_ms(result.completed)
         result.cpu_percent = window.percent()
-        if result.passed is None and label not in ("probe",):
+        if result.passed is None and label != "ramp":
             result.passed, result.reason = self.opt.criteria.judge(result)
         self.say.step(scenario, label, result)
         time.sleep(self.opt.settle_s)
         return result
 
     def _measure(self, scenario: str, source: str, host: str, port: int, groups: list[procs.ProcessGroup], *,
-                 guess: float) -> dict[str, Any]:
-        """Probe, search the max sustainable rate, then record latency at 50% and 90% of it."""
+                 start: float) -> dict[str, Any]:
+        """Ramp to an estimate, search the max sustainable rate, then record latency at 50% and 90% of it.
+
+        The ramp runs short steps from ``start`` up by x1.5 until one clearly breaks, so the service is
+        never driven far past its capacity (a hard overload leaves it with grown pools and a backlog
+        that spoil the next steps); the last rate that kept up is the estimate.
+        """
         estimate = 0.0
-        probes = []
-        rate = guess
-        for _ in range(3):
-            probe = self._step(scenario, "probe", source, host, port, rate, self.opt.probe_s, groups, warmup=0.5,
-                               timeout=2.0)
-            probes.append(probe)
-            estimate = probe.throughput_rps
-            if estimate < 0.85 * rate:
+        ramp = []
+        rate = start
+        loose = self.opt.criteria.max_p99_ms * 4
+        for _ in range(10):
+            step = self._step(scenario, "ramp", source, host, port, rate, self.opt.probe_s, groups, warmup=0.5,
+                              timeout=5.0)
+            ramp.append(step)
+            p99 = step.latency_ms.get("p99", math.inf)
+            if not (step.achieved_rps >= 0.9 * rate and step.error_rate <= 0.01 and p99 <= loose):
                 break
-            rate *= 2  # it kept up with the probe: the guess was too low
+            estimate = rate
+            rate *= 1.5
+        if estimate == 0.0:
+            estimate = max(10.0, 0.7 * ramp[-1].achieved_rps)
         time.sleep(1.0)
 
         def run(r: float) -> StepResult:
             return self._step(scenario, "search", source, host, port, r, self.opt.step_s, groups)
 
-        search = find_max_rate(run, max(estimate, 10.0), self.opt.criteria)
+        # The capacity lies between the last rate the ramp held and 1.5x that: aim the search at the middle.
+        search = find_max_rate(run, 1.25 * estimate, self.opt.criteria)
         out: dict[str, Any] = {
             "processes": [g.name for g in groups],
-            "capacity_estimate_rps": round(estimate, 1),
+            "capacity_estimate_rps": round(1.25 * estimate, 1),
             "max_rps": search.max_rate,
-            "probe": [p.to_dict() for p in probes],
+            "ramp": [p.to_dict() for p in ramp],
             "search": [s.to_dict() for s in search.steps],
         }
         if search.max_rate <= 0:
@@ -477,8 +487,9 @@ class VotingBench:
         hint = (self.results.get("vote_edge") or {}).get("max_rps") or 1000.0
         tried = []
         best_rate = 0.0
-        for fraction in (0.6, 0.8, 1.0):
-            rate = round_rate(hint * fraction)
+        rate = hint
+        for i in range(7):  # 60%, 80%, 100% of the edge's ingest maximum, then +20% while it holds
+            rate = round_rate(hint * (0.6, 0.8, 1.0)[i] if i < 3 else rate * 1.2)
             step, extra = self._e2e_step(redis, queue_key, host, port, rate, self.opt.e2e_probe_s, groups, "search")
             tried.append({**step.to_dict(), **extra})
             if not (step.passed and extra["queue_bounded"]):
