@@ -20,8 +20,8 @@ app = svc.app
 @svc.on_startup
 async def _freeze_startup_heap() -> None:
     # Everything alive after start-up (modules, pools, the app) lives as long as the process: move it to
-    # the permanent generation so full garbage collections stop re-scanning it. Their pauses fell from
-    # ~65 ms to ~10 ms under load and no longer show up in the p99 (measured with gc.callbacks).
+    # the permanent generation so full garbage collections stop re-scanning it: in the vote service their
+    # pauses fell from ~65 ms to ~10 ms under load (measured with gc.callbacks), a visible part of the p99.
     gc.collect()
     gc.freeze()
 
