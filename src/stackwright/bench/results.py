@@ -115,6 +115,10 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{'bounded' if s['queue_bounded'] else 'GROWING'}); accepted {e2e['accepted']:,}, in Postgres "
                   f"{e2e['counted_postgres']:,}, in Redis {e2e['counted_redis']:,} "
                   f"({'exactly once' if e2e['exactly_once'] else 'MISMATCH'}); CPU ms per vote: {cpu}."]
+    every = doc["scenarios"].get("_processes")
+    if every:
+        lines += ["", "**Peak RSS (VmHWM) at the end of the run, MiB:** "
+                  + ", ".join(f"{k} {_fmt(v['peak_rss_mib'])}" for k, v in every.items()) + "."]
     rows = targets(doc)
     if rows:
         lines += ["", "| target | measured | met |", "|---|---|---|"]
