@@ -93,7 +93,8 @@ def markdown(doc: dict[str, Any]) -> str:
         p90 = pts.get("90%") or {}
         cpu = ", ".join(f"{k} {v:.3f}" for k, v in (p90.get("cpu_ms_per_request") or {}).items()) or "-"
         rss = ", ".join(f"{k} {_fmt(v)}" for k, v in (sc.get("peak_rss_mib") or {}).items()) or "-"
-        lines.append(f"| {name} | {', '.join(sc.get('processes', []))} | {_fmt(sc.get('max_rps'))} | "
+        rps = sc.get("max_rps")
+        lines.append(f"| {name} | {', '.join(sc.get('processes', []))} | {f'{rps:,.0f}' if rps else '-'} | "
                      f"{lat(pts.get('50%'))} | {lat(pts.get('90%'))} | {cpu} | {rss} |")
     drain = doc["scenarios"].get("worker_drain")
     if drain:

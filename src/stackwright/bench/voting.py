@@ -102,6 +102,7 @@ class BenchOptions:
     only: tuple[str, ...] = SCENARIOS
     state_root: Path = Path(".stackwright/bench")
     settle_s: float = 1.0  # pause between steps so queues empty
+    up_args: tuple[str, ...] = ()  # passed to `stackwright up` (e.g. --redis-url to use another Redis)
 
 
 class VotingBench:
@@ -176,6 +177,7 @@ class VotingBench:
             args += ["--e2e-seconds", f"{self.opt.e2e_s:g}"]
         if self.opt.processes != 2:
             args += ["--generators", str(self.opt.processes)]
+        args += list(self.opt.up_args)
         return args
 
     def _idp(self) -> Any:
@@ -212,7 +214,7 @@ class VotingBench:
         self.system_dir.mkdir(parents=True)
         shutil.copy2(self.cache_dir / "idp-key.pem", self.system_dir / "idp-key.pem")
         self.state = start_detached(self.spec_path, port=free_port(), state_root=self.opt.state_root,
-                                    on_step=self.say.note)
+                                    extra_args=list(self.opt.up_args), on_step=self.say.note)
         try:
             self._scenarios(tokens)
         finally:
@@ -231,12 +233,22 @@ class VotingBench:
     def _group(self, name: str) -> procs.ProcessGroup:
         if name == "gateway":
             return procs.ProcessGroup("gateway", _gateway_pid(self.state))
-        if name in ("redis", "postgres"):
-            return procs.ProcessGroup(name, int(self.state["backing"][name]["pid"]), with_children=name == "postgres")
         return procs.ProcessGroup(name, self._pid(name))
 
+    def _groups(self, *names: str) -> list[procs.ProcessGroup]:
+        """Process groups by name; Redis/Postgres only when this run started them (not given by URL)."""
+        out = []
+        for name in names:
+            if name in ("redis", "postgres"):
+                pid = (self.state["backing"].get(name) or {}).get("pid")
+                if pid:
+                    out.append(procs.ProcessGroup(name, int(pid), with_children=name == "postgres"))
+            else:
+                out.append(self._group(name))
+        return out
+
     def _all_groups(self) -> list[procs.ProcessGroup]:
-        return [self._group(n) for n in ("gateway", "vote", "worker", "results", "auth", "redis", "postgres")]
+        return self._groups("gateway", "vote", "worker", "results", "auth", "redis", "postgres")
 
     def _pause_worker(self) -> None:
         os.kill(self._pid("worker"), signal.SIGSTOP)
@@ -291,7 +303,7 @@ class VotingBench:
                 redis.delete(f"totals:{poll}", f"counted:{poll}")
                 self._check_source(host, port, poll, "database")
                 out = self._measure("results_uncached", "results", host, port,
-                                    [self._group("results"), self._group("postgres")], start=200)
+                                    self._groups("results", "postgres"), start=200)
                 out["target"] = (f"results service, 1 process: GET /polls/{{id}}/results counted in Postgres "
                                  f"(GROUP BY over {votes_in_poll:,} votes; aggregates deleted)")
                 out["votes_in_poll"] = votes_in_poll
@@ -445,7 +457,7 @@ class VotingBench:
 
     def _drain(self, redis: Any, queue_key: str, backlog: int) -> dict[str, Any]:
         self.say.phase(f"worker drain: {backlog:,} queued votes, one worker process, nothing else running")
-        groups = [self._group("worker"), self._group("redis"), self._group("postgres")]
+        groups = self._groups("worker", "redis", "postgres")
         window = procs.CpuWindow(groups).start()
         began = time.monotonic()
         samples = []
@@ -483,7 +495,7 @@ class VotingBench:
     def _end_to_end(self, redis: Any, queue_key: str) -> dict[str, Any]:
         self.say.phase("end to end: edge -> vote -> queue -> worker -> Postgres + Redis, every process running")
         host, port = self._url("edge")
-        groups = [self._group(n) for n in ("gateway", "vote", "worker", "redis", "postgres")]
+        groups = self._groups("gateway", "vote", "worker", "redis", "postgres")
         hint = (self.results.get("vote_edge") or {}).get("max_rps") or 1000.0
         tried = []
         best_rate = 0.0

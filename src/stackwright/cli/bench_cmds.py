@@ -73,6 +73,9 @@ def bench(
     out: Annotated[Path, typer.Option(help="Folder for results/<date>.json, RESULTS.md and per_replica.json.")]
     = Path("bench"),
     write: Annotated[bool, typer.Option(help="Write the result files (--no-write for a dry run).")] = True,
+    redis_url: Annotated[str | None, typer.Option(help="Run the system on this Redis instead of an embedded one "
+                                                       "(e.g. one with another fsync policy).")] = None,
+    postgres_url: Annotated[str | None, typer.Option(help="Run the system on this PostgreSQL server.")] = None,
 ) -> None:
     """Measure a system under open-loop load: max sustained rates, latency percentiles, CPU and memory."""
     from ..bench import procs
@@ -91,7 +94,9 @@ def bench(
             f"  waiting for a quiet machine: load {load[0]:.2f} (want < {quiet_load}); {left:.0f}s left"))
         console.print(f"load average now {load_now[0]:.2f}" + ("" if load_now[0] < quiet_load else
                                                                 " (still busy; running anyway)"))
-    options = BenchOptions(only=chosen, e2e_s=e2e_seconds, processes=generators)
+    up_args = (("--redis-url", redis_url) if redis_url else ()) + (
+        ("--postgres-url", postgres_url) if postgres_url else ())
+    options = BenchOptions(only=chosen, e2e_s=e2e_seconds, processes=generators, up_args=up_args)
     assert spec.source is not None
     began = time.monotonic()
     with RichReporter() as reporter:
