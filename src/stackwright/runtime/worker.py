@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .metrics import DLQ_DEPTH, PROCESSED, QUEUE_DEPTH, WORKER_LAG
+from .problems import dependency_unavailable
 
 log = logging.getLogger("stackwright.worker")
 
@@ -45,7 +46,15 @@ async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, w
                 await handler(messages)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if dependency_unavailable(exc):
+                    # Postgres/Redis is down: every message would fail the same way. Hold the batch until it is
+                    # back instead of letting each failure count as a delivery (that would dead-letter good
+                    # messages during any outage longer than max_receive_count x visibility timeout).
+                    done = await _hold_until_available(queue, handler, messages, stop)
+                    if done:
+                        await _ack_all(queue, done)
+                    continue
                 log.exception("batch of %d failed; retrying one by one", len(messages))
                 await _one_by_one(queue, handler, messages)
                 continue
@@ -54,6 +63,45 @@ async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, w
                 await asyncio.sleep(linger_s)
     finally:
         stats.cancel()
+
+
+async def _hold_until_available(queue: Any, handler: BatchHandler, messages: list[Any],
+                                stop: asyncio.Event | None) -> list[Any]:
+    """Retry a batch that failed because a dependency is unavailable, renewing its lease meanwhile.
+
+    Returns the messages the handler finally processed (to be acked); [] if the lease was lost or the
+    failure turned out to be about the data (then the one-by-one path has dealt with it).
+    """
+    delay = 0.25
+    while stop is None or not stop.is_set():
+        log.warning("batch of %d waits for an unavailable dependency; retrying in %.2fs", len(messages), delay)
+        await asyncio.sleep(delay)
+        # Renew well inside the visibility timeout so the messages stay ours and uncounted.
+        delay = min(delay * 2, 5.0, max(0.05, float(getattr(queue, "visibility_timeout", 30.0)) / 3))
+        held = []
+        for message in messages:
+            try:
+                if await queue.extend(message):
+                    held.append(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the queue itself may be what is down: keep the message and try again
+                held.append(message)
+        messages = held
+        if not messages:
+            return []
+        try:
+            await handler(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if dependency_unavailable(exc):
+                continue
+            log.exception("batch of %d failed; retrying one by one", len(messages))
+            await _one_by_one(queue, handler, messages)
+            return []
+        return messages
+    return []
 
 
 async def _one_by_one(queue: Any, handler: BatchHandler, messages: list[Any]) -> None:
