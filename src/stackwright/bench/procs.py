@@ -98,6 +98,39 @@ class CpuWindow:
         return {name: 100.0 * used / self.wall_s for name, used in self.used_s.items()} if self.wall_s else {}
 
 
+def io_pressure() -> dict[str, float] | None:
+    """avg10 of /proc/pressure/io: % of time some / all runnable tasks waited on I/O (None if unsupported)."""
+    text = _read("/proc/pressure/io")
+    out = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        fields = dict(f.split("=", 1) for f in rest.split())
+        if "avg10" in fields:
+            out[kind] = float(fields["avg10"])
+    return out or None
+
+
+def fsync_latency(folder: Path, count: int = 100) -> dict[str, float]:
+    """Write 4 KiB + fsync ``count`` times in ``folder`` (where the databases keep their files): what one
+    durable commit costs on this disk right now, in ms (p50/p99/max)."""
+    path = folder / ".fsync-probe"
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        block = b"x" * 4096
+        for _ in range(count):
+            began = time.perf_counter()
+            os.write(fd, block)
+            os.fsync(fd)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    times.sort()
+    return {"p50": round(times[len(times) // 2], 3),
+            "p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 3), "max": round(times[-1], 3)}
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

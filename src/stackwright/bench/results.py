@@ -35,6 +35,19 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _io_line(doc: dict[str, Any]) -> str:
+    parts = []
+    disk = doc.get("disk_fsync_ms")
+    if disk:
+        parts.append(f" Disk: 4 KiB write + fsync p50 {disk['p50']:.2f} ms, p99 {disk['p99']:.2f} ms, "
+                     f"max {disk['max']:.2f} ms (where Redis and Postgres keep their files).")
+    before, after = doc.get("io_pressure_before"), doc.get("io_pressure_after")
+    if before and after:
+        parts.append(f" I/O pressure (avg10, some/full %): before {before.get('some')}/{before.get('full')}, "
+                     f"after {after.get('some')}/{after.get('full')}.")
+    return "".join(parts)
+
+
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it was met."""
     sc = doc.get("scenarios", {})
@@ -72,7 +85,8 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{m['os']}, kernel {m['kernel']}, {m['implementation']} {m['python']}. The load generator runs on the "
              f"same machine ({doc['load_generator']['processes']} processes).",
              f"- **Load average (1/5/15 min):** before {' / '.join(map(str, doc['load_average_before']))}, "
-             f"after {' / '.join(map(str, doc['load_average_after']))}.",
+             f"after {' / '.join(map(str, doc['load_average_after']))}."
+             + _io_line(doc),
              f"- **Reproduce:** `{doc['command']}` (or `make bench`); raw data in "
              f"`bench/results/{doc['started_at'][:10]}.json`. Run took {doc['duration_s']:.0f} s.",
              f"- **Load:** {doc['load_generator']['kind']}; {doc['load_generator']['viewer_tokens']:,} distinct viewer "
