@@ -31,6 +31,8 @@ T = TypeVar("T")
 GROUP = "workers"
 BODY_FIELD = "b"
 _ACK_CHUNK = 1000  # ids per XACK/XDEL command in ack_many (keeps single commands small)
+POOL_SIZE = 100  # connections per queue instance (redis-py's default cap)
+POOL_WAIT_S = 5.0  # how long a command waits for a free pooled connection before failing
 
 # Moving to the DLQ is conditional on XACK succeeding: if the slow original holder acked the
 # message between our XAUTOCLAIM and now, it was processed and must not be dead-lettered.
@@ -122,8 +124,13 @@ class RedisStreamsQueue(Queue):
         self.stream = f"sw:q:{name}"
         self.dlq_stream = f"sw:q:{name}:dlq"
         self.consumer = _consumer_name()
-        self._redis = client or aioredis.from_url(
+        self._redis = client or aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
             url,
+            # A burst (or a stall of the server, e.g. a slow fsync) can need more connections than the
+            # pool holds; waiting up to POOL_WAIT_S for one rides it out, where redis-py's default pool
+            # fails at once with MaxConnectionsError (it did: 503s under open-loop load).
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_S,
             decode_responses=True,
             # A restart takes a second or two; ~6 s of backoff rides it out without hanging
             # callers forever when Redis is really gone.
@@ -131,7 +138,7 @@ class RedisStreamsQueue(Queue):
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=15,
             **_DRIVER_KWARGS,
-        )
+        ))
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
         # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
