@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -166,6 +167,11 @@ class Service:
         shutdown.reset()
         for fn in self._startup:
             await _retry_start(fn)
+        # Everything alive after start-up (modules, pools, the app) lives as long as the process: move it to
+        # the permanent generation so full collections stop re-scanning it. Under load this cut full-GC
+        # pauses in the vote service from ~65 ms to ~10 ms (measured with gc.callbacks), a visible part of p99.
+        gc.collect()
+        gc.freeze()
         self._tasks = [asyncio.create_task(self._supervise(fn), name=getattr(fn, "__name__", "background"))
                        for fn in self._background]
         try:

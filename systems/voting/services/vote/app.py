@@ -6,7 +6,6 @@ with a Redis SET NX (fast path) and again in Postgres by the worker (the durable
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 import uuid
@@ -27,14 +26,6 @@ cache = svc.redis("cache")
 votes = svc.queue("votes")
 app = svc.app
 
-
-@svc.on_startup
-async def _freeze_startup_heap() -> None:
-    # Everything alive after start-up (modules, pools, the app) lives as long as the process: move it to
-    # the permanent generation so full garbage collections stop re-scanning it: in the vote service their
-    # pauses fell from ~65 ms to ~10 ms under load (measured with gc.callbacks), a visible part of the p99.
-    gc.collect()
-    gc.freeze()
 
 POLL_CACHE_TTL_S = 1.0  # poll status changes reach every replica within a second
 IDEMPOTENCY_TTL_S = 24 * 3600
