@@ -60,28 +60,38 @@ def _event_bridge(bucket: s3.Bucket) -> None:
     cfn.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
 
 
+def log_bucket(scope: Construct, construct_id: str, *, name: str, retention_days: int,
+               access_logs: s3.IBucket | None = None, access_logs_prefix: str | None = None) -> s3.Bucket:
+    """A hardened bucket for delivered logs: SSE-S3 (S3 access logging and ELB log delivery cannot write
+    to SSE-KMS), private, SSL-only, versioned, expiring after ``retention_days``."""
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        bucket_name=name,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=access_logs_prefix,
+        removal_policy=RemovalPolicy.RETAIN,
+        lifecycle_rules=[s3.LifecycleRule(
+            id="expire-logs", expiration=Duration.days(retention_days),
+            noncurrent_version_expiration=Duration.days(1),
+            abort_incomplete_multipart_upload_after=Duration.days(1))],
+    )
+    _event_bridge(bucket)
+    return bucket
+
+
 class AccessLogBucket(Construct):
-    """Regional target of S3 server access logs (SSE-S3: access logging cannot deliver to SSE-KMS)."""
+    """Regional target of S3 server access logs."""
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, retention_days: int) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = s3.Bucket(
-            self,
-            "Bucket",
-            bucket_name=name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="expire-logs", expiration=Duration.days(retention_days),
-                noncurrent_version_expiration=Duration.days(1),
-                abort_incomplete_multipart_upload_after=Duration.days(1))],
-        )
-        _event_bridge(self.bucket)
+        self.bucket = log_bucket(self, "Bucket", name=name, retention_days=retention_days)
 
 
 class DataBucket(Construct):

@@ -3,7 +3,7 @@ parameters CI reads to fill the manifests' ``${ACM_CERTIFICATE_ARN}`` and ``${WA
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
@@ -11,6 +11,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from aws_cdk.region_info import RegionInfo
 from constructs import Construct
+
+from .buckets import log_bucket
 
 
 class IngressSupport(Construct):
@@ -36,27 +38,8 @@ class IngressSupport(Construct):
         self.certificate = acm.Certificate(
             self, "Certificate", domain_name=host, subject_alternative_names=alt_names,
             validation=acm.CertificateValidation.from_dns(zone))
-        self.log_bucket = s3.Bucket(
-            self,
-            "AlbLogs",
-            bucket_name=log_bucket_name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="alb-logs/",
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="expire-logs", expiration=Duration.days(retention_days),
-                noncurrent_version_expiration=Duration.days(1),
-                abort_incomplete_multipart_upload_after=Duration.days(1))],
-        )
-        cfn = self.log_bucket.node.default_child
-        assert isinstance(cfn, s3.CfnBucket)
-        cfn.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
+        self.log_bucket = log_bucket(self, "AlbLogs", name=log_bucket_name, retention_days=retention_days,
+                                     access_logs=access_logs, access_logs_prefix="alb-logs/")
         # Regions older than August 2022 deliver ALB logs from a regional ELB account, newer ones
         # from the log-delivery service principal.
         elb_account = RegionInfo.get(stack.region).elbv2_account
