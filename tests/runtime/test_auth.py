@@ -117,3 +117,44 @@ def test_bearer_header_parsing() -> None:
 def test_symmetric_only_allow_list_refused() -> None:
     with pytest.raises(ValueError, match="asymmetric"):
         JWTVerifier(jwks_url="http://127.0.0.1:1/", issuer=ISS, audience=AUD, algorithms=["HS256"])
+
+
+async def test_remembered_token_is_refused_once_expired(jwks_url: str, idp: DevIdP) -> None:
+    verifier = JWTVerifier(jwks_url=jwks_url, issuer=ISS, audience=AUD, leeway_s=0)
+    exp = int(time.time()) + 1
+    token = jwt.encode(_claims(exp=exp), idp.key, algorithm="RS256", headers={"kid": idp.kid})
+    assert (await verifier.verify(token)).sub == "u1"
+    assert (await verifier.verify(token)).sub == "u1"  # answered from memory
+    while time.time() <= exp + 0.05:
+        time.sleep(0.05)
+    with pytest.raises(AuthError, match="expired"):
+        await verifier.verify(token)
+
+
+async def test_remembered_tokens_are_checked_again_after_the_keys_change(tmp_path: Path) -> None:
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    old, new = DevIdP(tmp_path / "old.pem", issuer=ISS, audience=AUD), DevIdP(tmp_path / "new.pem", issuer=ISS,
+                                                                               audience=AUD)
+    published = {"idp": old}
+
+    async def jwks(_: object) -> JSONResponse:
+        return JSONResponse(published["idp"].jwks)
+
+    with serve(Starlette(routes=[Route("/jwks", jwks)])) as base:
+        verifier = JWTVerifier(jwks_url=f"{base}/jwks", issuer=ISS, audience=AUD)
+        verifier.jwks.min_refresh_s = 0
+        old_token = old.mint("alice", ["viewer"])
+        assert (await verifier.verify(old_token)).sub == "alice"
+        published["idp"] = new  # the old key is rotated out
+        assert (await verifier.verify(new.mint("bob", ["viewer"]))).sub == "bob"  # unknown kid -> refetch
+        with pytest.raises(AuthError, match="unknown key id"):
+            await verifier.verify(old_token)
+
+
+async def test_memory_of_verified_tokens_is_bounded(jwks_url: str, idp: DevIdP) -> None:
+    verifier = JWTVerifier(jwks_url=jwks_url, issuer=ISS, audience=AUD, cache_size=3)
+    for i in range(10):
+        assert (await verifier.verify(idp.mint(f"user{i}", ["viewer"]))).sub == f"user{i}"
+    assert len(verifier._verified) == 3

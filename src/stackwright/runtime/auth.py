@@ -45,6 +45,7 @@ class JWKSCache:
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self.generation = 0  # bumped at every fetch, so verdicts reached with older keys are checked again
 
     async def key(self, kid: str | None) -> Any:
         now = time.monotonic()
@@ -72,6 +73,7 @@ class JWKSCache:
                 return  # keep serving with the keys we have
             raise AuthError(f"cannot fetch signing keys: {exc.__class__.__name__}") from None
         self._keys = self.parse(doc)
+        self.generation += 1
         self._fetched_at = time.monotonic()
 
     @staticmethod
@@ -88,10 +90,16 @@ class JWKSCache:
 
 
 class JWTVerifier:
-    """Verify bearer tokens: signature by JWKS, algorithm in the allow-list, iss, aud, exp, nbf."""
+    """Verify bearer tokens: signature by JWKS, algorithm in the allow-list, iss, aud, exp, nbf.
+
+    A token that verified once is remembered (up to ``cache_size`` tokens) until it expires: a viewer sends
+    the same token with every request, and the RSA check plus PyJWT's decoding (~90 µs) was the largest
+    single cost of a vote. A remembered token is still refused once expired, and every remembered verdict is
+    dropped when the signing keys change (a rotated-out key stops being trusted at the next JWKS refresh).
+    """
 
     def __init__(self, *, jwks_url: str, issuer: str, audience: str, algorithms: list[str] | None = None,
-                 roles_claim: str = "roles", leeway_s: float = 5.0) -> None:
+                 roles_claim: str = "roles", leeway_s: float = 5.0, cache_size: int = 50_000) -> None:
         allowed = [a for a in (algorithms or ["RS256"]) if a in ASYMMETRIC]
         if not allowed:
             raise ValueError("at least one asymmetric algorithm (e.g. RS256) must be allowed")
@@ -101,9 +109,26 @@ class JWTVerifier:
         self.roles_claim = roles_claim
         self.leeway_s = leeway_s
         self.jwks = JWKSCache(jwks_url)
+        self.cache_size = cache_size
+        self._verified: dict[str, tuple[Principal, float, int]] = {}
 
     async def verify(self, token: str) -> Principal:
         """Return the caller for a valid token, or raise AuthError."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            who, exp, generation = hit
+            if generation == self.jwks.generation and time.time() < exp + self.leeway_s:
+                return who
+            del self._verified[token]
+        who = await self._verify_signed(token)
+        if self.cache_size > 0:
+            if len(self._verified) >= self.cache_size:
+                # Oldest first (dicts keep insertion order): cheap, and a busy viewer re-enters at once.
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (who, float(who.claims["exp"]), self.jwks.generation)
+        return who
+
+    async def _verify_signed(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
