@@ -2,6 +2,7 @@
 
 from .auth import AuthError, JWTVerifier, Principal
 from .db import Database, TenantDatabases, apply_migrations
+from .fastpath import FastRequest, Reply
 from .problems import Problem, problem_response, problem_responses
 from .service import Service
 from .settings import MissingSetting, Settings, resource_env, service_url_env
@@ -9,7 +10,7 @@ from .storage import ObjectStore, store_from_url
 from .worker import consume
 
 __all__ = [
-    "AuthError", "Database", "JWTVerifier", "MissingSetting", "ObjectStore", "Principal", "Problem", "Service",
-    "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response", "problem_responses",
-    "resource_env", "service_url_env", "store_from_url",
+    "AuthError", "Database", "FastRequest", "JWTVerifier", "MissingSetting", "ObjectStore", "Principal", "Problem",
+    "Reply", "Service", "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response",
+    "problem_responses", "resource_env", "service_url_env", "store_from_url",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -63,25 +64,38 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
-                     instance: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any) -> JSONResponse:
-    """Build a problem+json response."""
+def problem_body(status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
+                 instance: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON object of a problem answer."""
     body: dict[str, Any] = {"type": type, "title": title or _TITLES.get(status, "Error"), "status": status}
     if detail:
         body["detail"] = detail
     if instance:
         body["instance"] = instance
     body.update(extra)
+    return body
+
+
+def problem_response(status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
+                     instance: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    """Build a problem+json response."""
+    body = problem_body(status, detail, title=title, type=type, instance=instance, **extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def validation_problem(errors: Iterable[dict[str, Any]]) -> Problem:
+    """The answer to input that failed validation: 400 when the body is not JSON at all, else 422."""
+    cleaned = [_clean(e) for e in errors]
+    # A body that is not JSON at all is a syntax problem (400), not a semantic one (422).
+    if any(e.get("type") == "json_invalid" for e in cleaned):
+        return Problem(400, "request body is not valid JSON", errors=cleaned)
+    return Problem(422, "request failed validation", errors=cleaned)
 
 
 def problem_bytes(status: int, detail: str = "", **extra: Any) -> bytes:
     """The body of a problem response as bytes, for raw ASGI code (gateway, body limits)."""
-    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, **extra}
-    if detail:
-        body["detail"] = detail
-    return json.dumps(body).encode()
+    return json.dumps(problem_body(status, detail, **extra)).encode()
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -102,12 +116,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [_clean(e) for e in exc.errors()]
-        # A body that is not JSON at all is a syntax problem (400), not a semantic one (422).
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return problem_response(400, "request body is not valid JSON", instance=request.url.path,
-                                    errors=errors)
-        return problem_response(422, "request failed validation", instance=request.url.path, errors=errors)
+        return await _problem(request, validation_problem(exc.errors()))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,10 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from . import shutdown
 from .auth import AuthError, JWTVerifier, Principal, bearer_token
 from .db import Database, TenantDatabases
+from .fastpath import FastRoute, FastRouter, Handler, documented_endpoint
 from .limits import BodyLimitMiddleware
 from .metrics import MetricsMiddleware, metrics_endpoint
 from .problems import Problem, install_problem_handlers, problem_responses
@@ -30,6 +32,20 @@ from .storage import ObjectStore, store_from_url
 log = logging.getLogger("stackwright.runtime")
 
 Check = Callable[[], Awaitable[Any]]
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, except that requests on a fast route are served before FastAPI's middleware and routing."""
+
+    fast_routes: FastRouter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.fast_routes:
+            hit = self.fast_routes.match(scope["method"], scope["path"])
+            if hit is not None:
+                await self.fast_routes.serve(hit[0], hit[1], scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class Service:
@@ -48,8 +64,9 @@ class Service:
         limit = max_body_bytes or int(self.settings.get("MAX_BODY_BYTES", "1048576") or 1048576)
         # Errors any route can answer (bad JSON, body too large, validation, a dependency down) are declared
         # once here; routes add their own (401, 404, 409, ...) with ``responses=problem_responses(...)``.
-        self.app = FastAPI(title=title or self.name, lifespan=self._lifespan,
-                           responses=problem_responses(400, 413, 422, 503))
+        self.app = ServiceApp(title=title or self.name, lifespan=self._lifespan,
+                              responses=problem_responses(400, 413, 422, 503))
+        self.app.fast_routes = FastRouter(self, limit)
         install_problem_handlers(self.app)
         self.app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
         self.app.add_middleware(MetricsMiddleware, app_name=self.name)
@@ -78,23 +95,27 @@ class Service:
         return dbs
 
     def redis(self, resource: str) -> Any:
-        """A redis.asyncio client for a Redis resource."""
+        """A Redis client for a Redis resource: redis-py's API (decode_responses=True), with the common
+        commands served on one multiplexed connection (see :mod:`stackwright.runtime.redis_client`)."""
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        from .redis_client import RedisClient
+
+        url = self.settings.resource_url(resource)
         # Retries ride out a Redis restart (~1 s): without them the first command on each pooled connection
         # after a restart fails ("Connection closed by server") and the request answers an error. The pool
         # waits for a free connection in a burst, where redis-py's default pool fails at once with
         # MaxConnectionsError (seen as 503s at the top of the benchmark's vote search).
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.settings.resource_url(resource), max_connections=200, timeout=5, decode_responses=True,
+            url, max_connections=200, timeout=5, decode_responses=True,
             health_check_interval=10, socket_connect_timeout=2,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=5),
             retry_on_error=[RedisConnectionError, RedisTimeoutError])
-        client = aioredis.Redis.from_pool(pool)
+        client = RedisClient(url, aioredis.Redis.from_pool(pool))
 
         async def check() -> None:
             await client.ping()
@@ -133,19 +154,45 @@ class Service:
                                          algorithms=s.jwt_algorithms, roles_claim=s.jwt_roles_claim)
         return self._verifier
 
+    async def authenticate(self, authorization: str | None, roles: tuple[str, ...] = ()) -> Principal:
+        """The caller of an ``Authorization`` header value; Problem 401 without a valid token, 403 without roles."""
+        try:
+            who = await self.verifier.verify(bearer_token(authorization))
+        except AuthError as exc:
+            raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        if roles and not who.has_roles(roles):
+            raise Problem(403, f"requires role(s): {', '.join(roles)}")
+        return who
+
     def principal(self, *roles: str) -> Callable[[Request], Awaitable[Principal]]:
         """A FastAPI dependency yielding the verified caller; 401 without a valid token, 403 without roles."""
 
         async def dependency(request: Request) -> Principal:
-            try:
-                who = await self.verifier.verify(bearer_token(request.headers.get("authorization")))
-            except AuthError as exc:
-                raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-            if roles and not who.has_roles(roles):
-                raise Problem(403, f"requires role(s): {', '.join(roles)}")
-            return who
+            return await self.authenticate(request.headers.get("authorization"), roles)
 
         return dependency
+
+    # ------------------------------------------------------------ fast routes
+
+    def fast_route(self, method: str, path: str, *, status_code: int = 200, body: type[BaseModel] | None = None,
+                   auth: bool = False, roles: tuple[str, ...] = (), headers: dict[str, int] | None = None,
+                   responses: dict[int | str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+        """Serve a hot route without FastAPI's per-request machinery (see :mod:`stackwright.runtime.fastpath`).
+
+        The handler takes a :class:`FastRequest` (``path_params``, validated ``body``, ``principal``, the
+        declared ``headers`` as {lower-case name: max length}) and returns a JSON-able value (answered with
+        ``status_code``) or a :class:`Reply`. The route also appears in the OpenAPI document like any other.
+        """
+
+        def register(handler: Handler) -> Handler:
+            route = FastRoute(method.upper(), path, handler, status_code=status_code, body=body, auth=auth,
+                              roles=tuple(roles), headers={k.lower(): v for k, v in (headers or {}).items()})
+            self.app.fast_routes.add(route)
+            self.app.add_api_route(path, documented_endpoint(self, route), methods=[route.method],
+                                   status_code=status_code, responses=responses)
+            return handler
+
+        return register
 
     # ------------------------------------------------------------ lifecycle
 

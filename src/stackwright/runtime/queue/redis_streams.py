@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stackwright.runtime.queue.base import Message, Queue, QueueError, decode_body, encode_body
+from stackwright.runtime.redis_mux import MultiplexedRedis
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,9 @@ class RedisStreamsQueue(Queue):
             health_check_interval=15,
             **_DRIVER_KWARGS,
         ))
+        # Producers send on one multiplexed connection: an XADD there costs ~7 µs of CPU against ~100 µs
+        # through redis-py's pool, and sending is what every accepted request does. Opened on first send.
+        self._producer = MultiplexedRedis(url)
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
         # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
@@ -182,7 +186,7 @@ class RedisStreamsQueue(Queue):
         """Append one message to the stream."""
         payload = encode_body(body)
         await self._ensure_group()
-        return await self._redis.xadd(self.stream, {BODY_FIELD: payload})
+        return await self._producer.xadd(self.stream, {BODY_FIELD: payload})
 
     async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
         """Append many messages in one round trip (a pipeline, not a transaction)."""
@@ -355,4 +359,5 @@ class RedisStreamsQueue(Queue):
                 await self._redis.xgroup_delconsumer(self.stream, GROUP, self.consumer)
         except Exception as exc:  # best effort: a stale consumer entry is harmless
             log.debug("queue %s: consumer cleanup skipped: %s", self.name, exc)
+        await self._producer.aclose()
         await self._redis.aclose()
