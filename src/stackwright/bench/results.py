@@ -94,7 +94,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["| scenario | processes | max sustained rps | p50 / p99 / p99.9 ms @ 50% | p50 / p99 / p99.9 ms @ 90% "
               "| CPU ms/req @ 90% | peak RSS MiB |", "|---|---|---:|---|---|---|---|"]
     for name, sc in doc["scenarios"].items():
-        if name.startswith("_") or name in ("worker_drain", "end_to_end"):
+        if name.startswith("_") or name in ("worker_drain", "end_to_end", "end_to_end_edge"):
             continue
         pts = sc.get("points") or {}
 
@@ -116,12 +116,15 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"**Worker drain:** {drain['drained']:,} queued votes counted in {drain['seconds']:.1f} s = "
                   f"**{drain['rate_per_s']:,.0f} votes/s** by one worker process (CPU ms per vote: {cpu}; "
                   f"CPU %: {', '.join(f'{k} {v:.0f}' for k, v in drain['cpu_percent'].items())})."]
-    e2e = doc["scenarios"].get("end_to_end")
-    if e2e:
+    for key, title in (("end_to_end", "End to end"), ("end_to_end_edge", "End to end through the edge")):
+        e2e = doc["scenarios"].get(key)
+        if not e2e:
+            continue
         s = e2e["sustained"]
         ms = s["latency_ms"]
         cpu = ", ".join(f"{k} {v:.3f}" for k, v in s["cpu_ms_per_request"].items())
-        lines += ["", f"**End to end** (edge -> vote -> queue -> worker -> Postgres + Redis, every process on this "
+        path = e2e.get("path", "edge gateway -> vote service -> Redis Streams queue -> worker -> Postgres + Redis")
+        lines += ["", f"**{title}** ({path}, every process on this "
                   f"machine): {s['duration_s']:.0f} s at {e2e['rate_rps']:,.0f} votes/s offered -> "
                   f"**{e2e['counted_per_s']:,.0f} counted votes/s**; ingest p50/p99/p99.9 "
                   f"{_fmt(ms.get('p50'), 2)} / {_fmt(ms.get('p99'), 2)} / {_fmt(ms.get('p99.9'), 2)} ms; "

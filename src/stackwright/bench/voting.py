@@ -13,9 +13,11 @@ Order (each later scenario needs what an earlier one left behind):
 6. **results_cached** / **results_uncached** — GET /polls/{id}/results straight to the results service,
    first with the Redis aggregates present, then with them deleted (Postgres GROUP BY fallback).
 7. **auth_me** — GET /auth/me straight to the auth service (JWT check + Redis session cache).
-8. **end_to_end** — votes through the edge with every process running; a short search for the rate the
-   whole pipeline holds (queue depth bounded), then a sustained run (60 s) at that rate, queue depth
-   sampled every second, and afterwards every accepted vote checked against Postgres and Redis.
+8. **end_to_end** — votes straight to the vote service with every process running (the pipeline:
+   ingest -> queue -> worker -> Postgres + Redis); a short search for the rate the whole pipeline holds
+   (queue depth bounded), then a sustained run (60 s) at that rate, queue depth sampled every second, and
+   afterwards every accepted vote checked against Postgres and Redis.
+9. **end_to_end_edge** — the same with the votes entering through the edge gateway.
 
 For 3, 4, 6 and 7 the maximum sustainable rate is searched (see :mod:`.search`), then latency is
 recorded in dedicated runs at 50% and 90% of it. CPU per request comes from /proc/<pid>/stat of the
@@ -50,7 +52,7 @@ from .sources import OPTIONS, TokenRequests, VoteRequests, cached_tokens
 from .stats import StepResult
 
 SCENARIOS = ("baseline", "vote_direct", "vote_edge", "worker_drain", "results_cached", "results_uncached",
-             "auth_me", "end_to_end")
+             "auth_me", "end_to_end", "end_to_end_edge")
 
 
 class Reporter(Protocol):
@@ -327,7 +329,9 @@ class VotingBench:
             out["target"] = "auth service, 1 process: GET /auth/me (JWT verify, Redis session cache)"
             self.results["auth_me"] = out
         if "end_to_end" in only:
-            self.results["end_to_end"] = self._end_to_end(redis, queue_key)
+            self.results["end_to_end"] = self._end_to_end(redis, queue_key, via_edge=False)
+        if "end_to_end_edge" in only:
+            self.results["end_to_end_edge"] = self._end_to_end(redis, queue_key, via_edge=True)
         self.results.setdefault("_processes", {})
         self.results["_processes"] = {g.name: {"peak_rss_mib": g.peak_rss_mib()} for g in self._all_groups()}
 
@@ -509,15 +513,17 @@ class VotingBench:
 
     # ------------------------------------------------------------------ end to end
 
-    def _end_to_end(self, redis: Any, queue_key: str) -> dict[str, Any]:
-        self.say.phase("end to end: edge -> vote -> queue -> worker -> Postgres + Redis, every process running")
-        host, port = self._url("edge")
-        groups = self._groups("gateway", "vote", "worker", "redis", "postgres")
-        hint = (self.results.get("vote_edge") or {}).get("max_rps") or 1000.0
+    def _end_to_end(self, redis: Any, queue_key: str, *, via_edge: bool) -> dict[str, Any]:
+        path = ("edge gateway -> " if via_edge else "") + "vote service -> Redis Streams queue -> worker -> " \
+            "Postgres + Redis"
+        self.say.phase(f"end to end: {path}, every process running")
+        host, port = self._url("edge" if via_edge else "vote")
+        groups = self._groups(*(("gateway",) if via_edge else ()), "vote", "worker", "redis", "postgres")
+        hint = (self.results.get("vote_edge" if via_edge else "vote_direct") or {}).get("max_rps") or 1000.0
         tried = []
         best_rate = 0.0
         rate = hint
-        for i in range(7):  # 60%, 80%, 100% of the edge's ingest maximum, then +20% while it holds
+        for i in range(7):  # 60%, 80%, 100% of the ingest maximum, then +20% while it holds
             rate = round_rate(hint * (0.6, 0.8, 1.0)[i] if i < 3 else rate * 1.2)
             step, extra = self._e2e_step(redis, queue_key, host, port, rate, self.opt.e2e_probe_s, groups, "search")
             tried.append({**step.to_dict(), **extra})
@@ -545,8 +551,8 @@ class VotingBench:
         in_redis = sum(_redis_total(redis, p) for p in polls)
         accepted = step.statuses.get("202", 0)
         return {
-            "target": "edge gateway -> vote service -> Redis Streams queue -> worker -> Postgres + Redis "
-                      "(1 process each, all on this machine)",
+            "target": f"{path} (1 process each, all on this machine)",
+            "path": path,
             "processes": [g.name for g in groups],
             "search": tried,
             "sustained": {**step.to_dict(), **extra},

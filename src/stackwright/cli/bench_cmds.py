@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .common import console, fail, load
+from .local_cmds import RedisFsync
 
 
 class RichReporter:
@@ -76,6 +77,8 @@ def bench(
     redis_url: Annotated[str | None, typer.Option(help="Run the system on this Redis instead of an embedded one "
                                                        "(e.g. one with another fsync policy).")] = None,
     postgres_url: Annotated[str | None, typer.Option(help="Run the system on this PostgreSQL server.")] = None,
+    redis_fsync: Annotated[RedisFsync, typer.Option(
+        help="fsync policy of the embedded Redis (as in 'stackwright up').")] = RedisFsync.always,
 ) -> None:
     """Measure a system under open-loop load: max sustained rates, latency percentiles, CPU and memory."""
     from ..bench import procs
@@ -95,7 +98,7 @@ def bench(
         console.print(f"load average now {load_now[0]:.2f}" + ("" if load_now[0] < quiet_load else
                                                                 " (still busy; running anyway)"))
     up_args = (("--redis-url", redis_url) if redis_url else ()) + (
-        ("--postgres-url", postgres_url) if postgres_url else ())
+        ("--postgres-url", postgres_url) if postgres_url else ()) + ("--redis-fsync", redis_fsync.value)
     options = BenchOptions(only=chosen, e2e_s=e2e_seconds, processes=generators, up_args=up_args)
     assert spec.source is not None
     began = time.monotonic()

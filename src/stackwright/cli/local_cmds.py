@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import importlib.util
 import time
 from pathlib import Path
@@ -16,6 +17,13 @@ from ..local.control import ControlError, running_state, start_detached, stop
 from ..local.state import read_state, system_dir
 from ..spec import System
 from .common import console, fail, load
+
+
+class RedisFsync(enum.StrEnum):
+    """``--redis-fsync`` choices (stackwright.local.backing.redis explains the trade-off)."""
+
+    always = "always"
+    everysec = "everysec"
 
 SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or path to its system.yaml.")]
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where local data lives (default .stackwright/).",
@@ -58,6 +66,9 @@ def up(
                                                      help="Use this PostgreSQL server, not an embedded one.")] = None,
     redis_url: Annotated[str | None, typer.Option(envvar="STACKWRIGHT_REDIS_URL",
                                                   help="Use this Redis server instead of an embedded one.")] = None,
+    redis_fsync: Annotated[RedisFsync, typer.Option(
+        help="When the embedded Redis fsyncs its append-only file: before every answer (always) or once a second "
+             "(everysec: no disk stalls in latency; a machine crash can lose ~2 s).")] = RedisFsync.always,
     scale: Annotated[list[str], typer.Option(help="Run N replicas of a service: --scale vote=2.")] = [],  # noqa: B006
     monitoring: Annotated[bool, typer.Option(help="Also run Prometheus with rules from the spec.")] = False,
     visibility_timeout: Annotated[list[str], typer.Option(
@@ -83,6 +94,7 @@ def up(
             extra += ["--postgres-url", postgres_url]
         if redis_url:
             extra += ["--redis-url", redis_url]
+        extra += ["--redis-fsync", redis_fsync.value]
         try:
             with console.status(f"starting {spec.name} in the background …"):
                 state = start_detached(spec.source, port=port, extra_args=extra, state_root=state_dir,
@@ -93,7 +105,8 @@ def up(
         return
     from ..local.runner import LocalSystem, StartError, UpOptions
 
-    options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, scale=scale_map,
+    options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, redis_fsync=redis_fsync.value,
+                        scale=scale_map,
                         echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir,
                         visibility_timeouts=visibility)
 

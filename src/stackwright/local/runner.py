@@ -38,6 +38,7 @@ class UpOptions:
     port: int = 8080
     postgres_url: str | None = None
     redis_url: str | None = None
+    redis_fsync: str = "always"  # see stackwright.local.backing.redis
     scale: dict[str, int] = field(default_factory=dict)
     echo_logs: bool = True
     monitoring: bool = False
@@ -120,7 +121,7 @@ class LocalSystem:
             if self.options.redis_url:
                 self.backing["redis"] = {"url": self.options.redis_url, "pid": None}
             else:
-                rd = LocalRedis(self.dir / "redis", free_port())
+                rd = LocalRedis(self.dir / "redis", free_port(), fsync=self.options.redis_fsync)
                 await self.supervisor.start(ProcessSpec(
                     name="redis", argv=rd.command(), ready=lambda: _redis_ready(rd.url)), ready_timeout_s=30)
                 self.backing["redis"] = {"url": rd.url, "pid": None}
