@@ -12,6 +12,9 @@ import uvicorn
 
 from stackwright.local.ports import free_port
 
+# Issuer and audience of the dev identity provider in tests that verify tokens.
+ISS, AUD = "https://issuer.example/", "https://api.example"
+
 
 @contextlib.contextmanager
 def serve(app: Any, port: int | None = None) -> Iterator[str]:

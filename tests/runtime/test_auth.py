@@ -5,30 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
-from tests.helpers import serve
+from tests.helpers import AUD, ISS, serve
 
 from stackwright.local.idp import DevIdP
 from stackwright.runtime.auth import AuthError, JWTVerifier, bearer_token
-
-ISS, AUD = "https://issuer.example/", "https://api.example"
-
-
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> DevIdP:
-    return DevIdP(tmp_path_factory.mktemp("idp") / "key.pem", issuer=ISS, audience=AUD)
-
-
-@pytest.fixture(scope="module")
-def jwks_url(idp: DevIdP) -> Iterator[str]:
-    with serve(Starlette(routes=idp.routes("/auth"))) as base:
-        yield f"{base}/auth/.well-known/jwks.json"
 
 
 @pytest.fixture

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from starlette.applications import Starlette
-from tests.helpers import serve
+from tests.helpers import AUD, ISS
 
 from stackwright.local.idp import DevIdP
 from stackwright.runtime import FastRequest, Problem, Reply, Service, Settings
 
-ISS, AUD = "https://issuer.example/", "https://api.example"
-
 
 class Ballot(BaseModel):
     option: str = Field(min_length=1, max_length=10)
-
-
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> DevIdP:
-    return DevIdP(tmp_path_factory.mktemp("idp") / "key.pem", issuer=ISS, audience=AUD)
-
-
-@pytest.fixture(scope="module")
-def jwks_url(idp: DevIdP) -> Iterator[str]:
-    with serve(Starlette(routes=idp.routes("/auth"))) as base:
-        yield f"{base}/auth/.well-known/jwks.json"
 
 
 def _service(jwks_url: str) -> Service:
