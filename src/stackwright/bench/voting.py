@@ -520,11 +520,9 @@ class VotingBench:
         host, port = self._url("edge" if via_edge else "vote")
         groups = self._groups(*(("gateway",) if via_edge else ()), "vote", "worker", "redis", "postgres")
         hint = (self.results.get("vote_edge" if via_edge else "vote_direct") or {}).get("max_rps") or 1000.0
-        tried = []
-        best_rate = 0.0
-        rate = hint
-        for i in range(7):  # 60%, 80%, 100% of the ingest maximum, then +20% while it holds
-            rate = round_rate(hint * (0.6, 0.8, 1.0)[i] if i < 3 else rate * 1.2)
+        tried: list[dict[str, Any]] = []
+
+        def holds(rate: float) -> bool:
             step, extra = self._e2e_step(redis, queue_key, host, port, rate, self.opt.e2e_probe_s, groups, "search")
             tried.append({**step.to_dict(), **extra})
             if not (step.passed and extra["queue_bounded"]) and step.achieved_rps >= 0.8 * rate:
@@ -532,14 +530,29 @@ class VotingBench:
                 step, extra = self._e2e_step(redis, queue_key, host, port, rate, self.opt.e2e_probe_s, groups,
                                              "search (again)")
                 tried.append({**step.to_dict(), **extra})
-            if not (step.passed and extra["queue_bounded"]):
+            return bool(step.passed and extra["queue_bounded"])
+
+        # Up from 60% of the ingest maximum (80%, 100%, then +20% per step) while the pipeline holds; if even
+        # 60% breaks, down by a quarter per step until a rate holds; then one bisection below the first break.
+        best_rate, broke_at = 0.0, None
+        for factor in (0.6, 0.8, 1.0, 1.2, 1.44, 1.73):
+            rate = round_rate(hint * factor)
+            if not holds(rate):
+                broke_at = rate
                 break
             best_rate = rate
+        rate = round_rate(hint * 0.45)
+        while best_rate == 0 and rate >= 50:
+            if holds(rate):
+                best_rate = rate
+            else:
+                broke_at, rate = rate, round_rate(rate * 0.75)
         if best_rate == 0:
-            rate = round_rate(hint * 0.4)
-            step, extra = self._e2e_step(redis, queue_key, host, port, rate, self.opt.e2e_probe_s, groups, "search")
-            tried.append({**step.to_dict(), **extra})
-            best_rate = rate if step.passed and extra["queue_bounded"] else round_rate(hint * 0.25)
+            best_rate = rate
+        if broke_at is not None and broke_at > best_rate * 1.1:
+            middle = round_rate((best_rate + broke_at) / 2)
+            if middle > best_rate and holds(middle):
+                best_rate = middle
         self._fresh_poll_boundary()
         first = self.vote_cursor
         step, extra = self._e2e_step(redis, queue_key, host, port, best_rate, self.opt.e2e_s, groups, "sustained")

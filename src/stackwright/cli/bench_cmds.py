@@ -131,7 +131,7 @@ def summary(doc: dict[str, Any]) -> None:
                           ", ".join(f"{k} {v:.3f}" for k, v in sc["cpu_ms_per_message"].items()),
                           ", ".join(f"{k} {v}" for k, v in sc["peak_rss_mib"].items()))
             continue
-        if name == "end_to_end":
+        if name in ("end_to_end", "end_to_end_edge"):
             s = sc["sustained"]
             ms = s["latency_ms"]
             table.add_row(f"{name} ({s['duration_s']:.0f}s)", f"{sc['counted_per_s']:,.0f} counted", "-", "-", "-",

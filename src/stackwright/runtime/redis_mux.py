@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import socket
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from .peer_probe import PeerProbe
 
 __all__ = ["MultiplexedRedis", "NoScriptError", "ResponseError", "Script", "from_url"]
 
@@ -67,7 +68,7 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._probe: socket.socket | None = None
+        self._probe: PeerProbe | None = None
 
     def send(self, fut: asyncio.Future[Any], payload: bytes, retry_until: float | None) -> None:
         deadline = self.loop.time() + self.owner.command_timeout
@@ -110,21 +111,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # A duplicate of the socket's descriptor, only ever used to peek (see peer_closed).
-            self._probe = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        self._probe = PeerProbe.of(transport)
 
     def peer_closed(self) -> bool:
-        """True when Redis has closed the connection (EOF or error waiting on the socket); ~1 µs, one syscall."""
-        if self._probe is None:
-            return False
-        try:
-            return self._probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False  # nothing to read: open
-        except OSError:
-            return True
+        """True when Redis has closed the connection and the loop has not read the close yet."""
+        return self._probe is not None and self._probe.peer_closed()
 
     def data_received(self, data: bytes) -> None:
         reader, pending = self.reader, self.pending
