@@ -4,6 +4,9 @@ auth, resources, background work, graceful shutdown): one place, like eShop's Se
     svc = Service()                      # name and wiring from the environment
     db = svc.postgres("db")              # pool opened at startup, checked by /readyz
     app = svc.app                        # a FastAPI app with /healthz, /readyz, /metrics
+
+    @svc.fast_route("POST", "/polls/{poll_id}/votes", status_code=202, body=NewVote, auth=True)
+    async def cast_vote(req: FastRequest) -> dict: ...   # a hot endpoint, served ahead of FastAPI
 """
 
 from __future__ import annotations
