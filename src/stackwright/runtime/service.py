@@ -179,12 +179,14 @@ class Service:
 
     def fast_route(self, method: str, path: str, *, status_code: int = 200, body: type[BaseModel] | None = None,
                    auth: bool = False, roles: tuple[str, ...] = (), headers: dict[str, int] | None = None,
-                   responses: dict[int | str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+                   responses: dict[int | str, dict[str, Any]] | None = None,
+                   response_model: Any = None) -> Callable[[Handler], Handler]:
         """Serve a hot route without FastAPI's per-request machinery (see :mod:`stackwright.runtime.fastpath`).
 
         The handler takes a :class:`FastRequest` (``path_params``, validated ``body``, ``principal``, the
         declared ``headers`` as {lower-case name: max length}) and returns a JSON-able value (answered with
-        ``status_code``) or a :class:`Reply`. The route also appears in the OpenAPI document like any other.
+        ``status_code``) or a :class:`Reply`. The route also appears in the OpenAPI document like any other;
+        ``response_model`` only documents the answer there (the handler's value is not validated against it).
         """
 
         def register(handler: Handler) -> Handler:
@@ -192,7 +194,7 @@ class Service:
                               roles=tuple(roles), headers={k.lower(): v for k, v in (headers or {}).items()})
             self.app.fast_routes.add(route)
             self.app.add_api_route(path, documented_endpoint(self, route), methods=[route.method],
-                                   status_code=status_code, responses=responses)
+                                   status_code=status_code, responses=responses, response_model=response_model)
             return handler
 
         return register

@@ -82,7 +82,7 @@ async def get_poll(poll_id: str) -> dict[str, Any]:
 
 
 # The most read route of the system, so a fast route: served without FastAPI's per-request machinery.
-@svc.fast_route("GET", "/polls/{poll_id}/results", responses=problem_responses(404))
+@svc.fast_route("GET", "/polls/{poll_id}/results", responses=problem_responses(404), response_model=dict[str, Any])
 async def results(req: FastRequest) -> dict[str, Any]:
     """Totals of a poll: Redis aggregates when present, else counted in Postgres."""
     return await tally(_parse_id(req.path_params["poll_id"]))
