@@ -33,3 +33,15 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def edge_config(port: int, key_file: Any, *, routes: list[dict[str, Any]], upstreams: dict[str, list[str]],
+                rate_limits: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A gateway config with the dev IdP mounted at /auth (issuer ISS, audience AUD) and ``default_rate_limit``
+    "open"; ``extra`` adds or overrides keys (e.g. ``max_body``)."""
+    return {"port": port, "idp_key_file": str(key_file),
+            "identity": {"issuer": ISS, "audience": AUD, "algorithms": ["RS256"], "roles_claim": "roles",
+                         "mount": "/auth"},
+            "jwks_url": f"http://127.0.0.1:{port}/auth/.well-known/jwks.json",
+            "rate_limits": rate_limits, "default_rate_limit": "open", "routes": routes, "upstreams": upstreams,
+            **extra}

@@ -12,15 +12,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
-from tests.helpers import serve
+from tests.helpers import AUD, ISS, edge_config, serve
 
 from stackwright.local.gateway import build_app
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.ratelimit import TokenBuckets, retry_after_header
 from stackwright.local.routing import EdgeRoute, RouteTable
-
-ISS, AUD = "https://issuer.example/", "https://api.example"
 
 
 def test_route_table_prefers_specific_routes() -> None:
@@ -76,15 +74,11 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevIdP
     key = tmp_path_factory.mktemp("edge") / "key.pem"
     with serve(_upstream()) as upstream:
         port = free_port()
-        config: dict[str, Any] = {
-            "port": port, "max_body": 1000, "idp_key_file": str(key),
-            "identity": {"issuer": ISS, "audience": AUD, "algorithms": ["RS256"], "roles_claim": "roles",
-                         "mount": "/auth"},
-            "jwks_url": f"http://127.0.0.1:{port}/auth/.well-known/jwks.json",
-            "rate_limits": {"tight": {"requests_per_second": 1, "burst": 2, "key": "sub"},
-                            "open": {"requests_per_second": 1000, "burst": 1000, "key": "ip"}},
-            "default_rate_limit": "open",
-            "routes": [
+        config = edge_config(
+            port, key, max_body=1000,
+            rate_limits={"tight": {"requests_per_second": 1, "burst": 2, "key": "sub"},
+                         "open": {"requests_per_second": 1000, "burst": 1000, "key": "ip"}},
+            routes=[
                 EdgeRoute("/public", "up").to_dict(),
                 EdgeRoute("/stream", "up").to_dict(),
                 EdgeRoute("/private", "up", auth="required").to_dict(),
@@ -93,8 +87,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevIdP
                 EdgeRoute("/small", "up", frozenset({"POST"}), max_body=10).to_dict(),
                 EdgeRoute("/down", "gone").to_dict(),
             ],
-            "upstreams": {"up": [upstream], "gone": [f"http://127.0.0.1:{free_port()}"]},
-        }
+            upstreams={"up": [upstream], "gone": [f"http://127.0.0.1:{free_port()}"]})
         with serve(build_app(config), port=port) as base:
             yield base, DevIdP(Path(key), issuer=ISS, audience=AUD)
 
@@ -113,6 +106,9 @@ def test_routes_and_forwards(edge: tuple[str, DevIdP]) -> None:
     _problem(httpx.get(f"{base}/nothing-here"), 404)
     _problem(httpx.get(f"{base}/small"), 405)
     assert _problem(httpx.get(f"{base}/down"), 502)["detail"] == "gone is unavailable"
+    metrics = httpx.get(f"{base}/_edge/metrics").text
+    assert 'app_name="edge",method="GET",path="/public",status_code="200"' in metrics
+    assert 'path="/down",status_code="502"' in metrics
 
 
 def test_streams_server_sent_events(edge: tuple[str, DevIdP]) -> None:

@@ -1,7 +1,8 @@
 """The local edge: what ALB + API Gateway + WAF do in production, on one port.
 
 Path routing to service replicas (round robin), JWT validation and role checks for routes that need them,
-per-client rate limits (429 + Retry-After), body size limits, and the dev identity provider. Every
+per-client rate limits (429 + Retry-After), body size limits, WebSocket proxying for ``websocket: true``
+routes (:mod:`.ws_proxy`), and the dev identity provider. Every
 error it produces is problem+json. Run as ``python -m stackwright.local.gateway CONFIG.json``.
 """
 
@@ -19,12 +20,13 @@ from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from ..runtime.auth import AuthError, JWTVerifier, Principal, bearer_token
-from ..runtime.metrics import MetricsMiddleware, metrics_endpoint
+from ..runtime.metrics import REQUESTS, UNMATCHED, MetricsMiddleware, metrics_endpoint
 from ..runtime.problems import PROBLEM_JSON, problem_bytes
 from .idp import DevIdP
 from .ratelimit import TokenBuckets, retry_after_header
 from .routing import EdgeRoute, RouteTable
 from .upstream import UpstreamPool, UpstreamResponse
+from .ws_proxy import proxy_websocket, refuse, split_access_token
 
 log = logging.getLogger("stackwright.gateway")
 
@@ -68,8 +70,10 @@ class Gateway:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
-            await _reply(send, 501, "websockets are not proxied by the local gateway yet")
             return
         path: str = scope["path"]
         if self.idp_app is not None and (path.startswith(self.idp_prefix + "/dev/")
@@ -90,28 +94,13 @@ class Gateway:
             await _reply(send, verdict, "no route for this path" if verdict == 404 else
                          f"method {scope['method']} is not allowed here")
             return
+        scope["route"] = route  # request metrics label by the route template, as in the services
         headers = dict(scope["headers"])
-        principal: Principal | None = None
-        if route.auth == "required":
-            try:
-                assert self.verifier is not None
-                principal = await self.verifier.verify(bearer_token(_str(headers.get(b"authorization"))))
-            except AuthError as exc:
-                await _reply(send, 401, str(exc), [(b"www-authenticate", b'Bearer error="invalid_token"')])
-                return
-            if route.roles and not principal.has_roles(route.roles):
-                await _reply(send, 403, f"requires role(s): {', '.join(route.roles)}")
-                return
-        limit_name = route.rate_limit or self.default_limit
-        if limit_name:
-            key_kind = self.limit_keys[limit_name]
-            client = scope.get("client") or ("unknown", 0)
-            key = principal.sub if (key_kind == "sub" and principal) else _client_ip(headers, client[0])
-            wait = self.limits[limit_name].take(key)
-            if wait > 0:
-                await _reply(send, 429, f"rate limit '{limit_name}' exceeded", [
-                    (b"retry-after", retry_after_header(wait).encode())])
-                return
+        try:
+            await self._admit(route, scope, headers, _str(headers.get(b"authorization")))
+        except _Refused as refused:
+            await _reply(send, refused.status, refused.detail, refused.headers)
+            return
         max_body = route.max_body or self.max_body
         length = headers.get(b"content-length")
         if length is not None:
@@ -126,6 +115,55 @@ class Gateway:
             await _reply(send, 413, f"request body exceeds {max_body} bytes")
             return
         await self._proxy(scope, receive, send, route, body)
+
+    async def _admit(self, route: EdgeRoute, scope: Scope, headers: dict[bytes, bytes],
+                     authorization: str | None) -> Principal | None:
+        """Token, roles and rate limit checks shared by HTTP and WebSocket; raises _Refused."""
+        principal: Principal | None = None
+        if route.auth == "required":
+            try:
+                assert self.verifier is not None
+                principal = await self.verifier.verify(bearer_token(authorization))
+            except AuthError as exc:
+                raise _Refused(401, str(exc), [(b"www-authenticate", b'Bearer error="invalid_token"')]) from exc
+            if route.roles and not principal.has_roles(route.roles):
+                raise _Refused(403, f"requires role(s): {', '.join(route.roles)}")
+        limit_name = route.rate_limit or self.default_limit
+        if limit_name:
+            key_kind = self.limit_keys[limit_name]
+            client = scope.get("client") or ("unknown", 0)
+            key = principal.sub if (key_kind == "sub" and principal) else _client_ip(headers, client[0])
+            wait = self.limits[limit_name].take(key)
+            if wait > 0:
+                raise _Refused(429, f"rate limit '{limit_name}' exceeded",
+                               [(b"retry-after", retry_after_header(wait).encode())])
+        return principal
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit a WebSocket like an HTTP GET, then proxy it (see ws_proxy); refusals are 403 handshakes."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        route, _ = self.table.match(scope["path"], "GET")  # the handshake is a GET
+        if route is None or not route.websocket:
+            await refuse(send, 1008)  # policy violation: not a WebSocket route
+            _count_websocket(None, 403)
+            return
+        headers = dict(scope["headers"])
+        authorization = _str(headers.get(b"authorization"))
+        if authorization is None:
+            token, _ = split_access_token(scope.get("query_string", b""))
+            authorization = f"Bearer {token}" if token else None
+        try:
+            await self._admit(route, scope, headers, authorization)
+        except _Refused as refused:
+            # The close code is not visible to the client (it sees the 403), only to our logs and tests.
+            await refuse(send, 1013 if refused.status == 429 else 1008)
+            _count_websocket(route, 403)
+            return
+        accepted = await proxy_websocket(scope, receive, send, next(self.upstreams[route.service]), authorization)
+        if not accepted:
+            log.warning("upstream %s refused or did not answer a WebSocket handshake", route.service)
+        _count_websocket(route, 101 if accepted else 403)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: EdgeRoute, body: bytes) -> None:
         origin = next(self.upstreams[route.service])
@@ -181,6 +219,21 @@ class Gateway:
                 await self.pool.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class _Refused(Exception):
+    """A request the edge turns away: status, detail and extra headers of the problem response."""
+
+    def __init__(self, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or []
+
+
+def _count_websocket(route: EdgeRoute | None, status: int) -> None:
+    # MetricsMiddleware passes WebSocket scopes straight through; a session counts once here (101 accepted,
+    # counted when it ends, as HTTP requests are; 403 refused). Not in the duration histogram: a session that
+    # lasts an hour would distort the request latencies.
+    REQUESTS.labels("edge", "GET", route.pattern if route else UNMATCHED, str(status)).inc()
 
 
 async def _release_on_disconnect(receive: Receive, response: UpstreamResponse) -> None:

@@ -18,6 +18,8 @@ class EdgeRoute:
     roles: tuple[str, ...] = ()
     rate_limit: str | None = None
     max_body: int | None = None
+    # Only routes whose spec says ``websocket: true`` accept WebSocket upgrades at the edge.
+    websocket: bool = False
     regex: re.Pattern[str] = field(init=False, repr=False)
     specificity: tuple[int, int] = field(init=False)
 
@@ -32,10 +34,16 @@ class EdgeRoute:
         literal = len(re.sub(r"\{[^}]*\}", "", self.pattern))
         self.specificity = (literal, self.pattern.count("/"))
 
+    @property
+    def path(self) -> str:
+        """The route template, under the name request metrics label by (``scope["route"].path``)."""
+        return self.pattern
+
     def to_dict(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "service": self.service,
                 "methods": sorted(self.methods) if self.methods else None, "auth": self.auth,
-                "roles": list(self.roles), "rate_limit": self.rate_limit, "max_body": self.max_body}
+                "roles": list(self.roles), "rate_limit": self.rate_limit, "max_body": self.max_body,
+                "websocket": self.websocket}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EdgeRoute:
@@ -43,7 +51,7 @@ class EdgeRoute:
         return cls(pattern=data["pattern"], service=data["service"],
                    methods=frozenset(methods) if methods else None, auth=data.get("auth", "none"),
                    roles=tuple(data.get("roles", ())), rate_limit=data.get("rate_limit"),
-                   max_body=data.get("max_body"))
+                   max_body=data.get("max_body"), websocket=bool(data.get("websocket", False)))
 
 
 class RouteTable:
