@@ -99,7 +99,7 @@ class JWTVerifier:
     """
 
     def __init__(self, *, jwks_url: str, issuer: str, audience: str, algorithms: list[str] | None = None,
-                 roles_claim: str = "roles", leeway_s: float = 5.0, cache_size: int = 50_000) -> None:
+                 roles_claim: str = "roles", leeway_s: float = 5.0, cache_size: int = 20_000) -> None:
         allowed = [a for a in (algorithms or ["RS256"]) if a in ASYMMETRIC]
         if not allowed:
             raise ValueError("at least one asymmetric algorithm (e.g. RS256) must be allowed")

@@ -154,7 +154,8 @@ class Service:
             if not (s.jwks_url and s.jwt_issuer and s.jwt_audience):
                 raise RuntimeError("JWKS_URL, JWT_ISSUER and JWT_AUDIENCE must be set to verify tokens")
             self._verifier = JWTVerifier(jwks_url=s.jwks_url, issuer=s.jwt_issuer, audience=s.jwt_audience,
-                                         algorithms=s.jwt_algorithms, roles_claim=s.jwt_roles_claim)
+                                         algorithms=s.jwt_algorithms, roles_claim=s.jwt_roles_claim,
+                                         cache_size=s.jwt_cache_size)
         return self._verifier
 
     async def authenticate(self, authorization: str | None, roles: tuple[str, ...] = ()) -> Principal:

@@ -46,6 +46,8 @@ class Settings:
     jwks_url: str | None = None
     jwt_algorithms: list[str] = field(default_factory=lambda: ["RS256"])
     jwt_roles_claim: str = "roles"
+    # Verified tokens remembered: ~2.2 KB each (tracemalloc: 1.5 KB of claims + the token), ~44 MB at the default.
+    jwt_cache_size: int = 20_000
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -66,6 +68,7 @@ class Settings:
             jwks_url=e.get("JWKS_URL"),
             jwt_algorithms=[a for a in e.get("JWT_ALGORITHMS", "RS256").split(",") if a],
             jwt_roles_claim=e.get("JWT_ROLES_CLAIM", "roles"),
+            jwt_cache_size=int(e.get("JWT_CACHE_SIZE", "20000") or 20000),
             env=e,
         )
 
