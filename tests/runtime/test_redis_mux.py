@@ -95,6 +95,7 @@ async def test_helpers_match_redis_py(mux: MultiplexedRedis, pyredis: aioredis.R
         assert await client.expire(k + "missing", 100) is False
         assert await client.incr(k + "n") == 1
         assert await client.incr(k + "n") == 2
+        assert await client.incr(k + "n", 5) == 7
         assert await client.hincrby(k + "h", "f", 5) == 5
         assert await client.hincrby(k + "h", "g", -2) == -2
         assert await client.hgetall(k + "h") == {"f": "5", "g": "-2"}

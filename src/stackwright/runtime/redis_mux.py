@@ -370,9 +370,9 @@ class MultiplexedRedis:
         """True when the timeout was set (the key exists)."""
         return bool(await self.execute("EXPIRE", key, seconds))
 
-    async def incr(self, key: Value) -> int:
-        """The value after incrementing by one."""
-        return await self.execute("INCR", key)
+    async def incr(self, key: Value, amount: int = 1) -> int:
+        """The value after incrementing by ``amount`` (redis-py's signature)."""
+        return await self.execute("INCR", key) if amount == 1 else await self.execute("INCRBY", key, amount)
 
     async def hgetall(self, key: Value) -> dict[Any, Any]:
         """The hash at ``key`` as a dict ({} when missing)."""
