@@ -193,6 +193,20 @@ def test_worker_crash_loses_and_duplicates_nothing(voting: Any) -> None:
     assert read_state("voting", voting.state_root)["restarts"]["worker"] >= 1
 
 
+def test_a_poll_without_votes_is_read_from_redis_not_postgres(voting: Any) -> None:
+    import redis
+
+    poll = voting.new_poll()
+    fresh = results(voting, poll["id"])
+    assert fresh["source"] == "cache" and fresh["totals"] == {"A": 0, "B": 0, "C": 0}
+    redis.Redis.from_url(voting.state["resources"]["cache"]).delete(f"totals:{poll['id']}")  # Redis lost it
+    assert results(voting, poll["id"])["source"] == "database"
+    worker_url = read_state("voting", voting.state_root)["services"]["worker"][0]["url"]
+    assert httpx.post(f"{worker_url}/admin/rebuild").status_code == 200
+    rebuilt = results(voting, poll["id"])
+    assert rebuilt["source"] == "cache" and rebuilt["totals"] == {"A": 0, "B": 0, "C": 0}
+
+
 def test_results_survive_redis_losing_aggregates(voting: Any) -> None:
     import redis
 

@@ -63,6 +63,13 @@ def _parse_id(poll_id: str) -> str:
 async def _cache_poll(row: Any) -> dict[str, Any]:
     poll = {"id": str(row["id"]), "title": row["title"], "options": list(row["options"]), "status": row["status"]}
     await cache.set(poll_key(poll["id"]), json.dumps(poll))
+    # Zero totals from the start, so results reads of a poll nobody has voted in yet come from Redis: with no
+    # aggregates at all they fall back to counting in Postgres (meant for a Redis that lost its data), and a
+    # poll that just opened on air is read by everyone at once. HSETNX never resets counts already there.
+    async with cache.pipeline(transaction=False) as pipe:
+        for option in poll["options"]:
+            pipe.hsetnx(f"totals:{poll['id']}", option, 0)
+        await pipe.execute()
     _polls[poll["id"]] = (time.monotonic(), poll)
     return poll
 

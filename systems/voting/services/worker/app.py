@@ -84,12 +84,16 @@ async def count(messages: list[Any]) -> None:
 
 async def rebuild_aggregates(poll_id: str | None = None) -> int:
     """Recompute Redis totals from Postgres (after Redis lost data). Returns polls rebuilt."""
-    polls = [poll_id] if poll_id else [str(r["id"]) for r in await db.pool.fetch("SELECT id FROM polls")]
-    for pid in polls:
+    if poll_id:
+        found = await db.pool.fetch("SELECT id, options FROM polls WHERE id = $1", uuid.UUID(poll_id))
+    else:
+        found = await db.pool.fetch("SELECT id, options FROM polls")
+    polls = {str(r["id"]): list(r["options"]) for r in found}
+    for pid, options in polls.items():
         rows = await db.pool.fetch("SELECT user_id, option FROM votes WHERE poll_id = $1", uuid.UUID(pid))
-        totals: dict[str, int] = defaultdict(int)
+        totals: dict[str, int] = dict.fromkeys(options, 0)  # zeros too: see the vote service's _cache_poll
         for r in rows:
-            totals[r["option"]] += 1
+            totals[r["option"]] = totals.get(r["option"], 0) + 1
         async with cache.pipeline(transaction=True) as pipe:
             pipe.delete(f"counted:{pid}", f"totals:{pid}")
             for start in range(0, len(rows), 5000):
