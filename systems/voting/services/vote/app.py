@@ -6,6 +6,7 @@ with a Redis SET NX (fast path) and again in Postgres by the worker (the durable
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -131,6 +132,13 @@ async def cast_vote(req: FastRequest) -> Reply:
     return await accept_vote(req.path_params["poll_id"], req.body, req.principal, req.header("idempotency-key"))
 
 
+async def _release(voted: str, vote_id: str) -> None:
+    """Delete the dedup key if it holds this attempt's id (best effort: Redis may still be unreachable)."""
+    with contextlib.suppress(Exception):
+        if await cache.get(voted) == vote_id:
+            await cache.delete(voted)
+
+
 async def accept_vote(poll_id: str, body: NewVote, who: Principal, idempotency_key: str | None) -> Reply:
     pid = _parse_id(poll_id)
     poll = await load_poll(pid)
@@ -147,17 +155,24 @@ async def accept_vote(poll_id: str, body: NewVote, who: Principal, idempotency_k
             return Reply(json.loads(replay), 202, {"Idempotent-Replayed": "true"})
     vote_id = str(uuid.uuid4())
     voted = f"voted:{pid}:{who.sub}"
-    # The second read tells a real duplicate from our own SET retried after a dropped connection.
-    if not await cache.set(voted, vote_id, nx=True) and await cache.get(voted) != vote_id:
+    try:
+        fresh = await cache.set(voted, vote_id, nx=True)
+    except Exception:
+        # The connection dropped with the SET in flight: it may have landed. A write is never re-sent, so
+        # undo it, or the viewer's retry would meet this key and be told it has already voted.
+        await _release(voted, vote_id)
+        raise
+    # A key holding our own id is our SET (e.g. retried by a client library after a dropped connection).
+    if not fresh and await cache.get(voted) != vote_id:
         raise Problem(409, "you have already voted in this poll")
     now = time.time()
     try:
         await votes.send({"vote_id": vote_id, "poll_id": pid, "user_id": who.sub, "option": body.option,
                           "accepted_at": now, "sent_at": now})
     except Exception:
-        # Not queued means not accepted: release the dedup key so the viewer can retry.
-        if await cache.get(voted) == vote_id:
-            await cache.delete(voted)
+        # Not queued means not accepted: release the dedup key so the viewer can retry. (If the send did land,
+        # the retry queues a second message and the worker's primary key counts the viewer once.)
+        await _release(voted, vote_id)
         raise Problem(503, "vote could not be queued; please retry", headers={"Retry-After": "1"}) from None
     result = {"vote_id": vote_id, "poll_id": pid, "option": body.option, "status": "queued"}
     if idem:
