@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from .common import console, fail, load
 from .local_cmds import RedisFsync
@@ -118,35 +117,35 @@ def bench(
 
 
 def summary(doc: dict[str, Any]) -> None:
-    """The summary table."""
-    table = Table(title=f"{doc['system']} on {doc['machine_line']}")
-    for col in ("scenario", "max rps", "p50 @50%", "p99 @50%", "p99.9 @50%", "p50 @90%", "p99 @90%", "p99.9 @90%",
-                "CPU ms/req @90%", "peak RSS MiB"):
-        table.add_column(col, justify="right" if col != "scenario" else "left")
+    """What each scenario sustained, two lines per scenario (readable in an 80-column terminal)."""
+    console.print(f"[bold]{doc['system']}[/] on {doc['machine_line']}")
+
+    def per_process(values: dict[str, Any] | None, digits: int) -> str:
+        return ", ".join(f"{k} {v:.{digits}f}" for k, v in (values or {}).items()) or "-"
+
+    def latency(point: dict[str, Any] | None) -> str:
+        ms = (point or {}).get("latency_ms") or {}
+        return " / ".join(_ms(ms.get(q)) for q in ("p50", "p99", "p99.9"))
+
     for name, sc in doc["scenarios"].items():
         if name.startswith("_"):
             continue
+        rss = per_process(sc.get("peak_rss_mib"), 1)
         if name == "worker_drain":
-            table.add_row(name, f"{sc['rate_per_s']:,.0f}", *["-"] * 6,
-                          ", ".join(f"{k} {v:.3f}" for k, v in sc["cpu_ms_per_message"].items()),
-                          ", ".join(f"{k} {v}" for k, v in sc["peak_rss_mib"].items()))
-            continue
-        if name in ("end_to_end", "end_to_end_edge"):
+            console.print(f"  [bold]{name}[/]  {sc['rate_per_s']:,.0f} votes/s")
+            console.print(f"      CPU ms/vote {per_process(sc['cpu_ms_per_message'], 3)}; peak RSS MiB {rss}")
+        elif name in ("end_to_end", "end_to_end_edge"):
             s = sc["sustained"]
-            ms = s["latency_ms"]
-            table.add_row(f"{name} ({s['duration_s']:.0f}s)", f"{sc['counted_per_s']:,.0f} counted", "-", "-", "-",
-                          _ms(ms.get("p50")), _ms(ms.get("p99")), _ms(ms.get("p99.9")),
-                          ", ".join(f"{k} {v:.3f}" for k, v in s["cpu_ms_per_request"].items()),
-                          ", ".join(f"{k} {v}" for k, v in sc["peak_rss_mib"].items()))
-            continue
-        pts = sc.get("points") or {}
-        half, most = pts.get("50%") or {"latency_ms": {}}, pts.get("90%") or {"latency_ms": {}, }
-        table.add_row(name, f"{sc.get('max_rps', 0):,.0f}",
-                      *(_ms(half["latency_ms"].get(q)) for q in ("p50", "p99", "p99.9")),
-                      *(_ms(most["latency_ms"].get(q)) for q in ("p50", "p99", "p99.9")),
-                      ", ".join(f"{k} {v:.3f}" for k, v in (most.get("cpu_ms_per_request") or {}).items()) or "-",
-                      ", ".join(f"{k} {v}" for k, v in (sc.get("peak_rss_mib") or {}).items()) or "-")
-    console.print(table)
+            console.print(f"  [bold]{name}[/]  {sc['counted_per_s']:,.0f} counted/s for {s['duration_s']:.0f} s; "
+                          f"p50 / p99 / p99.9 {latency(s)}; exactly once: {sc['exactly_once']}")
+            console.print(f"      CPU ms/vote {per_process(s['cpu_ms_per_request'], 3)}; peak RSS MiB {rss}")
+        else:
+            pts = sc.get("points") or {}
+            most = pts.get("90%") or {}
+            console.print(f"  [bold]{name}[/]  {sc.get('max_rps', 0):,.0f} rps; p50 / p99 / p99.9 "
+                          f"@50% {latency(pts.get('50%'))}, @90% {latency(most)}")
+            console.print(f"      CPU ms/req @90% {per_process(most.get('cpu_ms_per_request'), 3)}; "
+                          f"peak RSS MiB {rss}")
 
 
 def register(app: typer.Typer) -> None:
