@@ -42,21 +42,16 @@ async def consume(queue: Any, handler: BatchHandler, *, batch_size: int = 100, w
                 continue
             if not messages:
                 continue
-            try:
-                await handler(messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if dependency_unavailable(exc):
-                    # Postgres/Redis is down: every message would fail the same way. Hold the batch until it is
-                    # back instead of letting each failure count as a delivery (that would dead-letter good
-                    # messages during any outage longer than max_receive_count x visibility timeout).
-                    done = await _hold_until_available(queue, handler, messages, stop)
-                    if done:
-                        await _ack_all(queue, done)
-                    continue
-                log.exception("batch of %d failed; retrying one by one", len(messages))
-                await _one_by_one(queue, handler, messages)
+            outcome = await _attempt(queue, handler, messages)
+            if outcome == "unavailable":
+                # Postgres/Redis is down: every message would fail the same way. Hold the batch until it is
+                # back instead of letting each failure count as a delivery (that would dead-letter good
+                # messages during any outage longer than max_receive_count x visibility timeout).
+                done = await _hold_until_available(queue, handler, messages, stop)
+                if done:
+                    await _ack_all(queue, done)
+                continue
+            if outcome == "failed":
                 continue
             await _ack_all(queue, messages)
             if linger_s > 0 and len(messages) < batch_size:
@@ -90,18 +85,27 @@ async def _hold_until_available(queue: Any, handler: BatchHandler, messages: lis
         messages = held
         if not messages:
             return []
-        try:
-            await handler(messages)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if dependency_unavailable(exc):
-                continue
-            log.exception("batch of %d failed; retrying one by one", len(messages))
-            await _one_by_one(queue, handler, messages)
-            return []
-        return messages
+        outcome = await _attempt(queue, handler, messages)
+        if outcome == "unavailable":
+            continue
+        return messages if outcome == "ok" else []
     return []
+
+
+async def _attempt(queue: Any, handler: BatchHandler, messages: list[Any]) -> str:
+    """Hand a batch to the handler: "ok"; "unavailable" (a dependency is down, nothing was decided); or
+    "failed" (the batch was then retried one message at a time, which acked the ones that succeeded)."""
+    try:
+        await handler(messages)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if dependency_unavailable(exc):
+            return "unavailable"
+        log.exception("batch of %d failed; retrying one by one", len(messages))
+        await _one_by_one(queue, handler, messages)
+        return "failed"
+    return "ok"
 
 
 async def _one_by_one(queue: Any, handler: BatchHandler, messages: list[Any]) -> None:
