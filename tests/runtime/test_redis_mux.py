@@ -303,8 +303,10 @@ def test_url_forms() -> None:
     assert MultiplexedRedis("redis://localhost").port == 6379
     assert MultiplexedRedis("redis://:pw@h:1/0")._auth == ("pw",)
     assert MultiplexedRedis("redis://u:pw@h:1/0")._auth == ("u", "pw")
+    assert MultiplexedRedis("rediss://:tok@h:1/0")._ssl is not None  # TLS (ElastiCache in-transit encryption)
+    assert MultiplexedRedis("redis://h:1/0")._ssl is None
     with pytest.raises(ValueError):
-        MultiplexedRedis("rediss://h:1/0")
+        MultiplexedRedis("unix:///tmp/redis.sock")
 
 
 # -- refusing commands that would block the shared connection --------------------------------------------------
@@ -444,3 +446,64 @@ async def test_aclose_while_waiting_for_reconnect(own_redis: OwnRedis) -> None:
     for task in waiting:
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(task, 2)
+
+
+async def test_rediss_speaks_tls(redis_server: LocalRedis, tmp_path: Path) -> None:
+    # ElastiCache with in-transit encryption is rediss://: a TLS front (self-signed certificate) for the real server.
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(private, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    tls_seen = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tls_seen.append(writer.get_extra_info("ssl_object") is not None)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", redis_server.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    client = MultiplexedRedis(f"rediss://localhost:{port}/0", ssl_context=client_ctx)
+    try:
+        name_tls = key("tls")
+        assert await client.set(name_tls, "secret") is True
+        assert await client.get(name_tls) == "secret"
+        assert tls_seen == [True]
+    finally:
+        await client.aclose()
+        server.close()
+
+
+def test_only_redis_and_rediss_urls_are_multiplexed() -> None:
+    from stackwright.runtime.redis_mux import supports
+
+    assert supports("redis://127.0.0.1:6379/0") and supports("rediss://:tok@cache.example:6379")
+    assert not supports("unix:///tmp/redis.sock") and not supports("sqs://?region=us-east-1")
+    with pytest.raises(ValueError):
+        MultiplexedRedis("unix:///tmp/redis.sock")

@@ -141,3 +141,18 @@ async def test_s3_object_store_with_moto(monkeypatch: pytest.MonkeyPatch) -> Non
         assert await store.get("counted/1.json") == b"{}"
         with pytest.raises(KeyError):
             await store.get("missing")
+
+
+async def test_cache_and_queue_on_one_redis_share_one_connection(redis_server: LocalRedis) -> None:
+    settings = Settings.from_env({"SERVICE_NAME": "shared", "SYSTEM_NAME": "test", "CACHE_URL": redis_server.url,
+                                  "JOBS_URL": redis_server.url})
+    svc = Service(settings=settings)
+    cache = svc.redis("cache")
+    jobs = svc.queue("jobs")
+    assert cache.fast is not None and jobs._producer is cache.fast
+    async with svc.app.router.lifespan_context(svc.app):
+        await cache.set("shared-conn", "1")
+        await jobs.send({"n": 1})
+        assert await cache.get("shared-conn") == "1"
+    with pytest.raises(ConnectionError):  # closed once, at shutdown, after both users
+        await cache.get("shared-conn")

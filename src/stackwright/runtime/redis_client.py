@@ -17,18 +17,22 @@ FAST_COMMANDS = ("ping", "get", "set", "delete", "exists", "expire", "incr", "hg
 
 
 class RedisClient:
-    """``fast`` serves :data:`FAST_COMMANDS`; every other attribute is redis-py's (``full``)."""
+    """``fast`` serves :data:`FAST_COMMANDS`; every other attribute is redis-py's (``full``).
 
-    def __init__(self, url: str, full: Any) -> None:
-        self.fast = MultiplexedRedis(url)
+    Without ``fast`` (a URL the multiplexed client does not speak, e.g. ``unix://``) everything is redis-py's.
+    ``fast`` may be shared (one connection per Redis per process) and is closed by its owner, not here.
+    """
+
+    def __init__(self, full: Any, fast: MultiplexedRedis | None) -> None:
+        self.fast = fast
         self.full = full
-        for name in FAST_COMMANDS:
-            setattr(self, name, getattr(self.fast, name))
+        if fast is not None:
+            for name in FAST_COMMANDS:
+                setattr(self, name, getattr(fast, name))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.full, name)
 
     async def aclose(self) -> None:
-        """Close both connections."""
-        await self.fast.aclose()
+        """Close the redis-py pool."""
         await self.full.aclose()

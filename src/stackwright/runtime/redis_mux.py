@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,7 @@ import hiredis
 
 from .peer_probe import PeerProbe
 
-__all__ = ["MultiplexedRedis", "NoScriptError", "ResponseError", "Script", "from_url"]
+__all__ = ["MultiplexedRedis", "NoScriptError", "ResponseError", "Script", "from_url", "supports"]
 
 Value = str | bytes | int | float
 
@@ -174,10 +175,13 @@ class MultiplexedRedis:
     """A Redis client multiplexing every coroutine's commands over one pipelined connection."""
 
     def __init__(self, url: str, *, decode_responses: bool = True, connect_timeout: float = 2.0,
-                 command_timeout: float = 5.0, reconnect_for: float = 3.0) -> None:
+                 command_timeout: float = 5.0, reconnect_for: float = 3.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (only redis://)")
+        if not supports(url):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (redis:// or rediss://)")
+        # rediss:// is Redis over TLS (ElastiCache with in-transit encryption: what the rendered secrets hold).
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "rediss" else None
         self.host = parts.hostname or "localhost"
         self.port = parts.port or 6379
         self.db = int(parts.path.strip("/") or 0)
@@ -274,7 +278,8 @@ class MultiplexedRedis:
         return ConnectionError(failure)
 
     async def _open(self) -> _Connection:
-        _, conn = await self._loop.create_connection(lambda: _Connection(self), self.host, self.port)
+        _, conn = await self._loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self._ssl,
+                                                     server_hostname=self.host if self._ssl else None)
         try:
             # Pipelined before any queued command. PING last: a server still loading its AOF answers
             # -LOADING, which we treat as "not up yet" and retry.
@@ -417,6 +422,11 @@ class MultiplexedRedis:
     def script(self, body: str) -> Script:
         """A callable ``Script``: ``await script(keys=[...], args=[...])``."""
         return Script(self, body)
+
+
+def supports(url: str) -> bool:
+    """True for the URLs this client speaks (``redis://``, ``rediss://``); others (``unix://``) need redis-py."""
+    return urlsplit(url).scheme in ("redis", "rediss")
 
 
 def from_url(url: str, **kw: Any) -> MultiplexedRedis:

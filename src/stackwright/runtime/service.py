@@ -64,6 +64,7 @@ class Service:
         self._background: list[Callable[[], Awaitable[Any]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._verifier: JWTVerifier | None = None
+        self._muxes: dict[str, Any] = {}
         limit = max_body_bytes or int(self.settings.get("MAX_BODY_BYTES", "1048576") or 1048576)
         # Errors any route can answer (bad JSON, body too large, validation, a dependency down) are declared
         # once here; routes add their own (401, 404, 409, ...) with ``responses=problem_responses(...)``.
@@ -118,7 +119,7 @@ class Service:
             health_check_interval=10, socket_connect_timeout=2,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=5),
             retry_on_error=[RedisConnectionError, RedisTimeoutError])
-        client = RedisClient(url, aioredis.Redis.from_pool(pool))
+        client = RedisClient(aioredis.Redis.from_pool(pool), self._multiplexed(url))
 
         async def check() -> None:
             await client.ping()
@@ -132,14 +133,28 @@ class Service:
         from .queue import queue_from_url
 
         name = self.settings.resource_setting(resource, "QUEUE", resource) or resource
+        url = self.settings.resource_url(resource)
         q = queue_from_url(
-            self.settings.resource_url(resource), name,
+            url, name, producer=self._multiplexed(url),
             max_receive_count=int(self.settings.resource_setting(resource, "MAX_RECEIVE", "5") or 5),
             visibility_timeout=float(self.settings.resource_setting(resource, "VISIBILITY_TIMEOUT", "30") or 30),
         )
         self._checks[resource] = q.depth
         self._shutdown.append(q.close)
         return q
+
+    def _multiplexed(self, url: str) -> Any:
+        """The process's one multiplexed connection to the Redis at ``url`` (None for other URLs), shared by
+        the cache client and queue sends: one socket, so a loop tick's commands go out in one write."""
+        from .redis_mux import MultiplexedRedis, supports
+
+        if not supports(url):
+            return None
+        mux = self._muxes.get(url)
+        if mux is None:
+            mux = self._muxes[url] = MultiplexedRedis(url)
+            self._shutdown.insert(0, mux.aclose)  # shutdown runs in reverse: closed after its users
+        return mux
 
     def store(self, resource: str) -> ObjectStore:
         """The object store of a bucket resource."""

@@ -149,6 +149,7 @@ def queue_from_url(
     *,
     max_receive_count: int = 5,
     visibility_timeout: float = 30.0,
+    producer: Any = None,
 ) -> Queue:
     """Build the backend a URL names.
 
@@ -157,7 +158,8 @@ def queue_from_url(
       with GetQueueUrl; the DLQ comes from the queue's RedrivePolicy (else ``<name>-dlq``).
     * ``https://sqs.<region>.amazonaws.com/<account>/<queue>`` -> SQS with that exact queue.
 
-    No network I/O happens here; connections are opened on first use.
+    No network I/O happens here; connections are opened on first use. ``producer``: a multiplexed Redis
+    connection the Redis backend sends on (shared with the caller, who closes it); other backends ignore it.
     """
     if max_receive_count < 1:
         raise QueueError("max_receive_count must be >= 1")
@@ -169,7 +171,8 @@ def queue_from_url(
     if scheme in ("redis", "rediss", "unix"):
         from stackwright.runtime.queue.redis_streams import RedisStreamsQueue
 
-        return RedisStreamsQueue(url, name, max_receive_count=max_receive_count, visibility_timeout=visibility_timeout)
+        return RedisStreamsQueue(url, name, max_receive_count=max_receive_count, visibility_timeout=visibility_timeout,
+                                 producer=producer)
     if scheme == "sqs" or (scheme == "https" and parts.hostname and parts.hostname.startswith("sqs.")):
         from stackwright.runtime.queue.sqs import SqsQueue
 

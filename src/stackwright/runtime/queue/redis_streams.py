@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stackwright.runtime.queue.base import Message, Queue, QueueError, decode_body, encode_body
-from stackwright.runtime.redis_mux import MultiplexedRedis
+from stackwright.runtime.redis_mux import MultiplexedRedis, supports
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class RedisStreamsQueue(Queue):
         max_receive_count: int = 5,
         visibility_timeout: float = 30.0,
         client: aioredis.Redis | None = None,
+        producer: MultiplexedRedis | None = None,
     ) -> None:
         self.name = name
         self.max_receive_count = max_receive_count
@@ -141,8 +142,10 @@ class RedisStreamsQueue(Queue):
             **_DRIVER_KWARGS,
         ))
         # Producers send on one multiplexed connection: an XADD there costs ~7 µs of CPU against ~100 µs
-        # through redis-py's pool, and sending is what every accepted request does. Opened on first send.
-        self._producer = MultiplexedRedis(url)
+        # through redis-py's pool, and sending is what every accepted request does. Opened on first send;
+        # a producer handed in is shared (Service: one per Redis) and closed by whoever made it.
+        self._owns_producer = producer is None and supports(url)
+        self._producer = producer or (MultiplexedRedis(url) if supports(url) else None)
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
         # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
@@ -186,7 +189,7 @@ class RedisStreamsQueue(Queue):
         """Append one message to the stream."""
         payload = encode_body(body)
         await self._ensure_group()
-        return await self._producer.xadd(self.stream, {BODY_FIELD: payload})
+        return await (self._producer or self._redis).xadd(self.stream, {BODY_FIELD: payload})
 
     async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
         """Append many messages in one round trip (a pipeline, not a transaction)."""
@@ -359,5 +362,6 @@ class RedisStreamsQueue(Queue):
                 await self._redis.xgroup_delconsumer(self.stream, GROUP, self.consumer)
         except Exception as exc:  # best effort: a stale consumer entry is harmless
             log.debug("queue %s: consumer cleanup skipped: %s", self.name, exc)
-        await self._producer.aclose()
+        if self._owns_producer and self._producer is not None:
+            await self._producer.aclose()
         await self._redis.aclose()
