@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.optional import require_extra
 
-from stackwright.render.aws import naming, render_aws
-from stackwright.render.aws.skips import load_skips
-from stackwright.spec import System, load_system
+require_extra("aws")  # before the imports below, which need aws-cdk-lib
+from stackwright.render.aws import naming, render_aws  # noqa: E402
+from stackwright.render.aws.skips import load_skips  # noqa: E402
+from stackwright.spec import System, load_system  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -99,7 +101,7 @@ def test_cfn_lint_has_no_errors(synthesized: dict[str, Any]) -> None:
     assert result.ok, "\n".join(map(str, result.errors))
 
 
-def test_checkov_has_no_failures(synthesized: dict[str, Any]) -> None:
+def test_checkov_has_no_failures(synthesized: dict[str, Any], checkov_exe: Path) -> None:
     from stackwright.render.aws.checks import checkov
 
     result = checkov(list(synthesized["paths"].values()))

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.optional import require_extra
 
-from stackwright.render.aws import render_aws
-from stackwright.spec import System, load_system
+require_extra("aws")  # before the imports below, which need aws-cdk-lib
+
+from stackwright.render.aws import render_aws  # noqa: E402
+from stackwright.spec import System, load_system  # noqa: E402
 
 SPEC = """\
 name: sink
@@ -95,7 +98,7 @@ def _one(synthesized: dict[str, Any], stack: str, kind: str) -> dict[str, Any]:
     return found
 
 
-def test_checkers_pass(synthesized: dict[str, Any]) -> None:
+def test_checkers_pass(synthesized: dict[str, Any], checkov_exe: Path) -> None:
     from stackwright.render.aws.checks import cfn_lint, checkov
 
     lint = cfn_lint(synthesized["paths"])

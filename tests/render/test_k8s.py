@@ -49,7 +49,7 @@ def pod_spec(o: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ checkers
 
 
-def test_schemas_pass_on_every_overlay(bundle: Path) -> None:
+def test_schemas_pass_on_every_overlay(bundle: Path, checks_extra: None) -> None:
     docs = k8s_documents(bundle)
     assert {"base", "migrations"} <= set(docs)
     assert len([k for k in docs if k.startswith("overlays/")]) == 6  # 3 regions x 2 environments
@@ -60,7 +60,7 @@ def test_schemas_pass_on_every_overlay(bundle: Path) -> None:
     assert crds.passed > 0 and crds.skipped == 0, crds.note
 
 
-def test_checkov_has_no_failures(bundle: Path) -> None:
+def test_checkov_has_no_failures(bundle: Path, checkov_exe: Path) -> None:
     result = run_checkov(bundle)
     assert result.ok, "\n".join(result.failures)
     assert result.passed > 500
@@ -302,7 +302,7 @@ def other_system() -> System:
     return System.model_validate(spec)
 
 
-def test_other_system_renders_and_validates() -> None:
+def test_other_system_renders_and_validates(checks_extra: None) -> None:
     import kubernetes_validate
 
     shop = other_system()
@@ -366,7 +366,7 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
                                                                                                      "cache")
 
 
-def test_crd_schemas_catch_mistakes(prod: list[dict[str, Any]]) -> None:
+def test_crd_schemas_catch_mistakes(prod: list[dict[str, Any]], checks_extra: None) -> None:
     import copy
 
     bad = copy.deepcopy([o for o in prod if o["kind"] in ("ScaledObject", "ExternalSecret", "Rollout",

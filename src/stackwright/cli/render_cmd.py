@@ -16,7 +16,7 @@ TARGET_SETS = {"eks": ("k8s", "aws", "docker", "ci")}
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``render`` command to the CLI."""
+    """Add the ``render`` and ``checkers`` commands to the CLI."""
 
     @app.command("render")
     def render(
@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown target {target!r}; use --target {' | '.join(TARGET_SETS)}")
         parts = tuple(only) if only else TARGET_SETS[target]
         spec = load(system)
+        if check:
+            # Before anything is written: a missing checker must not leave a bundle that was never checked.
+            _prepare_checkers(parts)
         out_dir = out or Path("out") / spec.name
         notes: list[str] = []
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -51,6 +54,59 @@ def register(app: typer.Typer) -> None:
         console.print(f"[green]wrote[/] {len(written)} files to {out_dir}")
         if check:
             _check(spec, out_dir, parts)
+
+    register_checkers(app)
+
+
+def _prepare_checkers(parts: tuple[str, ...]) -> None:
+    """Fail with the install command when a checker extra is missing; install checkov with progress."""
+    from ..extras import MissingExtra, require
+    from ..render.checkov_env import CheckovInstallFailed, checks_venv, find_checkov, install_checkov
+
+    try:
+        require("checks")
+        if "aws" in parts:
+            require("aws")
+    except MissingExtra as exc:
+        fail(str(exc))
+    if find_checkov() is None:
+        console.print(f"installing checkov into {checks_venv()} (once; about 1-2 minutes)")
+        with console.status("installing checkov") as status:
+            try:
+                install_checkov(progress=lambda line: status.update(f"installing checkov: {line[:100]}"))
+            except CheckovInstallFailed as exc:
+                fail(str(exc))
+
+
+def register_checkers(app: typer.Typer) -> None:
+    """Add the ``checkers`` command: where each third-party checker of ``render --check`` is, or install it."""
+
+    @app.command("checkers")
+    def checkers(
+        install: Annotated[bool, typer.Option("--install", help="install checkov into its own virtualenv")] = False,
+    ) -> None:
+        """Show the checkers `render --check` runs and whether each is installed (--install gets checkov)."""
+        from ..extras import install_command, missing_modules
+        from ..render.checkov_env import CheckovInstallFailed, checks_venv, find_checkov, install_checkov
+
+        if install and find_checkov() is None:
+            console.print(f"installing checkov into {checks_venv()}")
+            try:
+                install_checkov(progress=lambda line: console.print(f"  {line}", soft_wrap=True))
+            except CheckovInstallFailed as exc:
+                fail(str(exc))
+        missing_any = False
+        for extra, what in (("checks", "kubernetes-validate, jsonschema"), ("aws", "aws-cdk-lib, cfn-lint")):
+            missing = missing_modules(extra)
+            missing_any |= bool(missing)
+            state = "[green]installed[/]" if not missing else f"[red]missing[/]: {install_command(extra)}"
+            console.print(f"{what}: {state}", soft_wrap=True)
+        found = find_checkov()
+        missing_any |= found is None
+        console.print(f"checkov: [green]{found}[/]" if found else
+                      "checkov: [red]missing[/]: stackwright checkers --install", soft_wrap=True)
+        if missing_any:
+            raise typer.Exit(1)
 
 
 def _check(spec: System, out_dir: Path, parts: tuple[str, ...]) -> None:
@@ -74,6 +130,8 @@ def _check(spec: System, out_dir: Path, parts: tuple[str, ...]) -> None:
     for r in results:
         if r.note:
             console.print(f"[dim]{r.name}: {r.note}[/]")
+        for line in r.warnings:
+            console.print(f"[yellow]warning[/] {r.name}: {line}", soft_wrap=True)
         for line in r.failures[:20]:
             console.print(f"[red]✗[/] {r.name}: {line}", soft_wrap=True)
     if not all(r.ok for r in results):

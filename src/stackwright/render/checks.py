@@ -1,19 +1,15 @@
 """Offline checks of a rendered bundle: Kubernetes schemas (strict, built-in kinds), CRD schemas for the
 operator kinds, and checkov on the Kubernetes manifests and Dockerfiles.
 
-checkov pins dependencies that clash with the project's (e.g. ``packaging<24``, an old boto3), so it
-runs from its own virtualenv (``~/.cache/stackwright/checks-venv`` unless ``STACKWRIGHT_CHECKS_VENV``
-says otherwise), created on first use with the version pinned in ``.ci/requirements-checks.txt``.
+The schema checkers come with the ``checks`` extra; checkov runs from a virtualenv of its own
+(:mod:`stackwright.render.checkov_env`), which callers install beforehand with progress output.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import venv
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,11 +17,15 @@ from typing import Any
 
 import yaml
 
+from ..extras import require
+from .checkov_env import CHECKOV_VERSION, CheckovMissing, find_checkov, install_checkov, require_checkov
 from .k8s.kustomize import build_kustomization
 from .yamlio import load_all
 
+__all__ = ["CHECKOV_VERSION", "CheckResult", "CheckovMissing", "find_checkov", "install_checkov", "run_checkov",
+           "run_checks", "validate_schemas"]
+
 KUBERNETES_VERSION = "1.33"
-CHECKOV_VERSION = "3.3.30"
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 SKIPS_FILE = Path(__file__).with_name("checkov_skips.yaml")
 
@@ -39,6 +39,8 @@ class CheckResult:
     failed: int = 0
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
+    #: findings that do not fail the check (e.g. cfn-lint warnings), printed by ``render --check``
+    warnings: list[str] = field(default_factory=list)
     note: str = ""
 
     @property
@@ -81,7 +83,11 @@ def _where(label: str, doc: dict[str, Any]) -> str:
 
 
 def validate_schemas(documents: dict[str, list[dict[str, Any]]]) -> tuple[CheckResult, CheckResult]:
-    """kubernetes-validate (strict) on built-in kinds and jsonschema on CRD kinds."""
+    """kubernetes-validate (strict) on built-in kinds and jsonschema on CRD kinds.
+
+    Raises :class:`stackwright.extras.MissingExtra` when the ``checks`` extra is not installed.
+    """
+    require("checks")
     import jsonschema
     import kubernetes_validate
 
@@ -130,36 +136,6 @@ _BUILTIN_GROUPS = frozenset({
 # ------------------------------------------------------------------ checkov
 
 
-def checks_venv() -> Path:
-    """Where the isolated checkov virtualenv lives."""
-    env = os.environ.get("STACKWRIGHT_CHECKS_VENV")
-    return Path(env) if env else Path.home() / ".cache" / "stackwright" / "checks-venv"
-
-
-def _bin(folder: Path, name: str) -> Path:
-    return folder / ("Scripts" if os.name == "nt" else "bin") / name
-
-
-def find_checkov() -> Path | None:
-    """The checkov executable: ``$CHECKOV``, the checks venv, next to this Python, or on PATH."""
-    candidates = [Path(os.environ["CHECKOV"])] if os.environ.get("CHECKOV") else []
-    candidates += [_bin(checks_venv(), "checkov"), Path(sys.executable).with_name("checkov")]
-    for c in candidates:
-        if c.is_file():
-            return c
-    found = shutil.which("checkov")
-    return Path(found) if found else None
-
-
-def install_checkov() -> Path:
-    """Create the checks venv and install the pinned checkov into it (needs PyPI)."""
-    folder = checks_venv()
-    venv.EnvBuilder(with_pip=True, clear=True).create(folder)
-    subprocess.run([str(_bin(folder, "python")), "-m", "pip", "install", "--quiet", f"checkov=={CHECKOV_VERSION}"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return _bin(folder, "checkov")
-
-
 def checkov_skips() -> dict[str, str]:
     """``check id -> reason`` from checkov_skips.yaml (the one place skips are declared)."""
     data = yaml.safe_load(SKIPS_FILE.read_text())
@@ -178,17 +154,13 @@ def _json_values(text: str) -> list[Any]:
         i = len(text) - len(rest) + end
 
 
-def run_checkov(root: Path, *, skip_paths: tuple[str, ...] = ("overlays",), install: bool = True) -> CheckResult:
-    """checkov (kubernetes + dockerfile frameworks, offline) over a rendered bundle in one run."""
+def run_checkov(root: Path, *, skip_paths: tuple[str, ...] = ("overlays",)) -> CheckResult:
+    """checkov (kubernetes + dockerfile frameworks, offline) over a rendered bundle in one run.
+
+    Raises :class:`CheckovMissing` (with the install command) when checkov is not installed.
+    """
     result = CheckResult("checkov --skip-download (kubernetes, dockerfile)")
-    exe = find_checkov()
-    if exe is None and install:
-        exe = install_checkov()
-    if exe is None:
-        result.failed = 1
-        result.failures.append(f"checkov not found; install it: pip install checkov=={CHECKOV_VERSION} "
-                               f"into {checks_venv()} (or set STACKWRIGHT_CHECKS_VENV)")
-        return result
+    exe = require_checkov()
     cmd = [str(exe), "--skip-download", "--quiet", "--compact", "-o", "json", "-d", str(root),
            "--framework", "kubernetes", "dockerfile", "--skip-check", ",".join(sorted(checkov_skips()))]
     for p in skip_paths:
@@ -219,15 +191,18 @@ def run_checkov(root: Path, *, skip_paths: tuple[str, ...] = ("overlays",), inst
 # ------------------------------------------------------------------ all together
 
 
-def run_checks(out_dir: Path, *, install: bool = True) -> list[CheckResult]:
-    """Every check over a rendered bundle, in a fixed order."""
+def run_checks(out_dir: Path) -> list[CheckResult]:
+    """Every check over a rendered bundle, in a fixed order.
+
+    Raises :class:`stackwright.extras.MissingExtra` or :class:`CheckovMissing` when a checker is absent.
+    """
     out_dir = Path(out_dir)
     results: list[CheckResult] = []
     documents = k8s_documents(out_dir)
     if documents:
         results += validate_schemas(documents)
     if (out_dir / "k8s").is_dir() or (out_dir / "docker").is_dir():
-        results.append(run_checkov(out_dir, install=install))
+        results.append(run_checkov(out_dir))
     return results
 
 

@@ -1,8 +1,7 @@
 """Offline checkers over synthesized templates: cfn-lint and checkov (used by tests and ``render --check``).
 
-Both run as subprocesses. checkov pins dependencies that clash with the project's (an old boto3,
-``packaging<24``), so it lives in its own virtualenv, the same one the Kubernetes checks use
-(:func:`stackwright.render.checks.find_checkov`, installed on first use).
+Both run as subprocesses. cfn-lint comes with the ``aws`` extra; checkov lives in a virtualenv of its own,
+the same one the Kubernetes checks use (:mod:`stackwright.render.checkov_env`), installed beforehand.
 """
 
 from __future__ import annotations
@@ -21,6 +20,12 @@ from stackwright.spec.model import System
 
 class CheckerMissing(RuntimeError):
     """A checker executable is not installed; the message says how to install it."""
+
+
+def _hint(name: str, env_var: str) -> str:
+    from stackwright.extras import install_command
+
+    return f"{name} not found: {install_command('aws')} (or set ${env_var})"
 
 
 @dataclass
@@ -65,7 +70,7 @@ def find_tool(name: str, env_var: str) -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise CheckerMissing(f"{name} not found: pip install -r .ci/requirements-aws.txt (or set ${env_var})")
+    raise CheckerMissing(_hint(name, env_var))
 
 
 def cfn_lint(templates: list[Path]) -> CheckResult:
@@ -85,21 +90,14 @@ def cfn_lint(templates: list[Path]) -> CheckResult:
     return result
 
 
-def checkov_executable(install: bool = True) -> str:
-    """checkov from the shared checks virtualenv (``$CHECKOV`` wins), installed there if missing."""
-    from stackwright.render.checks import find_checkov, install_checkov
+def checkov(templates: list[Path]) -> CheckResult:
+    """Run checkov (CloudFormation framework, offline) on ``templates``; failed checks are errors.
 
-    found = find_checkov()
-    if found is None and install:
-        found = install_checkov()
-    if found is None:
-        raise CheckerMissing("checkov not found: see .ci/requirements-checks.txt (it needs its own virtualenv)")
-    return str(found)
+    Raises :class:`stackwright.render.checkov_env.CheckovMissing` when checkov is not installed.
+    """
+    from stackwright.render.checkov_env import require_checkov
 
-
-def checkov(templates: list[Path], install: bool = True) -> CheckResult:
-    """Run checkov (CloudFormation framework, offline) on ``templates``; failed checks are errors."""
-    exe = checkov_executable(install)
+    exe = str(require_checkov())
     cmd = [exe, "--skip-download", "--framework", "cloudformation", "--output", "json", "--compact",
            "--file", *map(str, templates)]
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
@@ -122,22 +120,27 @@ def checkov(templates: list[Path], install: bool = True) -> CheckResult:
     return result
 
 
-def run_checks(system: System, out_dir: Path, *, install: bool = True) -> list[Any]:
+def run_checks(system: System, out_dir: Path) -> list[Any]:
     """Synthesize ``system`` into ``out_dir/cdk.out`` and run cfn-lint and checkov on the templates.
 
     Returns :class:`stackwright.render.checks.CheckResult` objects, like the Kubernetes checks, so
-    ``render --check`` can print them together. cfn-lint warnings are counted as passed-with-notes.
+    ``render --check`` can print them together. cfn-lint warnings do not fail the check; each one is
+    listed in the result's ``warnings``. Raises :class:`stackwright.extras.MissingExtra` without the
+    ``aws`` extra and :class:`stackwright.render.checkov_env.CheckovMissing` without checkov.
     """
+    from stackwright.extras import require
     from stackwright.render.checks import CheckResult as BundleResult
 
+    require("aws")
     from . import synth
 
     templates = synth(system, Path(out_dir) / "cdk.out")
     out = []
     lint = cfn_lint(templates)
     out.append(BundleResult(f"cfn-lint ({len(templates)} templates)", passed=len(templates), failed=len(lint.errors),
-                            failures=[str(e) for e in lint.errors], note=f"{len(lint.warnings)} warnings"))
-    scan = checkov(templates, install=install)
+                            failures=[str(e) for e in lint.errors], warnings=[str(w) for w in lint.warnings],
+                            note=f"{len(lint.warnings)} warnings"))
+    scan = checkov(templates)
     out.append(BundleResult("checkov --skip-download (cloudformation)", passed=scan.passed, failed=len(scan.errors),
                             skipped=scan.skipped, failures=[str(e) for e in scan.errors],
                             note="skips with reasons: src/stackwright/render/aws/checkov_skips.yaml"))
