@@ -8,7 +8,7 @@ from typing import Any
 
 from stackwright.bench.baseline import app as baseline_app
 from stackwright.bench.loadgen import FixedRequest, LoadGenerator, StepSpec, merge, run_share
-from stackwright.bench.sources import VoteRequests
+from stackwright.bench.sources import PairRequests
 from tests.helpers import serve
 
 
@@ -87,7 +87,7 @@ def test_processes_share_one_schedule_without_overlap() -> None:
     polls = [f"p{i}" for i in range(10)]
     with serve(recorder) as url, LoadGenerator(processes=2) as gen:
         host, port = _host_port(url)
-        gen.add_source("votes", VoteRequests(tokens, polls))
+        gen.add_source("votes", PairRequests("/polls/{target}/votes", tokens, polls, [b'{"option":"A"}']))
         result = gen.run("votes", StepSpec(host, port, rate=150, duration_s=1.0, max_connections=8,
                                            index_base=30))
     assert result.sent == result.ok == 150

@@ -1,8 +1,9 @@
-"""Request sources for the voting benchmark, and the viewer tokens they carry.
+"""Request sources the benchmarks pick from, and the dev tokens they carry.
 
-Every vote must come from a different (viewer, poll) pair or it is rejected as a duplicate, and the edge
-limits each viewer to 5 requests per second, so request ``g`` of the whole run is cast by viewer
-``g mod U`` in poll ``g div U``: with U viewers, one viewer sends one request every U/rate seconds.
+Some requests may be made once per (client, target) pair only — a vote per viewer and poll, a payment
+per idempotency key — and an edge rate limit caps each client's rate, so :class:`PairRequests` makes
+request ``g`` of the whole run as client ``g mod U`` on target ``g div U``: with U clients, one client
+sends one request every U/rate seconds and no pair repeats.
 """
 
 from __future__ import annotations
@@ -15,34 +16,40 @@ from pathlib import Path
 
 from .loadgen import render_request
 
-OPTIONS = ("Aurora", "Borealis", "Cascade", "Dune")
-
 
 @dataclass
-class VoteRequests:
-    """POST /polls/{poll}/votes, viewer ``g % len(tokens)`` in poll ``polls[g // len(tokens)]``."""
+class PairRequests:
+    """``method path.format(target=...)`` as client ``g % len(tokens)`` on ``targets[g // len(tokens)]``.
 
+    ``bodies`` (JSON, sent with ``content-type: application/json``) rotate with ``g``; empty means no body.
+    Rendering past :attr:`capacity` raises ``IndexError``: callers reserve index ranges.
+    """
+
+    path: str
     tokens: list[str]
-    polls: list[str]
+    targets: list[str]
+    bodies: list[bytes] = field(default_factory=list)
+    method: str = "POST"
     expected: frozenset[int] = frozenset({202})
-    _bodies: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def capacity(self) -> int:
-        """How many distinct votes this source can render."""
-        return len(self.tokens) * len(self.polls)
+        """How many distinct (client, target) requests this source can render."""
+        return len(self.tokens) * len(self.targets)
 
-    def poll_of(self, index: int) -> str:
-        return self.polls[index // len(self.tokens)]
+    def target_of(self, index: int) -> str:
+        """The target request ``index`` goes to."""
+        return self.targets[index // len(self.tokens)]
 
     def build(self, index: int, host: str) -> bytes:
         users = len(self.tokens)
-        poll = self.polls[index // users]  # IndexError past capacity: the caller reserves ranges
-        if not self._bodies:
-            self._bodies = [json.dumps({"option": o}, separators=(",", ":")).encode() for o in OPTIONS]
-        body = self._bodies[index % len(OPTIONS)]
-        return render_request("POST", f"/polls/{poll}/votes", host, body=body, headers={
-            "authorization": f"Bearer {self.tokens[index % users]}", "content-type": "application/json"})
+        target = self.targets[index // users]
+        headers = {"authorization": f"Bearer {self.tokens[index % users]}"}
+        body = b""
+        if self.bodies:
+            body = self.bodies[index % len(self.bodies)]
+            headers["content-type"] = "application/json"
+        return render_request(self.method, self.path.format(target=target), host, body=body, headers=headers)
 
 
 @dataclass
@@ -60,7 +67,8 @@ class TokenRequests:
 
 def cached_tokens(cache: Path, kid: str, count: int, mint: Callable[[str], str], *, ttl_s: int = 86400,
                   min_left_s: int = 3 * 3600, on_progress: Callable[[int], None] | None = None) -> list[str]:
-    """``count`` viewer tokens signed with key ``kid``, minted once and kept in ``cache`` while valid.
+    """``count`` client tokens (subjects ``bench-client-<i>``) signed with key ``kid``, minted once and kept
+    in ``cache`` while valid.
 
     RS256 signing costs about half a millisecond per token, so 20,000 tokens take ~10 s to mint; they are
     reused by later runs until fewer than ``min_left_s`` seconds of their lifetime are left.
@@ -75,7 +83,7 @@ def cached_tokens(cache: Path, kid: str, count: int, mint: Callable[[str], str],
     expires_at = int(time.time()) + ttl_s
     tokens = []
     for i in range(count):
-        tokens.append(mint(f"bench-viewer-{i}"))
+        tokens.append(mint(f"bench-client-{i}"))
         if on_progress is not None and i % 500 == 499:
             on_progress(500)
     cache.mkdir(parents=True, exist_ok=True)

@@ -81,16 +81,20 @@ def bench(
 ) -> None:
     """Measure a system under open-loop load: max sustained rates, latency percentiles, CPU and memory."""
     from ..bench import procs
+    from ..bench.harness import BenchOptions
     from ..bench.results import targets, write_all
-    from ..bench.voting import SCENARIOS, BenchOptions, VotingBench
+    from ..plugins import PluginMissing, load_plugin
 
     spec = load(system)
-    if spec.name != "voting":
-        fail(f"no benchmark is defined for {spec.name} yet (only voting); see src/stackwright/bench/")
-    chosen = tuple(s.strip() for s in only.split(",")) if only else SCENARIOS
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    try:
+        plugin = load_plugin(spec, "bench")
+    except PluginMissing as exc:
+        fail(f"{exc}; a system's benchmark is its bench.py plug-in (see stackwright.plugins)")
+    scenarios: tuple[str, ...] = tuple(plugin.SCENARIOS)
+    chosen = tuple(s.strip() for s in only.split(",")) if only else scenarios
+    unknown = [s for s in chosen if s not in scenarios]
     if unknown:
-        fail(f"unknown scenario(s) {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+        fail(f"unknown scenario(s) {', '.join(unknown)} (choose from {', '.join(scenarios)})")
     if wait_quiet > 0:
         load_now = procs.wait_for_quiet(quiet_load, wait_quiet, on_wait=lambda load, left: console.print(
             f"  waiting for a quiet machine: load {load[0]:.2f} (want < {quiet_load}); {left:.0f}s left"))
@@ -103,49 +107,42 @@ def bench(
     began = time.monotonic()
     with RichReporter() as reporter:
         try:
-            doc = VotingBench(spec.source, options, reporter).run()
+            doc = plugin.run(spec.source, options, reporter)
         except Exception as exc:  # the one line the user needs; details are in the state dir's logs
             fail(f"benchmark failed: {exc.__class__.__name__}: {exc} (logs: {options.state_root / spec.name}/logs)")
-    summary(doc)
-    for row in targets(doc):
+    summary(doc, plugin)
+    for row in targets(doc, plugin):
         console.print(f"{'[green]met' if row['met'] else '[red]missed'}[/]: {row['target']} — {row['measured']}")
     console.print(f"load average before {doc['load_average_before']}, after {doc['load_average_after']}; "
                   f"{time.monotonic() - began:.0f}s")
     if write:
-        paths = write_all(doc, spec, out)
+        paths = write_all(doc, spec, out, plugin)
         console.print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-def summary(doc: dict[str, Any]) -> None:
-    """What each scenario sustained, two lines per scenario (readable in an 80-column terminal)."""
+def summary(doc: dict[str, Any], plugin: Any = None) -> None:
+    """What each scenario sustained, two lines per scenario (readable in an 80-column terminal); the plug-in's
+    ``summary(doc)`` adds lines for scenarios that are not rate-searched."""
     console.print(f"[bold]{doc['system']}[/] on {doc['machine_line']}")
 
     def per_process(values: dict[str, Any] | None, digits: int) -> str:
-        return ", ".join(f"{k} {v:.{digits}f}" for k, v in (values or {}).items()) or "-"
+        return ", ".join(f"{k} {v:.{digits}f}" for k, v in (values or {}).items() if v is not None) or "-"
 
     def latency(point: dict[str, Any] | None) -> str:
         ms = (point or {}).get("latency_ms") or {}
         return " / ".join(_ms(ms.get(q)) for q in ("p50", "p99", "p99.9"))
 
     for name, sc in doc["scenarios"].items():
-        if name.startswith("_"):
+        if name.startswith("_") or "max_rps" not in sc:
             continue
-        rss = per_process(sc.get("peak_rss_mib"), 1)
-        if name == "worker_drain":
-            console.print(f"  [bold]{name}[/]  {sc['rate_per_s']:,.0f} votes/s")
-            console.print(f"      CPU ms/vote {per_process(sc['cpu_ms_per_message'], 3)}; peak RSS MiB {rss}")
-        elif name in ("end_to_end", "end_to_end_edge"):
-            s = sc["sustained"]
-            console.print(f"  [bold]{name}[/]  {sc['counted_per_s']:,.0f} counted/s for {s['duration_s']:.0f} s; "
-                          f"p50 / p99 / p99.9 {latency(s)}; exactly once: {sc['exactly_once']}")
-            console.print(f"      CPU ms/vote {per_process(s['cpu_ms_per_request'], 3)}; peak RSS MiB {rss}")
-        else:
-            pts = sc.get("points") or {}
-            most = pts.get("90%") or {}
-            console.print(f"  [bold]{name}[/]  {sc.get('max_rps', 0):,.0f} rps; p50 / p99 / p99.9 "
-                          f"@50% {latency(pts.get('50%'))}, @90% {latency(most)}")
-            console.print(f"      CPU ms/req @90% {per_process(most.get('cpu_ms_per_request'), 3)}; "
-                          f"peak RSS MiB {rss}")
+        pts = sc.get("points") or {}
+        most = pts.get("90%") or {}
+        console.print(f"  [bold]{name}[/]  {sc.get('max_rps', 0):,.0f} rps; p50 / p99 / p99.9 "
+                      f"@50% {latency(pts.get('50%'))}, @90% {latency(most)}")
+        console.print(f"      CPU ms/req @90% {per_process(most.get('cpu_ms_per_request'), 3)}; "
+                      f"peak RSS MiB {per_process(sc.get('peak_rss_mib'), 1)}")
+    for line in (getattr(plugin, "summary", None) or (lambda _doc: []))(doc):
+        console.print(line)
 
 
 def register(app: typer.Typer) -> None:
