@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from ..bench.stats import percentile
 from ..spec import System
 from .idp import DevIdP
 
@@ -39,12 +40,9 @@ class RunStats:
         return sum(self.statuses.values()) + sum(self.errors.values())
 
     def percentile(self, q: float) -> float:
-        """Latency percentile in milliseconds (nearest rank)."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-        return ordered[index] * 1000
+        """Latency percentile in milliseconds, by the one definition the benchmarks use too
+        (:func:`stackwright.bench.stats.percentile`, nearest rank)."""
+        return percentile(sorted(self.latencies), q) * 1000
 
 
 @dataclass

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.bench.test_results_format import _doc
+
 from stackwright.bench.results import per_replica
 from stackwright.plugins import load_plugin
 from stackwright.spec import load_system
-from tests.bench.test_results_format import _doc
 
 VOTING = Path(__file__).resolve().parents[1] / "system.yaml"
 
