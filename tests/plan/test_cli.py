@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -70,7 +71,9 @@ def test_failure_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["plan", spec_file(tmp_path, data), "--out", str(out), "--no-svg"])
     assert result.exit_code == 2
-    assert "elasticache.cache.x9.huge" in result.output
+    # A type without a price is a spec error at load now: located, naming the type and what is priced.
+    assert re.search(r"system\.yaml:\d+: resources\.cache\.node_type: .*'cache\.x9\.huge' has no price", result.output)
+    assert "cache.r6g.large" in result.output and "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
 
 

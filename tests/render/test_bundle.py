@@ -140,3 +140,18 @@ def test_skips_are_explained_and_checkers_are_pinned() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     for pin in ("kubernetes-validate==", "jsonschema==", "aws-cdk-lib==", "cfn-lint=="):
         assert f'"{pin}' in pyproject, pin
+
+
+@pytest.mark.parametrize(("umask", "dir_mode", "file_mode"), [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_bundle_permissions_respect_the_umask(tmp_path: Path, umask: int, dir_mode: int, file_mode: int) -> None:
+    """The bundle is built in a mkdtemp folder (0700) and renamed: it must end with ordinary modes."""
+    from stackwright.render.bundle import write_files
+
+    old = os.umask(umask)
+    try:
+        written = write_files({"README.md": "x\n", "k8s/base/a.yaml": "a: 1\n"}, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "out" / "k8s").stat().st_mode & 0o777 == dir_mode
+    assert {p.stat().st_mode & 0o777 for p in written} == {file_mode}

@@ -9,19 +9,37 @@ from .alerts import alert_coverage
 from .capacity import build_capacity
 from .cost import build_cost
 from .diagrams import all_diagrams
-from .errors import PlanError
+from .errors import PlanError, PriceError
 from .failure import build_failure
 from .findings import collect
 from .k8s import workloads
 from .model import Plan, SubnetRow
 from .network import layout
-from .prices import DEFAULT_TABLE, load_prices
+from .prices import DEFAULT_TABLE, PriceTable, load_prices
 from .throughput import find_bench_file, load_bench
 
 
 def default_environment(system: System) -> str:
     """The environment a plan describes unless told: ``prod`` when listed, else the last one."""
     return "prod" if "prod" in system.environments else system.environments[-1]
+
+
+def _priced_first(system: System, prices: PriceTable) -> None:
+    """Look up every instance type's price before any section uses its size, so a type missing from the
+    tables is reported as the missing price (the loader reports it with file:line for specs from a file)."""
+    for pool in system.cluster.node_pools:
+        for itype in pool.instance_types:
+            try:
+                prices.price(f"ec2.{itype}")
+            except PriceError as exc:
+                raise PriceError(f"instance type '{itype}' of node pool {pool.name}: {exc}") from None
+    for res in system.resources.values():
+        if res.kind == "postgres" and res.engine != "external":
+            prices.price(f"{'aurora' if res.engine == 'aurora-postgresql' else 'rds'}.{res.instance_class}")
+        elif res.kind == "redis":
+            prices.price(f"elasticache.{res.node_type}")
+        elif res.kind == "search":
+            prices.price(f"opensearch.{res.instance_type}")
 
 
 def build_plan(system: System, environment: str | None = None, *, bench_file: Path | None = None,
@@ -37,6 +55,7 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
     bench_path = find_bench_file(system, bench_file)
     bench = load_bench(bench_path) if bench_path else None
     prices = load_prices(price_table)
+    _priced_first(system, prices)
     work = workloads(system, env)
     capacity, cap_findings = build_capacity(system, bench)
     cost, cost_findings = build_cost(system, capacity, prices, env, work.lb_kinds)

@@ -24,6 +24,7 @@ from .errors import PlanError
 from .instances import DAEMONSET_OVERHEAD, instance_type
 from .model import CapacityReport, Finding, LegendRow, LimitCheck, PoolCapacity, ServiceCapacity
 from .network import layout
+from .store_limits import postgres_connections, redis_clients, redis_memory
 from .throughput import BenchResults, throughput
 
 HEADROOM = 0.7
@@ -195,6 +196,7 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
     services: list[ServiceCapacity] = []
     pools: list[PoolCapacity] = []
     limits: list[LimitCheck] = []
+    demands: dict[str, dict[str, float]] = {}
     tputs = {name: throughput(system, name, bench) for name in system.services}
     home = default_pool(system)
     pool_of = {name: svc.node_pool or home for name, svc in system.services.items()}
@@ -244,7 +246,11 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
                     f"({n_max} x {first} needed, max {pool.max})", f"cluster.node_pools.{pool.name}.max",
                     f"raise max to {n_max} or lower replicas.max"))
         limits += _limits(system, region.name, peaks[region.name], demand, findings)
+        demands[region.name] = {name: rps for name, (rps, _) in demand.items()}
     findings += _shortfalls(system, services)
+    limits += postgres_connections(system, findings)
+    limits += redis_clients(system, findings)
+    limits += redis_memory(system, demands, peaks, findings)
     limits += _ip_limits(system, findings)
     report = CapacityReport(
         peak_rps=system.slo.peak_rps, region_peaks=peaks,
@@ -258,7 +264,8 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
             + (f" plus in-cluster Prometheus/Grafana {ADDONS_PROMETHEUS[0]}m, {ADDONS_PROMETHEUS[1]} MiB"
                if system.monitoring.prometheus else ""),
             "a node group with several instance types is sized on its first one",
-            "database write capacity is not assessed: no anchor measures it; see the requests each store sees",
+            "database write throughput (transactions/s) is not assessed: nothing in bench/RESULTS.md measures "
+            "Aurora/RDS; connections and Redis memory are checked against the stores' limits",
         ])
     return report, findings
 
@@ -301,18 +308,14 @@ def _limits(system: System, region: str, peak: float, demand: dict[str, tuple[fl
             out.append(LimitCheck(region, f"Redis {name}", limit, "ops/s", ops,
                                   f"ESTIMATE: >= 1 command per request of {', '.join(users)}; ~"
                                   f"{REDIS_OPS_PER_SHARD / 1000:g}k ops/s per shard primary, unpipelined "
-                                  "(reference/performance-anchors.md §2)"))
+                                  "(order of magnitude of redis-benchmark on one core; bench/RESULTS.md has "
+                                  "this project's measurements)"))
             if ops > limit:
                 findings.append(Finding("medium", "capacity",
                                         f"Redis {name} in {region} sees >= {ops:,.0f} ops/s at the peak; "
                                         f"{res.shards} shard(s) give ~{limit:,.0f} ops/s (estimate)",
                                         f"resources.{name}.shards",
                                         f"use {math.ceil(ops / REDIS_OPS_PER_SHARD)} shards or pipeline/batch"))
-        if res.kind == "postgres":
-            rps = sum(demand[s][0] for s in users)
-            where = "primary" if region == primary or res.engine == "external" else "replica reads, primary writes"
-            out.append(LimitCheck(region, f"PostgreSQL {name} ({where})", None, "req/s", rps,
-                                  "requests of services that use it; capacity not assessed (no anchor)"))
     return out
 
 

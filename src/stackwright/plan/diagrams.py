@@ -18,6 +18,7 @@ from ..spec.model import Route
 from .capacity import queue_consumers, region_shares
 from .model import Diagram
 from .network import layout
+from .roles import access
 
 STYLES = """    classDef primary fill:#e1f5fe,stroke:#01579b
     classDef secondary fill:#f3e5f5,stroke:#4a148c
@@ -64,12 +65,14 @@ def deployment(system: System, environment: str) -> Diagram:
         lines += [f'    subgraph IdPCloud["{idp} (external)"]',
                   f"        IdP[{_q(f'{idp}<br/>identity provider<br/>OAuth2/OIDC')}]", "    end"]
     lines.append("    Users --> Route53")
-    entry = "Route53"
+    # One edge order everywhere (see edge_hops): Route 53 answers DNS, CloudFront serves static content,
+    # WAF inspects what reaches CloudFront or the regional front door, then API Gateway / the ALB.
+    if edge.cdn:
+        lines.append("    Route53 --> CloudFront")
+        if edge.waf:
+            lines.append("    CloudFront --> WAF")
     if edge.waf:
         lines.append("    Route53 --> WAF")
-        entry = "WAF"
-    if edge.cdn:
-        lines.append(f"    {entry} --> CloudFront")
     links: list[str] = []
     classes: dict[str, list[str]] = {"data": [], "edge": [], "k8s": [], "primary": [], "secondary": []}
     home = next((p.name for p in system.cluster.node_pools if not p.gpu), system.cluster.node_pools[0].name)
@@ -97,7 +100,7 @@ def deployment(system: System, environment: str) -> Diagram:
             lines.append(f"                {_node(alb, 'ALB<br/>(AWS LB Controller)<br/>Ingress')}")
             links.append(f"    {front or ('WAF' if edge.waf else 'Route53')} --> {alb}")
             classes["edge"].append(alb)
-            if edge.cdn and r == primary:
+            if edge.cdn and r == primary and not edge.waf:
                 links.append(f"    CloudFront -.->|origin| {alb}")
         lbs = {}
         for name, svc in system.services.items():
@@ -175,15 +178,21 @@ def deployment(system: System, environment: str) -> Diagram:
                 res = system.resources[used]
                 local, prim = _id("D", r, used), _id("D", primary, used)
                 if res.kind == "postgres":
+                    writes = access(system, name) == "write"
                     if res.engine == "external":
-                        links.append(f"    {wl} --> ExtDB_{_id(used)}")
+                        links.append(f"    {wl} -->|{'reads + writes' if writes else 'reads'}| ExtDB_{_id(used)}")
                     elif r == primary:
-                        links.append(f"    {wl} --> {prim}")
+                        if writes:
+                            links.append(f"    {wl} -->|reads + writes| {prim}")
+                        else:
+                            via = "reader endpoint" if res.instances > 1 else "primary: no readers"
+                            links.append(f"    {wl} -->|reads, {via}| {prim}")
                     elif res.cross_region_replicas:
                         links.append(f"    {wl} -->|reads| {local}")
-                        links.append(f"    {wl} -.->|writes| {prim}")
+                        if writes:
+                            links.append(f"    {wl} -.->|writes| {prim}")
                     else:
-                        links.append(f"    {wl} -.->|reads + writes| {prim}")
+                        links.append(f"    {wl} -.->|{'reads + writes' if writes else 'reads'}| {prim}")
                 elif res.kind in ("redis", "queue"):
                     target = local if (res.per_region or r == primary) else prim
                     if res.kind == "queue" and name in queue_consumers(system, used):
@@ -241,6 +250,35 @@ def _safe_message(line: str) -> str:
     return head + ":" + text.replace(";", ",").replace("#", "no. ")
 
 
+def edge_hops(system: System, *, via_cdn: bool) -> list[tuple[str, str]]:
+    """The edge services a request meets, in order: Route 53, CloudFront, WAF, API Gateway.
+
+    This is the order in AWS: Route 53 only resolves the name; CloudFront (for content it serves) is the
+    first hop that sees the request; a WAF web ACL is attached to CloudFront or to the regional API
+    Gateway stage / ALB and inspects the request there, before it reaches API Gateway or the ALB. Every
+    diagram uses this one order.
+    """
+    edge = system.edge
+    hops = [("R53", "Route 53")]
+    if via_cdn:
+        hops.append(("CDN", "CloudFront"))
+    if edge.waf:
+        hops.append(("WAF", "AWS WAF"))
+    if edge.api_gateway and not via_cdn:
+        hops.append(("GW", "API Gateway"))
+    return hops
+
+
+def _read_target(system: System, resource: str) -> str:
+    """Where a read-only service's queries go: readers in its region when the spec has them."""
+    res = system.resources[resource]
+    if getattr(res, "engine", "") == "external":
+        return "the external database"
+    replicas = "cross-region replicas in secondary regions" if res.cross_region_replicas else ""
+    local = "the reader endpoint in the primary region" if res.instances > 1 else "the primary"
+    return f"{local}, {replicas}" if replicas else local
+
+
 def main_route(routes: list[Route]) -> Route:
     """The route that stands for a service's main use case: the first one not limited to a role."""
     return next((r for r in routes if not r.roles), routes[0])
@@ -258,13 +296,7 @@ def sequences(system: System) -> list[Diagram]:
         method = (route.methods or ["GET"])[0]
         req = f"{method} {route.path}"
         via_cdn = svc.kind == "web" and edge.cdn
-        parts: list[tuple[str, str]] = [("Client", "actor"), ("R53", "Route 53")]
-        if via_cdn:
-            parts.append(("CDN", "CloudFront"))
-        if edge.waf:
-            parts.append(("WAF", "AWS WAF"))
-        if edge.api_gateway and not via_cdn:
-            parts.append(("GW", "API Gateway"))
+        parts: list[tuple[str, str]] = [("Client", "actor"), *edge_hops(system, via_cdn=via_cdn)]
         lb = "ALB (Ingress)" if svc.expose == "ingress" else "Load balancer"
         parts.append(("LB", lb))
         parts.append((_id("S", name), name))
@@ -325,7 +357,10 @@ def sequences(system: System) -> list[Diagram]:
             res = system.resources[used]
             rid = _id("R", used)
             if res.kind == "postgres":
-                lines.append(f"    {sid}->>{rid}: SQL (writes to the primary in {primary})")
+                if access(system, name) == "write":
+                    lines.append(f"    {sid}->>{rid}: SQL (writes go to the primary in {primary})")
+                else:
+                    lines.append(f"    {sid}->>{rid}: SQL reads ({_read_target(system, used)})")
             elif res.kind == "redis":
                 lines.append(f"    {sid}->>{rid}: commands")
             elif res.kind == "queue":

@@ -104,7 +104,8 @@ def to_markdown(plan: Plan) -> str:
     md += ["", "### Limits at the regional peak", ""]
     md += _table(["region", "component", "limit", "demand", "use", "basis"],
                  [[x.region, x.component, f"{_num(x.limit)} {x.unit}" if x.limit else "unlimited / not assessed",
-                   f"{_num(x.demand)} {x.unit}", f"{x.utilisation:.0%}" if x.utilisation is not None else "-",
+                   f"{_num(x.demand)} {x.unit}" if x.assessed else "not estimated",
+                   f"{x.utilisation:.0%}" if x.utilisation is not None else "-",
                    x.basis] for x in cap.limits])
     md += [""] + [f"- {n}" for n in cap.notes] + [""]
 

@@ -97,11 +97,12 @@ class LimitCheck:
     unit: str
     demand: float
     basis: str
+    assessed: bool = True
 
     @property
     def utilisation(self) -> float | None:
-        """Demand as a share of the limit (None for unlimited)."""
-        return None if not self.limit else self.demand / self.limit
+        """Demand as a share of the limit (None for unlimited, or when the demand is not estimated)."""
+        return None if not self.limit or not self.assessed else self.demand / self.limit
 
 
 @dataclass(frozen=True)

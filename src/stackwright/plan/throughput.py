@@ -1,10 +1,12 @@
-"""Per-replica throughput of a service: measured (``bench/per_replica.json``) or estimated from anchors.
+"""Per-replica throughput of a service: measured (``bench/per_replica.json``) or a stated estimate.
 
-The benchmark file's format is defined in ``bench/FORMAT.md``. When a service has no measurement, plan
-estimates from ``reference/performance-anchors.md`` and says so in every place the number appears:
+The benchmark file's format is defined in ``bench/FORMAT.md``; ``stackwright bench`` writes it and
+``bench/RESULTS.md`` explains the measurements. When a service has no measurement, plan uses a stated
+estimate and says so in every place the number appears:
 
-* DB-bound handler (the service uses a postgres or search resource): ~1.2-1.5k rps per core
-  (derived from HttpArena's async-db test); plan uses the low end, 1,200 rps per core.
+* DB-bound handler (the service uses a postgres or search resource): ~1.2-1.5k rps per core, the range
+  public async-Python web benchmarks with one database query per request reach (HttpArena's async-db
+  test, as of 2025-01); plan uses the low end, 1,200 rps per core.
 * CPU-light handler (no database): ~3.5-5k rps per core (a realistic FastAPI handler costs 0.2-0.3 ms of
   CPU); plan uses the low end, 3,500 rps per core.
 
@@ -25,7 +27,7 @@ from .model import Throughput
 BENCH_RELATIVE = Path("bench") / "per_replica.json"
 DB_BOUND_RPS_PER_CORE = (1200.0, 1500.0)
 CPU_LIGHT_RPS_PER_CORE = (3500.0, 5000.0)
-ANCHORS = "reference/performance-anchors.md §1"
+ANCHORS = "stackwright's stated estimate for async Python handlers; measure with stackwright bench"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from ..filemodes import file_mode
 from .diagrams import render_svg
 from .document import to_json, to_markdown
 from .model import Plan
@@ -19,6 +20,8 @@ JSON = "architecture.json"
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; the document is meant to be shared, so give it open()'s mode.
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         os.replace(tmp, path)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
+from ..filemodes import dir_mode
 from ..spec import System
 from .errors import RenderError
 
@@ -91,7 +92,8 @@ def write_files(files: dict[str, str], out_dir: Path) -> list[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        tmp.chmod(0o755)
+        # mkdtemp makes a 0700 folder; the bundle gets an ordinary folder's mode (umask respected).
+        tmp.chmod(dir_mode())
         for rel, text in sorted(files.items()):
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .addresses import check_addresses
+from .catalog import check_priced
 from .errors import SpecError
 from .model import System
+from .redis_keys import check_redis_keys
 from .yaml_lines import Loc, line_for, load_with_lines
 
 
@@ -38,7 +41,20 @@ def load_system(name_or_path: str | Path, root: Path | None = None) -> System:
         raise _first_error(exc, path, lines, data) from None
     system._source = path
     check_references(system, path, lines)
+    check_values(system, path, lines)
     return system
+
+
+def check_values(system: System, path: Path | None = None, lines: dict[Loc, int] | None = None) -> None:
+    """Checks of values against the outside world: addresses (CIDRs, domain, URLs) and priced instance types."""
+    found = lines or {}
+
+    def fail(message: str, loc: Loc, hint: str | None = None) -> SpecError:
+        return SpecError(message, path, line_for(found, loc), hint)
+
+    check_addresses(system, fail)
+    check_priced(system, fail)
+    check_redis_keys(system, fail)
 
 
 def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: Any) -> SpecError:

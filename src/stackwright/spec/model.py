@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from . import addresses
 from .quantities import bytes_size, cpu_millis, memory_mib, seconds
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,40}$"
@@ -252,6 +253,29 @@ class PostgresResource(Strict):
     monthly_io_millions: float = Field(0, ge=0)
 
 
+class RedisKeys(Strict):
+    """A family of keys services create, so ``plan`` can tell whether they fit in the node's memory.
+
+    Retained keys = creation rate x ``retention`` (the keys' TTL); without a retention they are never
+    deleted and grow with every request.
+    """
+
+    pattern: str = Field(min_length=1, description="what the keys look like, e.g. voted:<poll>:<user>")
+    created_by: str = Field(description="service whose requests (or messages) create the keys")
+    per_request: float = Field(1.0, gt=0, le=1000, description="keys created per request of created_by")
+    bytes_per_key: int = Field(
+        200, ge=16, le=512 * 1024 * 1024,
+        description="memory per key including Redis's own per-key overhead (~50-90 B); measure with MEMORY USAGE")
+    retention: str | None = Field(None, description="TTL of the keys (e.g. 2h, 7d); unset: never expire")
+
+    @field_validator("retention")
+    @classmethod
+    def _dur(cls, v: str | None) -> str | None:
+        if v is not None and seconds(v) <= 0:
+            raise ValueError(f"retention must be a positive duration (got {v!r})")
+        return v
+
+
 class RedisResource(Strict):
     kind: Literal["redis"]
     description: str = ""
@@ -259,6 +283,7 @@ class RedisResource(Strict):
     shards: int = Field(1, ge=1)
     replicas_per_shard: int = Field(1, ge=0)
     per_region: bool = True
+    keys: list[RedisKeys] = Field(default_factory=list, description="key families, for plan's memory estimate")
 
 
 class QueueResource(Strict):
@@ -323,6 +348,11 @@ class Region(Strict):
     role: Literal["primary", "secondary", "standby"] = "secondary"
     vpc_cidr: str = Field(pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
     traffic_share: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        return addresses.vpc_cidr(v)
 
 
 class Network(Strict):
