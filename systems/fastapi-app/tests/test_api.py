@@ -214,7 +214,9 @@ async def test_bad_ids_routes_and_methods(client: httpx.AsyncClient) -> None:
     assert _problem(await client.get("/items/not-a-uuid"), 422)["errors"][0]["loc"] == ["path", "item_id"]
     _problem(await client.get("/items/00000000-0000-0000-0000-000000000000"), 404)
     _problem(await client.get("/nope"), 404)
-    _problem(await client.delete("/items"), 405)
+    not_allowed = await client.delete("/items")
+    _problem(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "GET, HEAD, POST"  # every method of the path (RFC 9110), not just POST
 
 
 # ---------------------------------------------------------------- ops
