@@ -134,7 +134,8 @@ class Service:
         return client
 
     def queue(self, resource: str) -> Any:
-        """The durable queue of a queue resource (Redis Streams locally, SQS on AWS)."""
+        """The durable queue of a queue resource (Redis Streams locally, SQS on AWS); ``<R>_FIFO=true`` (set
+        by the wiring for ``fifo: true`` queues) makes SQS sends carry a message group and deduplication id."""
         from .queue import queue_from_url
 
         name = self.settings.resource_setting(resource, "QUEUE", resource) or resource
@@ -143,6 +144,7 @@ class Service:
             url, name, producer=self._multiplexed(url),
             max_receive_count=int(self.settings.resource_setting(resource, "MAX_RECEIVE", "5") or 5),
             visibility_timeout=float(self.settings.resource_setting(resource, "VISIBILITY_TIMEOUT", "30") or 30),
+            fifo=(self.settings.resource_setting(resource, "FIFO", "") or "").lower() in ("1", "true", "yes"),
         )
         self._checks[resource] = q.depth
         self._shutdown.append(q.close)
