@@ -19,6 +19,7 @@ from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.ratelimit import TokenBuckets, retry_after_header
 from stackwright.local.routing import EdgeRoute, RouteTable
+from stackwright.runtime import FastRequest, Service, Settings
 
 
 def test_route_table_prefers_specific_routes() -> None:
@@ -40,6 +41,7 @@ def test_route_table_prefers_specific_routes() -> None:
     assert table.match("/polls/abc/votes", "GET")[0].service == "results"  # type: ignore[union-attr]
     assert RouteTable([EdgeRoute("/x/{id}", "x", frozenset({"POST"}))]).match("/x/1", "GET") == (None, 405)
     assert RouteTable([EdgeRoute("/api", "x")]).match("/apix", "GET") == (None, 404)
+    assert table.allowed("/polls") == ["GET", "HEAD", "POST"]
 
 
 def test_token_bucket() -> None:
@@ -167,3 +169,70 @@ def test_dev_idp_endpoints(edge: tuple[str, DevIdP]) -> None:
     _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": ""}), 422)
     _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "roles": "admin"}), 422)
     _problem(httpx.post(f"{base}/auth/dev/token", json=[1, 2]), 422)
+
+
+def _items_service() -> Any:
+    """A runtime service with GET and POST on one path as two routes (as FastAPI declares them)."""
+    svc = Service(settings=Settings.from_env({"SERVICE_NAME": "items", "SYSTEM_NAME": "test"}))
+
+    @svc.app.post("/items", status_code=201)
+    async def create() -> dict:
+        return {"created": True}
+
+    @svc.app.get("/items")
+    async def list_items() -> dict:
+        return {"items": []}
+
+    @svc.fast_route("POST", "/items/{item_id}/likes", status_code=202)
+    async def like(req: FastRequest) -> dict:
+        return {"liked": req.path_params["item_id"]}
+
+    @svc.app.get("/items/{item_id}/likes")
+    async def likes(item_id: str) -> dict:
+        return {"likes": 0}
+
+    return svc.app
+
+
+@pytest.fixture(scope="module")
+def items_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(edge URL, service URL): the gateway in front of a runtime service, with routes declared like the specs'
+    (one without methods, passed through; two on one path with a method each)."""
+    key = tmp_path_factory.mktemp("items-edge") / "key.pem"
+    with serve(_items_service()) as upstream:
+        port = free_port()
+        config = edge_config(
+            port, key, rate_limits={"open": {"requests_per_second": 1000, "burst": 1000, "key": "ip"}},
+            routes=[EdgeRoute("/items", "items").to_dict(),
+                    EdgeRoute("/polls", "items", frozenset({"POST"})).to_dict(),
+                    EdgeRoute("/polls", "items", frozenset({"GET"})).to_dict()],
+            upstreams={"items": [upstream]})
+        with serve(build_app(config), port=port) as base:
+            yield base, upstream
+
+
+def test_a_proxied_response_carries_one_date_and_server_header(items_edge: tuple[str, str]) -> None:
+    base, upstream = items_edge
+    direct = httpx.get(f"{upstream}/items")
+    assert direct.headers.get_list("date") and direct.headers.get_list("server")  # the upstream sets both
+    for resp in (httpx.get(f"{base}/items"), httpx.post(f"{base}/items"), httpx.delete(f"{base}/items")):
+        assert len(resp.headers.get_list("date")) == 1, resp.headers
+        assert len(resp.headers.get_list("server")) <= 1, resp.headers
+        email_date = resp.headers["date"]
+        assert email_date.endswith(" GMT") and "," not in email_date.split(",", 1)[1]
+
+
+def test_405_allow_lists_every_method_of_the_path(items_edge: tuple[str, str]) -> None:
+    base, upstream = items_edge
+    for origin in (upstream, base):  # the service itself, then through the gateway (route without methods)
+        resp = httpx.delete(f"{origin}/items")
+        assert _problem(resp, 405)["status"] == 405
+        assert resp.headers["allow"] == "GET, HEAD, POST", origin
+        # A fast route and a FastAPI route on one path: the fast route's method is listed too.
+        resp = httpx.put(f"{origin}/items/7/likes")
+        _problem(resp, 405)
+        assert resp.headers["allow"] == "GET, HEAD, POST", origin
+    # Refused by the gateway itself: two edge routes on /polls, one method each.
+    resp = httpx.delete(f"{base}/polls")
+    _problem(resp, 405)
+    assert resp.headers["allow"] == "GET, HEAD, POST"

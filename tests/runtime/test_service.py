@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from stackwright.local.backing import LocalPostgres, LocalRedis
+from stackwright.local.ports import free_port, port_in_use
 from stackwright.runtime import Problem, Service, Settings, apply_migrations, store_from_url
 
 
@@ -21,7 +25,8 @@ class Thing(BaseModel):
 
 def _service(pg_url: str, redis_url: str, *, max_body: int = 1024) -> Service:
     settings = Settings.from_env({"SERVICE_NAME": "things", "SYSTEM_NAME": "test", "DB_URL": pg_url,
-                                  "CACHE_URL": redis_url, "MAX_BODY_BYTES": str(max_body)})
+                                  "CACHE_URL": redis_url, "MAX_BODY_BYTES": str(max_body),
+                                  "DEPENDENCY_CHECK_INTERVAL_S": "0.1"})
     svc = Service(settings=settings)
     db = svc.postgres("db")
     cache = svc.redis("cache")
@@ -56,7 +61,8 @@ async def client(postgres_server: LocalPostgres, redis_server: LocalRedis) -> As
 async def test_health_ready_and_happy_path(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"db": "ok", "cache": "ok"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready",
+                                                         "dependencies": {"db": "ok", "cache": "ok"}}
     created = await client.post("/things", json={"name": "a", "size": 41})
     assert created.status_code == 201 and created.json() == {"name": "a", "n": 42}
 
@@ -93,15 +99,61 @@ async def test_metrics_use_route_templates(client: httpx.AsyncClient) -> None:
     assert 'path="/things/one"' not in text
 
 
-async def test_readiness_fails_when_a_dependency_is_down(postgres_server: LocalPostgres) -> None:
+async def test_not_ready_until_dependencies_have_answered_once(postgres_server: LocalPostgres) -> None:
+    # A new process whose cache has never answered is not worth routing to (and `up` waits on this).
     svc = _service(postgres_server.url, "redis://127.0.0.1:1/0")
     async with svc.app.router.lifespan_context(svc.app):
         transport = httpx.ASGITransport(app=svc.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
             assert (await c.get("/healthz")).status_code == 200  # liveness ignores dependencies
             ready = await c.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["cache"].startswith("failing")
+            assert ready.status_code == 503 and ready.json()["status"] == "starting"
+            assert ready.json()["dependencies"]["cache"].startswith("failing")
+
+
+def _gauge(text: str, dependency: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "stackwright_dependency_up" and sample.labels == {"app_name": "things",
+                                                                                 "dependency": dependency}:
+                return sample.value
+    return None
+
+
+async def test_a_dependency_outage_after_start_keeps_the_process_ready(
+        postgres_server: LocalPostgres, tmp_path: Path) -> None:
+    """Readiness is process up and not draining: a shared Redis going away must not unready every replica.
+    Its health shows on the stackwright_dependency_up gauge, and requests needing it answer 503 + Retry-After."""
+    rd = LocalRedis(tmp_path / "redis", free_port())
+    proc = subprocess.Popen(rd.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not port_in_use(rd.port):
+            assert proc.poll() is None, "redis did not start"
+            await asyncio.sleep(0.05)
+        svc = _service(postgres_server.url, rd.url)
+        async with svc.app.router.lifespan_context(svc.app):
+            transport = httpx.ASGITransport(app=svc.app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+                assert (await c.get("/readyz")).status_code == 200
+                assert _gauge((await c.get("/metrics")).text, "cache") == 1.0
+                proc.kill()
+                proc.wait()
+                for _ in range(200):  # the watch re-checks every 0.1 s here
+                    if _gauge((await c.get("/metrics")).text, "cache") == 0.0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert _gauge((await c.get("/metrics")).text, "cache") == 0.0
+                assert _gauge((await c.get("/metrics")).text, "db") == 1.0
+                ready = await c.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["dependencies"]["cache"].startswith("failing")
+                refused = await c.post("/things", json={"name": "a", "size": 1})
+                assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+                assert refused.headers["content-type"] == "application/problem+json"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def test_migrations_apply_once(fresh_db: str) -> None:

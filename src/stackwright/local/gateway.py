@@ -34,6 +34,10 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"p
                         b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length"})
 # Not passed on from the client: the gateway sets its own.
 _FORWARDED = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
+# Not passed on from the upstream: the server the gateway runs in (uvicorn) writes its own Date (and Server,
+# unless turned off) on every response, so the upstream's copies went out as a second date: / server: header.
+_SERVER_SET = frozenset({b"date", b"server"})
+_NOT_RETURNED = HOP_BY_HOP | _SERVER_SET
 
 
 class Gateway:
@@ -91,8 +95,12 @@ class Gateway:
             return
         route, verdict = self.table.match(path, scope["method"])
         if route is None:
-            await _reply(send, verdict, "no route for this path" if verdict == 404 else
-                         f"method {scope['method']} is not allowed here")
+            if verdict == 404:
+                await _reply(send, 404, "no route for this path")
+            else:
+                allow = ", ".join(self.table.allowed(path))
+                await _reply(send, 405, f"method {scope['method']} is not allowed here",
+                             [(b"allow", allow.encode("latin-1"))])
             return
         scope["route"] = route  # request metrics label by the route template, as in the services
         headers = dict(scope["headers"])
@@ -183,7 +191,7 @@ class Gateway:
             return
         started = False
         try:
-            resp_headers = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP]
+            resp_headers = [(k, v) for k, v in response.headers if k not in _NOT_RETURNED]
             streaming = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in response.headers)
             if not streaming:
                 content = await response.read()

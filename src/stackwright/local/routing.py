@@ -70,3 +70,14 @@ class RouteTable:
                     return route, 200
                 path_matched = True
         return None, 405 if path_matched else 404
+
+    def allowed(self, path: str) -> list[str]:
+        """Every method some route accepts on ``path`` (HEAD wherever GET is), for a 405's ``Allow`` header
+        (RFC 9110 §15.5.6: the methods of the whole path, not of the first route that matched it)."""
+        methods: set[str] = set()
+        for route in self.routes:
+            if route.regex.match(path) and route.methods is not None:
+                methods |= route.methods
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods)

@@ -25,6 +25,10 @@ QUEUE_DEPTH = Gauge("stackwright_queue_depth", "Messages waiting or in flight", 
 DLQ_DEPTH = Gauge("stackwright_queue_dlq_depth", "Messages in the dead-letter queue", ["queue"])
 WORKER_LAG = Gauge("stackwright_worker_lag_seconds", "Age of the last message processed at processing time",
                    ["queue"])
+# 1 when the service's last check of a dependency (Postgres, Redis, a queue) passed, else 0. Readiness does
+# not follow dependencies (a shared outage would unready every pod at once), so this is where it shows.
+DEPENDENCY_UP = Gauge("stackwright_dependency_up", "1 if the last check of a dependency passed, else 0",
+                      ["app_name", "dependency"])
 PROCESSED = Counter("stackwright_messages_processed", "Messages handled by workers", ["queue", "outcome"])
 
 UNMATCHED = "__unmatched__"

@@ -111,8 +111,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if detail == _TITLES.get(exc.status_code):
             detail = ""
-        return problem_response(exc.status_code, detail, instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path only (POST /items when
+            # GET /items is a separate route); RFC 9110 wants every method the path accepts.
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -127,6 +132,18 @@ def install_problem_handlers(app: FastAPI) -> None:
                                     instance=request.url.path, headers={"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "unexpected error; it has been logged", instance=request.url.path)
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method the routes of ``app`` accept on ``path`` (HEAD wherever GET is), sorted."""
+    methods: set[str] = set()
+    for route in getattr(app, "routes", ()):
+        regex, accepted = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and accepted and regex.match(path):
+            methods |= set(accepted)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def dependency_unavailable(exc: BaseException) -> bool:

@@ -2,7 +2,7 @@
 auth, resources, background work, graceful shutdown): one place, like eShop's ServiceDefaults.
 
     svc = Service()                      # name and wiring from the environment
-    db = svc.postgres("db")              # pool opened at startup, checked by /readyz
+    db = svc.postgres("db")              # pool opened at startup, watched by stackwright_dependency_up
     app = svc.app                        # a FastAPI app with /healthz, /readyz, /metrics
 
     @svc.fast_route("POST", "/polls/{poll_id}/votes", status_code=202, body=NewVote, auth=True)
@@ -27,7 +27,7 @@ from .auth import AuthError, JWTVerifier, Principal, bearer_token
 from .db import Database, TenantDatabases
 from .fastpath import FastRoute, FastRouter, Handler, documented_endpoint
 from .limits import BodyLimitMiddleware
-from .metrics import MetricsMiddleware, metrics_endpoint
+from .metrics import DEPENDENCY_UP, MetricsMiddleware, metrics_endpoint
 from .problems import Problem, install_problem_handlers, problem_responses
 from .settings import Settings
 from .storage import ObjectStore, store_from_url
@@ -35,6 +35,8 @@ from .storage import ObjectStore, store_from_url
 log = logging.getLogger("stackwright.runtime")
 
 Check = Callable[[], Awaitable[Any]]
+
+CHECK_TIMEOUT_S = 2.0
 
 
 class ServiceApp(FastAPI):
@@ -65,6 +67,9 @@ class Service:
         self._tasks: list[asyncio.Task[Any]] = []
         self._verifier: JWTVerifier | None = None
         self._muxes: dict[str, Any] = {}
+        self._started = False
+        self._dependencies: dict[str, str] = {}
+        self._check_interval_s = float(self.settings.get("DEPENDENCY_CHECK_INTERVAL_S", "5") or 5)
         limit = max_body_bytes or int(self.settings.get("MAX_BODY_BYTES", "1048576") or 1048576)
         # Errors any route can answer (bad JSON, body too large, validation, a dependency down) are declared
         # once here; routes add their own (401, 404, 409, ...) with ``responses=problem_responses(...)``.
@@ -129,7 +134,8 @@ class Service:
         return client
 
     def queue(self, resource: str) -> Any:
-        """The durable queue of a queue resource (Redis Streams locally, SQS on AWS)."""
+        """The durable queue of a queue resource (Redis Streams locally, SQS on AWS); ``<R>_FIFO=true`` (set
+        by the wiring for ``fifo: true`` queues) makes SQS sends carry a message group and deduplication id."""
         from .queue import queue_from_url
 
         name = self.settings.resource_setting(resource, "QUEUE", resource) or resource
@@ -138,6 +144,7 @@ class Service:
             url, name, producer=self._multiplexed(url),
             max_receive_count=int(self.settings.resource_setting(resource, "MAX_RECEIVE", "5") or 5),
             visibility_timeout=float(self.settings.resource_setting(resource, "VISIBILITY_TIMEOUT", "30") or 30),
+            fifo=(self.settings.resource_setting(resource, "FIFO", "") or "").lower() in ("1", "true", "yes"),
         )
         self._checks[resource] = q.depth
         self._shutdown.append(q.close)
@@ -217,8 +224,15 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def dependencies(self) -> dict[str, str]:
+        """The last check of each dependency: ``"ok"`` or ``"failing: <error class>"`` (checked every
+        ``DEPENDENCY_CHECK_INTERVAL_S``, default 5 s)."""
+        return dict(self._dependencies)
+
     def readiness_check(self, name: str, check: Check) -> None:
-        """Add a dependency check to /readyz."""
+        """Watch one more dependency: its health is the ``stackwright_dependency_up`` gauge (and must pass
+        once before the first /readyz 200); it never makes a started process unready (see :meth:`_readyz`)."""
         self._checks[name] = check
 
     def on_startup(self, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
@@ -246,9 +260,13 @@ class Service:
         gc.freeze()
         self._tasks = [asyncio.create_task(self._supervise(fn), name=getattr(fn, "__name__", "background"))
                        for fn in self._background]
+        # One round now, so the first /readyz after start-up already knows; then a round every few seconds.
+        await self._check_dependencies()
+        self._tasks.append(asyncio.create_task(self._watch_dependencies(), name="dependency-checks"))
         try:
             yield
         finally:
+            self._started = False
             shutdown.start_draining()
             for task in self._tasks:
                 task.cancel()
@@ -275,19 +293,50 @@ class Service:
         return {"status": "ok", "service": self.name}
 
     async def _readyz(self) -> JSONResponse:
+        """Readiness: the process is up, has started once, and is not draining. Nothing else.
+
+        Dependencies (Postgres, Redis, queues) are shared by every replica: if readiness followed them, a
+        database failover longer than the probe's failure window would take every pod out of every Service
+        (and the ALB, whose health check is this path) at once, turning a partial outage (votes still
+        accepted, results still served from Redis) into a total one. Their health is the
+        ``stackwright_dependency_up`` gauge instead (alert on it), and a request that needs a dependency
+        that is down answers 503 + Retry-After by itself.
+
+        "Started once" means the lifespan start-up ran (pools opened) and every dependency check has
+        passed at least once since: a new pod whose database is unreachable or not migrated yet is no use
+        to route to, and the local runner waits on this before starting the services that call it. After
+        that first success a dependency outage never makes the process unready again.
+        """
+        body: dict[str, Any] = {"dependencies": dict(self._dependencies)}
         if shutdown.is_draining():
-            return JSONResponse({"status": "draining"}, status_code=503)
-        results: dict[str, str] = {}
-        ok = True
-        for name, check in self._checks.items():
+            return JSONResponse({"status": "draining", **body}, status_code=503)
+        if not self._started:
+            return JSONResponse({"status": "starting", **body}, status_code=503)
+        return JSONResponse({"status": "ready", **body}, status_code=200)
+
+    async def _check_dependencies(self) -> None:
+        """Run every dependency check once (concurrently), record the gauge, and mark the service started
+        when all of them pass for the first time."""
+        names = list(self._checks)
+        outcomes = await asyncio.gather(*(asyncio.wait_for(self._checks[n](), CHECK_TIMEOUT_S) for n in names),
+                                        return_exceptions=True)
+        for name, outcome in zip(names, outcomes, strict=True):
+            up = not isinstance(outcome, BaseException)
+            self._dependencies[name] = "ok" if up else f"failing: {outcome.__class__.__name__}"
+            DEPENDENCY_UP.labels(self.name, name).set(1 if up else 0)
+        if all(v == "ok" for v in self._dependencies.values()) and not shutdown.is_draining():
+            self._started = True
+
+    async def _watch_dependencies(self) -> None:
+        while True:
+            # Quickly until the first success (the runner and kubelet are waiting), then at the interval.
+            await asyncio.sleep(self._check_interval_s if self._started else 0.5)
             try:
-                await asyncio.wait_for(check(), timeout=2.0)
-                results[name] = "ok"
-            except Exception as exc:
-                ok = False
-                results[name] = f"failing: {exc.__class__.__name__}"
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": results},
-                            status_code=200 if ok else 503)
+                await self._check_dependencies()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a check must never end the watch
+                log.exception("dependency checks failed")
 
 
 async def _retry_start(fn: Callable[[], Awaitable[Any]], attempts: int = 30) -> None:

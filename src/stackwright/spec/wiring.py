@@ -70,6 +70,8 @@ def service_env(system: System, service: str, place: Placement, *, resource_urls
             env[resource_env(name, "QUEUE")] = queue_names[name]
             env[resource_env(name, "MAX_RECEIVE")] = str(res.max_receive_count)
             env[resource_env(name, "VISIBILITY_TIMEOUT")] = str(int(seconds(res.visibility_timeout)))
+            if res.fifo:  # SQS refuses FIFO sends without a message group: the runtime must know
+                env[resource_env(name, "FIFO")] = "true"
     for called in svc.calls:
         env[service_url_env(called)] = service_urls[called]
     env.update(svc.env)

@@ -14,6 +14,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+#: The FIFO message group of sends that name none: one group keeps the whole queue in order.
+DEFAULT_GROUP = "default"
+
 
 class QueueError(Exception):
     """A queue operation failed in a way the caller should see (bad URL, bad body, missing queue)."""
@@ -46,12 +49,21 @@ class Queue(abc.ABC):
     visibility_timeout: float  # seconds a received, un-acked message stays invisible
 
     @abc.abstractmethod
-    async def send(self, body: dict[str, Any]) -> str:
-        """Enqueue one JSON-object body and return the backend message id."""
+    async def send(self, body: dict[str, Any], *, group: str | None = None, dedup_id: str | None = None) -> str:
+        """Enqueue one JSON-object body and return the backend message id.
+
+        ``group`` and ``dedup_id`` matter on FIFO queues (SQS ``MessageGroupId`` /
+        ``MessageDeduplicationId``): messages of one group are delivered in order, one batch of a group in
+        flight at a time; pass a key that needs ordering (a poll, an account), since the default,
+        :data:`DEFAULT_GROUP`, orders (and serialises) the whole queue. A second send with the same
+        ``dedup_id`` within SQS's 5-minute window is dropped; by default every call gets its own id, so
+        SQS-side retries of one call are deduplicated but two calls never are. Other backends accept and
+        ignore both (a Redis stream is one ordered log).
+        """
 
     @abc.abstractmethod
-    async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
-        """Enqueue many bodies; return their ids in the same order."""
+    async def send_batch(self, bodies: list[dict[str, Any]], *, group: str | None = None) -> list[str]:
+        """Enqueue many bodies (all in ``group`` on a FIFO queue); return their ids in the same order."""
 
     @abc.abstractmethod
     async def receive(self, max_messages: int = 10, wait_seconds: float = 1.0) -> list[Message]:
@@ -150,6 +162,7 @@ def queue_from_url(
     max_receive_count: int = 5,
     visibility_timeout: float = 30.0,
     producer: Any = None,
+    fifo: bool = False,
 ) -> Queue:
     """Build the backend a URL names.
 
@@ -160,6 +173,8 @@ def queue_from_url(
 
     No network I/O happens here; connections are opened on first use. ``producer``: a multiplexed Redis
     connection the Redis backend sends on (shared with the caller, who closes it); other backends ignore it.
+    ``fifo``: the SQS queue is FIFO (``<QUEUE>_FIFO``; a name ending in ``.fifo`` implies it), so sends carry
+    a message group and deduplication id; the Redis backend is ordered anyway.
     """
     if max_receive_count < 1:
         raise QueueError("max_receive_count must be >= 1")
@@ -196,5 +211,6 @@ def queue_from_url(
             queue_url=queue_url,
             max_receive_count=max_receive_count,
             visibility_timeout=visibility_timeout,
+            fifo=fifo,
         )
     raise QueueError(f"unsupported queue URL scheme {parts.scheme!r} in {url!r}")

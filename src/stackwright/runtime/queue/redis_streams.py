@@ -185,13 +185,13 @@ class RedisStreamsQueue(Queue):
 
     # -- producing -------------------------------------------------------------------------
 
-    async def send(self, body: dict[str, Any]) -> str:
-        """Append one message to the stream."""
+    async def send(self, body: dict[str, Any], *, group: str | None = None, dedup_id: str | None = None) -> str:
+        """Append one message to the stream (``group``/``dedup_id`` are for FIFO SQS: a stream is ordered)."""
         payload = encode_body(body)
         await self._ensure_group()
         return await (self._producer or self._redis).xadd(self.stream, {BODY_FIELD: payload})
 
-    async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
+    async def send_batch(self, bodies: list[dict[str, Any]], *, group: str | None = None) -> list[str]:
         """Append many messages in one round trip (a pipeline, not a transaction)."""
         payloads = [encode_body(b) for b in bodies]
         if not payloads:

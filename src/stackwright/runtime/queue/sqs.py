@@ -1,4 +1,10 @@
-"""Queue backend on Amazon SQS (standard queues), via boto3's sync client run in threads.
+"""Queue backend on Amazon SQS (standard and FIFO queues), via boto3's sync client run in threads.
+
+FIFO queues (``fifo=True``, or a name ending in ``.fifo``) refuse a send without ``MessageGroupId``; every
+send here carries one (the caller's ``group``, else :data:`DEFAULT_GROUP`) and a ``MessageDeduplicationId``
+(the caller's ``dedup_id``, else a fresh one per call). An explicit id takes precedence over the
+ContentBasedDeduplication the rendered queues enable, so two different sends with equal bodies are
+never merged, while boto3's retries of one call (same id) are. The DLQ of ``x.fifo`` is ``x-dlq.fifo``.
 
 The dead-letter queue is SQS's own: the main queue's RedrivePolicy names it and SQS moves a
 message there once it has been received ``maxReceiveCount`` times. In production the CDK stack
@@ -11,6 +17,7 @@ import asyncio
 import json
 import logging
 import math
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from stackwright.runtime.queue.base import Message, Queue, QueueError, decode_body, encode_body
+from stackwright.runtime.queue.base import DEFAULT_GROUP, Message, Queue, QueueError, decode_body, encode_body
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,15 @@ _SQS_BATCH = 10  # hard SQS limit for SendMessageBatch / ReceiveMessage / Delete
 _MAX_WAIT = 20  # hard SQS limit for WaitTimeSeconds
 _MAX_VISIBILITY = 43_200  # hard SQS limit (12 h)
 _RECEIVE_COUNT = "ApproximateReceiveCount"
+_GROUP = "MessageGroupId"
+_FIFO_SUFFIX = ".fifo"
+
+
+def dlq_name(name: str) -> str:
+    """The DLQ's name by convention: ``<name>-dlq``, before the ``.fifo`` suffix SQS requires of FIFO queues."""
+    if name.endswith(_FIFO_SUFFIX):
+        return name[: -len(_FIFO_SUFFIX)] + "-dlq" + _FIFO_SUFFIX
+    return f"{name}-dlq"
 
 
 def _error_code(exc: ClientError) -> str:
@@ -56,13 +72,15 @@ def _create_or_update(client: Any, name: str, attributes: dict[str, str]) -> str
 
 
 def ensure_queues(client: Any, name: str, max_receive_count: int, visibility_timeout: float) -> tuple[str, str]:
-    """Create (or update) queue ``name`` and its DLQ ``<name>-dlq``; return both URLs.
+    """Create (or update) queue ``name`` and its DLQ (:func:`dlq_name`); return both URLs.
 
     The main queue gets a RedrivePolicy pointing at the DLQ with ``max_receive_count``, and
-    ``visibility_timeout`` (rounded up to whole seconds) as its default. Synchronous: meant for
-    local setup and tests, where the caller already holds a boto3 client.
+    ``visibility_timeout`` (rounded up to whole seconds) as its default. A name ending in ``.fifo`` makes
+    both queues FIFO with content-based deduplication, as the rendered CDK app does. Synchronous: meant
+    for local setup and tests, where the caller already holds a boto3 client.
     """
-    dlq_url = _create_or_update(client, f"{name}-dlq", {"MessageRetentionPeriod": str(14 * 24 * 3600)})
+    fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "true"} if name.endswith(_FIFO_SUFFIX) else {}
+    dlq_url = _create_or_update(client, dlq_name(name), {"MessageRetentionPeriod": str(14 * 24 * 3600), **fifo})
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = _create_or_update(
         client,
@@ -70,6 +88,7 @@ def ensure_queues(client: Any, name: str, max_receive_count: int, visibility_tim
         {
             "VisibilityTimeout": str(_whole_seconds(visibility_timeout, _MAX_VISIBILITY)),
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            **fifo,
         },
     )
     return url, dlq_url
@@ -94,8 +113,10 @@ class SqsQueue(Queue):
         max_receive_count: int = 5,
         visibility_timeout: float = 30.0,
         owns_client: bool = False,
+        fifo: bool = False,
     ) -> None:
         self.name = name
+        self.fifo = fifo or name.endswith(_FIFO_SUFFIX)
         self.max_receive_count = max_receive_count
         self.visibility_timeout = visibility_timeout
         self._client = client
@@ -114,6 +135,7 @@ class SqsQueue(Queue):
         queue_url: str | None = None,
         max_receive_count: int = 5,
         visibility_timeout: float = 30.0,
+        fifo: bool = False,
     ) -> SqsQueue:
         """Build a queue with its own boto3 client (credentials from the usual AWS chain)."""
         client = boto3.client(
@@ -131,6 +153,7 @@ class SqsQueue(Queue):
             max_receive_count=max_receive_count,
             visibility_timeout=visibility_timeout,
             owns_client=True,
+            fifo=fifo,
         )
 
     async def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -157,7 +180,7 @@ class SqsQueue(Queue):
                 _, _, _, _, account, dlq_name = arn.split(":", 5)
                 self._dlq_url = await self._lookup(dlq_name, account)
             else:
-                self._dlq_url = await self._lookup(f"{self.name}-dlq", None)
+                self._dlq_url = await self._lookup(dlq_name(self.name), None)
         return self._dlq_url
 
     async def _lookup(self, name: str, account: str | None) -> str:
@@ -174,23 +197,31 @@ class SqsQueue(Queue):
 
     # -- producing -----------------------------------------------------------------------------
 
-    async def send(self, body: dict[str, Any]) -> str:
-        """SendMessage with the JSON body."""
-        resp = await self._call(self._client.send_message, QueueUrl=await self._url(), MessageBody=encode_body(body))
+    def _ordering(self, group: str | None, dedup_id: str | None) -> dict[str, str]:
+        """The FIFO parameters of one message (none on a standard queue, which would reject them)."""
+        if not self.fifo:
+            return {}
+        return {"MessageGroupId": group or DEFAULT_GROUP, "MessageDeduplicationId": dedup_id or uuid.uuid4().hex}
+
+    async def send(self, body: dict[str, Any], *, group: str | None = None, dedup_id: str | None = None) -> str:
+        """SendMessage with the JSON body (plus group and deduplication id on a FIFO queue)."""
+        resp = await self._call(self._client.send_message, QueueUrl=await self._url(), MessageBody=encode_body(body),
+                                **self._ordering(group, dedup_id))
         return resp["MessageId"]
 
-    async def send_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
+    async def send_batch(self, bodies: list[dict[str, Any]], *, group: str | None = None) -> list[str]:
         """SendMessageBatch in chunks of 10; raises QueueError if any entry is rejected."""
-        return await self._send_raw(await self._url(), [encode_body(b) for b in bodies])
+        return await self._send_raw(await self._url(), [encode_body(b) for b in bodies], [group] * len(bodies))
 
-    async def _send_raw(self, url: str, payloads: list[str]) -> list[str]:
+    async def _send_raw(self, url: str, payloads: list[str], groups: list[str | None]) -> list[str]:
         ids: list[str] = []
         for start in range(0, len(payloads), _SQS_BATCH):
             chunk = payloads[start : start + _SQS_BATCH]
             resp = await self._call(
                 self._client.send_message_batch,
                 QueueUrl=url,
-                Entries=[{"Id": str(i), "MessageBody": p} for i, p in enumerate(chunk)],
+                Entries=[{"Id": str(i), "MessageBody": p, **self._ordering(groups[start + i], None)}
+                         for i, p in enumerate(chunk)],
             )
             if resp.get("Failed"):
                 # Earlier chunks are already enqueued; the caller has to treat the whole batch
@@ -217,7 +248,7 @@ class SqsQueue(Queue):
             MaxNumberOfMessages=min(_SQS_BATCH, max_messages),
             WaitTimeSeconds=_whole_seconds(wait_seconds, _MAX_WAIT),
             VisibilityTimeout=self._visibility,
-            MessageSystemAttributeNames=[_RECEIVE_COUNT],
+            MessageSystemAttributeNames=[_RECEIVE_COUNT, _GROUP],
         )
         out: list[Message] = []
         for raw in resp.get("Messages", []):
@@ -233,7 +264,8 @@ class SqsQueue(Queue):
         except QueueError:
             log.warning("queue %s: message %s over max_receive_count but no DLQ", self.name, raw["MessageId"])
             return False
-        await self._call(self._client.send_message, QueueUrl=dlq, MessageBody=raw["Body"])
+        await self._call(self._client.send_message, QueueUrl=dlq, MessageBody=raw["Body"],
+                         **self._ordering(raw.get("Attributes", {}).get(_GROUP), None))
         await self._call(self._client.delete_message, QueueUrl=url, ReceiptHandle=raw["ReceiptHandle"])
         return True
 
@@ -323,7 +355,7 @@ class SqsQueue(Queue):
             WaitTimeSeconds=1,
             # Long enough to finish the batch, so nothing we took is handed to us again.
             VisibilityTimeout=60,
-            MessageSystemAttributeNames=[_RECEIVE_COUNT],
+            MessageSystemAttributeNames=[_RECEIVE_COUNT, _GROUP],
         )
         return list(resp.get("Messages", []))
 
@@ -371,7 +403,7 @@ class SqsQueue(Queue):
             raws = await self._take(dlq, _SQS_BATCH if limit is None else limit - moved)
             if not raws:
                 break
-            await self._send_raw(url, [m["Body"] for m in raws])
+            await self._send_raw(url, [m["Body"] for m in raws], [m.get("Attributes", {}).get(_GROUP) for m in raws])
             resp = await self._call(
                 self._client.delete_message_batch,
                 QueueUrl=dlq,

@@ -51,11 +51,14 @@ async def poll_meta(pid: uuid.UUID) -> dict[str, Any]:
 
 
 async def tally(pid: uuid.UUID) -> dict[str, Any]:
-    """Totals for every option: Redis aggregates when present, else counted in Postgres."""
+    """Totals for every option: Redis aggregates when present, else counted in Postgres (this service only
+    reads Redis; the worker rebuilds missing aggregates)."""
     poll = await poll_meta(pid)
     raw = await cache.hgetall(f"totals:{pid}")
     source = "cache"
-    if not raw and await cache.scard(f"counted:{pid}") == 0:
+    # Totals are complete whenever they exist (zeros of a never-opened poll, or recounted from Postgres); when
+    # missing (expired, or Redis lost them) Postgres is the record.
+    if not raw:
         rows = await db.pool.fetch("SELECT option, count(*) AS n FROM votes WHERE poll_id = $1 GROUP BY option", pid)
         raw = {r["option"]: r["n"] for r in rows}
         source = "database"

@@ -2,6 +2,19 @@
 
 A vote is accepted (202) only once it is on the queue. One vote per viewer and poll is enforced here
 with a Redis SET NX (fast path) and again in Postgres by the worker (the durable guarantee).
+
+Every key written here expires (the cache's eviction policy cannot evict keys without a TTL, so keys that
+never expire fill it and then refuse votes). Postgres is the record, so an expired key only costs a
+rebuild: ``poll:`` is read back from Postgres, ``totals:``/``counted:`` are recounted from Postgres by the
+worker (and the results service counts there while they are missing). The lifetimes follow the poll:
+
+- while a poll is not closed its keys live ``POLL_KEY_TTL_S`` (default 2 days, ``env:`` of the spec);
+  ``voted:{poll}:{user}`` lives that long after the vote, so a poll open longer than that lets a viewer
+  whose key expired vote again with a 202, but only the first vote counts (the worker's primary key);
+- closing a poll shortens its ``poll:``, ``totals:`` and ``counted:`` keys to ``CLOSED_POLL_TTL_S`` (default
+  1 hour: the after-show reads come from Redis, later ones from Postgres). ``voted:`` keys are per viewer
+  and cannot be found without a scan; they keep their own TTL, and a closed poll refuses votes before
+  looking at them.
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ app = svc.app
 
 POLL_CACHE_TTL_S = 1.0  # poll status changes reach every replica within a second
 IDEMPOTENCY_TTL_S = 24 * 3600
+POLL_KEY_TTL_S = int(svc.settings.get("POLL_KEY_TTL_S", str(2 * 24 * 3600)) or 2 * 24 * 3600)
+CLOSED_POLL_TTL_S = int(svc.settings.get("CLOSED_POLL_TTL_S", "3600") or 3600)
 _polls: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
 
@@ -61,18 +76,37 @@ def _parse_id(poll_id: str) -> str:
         raise Problem(404, "no such poll") from None
 
 
-async def _cache_poll(row: Any) -> dict[str, Any]:
+def key_ttl(status: str) -> int:
+    """Seconds the Redis keys of a poll in ``status`` live."""
+    return CLOSED_POLL_TTL_S if status == "closed" else POLL_KEY_TTL_S
+
+
+async def _cache_poll(row: Any, *, fresh_totals: bool = False) -> dict[str, Any]:
+    """Cache the poll's metadata; with ``fresh_totals`` (a poll that has never been open, so has no votes)
+    also create its zero totals, and give the aggregates the lifetime of the poll's status."""
     poll = {"id": str(row["id"]), "title": row["title"], "options": list(row["options"]), "status": row["status"]}
-    await cache.set(poll_key(poll["id"]), json.dumps(poll))
-    # Zero totals from the start, so results reads of a poll nobody has voted in yet come from Redis: with no
-    # aggregates at all they fall back to counting in Postgres (meant for a Redis that lost its data), and a
-    # poll that just opened on air is read by everyone at once. HSETNX never resets counts already there.
-    async with cache.pipeline(transaction=False) as pipe:
-        for option in poll["options"]:
-            pipe.hsetnx(f"totals:{poll['id']}", option, 0)
-        await pipe.execute()
+    ttl = key_ttl(poll["status"])
+    await cache.set(poll_key(poll["id"]), json.dumps(poll), ex=ttl)
+    if fresh_totals:
+        # Zero totals from the start, so results reads of a poll nobody has voted in yet come from Redis: with
+        # no aggregates they fall back to counting in Postgres, and a poll that just opened on air is read by
+        # everyone at once. Only for a poll never open: zeros over a poll with votes would be wrong totals
+        # (missing totals are recounted from Postgres by the worker instead).
+        async with cache.pipeline(transaction=False) as pipe:
+            for option in poll["options"]:
+                pipe.hsetnx(f"totals:{poll['id']}", option, 0)
+            pipe.expire(f"totals:{poll['id']}", ttl)
+            await pipe.execute()
     _polls[poll["id"]] = (time.monotonic(), poll)
     return poll
+
+
+async def _retime_aggregates(poll_id: str, ttl: int) -> None:
+    # totals first: counted must never expire before totals (the worker would count its viewers again).
+    async with cache.pipeline(transaction=False) as pipe:
+        pipe.expire(f"totals:{poll_id}", ttl)
+        pipe.expire(f"counted:{poll_id}", ttl)
+        await pipe.execute()
 
 
 async def load_poll(poll_id: str) -> dict[str, Any] | None:
@@ -95,7 +129,7 @@ async def create_poll(body: NewPoll, who: Principal = Depends(svc.principal("adm
     row = await db.pool.fetchrow(
         "INSERT INTO polls (id, title, options, created_by) VALUES ($1, $2, $3, $4)"
         " RETURNING id, title, options, status", uuid.uuid4(), body.title, body.options, who.sub)
-    return await _cache_poll(row)
+    return await _cache_poll(row, fresh_totals=True)
 
 
 async def _transition(poll_id: str, to: str, allowed_from: tuple[str, ...]) -> dict[str, Any]:
@@ -105,12 +139,16 @@ async def _transition(poll_id: str, to: str, allowed_from: tuple[str, ...]) -> d
         row = await conn.fetchrow("SELECT status FROM polls WHERE id = $1 FOR UPDATE", pid)
         if row is None:
             raise Problem(404, "no such poll")
+        was = row["status"]
         if row["status"] != to:
             if row["status"] not in allowed_from:
                 raise Problem(409, f"a {row['status']} poll cannot be {'opened' if to == 'open' else 'closed'}")
             await conn.execute(f"UPDATE polls SET status = $2, {stamp} = now() WHERE id = $1", pid, to)
         updated = await conn.fetchrow("SELECT id, title, options, status FROM polls WHERE id = $1", pid)
-    return await _cache_poll(updated)
+    poll = await _cache_poll(updated, fresh_totals=was == "draft")
+    if was != "draft":  # closing shortens the aggregates' lifetime, reopening lengthens it again
+        await _retime_aggregates(poll["id"], key_ttl(poll["status"]))
+    return poll
 
 
 @app.post("/polls/{poll_id}/open", responses=problem_responses(401, 403, 404, 409))
@@ -156,7 +194,7 @@ async def accept_vote(poll_id: str, body: NewVote, who: Principal, idempotency_k
     vote_id = str(uuid.uuid4())
     voted = f"voted:{pid}:{who.sub}"
     try:
-        fresh = await cache.set(voted, vote_id, nx=True)
+        fresh = await cache.set(voted, vote_id, nx=True, ex=POLL_KEY_TTL_S)
     except Exception:
         # The connection dropped with the SET in flight: it may have landed. A write is never re-sent, so
         # undo it, or the viewer's retry would meet this key and be told it has already voted.
