@@ -197,3 +197,37 @@ def test_queue_alerts_fire_and_stay_quiet(voting: System, tmp_path: Path) -> Non
                                          "tests": tests}, sort_keys=False))
     out = _promtool("test", "rules", test_file)
     assert "SUCCESS" in out.stdout
+
+
+def test_dependency_down_fires_only_when_every_replica_fails(voting: System, tmp_path: Path) -> None:
+    rules = alert_rules(voting)
+    _write_rules(voting, tmp_path)
+    rule = _rule(rules, "DependencyDown", service="vote")
+    expected = {"exp_labels": {**rule["labels"], "dependency": "cache"},
+                "exp_annotations": {k: v.replace("{{ $labels.dependency }}", "cache")
+                                    for k, v in rule["annotations"].items()}}
+    tests = [
+        {   # both replicas lose Redis after 5 minutes; the database stays up
+            "interval": "1m",
+            "input_series": [
+                _series("stackwright_dependency_up", "1x5 0x20", app_name="vote", dependency="cache", instance="a"),
+                _series("stackwright_dependency_up", "1x5 0x20", app_name="vote", dependency="cache", instance="b"),
+                _series("stackwright_dependency_up", "1x25", app_name="vote", dependency="db", instance="a"),
+            ],
+            "alert_rule_test": [{"eval_time": "6m", "alertname": "DependencyDown", "exp_alerts": []},
+                                {"eval_time": "10m", "alertname": "DependencyDown", "exp_alerts": [expected]}],
+        },
+        {   # one replica cut off (its own network), the other still reaches Redis: not an outage of Redis
+            "interval": "1m",
+            "input_series": [
+                _series("stackwright_dependency_up", "0x20", app_name="vote", dependency="cache", instance="a"),
+                _series("stackwright_dependency_up", "1x20", app_name="vote", dependency="cache", instance="b"),
+            ],
+            "alert_rule_test": [{"eval_time": "15m", "alertname": "DependencyDown", "exp_alerts": []}],
+        },
+    ]
+    test_file = tmp_path / "dependency_test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [RULES_FILE], "evaluation_interval": "1m",
+                                         "tests": tests}, sort_keys=False))
+    out = _promtool("test", "rules", test_file)
+    assert "SUCCESS" in out.stdout

@@ -139,6 +139,19 @@ def _service_alerts(system: System, name: str) -> dict[str, Any]:
             "description": f"Every scrape target of job {name} has been down for {SERVICE_DOWN_FOR}.",
         },
     })
+    rules.append({
+        # Readiness ignores shared dependencies (a failover would unready every pod at once), so an outage
+        # shows here: every replica of the service failing its check of one dependency.
+        "alert": "DependencyDown",
+        "expr": f'max by (dependency) (stackwright_dependency_up{{app_name="{name}"}}) == 0',
+        "for": SERVICE_DOWN_FOR,
+        "labels": _labels(system, service=name, severity="page"),
+        "annotations": {
+            "summary": f"{name} cannot reach {{{{ $labels.dependency }}}}",
+            "description": (f"Every replica of {name} has failed its check of {{{{ $labels.dependency }}}} for "
+                            f"{SERVICE_DOWN_FOR}; requests that need it answer 503."),
+        },
+    })
     return {"name": f"stackwright.{system.name}.{name}.alerts", "rules": rules}
 
 
