@@ -13,8 +13,8 @@ import httpx
 import typer
 from rich.table import Table
 
-from ..local.control import ControlError, running_state, start_detached, stop
-from ..local.state import read_state, system_dir
+from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
+from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..spec import System
 from .common import console, fail, load
 
@@ -133,6 +133,11 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
     spec = load(system)
     state = read_state(spec.name, state_dir)
     if not running_state(spec.name, state_dir) or state is None:
+        stale = leftovers(state)
+        if stale:
+            procs = ", ".join(f"{n} (pid {r['pid']})" for n, r in stale.items())
+            fail(f"{spec.name} is not running, but its previous run was killed and left {len(stale)} stale "
+                 f"process(es) running: {procs}; stop them with 'stackwright down {spec.name}'", code=1)
         console.print(f"{spec.name} is not running")
         raise typer.Exit(1)
     table = Table(title=f"{spec.name} at {state['gateway']}")
@@ -155,6 +160,14 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
 def down(system: SystemArg, state_dir: StateDir = None) -> None:
     """Stop a running system (services, gateway, then Postgres and Redis). Data stays in .stackwright/."""
     spec = load(system)
+    state = read_state(spec.name, state_dir)
+    if state is not None and not runner_alive(state):
+        with console.status(f"stopping what the killed run of {spec.name} left behind …"):
+            left = stop_leftovers(state, data_dir=system_dir(spec.name, state_dir) / "postgres")
+        if left:
+            console.print(f"{spec.name} was not running; stopped {len(left)} stale process(es) its killed run left: "
+                          + ", ".join(f"{n} (pid {pid})" for n, pid in left.items()))
+            return
     with console.status(f"stopping {spec.name} …"):
         stopped = stop(spec.name, state_dir)
     console.print(f"{spec.name} stopped" if stopped else f"{spec.name} was not running")
