@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .state import is_running, leftovers, read_state, runner_alive, same_process, system_dir
+from .state import SpecLike, claim, is_running, leftovers, read_state, runner_alive, same_process, system_dir
 
 
 class ControlError(RuntimeError):
@@ -26,8 +26,7 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
     from ..spec import load_system
 
     system = load_system(spec_path)
-    sdir = system_dir(system.name, state_root)
-    sdir.mkdir(parents=True, exist_ok=True)
+    sdir = claim(system, state_root)
     log_path = sdir / "runner.log"
     argv = [sys.executable, "-m", "stackwright.cli", "up", str(spec_path), "--port", str(port), "--quiet-logs",
             *(extra_args or [])]
@@ -40,7 +39,7 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
     seen = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = read_state(system.name, state_root)
+        state = read_state(system, state_root)
         fresh = state is not None and state.get("runner_pid") == proc.pid
         if fresh and on_step is not None:
             steps = [s for s in state.get("steps", []) if s.startswith("✓")]
@@ -58,13 +57,13 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
                        f"see {log_path}")
 
 
-def running_state(system: str, state_root: Path | None = None) -> dict[str, Any] | None:
+def running_state(system: str | SpecLike, state_root: Path | None = None) -> dict[str, Any] | None:
     """The state of the system if it is up and ready, else None."""
     state = read_state(system, state_root)
     return state if is_running(state) else None
 
 
-def stop(system: str, state_root: Path | None = None, timeout_s: float = 60.0) -> bool:
+def stop(system: str | SpecLike, state_root: Path | None = None, timeout_s: float = 60.0) -> bool:
     """Stop a system: SIGTERM to its runner, which stops everything in order; then whatever a runner that
     died without cleaning up (kill -9) left behind. False if nothing was running."""
     state = read_state(system, state_root)

@@ -26,7 +26,7 @@ from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis
 from .ports import free_port, port_in_use
 from .routing import EdgeRoute
-from .state import process_start, read_state, runner_alive, system_dir, write_state
+from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
 from .supervisor import ProcessSpec, Supervisor
 from .wiring import Endpoints, service_env
 
@@ -58,7 +58,7 @@ class LocalSystem:
         self.system = system
         self.options = options
         self.report = report
-        self.dir = system_dir(system.name, options.state_root).resolve()
+        self.dir = claim(system, options.state_root).resolve()
         self.supervisor = Supervisor(self.dir / "logs", echo=options.echo_logs, on_event=self._on_event)
         self.endpoints = Endpoints(gateway_url=f"http://127.0.0.1:{options.port}")
         self.backing: dict[str, dict[str, Any]] = {}
@@ -75,6 +75,9 @@ class LocalSystem:
         Processes left running by an earlier run whose runner was killed (recorded with their start
         times, so a reused pid is never touched) are stopped first: they hold the ports and the data.
         """
+        if self.dir.name != self.system.name:
+            self.report(f"  data and state in {self.dir}: {self.dir.parent / self.system.name} belongs to "
+                        f"the {self.system.name} in {spec_folder_of(self.dir.parent / self.system.name)}")
         await asyncio.to_thread(self._stop_leftovers)
         if port_in_use(self.options.port):
             raise StartError(f"port {self.options.port} is already in use (is the system already up? "
@@ -100,7 +103,7 @@ class LocalSystem:
     def _stop_leftovers(self) -> None:
         from .control import stop_leftovers
 
-        state = read_state(self.system.name, self.options.state_root)
+        state = read_state(self.system, self.options.state_root)
         if runner_alive(state):
             assert state is not None
             raise StartError(f"{self.system.name} is already being run by pid {state['runner_pid']} "
@@ -267,7 +270,7 @@ class LocalSystem:
         }
 
     def _save(self) -> None:
-        write_state(self.system.name, self.state(), self.options.state_root)
+        write_state(self.system, self.state(), self.options.state_root)
 
     async def run_until_signalled(self) -> None:
         """Block until SIGINT/SIGTERM, then stop everything."""

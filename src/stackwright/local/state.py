@@ -1,26 +1,88 @@
-"""The record of a running local system (``.stackwright/<system>/state.json``), read by status/down/demo."""
+"""The record of a running local system (``.stackwright/<system>/state.json``, see system_dir), read by
+status/down/demo."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 STATE_ROOT = Path(".stackwright")
+OWNER_FILE = "spec-folder"
 
 
-def system_dir(system: str, root: Path | None = None) -> Path:
-    """Where a system keeps its local data, logs and state."""
-    return (root or STATE_ROOT) / system
+class SpecLike(Protocol):
+    """What keys a system's state: its name and the folder its system.yaml is in (a spec.System)."""
+
+    name: str
+
+    @property
+    def base_dir(self) -> Path: ...
 
 
-def state_file(system: str, root: Path | None = None) -> Path:
+def system_dir(system: str | SpecLike, root: Path | None = None) -> Path:
+    """Where a system keeps its local data, logs and state.
+
+    Given a spec, the folder depends on where the spec is, not only on its name, so a copy of a system
+    (another folder, same ``name:``) never shares the original's database or state: ``<root>/<name>/``
+    belongs to the first spec folder that used it (recorded in its ``spec-folder`` file; for a folder
+    made before that file existed, the spec path in its state.json; a folder with neither is claimed as
+    is, so existing data stays where it was), and any other spec folder with that name gets
+    ``<root>/<name>-<8 hex of its folder's path>/``. If the recorded folder no longer holds a system.yaml
+    (the project moved or was deleted), the next spec of that name without a folder of its own takes
+    ``<root>/<name>/`` over.
+    Given only a name, ``<root>/<name>/`` (for callers without a spec, with a private ``root``).
+    """
+    base = root or STATE_ROOT
+    if isinstance(system, str):
+        return base / system
+    plain = base / system.name
+    folder = system.base_dir.resolve()
+    own = base / f"{system.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+    owner = spec_folder_of(plain)
+    if owner == folder:
+        return plain
+    if own.is_dir():
+        return own  # a copy that already has data of its own keeps it
+    if owner is None or not (owner / "system.yaml").is_file():
+        return plain
+    return own
+
+
+def spec_folder_of(sdir: Path) -> Path | None:
+    """The spec folder whose state ``sdir`` holds, or None if nothing says."""
+    try:
+        return Path((sdir / OWNER_FILE).read_text().strip())
+    except OSError:
+        pass
+    try:
+        spec = json.loads((sdir / "state.json").read_text()).get("spec")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return Path(spec).resolve().parent if spec else None
+
+
+def claim(system: SpecLike, root: Path | None = None) -> Path:
+    """Create the system's folder (system_dir) and record which spec folder it belongs to."""
+    sdir = system_dir(system, root)
+    sdir.mkdir(parents=True, exist_ok=True)
+    folder = str(system.base_dir.resolve())
+    marker = sdir / OWNER_FILE
+    if not marker.exists() or marker.read_text().strip() != folder:
+        tmp = marker.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(folder + "\n")
+        tmp.replace(marker)
+    return sdir
+
+
+def state_file(system: str | SpecLike, root: Path | None = None) -> Path:
     return system_dir(system, root) / "state.json"
 
 
-def read_state(system: str, root: Path | None = None) -> dict[str, Any] | None:
+def read_state(system: str | SpecLike, root: Path | None = None) -> dict[str, Any] | None:
     """The state of a system, or None if it was never started."""
     path = state_file(system, root)
     try:
@@ -29,7 +91,7 @@ def read_state(system: str, root: Path | None = None) -> dict[str, Any] | None:
         return None
 
 
-def write_state(system: str, state: dict[str, Any], root: Path | None = None) -> None:
+def write_state(system: str | SpecLike, state: dict[str, Any], root: Path | None = None) -> None:
     """Replace the state atomically so readers never see half a file."""
     path = state_file(system, root)
     path.parent.mkdir(parents=True, exist_ok=True)
