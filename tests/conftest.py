@@ -31,7 +31,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
     """A real PostgreSQL server (pgserver's binaries) for the whole session."""
     pg = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
     pg.init()
-    proc = subprocess.Popen(pg.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(pg.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=pg.data_dir,
                             **pg.process_kwargs())  # type: ignore[call-overload]
     _wait_port(pg.port, proc, "postgres")
     time.sleep(0.3)

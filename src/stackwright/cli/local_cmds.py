@@ -13,8 +13,8 @@ import httpx
 import typer
 from rich.table import Table
 
-from ..local.control import ControlError, running_state, start_detached, stop
-from ..local.state import read_state, system_dir
+from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
+from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..spec import System
 from .common import console, fail, load
 
@@ -79,7 +79,7 @@ def up(
 ) -> None:
     """Run the whole system on this machine: real Postgres and Redis, every service, the edge gateway."""
     spec = load(system)
-    if running_state(spec.name, state_dir):
+    if running_state(spec, state_dir):
         fail(f"{spec.name} is already running (see 'stackwright status {spec.name}'; stop it with "
              f"'stackwright down {spec.name}')")
     scale_map = _parse_scale(scale)
@@ -131,8 +131,13 @@ def _print_ready(state: dict) -> None:
 def status(system: SystemArg, state_dir: StateDir = None) -> None:
     """Show whether a system is running, and the health of each process."""
     spec = load(system)
-    state = read_state(spec.name, state_dir)
-    if not running_state(spec.name, state_dir) or state is None:
+    state = read_state(spec, state_dir)
+    if not running_state(spec, state_dir) or state is None:
+        stale = leftovers(state)
+        if stale:
+            procs = ", ".join(f"{n} (pid {r['pid']})" for n, r in stale.items())
+            fail(f"{spec.name} is not running, but its previous run was killed and left {len(stale)} stale "
+                 f"process(es) running: {procs}; stop them with 'stackwright down {spec.name}'", code=1)
         console.print(f"{spec.name} is not running")
         raise typer.Exit(1)
     table = Table(title=f"{spec.name} at {state['gateway']}")
@@ -155,8 +160,16 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
 def down(system: SystemArg, state_dir: StateDir = None) -> None:
     """Stop a running system (services, gateway, then Postgres and Redis). Data stays in .stackwright/."""
     spec = load(system)
+    state = read_state(spec, state_dir)
+    if state is not None and not runner_alive(state):
+        with console.status(f"stopping what the killed run of {spec.name} left behind …"):
+            left = stop_leftovers(state, data_dir=system_dir(spec, state_dir) / "postgres")
+        if left:
+            console.print(f"{spec.name} was not running; stopped {len(left)} stale process(es) its killed run left: "
+                          + ", ".join(f"{n} (pid {pid})" for n, pid in left.items()))
+            return
     with console.status(f"stopping {spec.name} …"):
-        stopped = stop(spec.name, state_dir)
+        stopped = stop(spec, state_dir)
     console.print(f"{spec.name} stopped" if stopped else f"{spec.name} was not running")
 
 
@@ -174,7 +187,7 @@ def token(
     if spec.edge.identity is None:
         fail(f"{spec.name} has no edge.identity, so it accepts no tokens")
     ident = spec.edge.identity
-    idp = DevIdP(system_dir(spec.name, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
+    idp = DevIdP(system_dir(spec, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
                  roles_claim=ident.roles_claim)
     print(idp.mint(sub, list(role), ttl_s=ttl))
 
@@ -191,7 +204,7 @@ def demo(
     demo_file = spec.base_dir / "demo.py"
     if not demo_file.is_file():
         fail(f"{spec.name} has no demo ({demo_file} is missing)")
-    state = running_state(spec.name, state_dir)
+    state = running_state(spec, state_dir)
     if state is None:
         console.print(f"{spec.name} is not running; starting it in the background")
         try:
@@ -204,7 +217,7 @@ def demo(
     module_spec.loader.exec_module(module)
     began = time.monotonic()
     ok = asyncio.run(module.run(spec, state, console=console, votes=votes, concurrency=concurrency,
-                                key_file=system_dir(spec.name, state_dir) / "idp-key.pem"))
+                                key_file=system_dir(spec, state_dir) / "idp-key.pem"))
     console.print(f"demo finished in {time.monotonic() - began:.1f}s: {'[green]PASS' if ok else '[red]FAIL'}")
     if not ok:
         raise typer.Exit(1)

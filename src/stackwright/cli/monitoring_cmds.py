@@ -33,7 +33,7 @@ def metrics(
     if prometheus_url is None:
         from ..local.control import running_state
 
-        state = running_state(spec.name) or {}
+        state = running_state(spec) or {}
         prometheus_url = state.get("prometheus") or DEFAULT_PROMETHEUS_URL
     try:
         rows = service_metrics(prometheus_url, spec, window=window)

@@ -39,7 +39,7 @@ def dlq(
         queues = {queue: queues[queue]}
     if not queues:
         fail(f"{spec.name} has no queue resources")
-    state = running_state(spec.name, state_dir)
+    state = running_state(spec, state_dir)
     if state is None:
         fail(f"{spec.name} is not running (start it with 'stackwright up {spec.name} -d')")
     report = asyncio.run(_inspect(spec.name, state, queues, redrive=redrive, limit=max(1, limit)))

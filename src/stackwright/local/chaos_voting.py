@@ -70,7 +70,7 @@ class Drill:
         self.queue_url = state["resources"]["votes"]
         self.queue_name = f"{system.name}-votes"
         self.max_receive = system.resources["votes"].max_receive_count
-        self.idp = idp_for(system, key_file or system_dir(system.name, state_root) / "idp-key.pem")
+        self.idp = idp_for(system, key_file or system_dir(system, state_root) / "idp-key.pem")
         self.admin = bearer(self.idp.mint("chaos-admin", ["admin"], ttl_s=3600))
         self.run_id = uuid.uuid4().hex[:8]
         self.warmup_s = warmup_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .state import is_running, pid_alive, read_state, system_dir
+from .state import SpecLike, claim, is_running, leftovers, read_state, runner_alive, same_process, system_dir
 
 
 class ControlError(RuntimeError):
@@ -25,8 +26,7 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
     from ..spec import load_system
 
     system = load_system(spec_path)
-    sdir = system_dir(system.name, state_root)
-    sdir.mkdir(parents=True, exist_ok=True)
+    sdir = claim(system, state_root)
     log_path = sdir / "runner.log"
     argv = [sys.executable, "-m", "stackwright.cli", "up", str(spec_path), "--port", str(port), "--quiet-logs",
             *(extra_args or [])]
@@ -39,7 +39,7 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
     seen = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = read_state(system.name, state_root)
+        state = read_state(system, state_root)
         fresh = state is not None and state.get("runner_pid") == proc.pid
         if fresh and on_step is not None:
             steps = [s for s in state.get("steps", []) if s.startswith("✓")]
@@ -57,33 +57,66 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
                        f"see {log_path}")
 
 
-def running_state(system: str, state_root: Path | None = None) -> dict[str, Any] | None:
+def running_state(system: str | SpecLike, state_root: Path | None = None) -> dict[str, Any] | None:
     """The state of the system if it is up and ready, else None."""
     state = read_state(system, state_root)
     return state if is_running(state) else None
 
 
-def stop(system: str, state_root: Path | None = None, timeout_s: float = 60.0) -> bool:
-    """Stop a running system (SIGTERM to its runner, which stops everything in order). False if not running."""
+def stop(system: str | SpecLike, state_root: Path | None = None, timeout_s: float = 60.0) -> bool:
+    """Stop a system: SIGTERM to its runner, which stops everything in order; then whatever a runner that
+    died without cleaning up (kill -9) left behind. False if nothing was running."""
     state = read_state(system, state_root)
     if not state:
         return False
     runner = state.get("runner_pid")
-    if not pid_alive(runner):
-        # The runner died without cleaning up: stop whatever it left behind.
-        leftovers = [p["pid"] for procs in state.get("services", {}).values() for p in procs if p.get("pid")]
-        leftovers += [b["pid"] for b in state.get("backing", {}).values() if b.get("pid")]
-        for pid in leftovers:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGTERM)
-        return bool(leftovers)
-    os.kill(runner, signal.SIGTERM)
+    stopped = False
+    if runner_alive(state):
+        os.kill(runner, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and runner_alive(state):
+            time.sleep(0.1)
+        if runner_alive(state):
+            os.killpg(runner, signal.SIGKILL)
+        stopped = True
+    left = stop_leftovers(read_state(system, state_root), data_dir=system_dir(system, state_root) / "postgres")
+    return stopped or bool(left)
+
+
+def stop_leftovers(state: dict[str, Any] | None, *, data_dir: Path | None = None,
+                   timeout_s: float = 30.0) -> dict[str, int]:
+    """Stop the processes a dead runner left running; returns ``{name: pid}`` of those stopped.
+
+    Each gets its own stop signal (SIGINT: Postgres' fast shutdown; SIGTERM: the others' graceful one),
+    then SIGKILL after ``timeout_s``. Only pids recorded with their start time and still matching it are
+    signalled (state.leftovers), so a pid reused by another program is left alone. A Postgres still
+    serving the data directory but not recorded (a state from before start times, or overwritten) is
+    found through its ``postmaster.pid`` and stopped with ``pg_ctl``. Nothing is done while the runner
+    that wrote ``state`` is alive.
+    """
+    if runner_alive(state):
+        return {}
+    found = leftovers(state)
+    for rec in found.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec["pid"], rec.get("stop_signal") or signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and pid_alive(runner):
+    while time.monotonic() < deadline and any(same_process(r["pid"], r["start"]) for r in found.values()):
         time.sleep(0.1)
-    if pid_alive(runner):
-        os.killpg(runner, signal.SIGKILL)
-    return True
+    for rec in found.values():
+        if same_process(rec["pid"], rec["start"]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec["pid"], signal.SIGKILL)
+    stopped = {name: rec["pid"] for name, rec in found.items()}
+    recorded = ((state or {}).get("backing", {}).get("postgres") or {}).get("data_dir")
+    pg_dir = Path(recorded) if recorded else data_dir
+    if pg_dir is not None:
+        from .backing.postgres import stop_stray
+
+        pid = stop_stray(pg_dir, timeout_s=timeout_s)
+        if pid is not None:
+            stopped.setdefault("postgres", pid)
+    return stopped
 
 
 def _last_error(log_path: Path) -> str | None:

@@ -26,7 +26,7 @@ from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis
 from .ports import free_port, port_in_use
 from .routing import EdgeRoute
-from .state import system_dir, write_state
+from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
 from .supervisor import ProcessSpec, Supervisor
 from .wiring import Endpoints, service_env
 
@@ -58,18 +58,27 @@ class LocalSystem:
         self.system = system
         self.options = options
         self.report = report
-        self.dir = system_dir(system.name, options.state_root).resolve()
+        self.dir = claim(system, options.state_root).resolve()
         self.supervisor = Supervisor(self.dir / "logs", echo=options.echo_logs, on_event=self._on_event)
         self.endpoints = Endpoints(gateway_url=f"http://127.0.0.1:{options.port}")
         self.backing: dict[str, dict[str, Any]] = {}
         self.steps: list[str] = []
         self.status = "starting"
         self.prometheus: Any = None
+        self.started = process_start(os.getpid())
 
     # ------------------------------------------------------------------ start
 
     async def start(self) -> None:
-        """Start everything; on failure stop what was started and raise StartError."""
+        """Start everything; on failure stop what was started and raise StartError.
+
+        Processes left running by an earlier run whose runner was killed (recorded with their start
+        times, so a reused pid is never touched) are stopped first: they hold the ports and the data.
+        """
+        if self.dir.name != self.system.name:
+            self.report(f"  data and state in {self.dir}: {self.dir.parent / self.system.name} belongs to "
+                        f"the {self.system.name} in {spec_folder_of(self.dir.parent / self.system.name)}")
+        await asyncio.to_thread(self._stop_leftovers)
         if port_in_use(self.options.port):
             raise StartError(f"port {self.options.port} is already in use (is the system already up? "
                              f"try 'stackwright status' or pass --port)")
@@ -90,6 +99,19 @@ class LocalSystem:
             raise StartError(str(exc)) from exc
         self.status = "ready"
         self._save()
+
+    def _stop_leftovers(self) -> None:
+        from .control import stop_leftovers
+
+        state = read_state(self.system, self.options.state_root)
+        if runner_alive(state):
+            assert state is not None
+            raise StartError(f"{self.system.name} is already being run by pid {state['runner_pid']} "
+                             f"(stop it with 'stackwright down {self.system.name}')")
+        stopped = stop_leftovers(state, data_dir=self.dir / "postgres")
+        if stopped:
+            self.report(f"  stopped what an earlier run left running: "
+                        f"{', '.join(f'{n} (pid {pid})' for n, pid in stopped.items())}")
 
     async def _step(self, label: str, fn: Callable[[], Any]) -> None:
         began = time.monotonic()
@@ -113,10 +135,10 @@ class LocalSystem:
                 if created:
                     self.report("  initialised a new PostgreSQL data directory")
                 await self.supervisor.start(ProcessSpec(
-                    name="postgres", argv=pg.command(), spawn_kwargs=pg.process_kwargs(),
+                    name="postgres", argv=pg.command(), spawn_kwargs=pg.process_kwargs(), cwd=pg.data_dir,
                     ready=lambda: _pg_ready(pg.url), stop_signal=signal.SIGINT, before_start=pg.before_start,
                 ), ready_timeout_s=60)
-                self.backing["postgres"] = {"url": pg.url, "pid": None}
+                self.backing["postgres"] = {"url": pg.url, "pid": None, "data_dir": str(pg.data_dir)}
         if needs_redis:
             if self.options.redis_url:
                 self.backing["redis"] = {"url": self.options.redis_url, "pid": None}
@@ -240,14 +262,15 @@ class LocalSystem:
         backing = {k: {**v, "pid": pids.get(k, v.get("pid"))} for k, v in self.backing.items()}
         return {
             "system": self.system.name, "spec": str(self.system.source), "status": self.status,
-            "runner_pid": os.getpid(), "gateway": self.endpoints.gateway_url, "steps": self.steps,
+            "runner_pid": os.getpid(), "runner_start": self.started, "processes": self.supervisor.processes(),
+            "gateway": self.endpoints.gateway_url, "steps": self.steps,
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
             "prometheus": getattr(self.prometheus, "url", None),
         }
 
     def _save(self) -> None:
-        write_state(self.system.name, self.state(), self.options.state_root)
+        write_state(self.system, self.state(), self.options.state_root)
 
     async def run_until_signalled(self) -> None:
         """Block until SIGINT/SIGTERM, then stop everything."""

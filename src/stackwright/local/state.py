@@ -1,25 +1,88 @@
-"""The record of a running local system (``.stackwright/<system>/state.json``), read by status/down/demo."""
+"""The record of a running local system (``.stackwright/<system>/state.json``, see system_dir), read by
+status/down/demo."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 STATE_ROOT = Path(".stackwright")
+OWNER_FILE = "spec-folder"
 
 
-def system_dir(system: str, root: Path | None = None) -> Path:
-    """Where a system keeps its local data, logs and state."""
-    return (root or STATE_ROOT) / system
+class SpecLike(Protocol):
+    """What keys a system's state: its name and the folder its system.yaml is in (a spec.System)."""
+
+    name: str
+
+    @property
+    def base_dir(self) -> Path: ...
 
 
-def state_file(system: str, root: Path | None = None) -> Path:
+def system_dir(system: str | SpecLike, root: Path | None = None) -> Path:
+    """Where a system keeps its local data, logs and state.
+
+    Given a spec, the folder depends on where the spec is, not only on its name, so a copy of a system
+    (another folder, same ``name:``) never shares the original's database or state: ``<root>/<name>/``
+    belongs to the first spec folder that used it (recorded in its ``spec-folder`` file; for a folder
+    made before that file existed, the spec path in its state.json; a folder with neither is claimed as
+    is, so existing data stays where it was), and any other spec folder with that name gets
+    ``<root>/<name>-<8 hex of its folder's path>/``. If the recorded folder no longer holds a system.yaml
+    (the project moved or was deleted), the next spec of that name without a folder of its own takes
+    ``<root>/<name>/`` over.
+    Given only a name, ``<root>/<name>/`` (for callers without a spec, with a private ``root``).
+    """
+    base = root or STATE_ROOT
+    if isinstance(system, str):
+        return base / system
+    plain = base / system.name
+    folder = system.base_dir.resolve()
+    own = base / f"{system.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+    owner = spec_folder_of(plain)
+    if owner == folder:
+        return plain
+    if own.is_dir():
+        return own  # a copy that already has data of its own keeps it
+    if owner is None or not (owner / "system.yaml").is_file():
+        return plain
+    return own
+
+
+def spec_folder_of(sdir: Path) -> Path | None:
+    """The spec folder whose state ``sdir`` holds, or None if nothing says."""
+    try:
+        return Path((sdir / OWNER_FILE).read_text().strip())
+    except OSError:
+        pass
+    try:
+        spec = json.loads((sdir / "state.json").read_text()).get("spec")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return Path(spec).resolve().parent if spec else None
+
+
+def claim(system: SpecLike, root: Path | None = None) -> Path:
+    """Create the system's folder (system_dir) and record which spec folder it belongs to."""
+    sdir = system_dir(system, root)
+    sdir.mkdir(parents=True, exist_ok=True)
+    folder = str(system.base_dir.resolve())
+    marker = sdir / OWNER_FILE
+    if not marker.exists() or marker.read_text().strip() != folder:
+        tmp = marker.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(folder + "\n")
+        tmp.replace(marker)
+    return sdir
+
+
+def state_file(system: str | SpecLike, root: Path | None = None) -> Path:
     return system_dir(system, root) / "state.json"
 
 
-def read_state(system: str, root: Path | None = None) -> dict[str, Any] | None:
+def read_state(system: str | SpecLike, root: Path | None = None) -> dict[str, Any] | None:
     """The state of a system, or None if it was never started."""
     path = state_file(system, root)
     try:
@@ -28,7 +91,7 @@ def read_state(system: str, root: Path | None = None) -> dict[str, Any] | None:
         return None
 
 
-def write_state(system: str, state: dict[str, Any], root: Path | None = None) -> None:
+def write_state(system: str | SpecLike, state: dict[str, Any], root: Path | None = None) -> None:
     """Replace the state atomically so readers never see half a file."""
     path = state_file(system, root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +118,66 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def process_start(pid: int | None) -> str | None:
+    """An opaque token for when ``pid`` started, or None if no such (live) process.
+
+    A pid plus its start time names one process for good, so a pid the kernel has since handed to
+    another program is never mistaken for ours. Linux: field 22 of ``/proc/<pid>/stat`` (clock ticks since
+    boot; a zombie counts as gone). Other platforms: ``psutil``'s create time when psutil is installed,
+    else None (then nothing recorded can be verified, and callers leave such pids alone).
+    """
+    if not pid:
+        return None
+    stat = Path(f"/proc/{pid}/stat")
+    if sys.platform.startswith("linux"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        if fields[0] in ("Z", "X"):
+            return None
+        return fields[19]
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{proc.create_time():.3f}"
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int | None, start: str | None) -> bool:
+    """True if ``pid`` is alive and is the very process that started at ``start`` (see process_start)."""
+    return bool(pid) and start is not None and process_start(pid) == start
+
+
+def runner_alive(state: dict[str, Any] | None) -> bool:
+    """True if the runner that wrote this state is still that same process."""
+    if not state:
+        return False
+    pid = state.get("runner_pid")
+    if "runner_start" in state:
+        return same_process(pid, state["runner_start"])
+    return pid_alive(pid)  # a state written before start times were recorded
+
+
 def is_running(state: dict[str, Any] | None) -> bool:
     """True if the runner that wrote this state is still alive and reached 'ready'."""
-    return bool(state) and state.get("status") == "ready" and pid_alive(state.get("runner_pid"))
+    return bool(state) and state.get("status") == "ready" and runner_alive(state)
+
+
+def leftovers(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Processes of a run whose runner is gone but which still live: ``{name: {pid, start, stop_signal}}``.
+
+    Only processes recorded with their start time and still matching it count, so a reused pid is never
+    reported (nor, by ``control.stop_leftovers``, killed). Empty while the runner itself is alive.
+    """
+    if not state or runner_alive(state):
+        return {}
+    return {name: rec for name, rec in (state.get("processes") or {}).items()
+            if same_process(rec.get("pid"), rec.get("start"))}

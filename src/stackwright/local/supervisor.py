@@ -1,9 +1,22 @@
-"""Run processes, multiplex their logs with a prefix, restart crashes with backoff, stop them in order."""
+"""Run processes, multiplex their logs with a prefix, restart crashes with backoff, stop them in order.
+
+Children never outlive the supervisor's process. On Linux each child asks the kernel, between fork and
+exec, for its stop signal (SIGINT for Postgres: a fast shutdown) the moment the supervisor dies, however it
+dies (``kill -9`` included): ``prctl(PR_SET_PDEATHSIG)``. The kernel ties that signal to the *thread*
+that forked, so processes are spawned from the event loop's thread, which lives as long as the
+supervisor; and it is cleared when a child changes user, so it is set after the switch to the
+unprivileged Postgres user (``subprocess``'s ``user=``/``group=``; no su/runuser wrapper in between).
+Other platforms have no such call: there a killed supervisor leaves its children running, and the pids
+and start times it recorded (``processes()``, kept in the state file) let ``stackwright down``/``up``
+find and stop them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import sys
@@ -12,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from .state import process_start
 
 COLORS = ["36", "35", "33", "32", "34", "91", "96", "95", "93", "92"]
 
@@ -38,10 +53,32 @@ class Managed:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
+    start_token: str | None = None
     stopping: bool = False
     watcher: asyncio.Task[None] | None = None
     log_file: TextIO | None = None
     pump: asyncio.Task[None] | None = None
+
+
+_PR_SET_PDEATHSIG = 1
+# Loaded once in the parent: between fork and exec the child may only call what is already there.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent(sig: int, parent: int) -> None:
+    """preexec_fn (Linux): receive ``sig`` when the forking thread of ``parent`` dies."""
+    assert _LIBC is not None
+    _LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    if os.getppid() != parent:
+        # The parent died between fork and prctl, so no signal will ever come: act on it now.
+        os.kill(os.getpid(), sig)
+
+
+def tie_to_parent(sig: int) -> dict[str, Any]:
+    """``Popen`` keyword arguments that make the child get ``sig`` when this process dies (Linux; else {})."""
+    if _LIBC is None:
+        return {}
+    return {"preexec_fn": functools.partial(_die_with_parent, sig, os.getpid())}
 
 
 class Supervisor:
@@ -58,6 +95,11 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         return {n: m.proc.pid for n, m in self.procs.items() if m.proc and m.proc.returncode is None}
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """Each live child's pid, start time (state.process_start) and stop signal, for the state file."""
+        return {n: {"pid": m.proc.pid, "start": m.start_token, "stop_signal": int(m.spec.stop_signal)}
+                for n, m in self.procs.items() if m.proc and m.proc.returncode is None}
 
     def restarts(self) -> dict[str, int]:
         return {n: m.restarts for n, m in self.procs.items()}
@@ -82,9 +124,10 @@ class Supervisor:
         managed.proc = await asyncio.create_subprocess_exec(
             *spec.argv, cwd=str(spec.cwd) if spec.cwd else None, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True, **spec.spawn_kwargs,
+            start_new_session=True, **tie_to_parent(spec.stop_signal), **spec.spawn_kwargs,
         )
         managed.started_at = time.monotonic()
+        managed.start_token = process_start(managed.proc.pid)
         managed.pump = asyncio.create_task(self._pump(managed, managed.proc))
 
     async def _wait_ready(self, managed: Managed, timeout_s: float) -> None:
