@@ -4,15 +4,16 @@ A system folder may hold three plug-in modules; each is optional and the core lo
 
 ``demo.py``
     ``async def run(ctx: stackwright.local.demokit.DemoContext) -> bool`` — a scenario against the running
-    system (``stackwright demo SYSTEM``); True when it passed. ``SIZE_HELP: str`` (optional) says what
-    ``--size`` counts for this demo, ``DEFAULT_SIZE: int`` (optional) its default.
+    system (``stackwright demo SYSTEM``); True when it passed. ``SIZE_HELP: str`` says what ``--size``
+    counts for this demo, ``DEFAULT_SIZE: int`` its default (100 when absent).
 ``bench.py``
     ``SCENARIOS: tuple[str, ...]`` and ``def run(spec_path, options, reporter) -> dict`` (the results
     document, see :mod:`stackwright.bench.results`); optionally ``targets(doc) -> list[dict]``,
     ``per_replica(doc, system) -> dict[str, dict]`` (rows keyed by service name), ``markdown(doc) ->
     list[str]`` and ``summary(doc) -> list[str]`` for what the generic table and summary do not show.
 ``drills.py``
-    ``SCENARIO: stackwright.local.chaos.Scenario`` — the fault drills of ``stackwright chaos SYSTEM``.
+    ``Drill``, a class following :class:`stackwright.local.chaos.Scenario` — the fault drills of
+    ``stackwright chaos SYSTEM`` (``FAULTS``, ``run``, optionally ``poison``).
 
 A plug-in imports what it needs from ``stackwright`` (``bench``, ``local.demokit``, ``local.chaos``), never
 the other way round.

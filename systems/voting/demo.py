@@ -7,25 +7,25 @@ import random
 import time
 import uuid
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import asyncpg
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from stackwright.local.demokit import Client, Reply, bearer, idp_for, run_concurrently, wait_for
-from stackwright.spec import System
+from stackwright.local.demokit import Client, DemoContext, Reply, bearer, run_concurrently, wait_for
 
 OPTIONS = ["Aurora", "Borealis", "Cascade", "Dune"]
 
 
-async def run(system: System, state: dict[str, Any], *, console: Console, votes: int, concurrency: int,
-              key_file: Path) -> bool:
+SIZE_HELP = "viewers who vote"
+DEFAULT_SIZE = 10_000
+
+
+async def run(ctx: DemoContext) -> bool:
     """Run the scenario against a running system; True when every accepted vote was counted exactly once."""
+    state, console, votes, concurrency = ctx.state, ctx.console, ctx.size, ctx.concurrency
     base = state["gateway"]
-    idp = idp_for(system, key_file)
+    idp = ctx.idp()
     admin = bearer(idp.mint("demo-admin", ["admin"]))
     async with Client(base) as client:
         created = await client.post("/polls", json={"title": f"Demo poll {time.strftime('%H:%M:%S')}",

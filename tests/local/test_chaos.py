@@ -120,7 +120,7 @@ def test_drills_know_their_faults_and_the_queues_to_shorten() -> None:
     check_faults(voting, ["worker", "vote", "redis", "postgres"])
     with pytest.raises(ChaosError, match="unknown fault"):
         check_faults(voting, ["worker", "gateway"])
-    with pytest.raises(ChaosError, match="no fault drills"):
+    with pytest.raises(ChaosError, match="fastapi-app provides no drills"):
         check_faults(load_system(REPO / "systems" / "fastapi-app" / "system.yaml"), ["api"])
     assert drill_up_args(voting, 1.5) == ["--visibility-timeout", "votes=1.5"]
 
@@ -137,7 +137,7 @@ def test_unreachable_dependencies_are_classified_as_unavailable() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["chaos", "fastapi-app"], "no fault drills are written for 'fastapi-app'"),
+    (["chaos", "fastapi-app"], "fastapi-app provides no drills"),
     (["chaos", "voting", "--faults", "worker,gateway"], "unknown fault(s) gateway"),
     (["chaos", "voting", "--rate", "0"], "--rate must be > 0"),
     (["up", "voting", "--visibility-timeout", "db=2"], "not a queue of voting"),

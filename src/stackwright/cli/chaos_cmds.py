@@ -18,6 +18,7 @@ from ..local.chaos import (
     check_faults,
     drill_up_args,
     render_table,
+    scenario_class,
     scenario_for,
 )
 from ..local.control import ControlError, start_detached, stop
@@ -29,9 +30,10 @@ SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or 
 
 def chaos(
     system: SystemArg,
-    faults: Annotated[str, typer.Option(help="Comma-separated processes to kill -9, in this order.")] =
-        "worker,vote,redis,postgres",
-    rate: Annotated[float, typer.Option(help="Votes per second sent (open loop) while the faults happen.")] = 40.0,
+    faults: Annotated[str | None, typer.Option(
+        help="Comma-separated processes to kill -9, in this order (default: every fault the system's drills know).")]
+        = None,
+    rate: Annotated[float, typer.Option(help="Requests per second sent (open loop) while the faults happen.")] = 40.0,
     poison: Annotated[bool, typer.Option(help="Also drill poison messages: DLQ after N deliveries, redrive.")] = True,
     visibility_timeout: Annotated[float, typer.Option(
         help="Queue visibility timeout (s) for the drill run, so redeliveries take seconds.")] =
@@ -41,18 +43,20 @@ def chaos(
     state_dir: Annotated[Path | None, typer.Option("--state-dir", hidden=True,
                                                    help="Where the drill's copy keeps its data.")] = None,
 ) -> None:
-    """Kill each process with SIGKILL while votes flow; check nothing acknowledged is lost or counted twice.
+    """Kill each process with SIGKILL while requests flow; check nothing acknowledged is lost or counted twice.
 
-    Runs its own copy of the system (fresh data, free port, short queue visibility timeout) so it never
-    disturbs one you are using. Exits 1 if any acknowledged vote is lost or duplicated.
+    The drills are the system's drills.py plug-in. Runs its own copy of the system (fresh data, free port,
+    short queue visibility timeout) so it never disturbs one you are using. Exits 1 if anything acknowledged
+    is lost or duplicated.
     """
     if rate <= 0:
         fail("--rate must be > 0")
     if visibility_timeout <= 0:
         fail("--visibility-timeout must be > 0")
     spec = load(system)
-    fault_list = [f.strip() for f in faults.split(",") if f.strip()]
     try:
+        fault_list = ([f.strip() for f in faults.split(",") if f.strip()] if faults is not None
+                      else list(scenario_class(spec).FAULTS))
         check_faults(spec, fault_list)
     except ChaosError as exc:
         fail(str(exc))
@@ -92,7 +96,7 @@ def chaos(
     lost = sum(r.lost for r in rows)
     dup = sum(r.duplicated for r in rows)
     out.print(f"[bold {'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/]: "
-              f"{sum(r.acknowledged for r in rows)} votes acknowledged, {lost} lost, {dup} duplicated")
+              f"{sum(r.acknowledged for r in rows)} acknowledged, {lost} lost, {dup} duplicated")
     if not ok:
         raise typer.Exit(1)
 
@@ -101,7 +105,7 @@ async def _drill(spec: Any, state: dict[str, Any], root: Path, faults: list[str]
                  poison: bool) -> tuple[list[Any], dict[str, Any] | None]:
     scenario = scenario_for(spec, state, root)
     rows = await scenario.run(faults, rate=rate, report=console.print)
-    poisoned = await scenario.poison(console.print) if poison else None
+    poisoned = await scenario.poison(console.print) if poison and hasattr(scenario, "poison") else None
     return rows, poisoned
 
 

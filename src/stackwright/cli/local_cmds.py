@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib.util
 import time
 from pathlib import Path
 from typing import Annotated
@@ -194,16 +193,21 @@ def token(
 
 def demo(
     system: SystemArg,
-    votes: Annotated[int, typer.Option(help="How many viewers vote (voting demo).")] = 10_000,
+    size: Annotated[int | None, typer.Option(
+        help="How big the scenario is; the demo says what it counts (its SIZE_HELP).", min=1)] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
     port: Annotated[int, typer.Option(help="Gateway port when the demo has to start the system.")] = 8080,
     state_dir: StateDir = None,
 ) -> None:
-    """Run the system's demo scenario (systems/<name>/demo.py), starting the system first if needed."""
+    """Run the system's demo scenario (its demo.py plug-in), starting the system first if needed."""
+    from ..local.demokit import DemoContext
+    from ..plugins import PluginMissing, load_plugin
+
     spec = load(system)
-    demo_file = spec.base_dir / "demo.py"
-    if not demo_file.is_file():
-        fail(f"{spec.name} has no demo ({demo_file} is missing)")
+    try:
+        module = load_plugin(spec, "demo")
+    except PluginMissing as exc:
+        fail(str(exc))
     state = running_state(spec, state_dir)
     if state is None:
         console.print(f"{spec.name} is not running; starting it in the background")
@@ -211,13 +215,10 @@ def demo(
             state = start_detached(spec.source, port=port, state_root=state_dir, on_step=lambda s: console.print(s))
         except ControlError as exc:
             fail(str(exc))
-    module_spec = importlib.util.spec_from_file_location(f"stackwright_demo_{spec.name}", demo_file)
-    assert module_spec and module_spec.loader
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    ctx = DemoContext(system=spec, state=state, console=console, key_file=system_dir(spec, state_dir) / "idp-key.pem",
+                      size=size or int(getattr(module, "DEFAULT_SIZE", 100)), concurrency=concurrency)
     began = time.monotonic()
-    ok = asyncio.run(module.run(spec, state, console=console, votes=votes, concurrency=concurrency,
-                                key_file=system_dir(spec, state_dir) / "idp-key.pem"))
+    ok = asyncio.run(module.run(ctx))
     console.print(f"demo finished in {time.monotonic() - began:.1f}s: {'[green]PASS' if ok else '[red]FAIL'}")
     if not ok:
         raise typer.Exit(1)

@@ -3,16 +3,14 @@ supervisor takes to bring it back, and check afterwards that nothing acknowledge
 
 The machinery here is system-agnostic (killing processes named in the run's state, waiting for them to be
 ready again, an open-loop sender, the result table). What "acknowledged" and "counted" mean is the
-scenario's business: ``chaos_<system>.py`` (only ``voting`` so far).
-
-    rows = asyncio.run(run_drills(spec_path, faults=["worker", "vote", "redis", "postgres"]))
+scenario's business: the system's ``drills.py`` plug-in provides a ``Drill`` class (:class:`Scenario`),
+discovered through :mod:`stackwright.plugins`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 import signal
 import time
@@ -204,7 +202,7 @@ class DrillRow:
     extra: int = 0  # counted although the client never saw the acknowledgement (answer lost in the crash)
     respawned_s: float | None = None  # kill -> the supervisor started a new process
     ready_s: float | None = None  # kill -> the new process passes its readiness check
-    flow_s: float | None = None  # kill -> the first vote sent after the kill is acknowledged and counted
+    flow_s: float | None = None  # kill -> the first request sent after the kill is acknowledged and counted
     aggregates_ok: bool = True
     note: str = ""
 
@@ -220,13 +218,13 @@ def _secs(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}s"
 
 
-def render_table(rows: list[DrillRow], title: str = "kill -9 while votes flow") -> Any:
+def render_table(rows: list[DrillRow], title: str = "kill -9 while requests flow") -> Any:
     """A rich Table of the drill rows: fault, acknowledged, counted, lost, duplicated, recovery times."""
     from rich.table import Table
 
     table = Table(title=title)
     columns = ("fault", "acknowledged", "counted", "lost", "duplicated", "process back", "ready",
-               "votes flow", "failed requests", "totals")
+               "flow resumes", "failed requests", "totals")
     for col in columns:
         table.add_column(col, justify="left" if col == "fault" else "right")
     for r in rows:
@@ -241,7 +239,11 @@ def render_table(rows: list[DrillRow], title: str = "kill -9 while votes flow") 
 
 
 class Scenario(Protocol):
-    """What a system's drill module provides (see chaos_voting.py)."""
+    """What a system's ``drills.py`` provides as ``Drill``: constructed as ``Drill(system, state, state_root)``.
+
+    ``FAULTS`` are the processes it knows how to kill (the first ones are the default run); ``poison`` is
+    optional (a system without queues has no poison messages to drill).
+    """
 
     FAULTS: tuple[str, ...]
 
@@ -250,19 +252,20 @@ class Scenario(Protocol):
     async def poison(self, report: Callable[[str], None], *, redrive: bool = True) -> dict[str, Any]: ...
 
 
-SCENARIOS = {"voting": "stackwright.local.chaos_voting"}
+def scenario_class(system: Any) -> Any:
+    """The ``Drill`` class of the system's ``drills.py``; ChaosError when the system has none."""
+    from ..plugins import PluginMissing, load_plugin
 
-
-def _scenario_class(system: Any) -> Any:
-    module_name = SCENARIOS.get(system.name)
-    if module_name is None:
-        raise ChaosError(f"no fault drills are written for {system.name!r} yet (have: {', '.join(SCENARIOS)})")
-    return importlib.import_module(module_name).Drill
+    try:
+        return load_plugin(system, "drills").Drill
+    except PluginMissing as exc:
+        raise ChaosError(f"{exc}; a system's fault drills are its drills.py plug-in (see stackwright.plugins)") \
+            from None
 
 
 def check_faults(system: Any, faults: list[str]) -> None:
     """Raise ChaosError unless ``system`` has drills and every fault is one of them (before starting anything)."""
-    known = _scenario_class(system).FAULTS
+    known = scenario_class(system).FAULTS
     unknown = [f for f in faults if f not in known]
     if unknown or not faults:
         raise ChaosError(f"unknown fault(s) {', '.join(unknown) or '(none given)'} for {system.name} "
@@ -271,7 +274,7 @@ def check_faults(system: Any, faults: list[str]) -> None:
 
 def scenario_for(system: Any, state: dict[str, Any], state_root: Path | None, **kw: Any) -> Scenario:
     """The drill scenario of ``system`` bound to a running copy of it."""
-    return _scenario_class(system)(system, state, state_root, **kw)  # type: ignore[no-any-return]
+    return scenario_class(system)(system, state, state_root, **kw)  # type: ignore[no-any-return]
 
 
 # Short enough that redeliveries (after a worker crash) and dead-lettering (N deliveries) take seconds.

@@ -18,6 +18,26 @@ from ..spec import System
 from .idp import DevIdP
 
 
+@dataclass
+class DemoContext:
+    """What ``stackwright demo`` hands a system's ``demo.py`` (``async def run(ctx) -> bool``)."""
+
+    system: System
+    #: the running system's state: ``gateway`` URL, ``services``, ``resources`` URLs (local/state.py)
+    state: dict[str, Any]
+    console: Any  # a rich Console for progress and the result table
+    #: the dev IdP's signing key of this run (mint tokens with :meth:`idp`)
+    key_file: Path
+    #: ``--size``: how big the scenario is (the demo's ``SIZE_HELP`` says what it counts)
+    size: int
+    #: requests in flight at once
+    concurrency: int
+
+    def idp(self) -> DevIdP:
+        """The running system's dev identity provider, to mint tokens with."""
+        return idp_for(self.system, self.key_file)
+
+
 def idp_for(system: System, key_file: Path) -> DevIdP:
     """The dev IdP of a running system (same key file the gateway signs with)."""
     ident = system.edge.identity

@@ -21,10 +21,10 @@ import pytest
 from rich.console import Console
 
 from stackwright.local.chaos import DRILL_VISIBILITY_TIMEOUT_S, drill_up_args, render_table
-from stackwright.local.chaos_voting import Drill
 from stackwright.local.control import start_detached, stop
 from stackwright.local.ports import free_port
 from stackwright.local.state import read_state
+from stackwright.plugins import load_plugin
 from stackwright.runtime.queue import queue_from_url
 from stackwright.spec import System, load_system
 
@@ -79,6 +79,7 @@ def test_drill_run_has_a_short_visibility_timeout(drilled: DrillSystem) -> None:
 
 
 def test_kill_each_process_while_votes_flow_loses_and_duplicates_nothing(drilled: DrillSystem) -> None:
+    Drill = load_plugin(drilled.system, "drills").Drill
     drill = Drill(drilled.system, drilled.state, drilled.root)
     log: list[str] = []
     rows = asyncio.run(drill.run(list(Drill.FAULTS), rate=40, report=log.append))

@@ -1,4 +1,4 @@
-"""Fault drills for the voting system (seed 000).
+"""Fault drills for the voting system (seed 000): its ``drills.py`` plug-in, run by ``stackwright chaos voting``.
 
 For each fault a fresh poll is opened and distinct viewers vote at a steady rate (open loop) through the
 gateway; a couple of seconds in, the process is killed with SIGKILL and the supervisor brings it back. When
@@ -22,11 +22,11 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from ..runtime.queue import queue_from_url
-from ..spec import System
-from .chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
-from .demokit import Client, bearer, idp_for
-from .state import system_dir
+from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
+from stackwright.local.demokit import Client, bearer, idp_for
+from stackwright.local.state import system_dir
+from stackwright.runtime.queue import queue_from_url
+from stackwright.spec import System
 
 OPTIONS = ["A", "B", "C"]
 
