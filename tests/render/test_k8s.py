@@ -384,3 +384,11 @@ def test_crd_schemas_catch_mistakes(prod: list[dict[str, Any]]) -> None:
             del o["spec"]["metrics"][0]["provider"]
     _, crds = validate_schemas({"bad": bad})
     assert crds.failed == len(bad) and crds.passed == 0
+
+
+def test_zone_spread_counts_only_the_pods_of_the_same_revision(prod: list[dict[str, Any]]) -> None:
+    # Without matchLabelKeys a surge counts old and new pods together and new pods stay Pending.
+    for name, d in by_kind(prod, "Deployment").items():
+        expected = ["rollouts-pod-template-hash"] if name == "vote" else ["pod-template-hash"]
+        for constraint in pod_spec(d)["topologySpreadConstraints"]:
+            assert constraint["matchLabelKeys"] == expected, (name, constraint["topologyKey"])

@@ -13,6 +13,7 @@ from ...spec.quantities import cpu_millis, seconds
 from .. import naming
 from .config import checksum, config_name, settings
 from .context import RUN_AS, Target, obj
+from .rollout import HASH_LABEL as ROLLOUT_HASH_LABEL
 from .secrets import has_secrets, secret_name
 
 #: Seconds the pod keeps serving after SIGTERM is scheduled, so load balancers and kube-proxy stop
@@ -21,6 +22,8 @@ PRESTOP_SLEEP_S = 10
 TMP_SIZE = "256Mi"
 GPU_RESOURCE = "nvidia.com/gpu"
 CONFIG_CHECKSUM = "stackwright.io/config-checksum"
+#: Label the ReplicaSet controller puts on the pods of one Deployment revision.
+DEPLOYMENT_HASH_LABEL = "pod-template-hash"
 
 
 def uses_autoscaler(t: Target, service: str) -> bool:
@@ -135,14 +138,25 @@ def container(t: Target, service: str) -> dict[str, Any]:
     }
 
 
+def template_hash_label(svc: Service) -> str:
+    """The label a service's controller stamps on each revision's pods: ``pod-template-hash`` for a
+    Deployment's ReplicaSets, ``rollouts-pod-template-hash`` for an Argo Rollout's."""
+    return ROLLOUT_HASH_LABEL if is_canary(svc) else DEPLOYMENT_HASH_LABEL
+
+
 def topology_spread(t: Target, service: str) -> list[dict[str, Any]]:
-    """Spread replicas evenly over zones (hard) and nodes (soft); failed nodes do not count."""
+    """Spread replicas evenly over zones (hard) and nodes (soft); failed nodes do not count.
+
+    ``matchLabelKeys`` (on by default since Kubernetes 1.27) counts only pods of the incoming pod's
+    own revision: without it, old and new pods are counted together during a surge, the zone skew of
+    the new revision is judged against the old one and new pods stay Pending."""
     selector = {"matchLabels": t.selector(service)}
+    revision = [template_hash_label(t.service(service))]
     return [
         {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
-         "nodeTaintsPolicy": "Honor", "labelSelector": selector},
+         "nodeTaintsPolicy": "Honor", "labelSelector": selector, "matchLabelKeys": revision},
         {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-         "labelSelector": selector},
+         "labelSelector": selector, "matchLabelKeys": revision},
     ]
 
 
