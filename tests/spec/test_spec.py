@@ -62,6 +62,10 @@ CASES = [
      r"rate limit 'viewers'.*did you mean 'viewer'"),
     ("queue autoscale on non-queue", "autoscale: {queue: votes,", "autoscale: {queue: cache,",
      r"scales on 'cache', which is not a declared queue"),
+    ("kubernetes without preStop sleep", '  kubernetes_version: "1.33"', '  kubernetes_version: "1.29"',
+     r"cluster\.kubernetes_version: Kubernetes 1\.29 is not supported; the minimum is 1\.30"),
+    ("kubernetes version not a version", '  kubernetes_version: "1.33"', '  kubernetes_version: "latest"',
+     r"not a Kubernetes minor version: 'latest'"),
 ]
 
 

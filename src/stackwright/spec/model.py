@@ -361,9 +361,26 @@ class NodePool(Strict):
         return self
 
 
+#: Oldest Kubernetes the rendered pods run on: their preStop hook is the ``sleep`` action, enabled by
+#: default from 1.30 (KEP-3960, beta in 1.30; alpha behind a feature gate in 1.29).
+MIN_KUBERNETES_VERSION = (1, 30)
+
+
 class Cluster(Strict):
     kubernetes_version: str = "1.33"
     node_pools: list[NodePool] = Field(min_length=1)
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _supported_version(cls, v: str) -> str:
+        found = re.fullmatch(r"(\d+)\.(\d+)", v)
+        minimum = ".".join(map(str, MIN_KUBERNETES_VERSION))
+        if found is None:
+            raise ValueError(f"not a Kubernetes minor version: {v!r} (use e.g. \"1.33\")")
+        if (int(found[1]), int(found[2])) < MIN_KUBERNETES_VERSION:
+            raise ValueError(f"Kubernetes {v} is not supported; the minimum is {minimum} (pods stop with the "
+                             "preStop sleep action, which older versions do not enable)")
+        return v
 
 
 class Identity(Strict):
