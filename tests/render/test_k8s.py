@@ -392,3 +392,32 @@ def test_zone_spread_counts_only_the_pods_of_the_same_revision(prod: list[dict[s
         expected = ["rollouts-pod-template-hash"] if name == "vote" else ["pod-template-hash"]
         for constraint in pod_spec(d)["topologySpreadConstraints"]:
             assert constraint["matchLabelKeys"] == expected, (name, constraint["topologyKey"])
+
+
+def _argo_condition(expression: str, result: list[float]) -> bool:
+    """Evaluate the expr-lang subset the conditions use (&&, !, len, isNaN, comparisons) on a result."""
+    import math
+
+    python = expression.replace("&&", " and ").replace("!isNaN(", " not isNaN(")
+    return bool(eval(python, {"__builtins__": {}}, {"len": len, "isNaN": math.isnan, "result": result}))
+
+
+def test_canary_without_traffic_is_inconclusive_never_promoted(prod: list[dict[str, Any]]) -> None:
+    template = by_kind(prod, "AnalysisTemplate")["vote-canary"]["spec"]
+    limits = {"error-rate": 0.01, "latency-p99": 0.2, "success-rate-drop": 0.02}
+    for m in template["metrics"]:
+        limit = limits[m["name"]]
+        ok, bad = m["successCondition"], m["failureCondition"]
+        for silent in ([], [float("nan")]):  # no series (too few requests) and 0/0
+            assert not _argo_condition(ok, silent) and not _argo_condition(bad, silent), (m["name"], silent)
+        assert _argo_condition(ok, [limit]) and not _argo_condition(bad, [limit])
+        assert _argo_condition(bad, [limit * 2]) and not _argo_condition(ok, [limit * 2])
+        assert m["inconclusiveLimit"] == 2
+        # The judged value exists only once the canary served enough requests in the window.
+        query = m["provider"]["prometheus"]["query"]
+        assert query.endswith('[60s])) >= 50)') and "and on() (sum(increase(starlette_requests_total{" in query
+
+
+def test_bundle_readme_says_silence_pauses_the_canary(bundle: Path) -> None:
+    text = (bundle / "README.md").read_text()
+    assert "never counts silence as success" in text and "after 3 inconclusive measurements" in text

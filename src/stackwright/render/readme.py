@@ -11,6 +11,7 @@ from .k8s.context import Target
 from .k8s.ingress import alb_paths, routed_services
 from .k8s.kustomize import base_target
 from .k8s.migrations import migrated_databases
+from .k8s.rollout import INCONCLUSIVE_LIMIT
 from .k8s.workload import is_canary, uses_autoscaler
 
 
@@ -77,6 +78,18 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
         "ConfigMap and credentials only from AWS Secrets Manager through External Secrets.",
         "The namespace denies all traffic by default; each service's NetworkPolicy allows what the spec implies.",
         "",
+    ]
+    canaries = [n for n, s in system.services.items() if is_canary(s)]
+    if canaries:
+        lines += [
+            "Canary analysis never counts silence as success: a check answers only when the canary served at "
+            "least `rollout.analysis.min_requests` requests in its window and the value is a number; otherwise "
+            f"it is Inconclusive, and after {INCONCLUSIVE_LIMIT + 1} inconclusive measurements the Rollout pauses "
+            "until someone runs `kubectl argo rollouts promote <service>` or `... abort <service>` "
+            f"(canaries: {', '.join(canaries)}).",
+            "",
+        ]
+    lines += [
         "## What the cluster must run",
         "",
         "AWS Load Balancer Controller, External Secrets Operator (`external-secrets.io/v1`), Argo Rollouts "

@@ -170,6 +170,7 @@ class CanaryAnalysis(Strict):
     max_success_rate_drop: float = Field(0.02, gt=0, lt=1)
     interval: str = "1m"
     failure_limit: int = Field(1, ge=0)
+    min_requests: int = Field(50, ge=1, description="canary requests per window below which a check is inconclusive")
 
 
 class Rollout(Strict):
