@@ -421,3 +421,61 @@ def test_canary_without_traffic_is_inconclusive_never_promoted(prod: list[dict[s
 def test_bundle_readme_says_silence_pauses_the_canary(bundle: Path) -> None:
     text = (bundle / "README.md").read_text()
     assert "never counts silence as success" in text and "after 3 inconclusive measurements" in text
+
+
+# ------------------------------------------------------------------ stopping pods behind the ALB
+
+
+def _serve_args_of(dockerfile: str) -> list[str]:
+    """Arguments the image's CMD passes to ``python -m stackwright.runtime.serve``."""
+    start = dockerfile.index("CMD [", dockerfile.index("STOPSIGNAL"))
+    cmd = json.loads(dockerfile[start + 4:].replace("\\\n", ""))
+    return cmd[cmd.index("stackwright.runtime.serve") + 1:]
+
+
+def test_pods_outlast_alb_deregistration_and_the_process_drains_as_the_manifest_says(
+        prod: list[dict[str, Any]], bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stackwright.runtime.serve import parse_args
+
+    (ing,) = by_kind(prod, "Ingress").values()
+    assert ing["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-group-attributes"] == \
+        "deregistration_delay.timeout_seconds=30"
+    services, configs = by_kind(prod, "Service"), by_kind(prod, "ConfigMap")
+    for name, d in by_kind(prod, "Deployment").items():
+        spec = pod_spec(d)
+        sleep = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        # Behind the ALB: deregistration delay + propagation; the worker only waits for kube-proxy.
+        assert sleep == (15 if name == "worker" else 30 + 15), name
+        env = configs[f"{name}-config"]["data"]
+        monkeypatch.setattr("os.environ", dict(env))
+        drain = parse_args(_serve_args_of((bundle / "docker" / f"{name}.Dockerfile").read_text())).graceful
+        assert drain == float(env["SHUTDOWN_GRACE_SECONDS"]) == 30
+        assert spec["terminationGracePeriodSeconds"] == sleep + drain + 5
+        annotations = services[name]["metadata"].get("annotations") or {}
+        if name != "worker":  # routed: its own target group says the delay its sleep was sized for
+            assert annotations["alb.ingress.kubernetes.io/target-group-attributes"] == \
+                "deregistration_delay.timeout_seconds=30"
+
+
+def test_shutdown_timings_come_from_the_spec() -> None:
+    shop = other_system()
+    shop.shutdown = type(shop.shutdown)(deregistration_delay_s=60, drain_s=20)
+    shop.services["infer"].shutdown = type(shop.shutdown)(prestop_sleep_s=120, deregistration_delay_s=90)
+    objs = build_manifests(shop, "eu-central-1", "prod")
+    deployments, services = by_kind(objs, "Deployment"), by_kind(objs, "Service")
+    api, infer = pod_spec(deployments["api"]), pod_spec(deployments["infer"])
+    assert api["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 75  # 60 + 15
+    assert api["terminationGracePeriodSeconds"] == 75 + 20 + 5
+    assert infer["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 120
+    assert infer["terminationGracePeriodSeconds"] == 120 + 20 + 5
+    assert by_kind(objs, "ConfigMap")["api-config"]["data"]["SHUTDOWN_GRACE_SECONDS"] == "20"
+    worker = pod_spec(deployments["jobs-worker"])
+    assert worker["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
+    assert worker["terminationGracePeriodSeconds"] == 15 + 20 + 5
+    (ing,) = by_kind(objs, "Ingress").values()
+    tg = "alb.ingress.kubernetes.io/target-group-attributes"
+    assert ing["metadata"]["annotations"][tg] == "deregistration_delay.timeout_seconds=60"
+    assert services["api"]["metadata"]["annotations"][tg] == "deregistration_delay.timeout_seconds=60"
+    nlb = services["infer-public"]["metadata"]["annotations"]
+    assert nlb["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"].endswith(
+        "deregistration_delay.timeout_seconds=90")

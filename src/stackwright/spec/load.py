@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from .errors import SpecError
 from .model import System
+from .shutdown import check_shutdown
 from .yaml_lines import Loc, line_for, load_with_lines
 
 
@@ -201,6 +202,7 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
                 raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
                            ("resources", rname, "migrations"))
     _check_acyclic(system, fail)
+    check_shutdown(system, fail)
 
 
 def _check_acyclic(system: System, fail: Any) -> None:

@@ -187,6 +187,15 @@ class Rollout(Strict):
         return self
 
 
+class Shutdown(Strict):
+    """How a pod leaves the load balancer when it stops; unset fields fall back to the system's
+    ``shutdown`` and then to :mod:`stackwright.spec.shutdown`'s defaults (seconds, AWS range 0-3600)."""
+
+    prestop_sleep_s: int | None = Field(None, ge=1, le=3600)
+    drain_s: int | None = Field(None, ge=1, le=3600)
+    deregistration_delay_s: int | None = Field(None, ge=0, le=3600)
+
+
 class Service(Strict):
     """One deployable: an ASGI app run as its own process locally and its own Deployment on EKS."""
 
@@ -208,6 +217,7 @@ class Service(Strict):
     expose: Literal["ingress", "load-balancer", "internal"] = "ingress"
     service_port: int = Field(80, ge=1, le=65535)
     graceful_shutdown_s: int = Field(30, ge=1)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
 
     @field_validator("app")
     @classmethod
@@ -491,6 +501,7 @@ class System(Strict):
     slo: Slo
     monitoring: Monitoring = Field(default_factory=Monitoring)
     usage: Usage = Field(default_factory=Usage)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
 
     _source: Path | None = PrivateAttr(default=None)
 
