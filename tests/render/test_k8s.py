@@ -355,6 +355,8 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
         "public_host": (voting, "staging"),
         "alb_log_bucket": (voting, "prod", "eu-west-1"),
         "ssm_parameter": (voting, "prod", "waf-acl-arn"),
+        "scaler_role_name": (voting, "prod", "eu-west-1", "worker"),
+        "keda_operator_role_name": (voting, "prod", "eu-west-1"),
     }
     for name, args in shared.items():
         if hasattr(aws, name):
@@ -479,3 +481,16 @@ def test_shutdown_timings_come_from_the_spec() -> None:
     nlb = services["infer-public"]["metadata"]["annotations"]
     assert nlb["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"].endswith(
         "deregistration_delay.timeout_seconds=90")
+
+
+def test_keda_assumes_the_scaler_role_the_aws_app_makes(prod: list[dict[str, Any]], voting: System) -> None:
+    auth = by_kind(prod, "TriggerAuthentication")["worker-aws"]["spec"]
+    # identityOwner: workload would need the worker's own role to trust the KEDA operator; it does not.
+    assert auth == {"podIdentity": {"provider": "aws",
+                                    "roleArn": "arn:aws:iam::${AWS_ACCOUNT_ID}:role/voting-prod-us-east-1-worker-keda"}}
+    staging = by_kind(build_manifests(voting, "eu-west-1", "staging"), "TriggerAuthentication")["worker-aws"]
+    assert staging["spec"]["podIdentity"]["roleArn"].endswith(":role/voting-staging-eu-west-1-worker-keda")
+    aws = pytest.importorskip("stackwright.render.aws.naming")
+    assert aws.scaler_role_name(voting, "prod", "us-east-1", "worker") == "voting-prod-us-east-1-worker-keda"
+    _, crds = validate_schemas({"x": [by_kind(prod, "TriggerAuthentication")["worker-aws"]]})
+    assert crds.ok and crds.passed == 1, crds.failures

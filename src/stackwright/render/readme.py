@@ -96,8 +96,11 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
         f"({ARGO_ROLLOUTS_VERSION}), KEDA, metrics-server, the Prometheus operator with Prometheus in namespace "
         f"`{naming.MONITORING_NAMESPACE}` (selecting `{'='.join(naming.MONITORING_SELECTOR_LABEL)}`) and "
         f"Grafana's dashboard sidecar (label `{'='.join(naming.GRAFANA_DASHBOARD_LABEL)}`); "
-        "VPC CNI with network policy enforcement on. KEDA reads queue depth as the worker's own IAM role "
-        "(`identityOwner: workload`), so that role must also trust the KEDA operator's role.",
+        "VPC CNI with network policy enforcement on. KEDA reads queue depth as a scaler role per worker "
+        f"(`{naming.scaler_role_name(system, '<env>', '<region>', '<service>')}`, made by the AWS app) that "
+        "trusts the `keda-operator` ServiceAccount in namespace `keda`; install KEDA with "
+        "`podIdentity.aws.irsa.enabled=true` and `podIdentity.aws.irsa.roleArn` = the AWS app's "
+        f"`KedaOperatorRoleArn` output (`{naming.keda_operator_role_name(system, '<env>', '<region>')}`).",
         "",
         "## Names shared with the AWS side",
         "",
