@@ -404,3 +404,34 @@ def test_log_groups_have_spec_retention_and_kms(system: System, synthesized: dic
 def test_copied_spec_round_trips(system: System) -> None:
     data = yaml.safe_load(render_aws(system)["aws/system.yaml"])
     assert System.model_validate(data).model_dump() == system.model_dump()
+
+
+def test_keda_reads_queue_depth_through_a_scaler_role_trusted_by_its_operator(
+        system: System, synthesized: dict[str, Any]) -> None:
+    from aws_cdk.assertions import Match
+
+    for region in ("us-east-1", "eu-west-1"):
+        raw = synthesized["templates"][f"voting-prod-{region}"]
+        template = _template(synthesized, f"voting-prod-{region}")
+        template.has_resource_properties("AWS::IAM::Role", {
+            "RoleName": f"voting-prod-{region}-worker-keda",
+            "AssumeRolePolicyDocument": {"Statement": [Match.object_like({
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Principal": {"Federated": Match.any_value()}})]}})
+        roles = {k: r for k, r in _resources(raw, "AWS::IAM::Role").items()
+                 if r["Properties"].get("RoleName") in (f"voting-prod-{region}-worker-keda",
+                                                        f"voting-prod-{region}-keda-operator")}
+        assert len(roles) == 2
+        for role in roles.values():
+            (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            cfn_json = trust["Condition"]["StringEquals"]["Fn::GetAtt"][0]
+            value = json.dumps(raw["Resources"][cfn_json]["Properties"]["Value"])
+            assert "system:serviceaccount:keda:keda-operator" in value and "sts.amazonaws.com" in value
+        scaler = next(k for k, r in roles.items() if r["Properties"]["RoleName"].endswith("-worker-keda"))
+        policies = _resources(raw, "AWS::IAM::Policy").values()
+        (statements,) = [p["Properties"]["PolicyDocument"]["Statement"] for p in policies
+                         if {"Ref": scaler} in p["Properties"]["Roles"]]
+        (statement,) = statements  # nothing but the queue depth
+        assert statement["Action"] == "sqs:GetQueueAttributes" and statement["Effect"] == "Allow"
+        assert statement["Resource"] == f"arn:aws:sqs:{region}:123456789012:voting-prod-votes"
+        assert any(k.startswith("KedaOperatorRoleArn") for k in raw["Outputs"])

@@ -355,6 +355,8 @@ def test_names_agree_with_the_aws_side(voting: System) -> None:
         "public_host": (voting, "staging"),
         "alb_log_bucket": (voting, "prod", "eu-west-1"),
         "ssm_parameter": (voting, "prod", "waf-acl-arn"),
+        "scaler_role_name": (voting, "prod", "eu-west-1", "worker"),
+        "keda_operator_role_name": (voting, "prod", "eu-west-1"),
     }
     for name, args in shared.items():
         if hasattr(aws, name):
@@ -384,3 +386,111 @@ def test_crd_schemas_catch_mistakes(prod: list[dict[str, Any]], checks_extra: No
             del o["spec"]["metrics"][0]["provider"]
     _, crds = validate_schemas({"bad": bad})
     assert crds.failed == len(bad) and crds.passed == 0
+
+
+def test_zone_spread_counts_only_the_pods_of_the_same_revision(prod: list[dict[str, Any]]) -> None:
+    # Without matchLabelKeys a surge counts old and new pods together and new pods stay Pending.
+    for name, d in by_kind(prod, "Deployment").items():
+        expected = ["rollouts-pod-template-hash"] if name == "vote" else ["pod-template-hash"]
+        for constraint in pod_spec(d)["topologySpreadConstraints"]:
+            assert constraint["matchLabelKeys"] == expected, (name, constraint["topologyKey"])
+
+
+def _argo_condition(expression: str, result: list[float]) -> bool:
+    """Evaluate the expr-lang subset the conditions use (&&, !, len, isNaN, comparisons) on a result."""
+    import math
+
+    python = expression.replace("&&", " and ").replace("!isNaN(", " not isNaN(")
+    return bool(eval(python, {"__builtins__": {}}, {"len": len, "isNaN": math.isnan, "result": result}))
+
+
+def test_canary_without_traffic_is_inconclusive_never_promoted(prod: list[dict[str, Any]]) -> None:
+    template = by_kind(prod, "AnalysisTemplate")["vote-canary"]["spec"]
+    limits = {"error-rate": 0.01, "latency-p99": 0.2, "success-rate-drop": 0.02}
+    for m in template["metrics"]:
+        limit = limits[m["name"]]
+        ok, bad = m["successCondition"], m["failureCondition"]
+        for silent in ([], [float("nan")]):  # no series (too few requests) and 0/0
+            assert not _argo_condition(ok, silent) and not _argo_condition(bad, silent), (m["name"], silent)
+        assert _argo_condition(ok, [limit]) and not _argo_condition(bad, [limit])
+        assert _argo_condition(bad, [limit * 2]) and not _argo_condition(ok, [limit * 2])
+        assert m["inconclusiveLimit"] == 2
+        # The judged value exists only once the canary served enough requests in the window.
+        query = m["provider"]["prometheus"]["query"]
+        assert query.endswith('[60s])) >= 50)') and "and on() (sum(increase(starlette_requests_total{" in query
+
+
+def test_bundle_readme_says_silence_pauses_the_canary(bundle: Path) -> None:
+    text = (bundle / "README.md").read_text()
+    assert "never counts silence as success" in text and "after 3 inconclusive measurements" in text
+
+
+# ------------------------------------------------------------------ stopping pods behind the ALB
+
+
+def _serve_args_of(dockerfile: str) -> list[str]:
+    """Arguments the image's CMD passes to ``python -m stackwright.runtime.serve``."""
+    start = dockerfile.index("CMD [", dockerfile.index("STOPSIGNAL"))
+    cmd = json.loads(dockerfile[start + 4:].replace("\\\n", ""))
+    return cmd[cmd.index("stackwright.runtime.serve") + 1:]
+
+
+def test_pods_outlast_alb_deregistration_and_the_process_drains_as_the_manifest_says(
+        prod: list[dict[str, Any]], bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stackwright.runtime.serve import parse_args
+
+    (ing,) = by_kind(prod, "Ingress").values()
+    assert ing["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-group-attributes"] == \
+        "deregistration_delay.timeout_seconds=30"
+    services, configs = by_kind(prod, "Service"), by_kind(prod, "ConfigMap")
+    for name, d in by_kind(prod, "Deployment").items():
+        spec = pod_spec(d)
+        sleep = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        # Behind the ALB: deregistration delay + propagation; the worker only waits for kube-proxy.
+        assert sleep == (15 if name == "worker" else 30 + 15), name
+        env = configs[f"{name}-config"]["data"]
+        monkeypatch.setattr("os.environ", dict(env))
+        drain = parse_args(_serve_args_of((bundle / "docker" / f"{name}.Dockerfile").read_text())).graceful
+        assert drain == float(env["SHUTDOWN_GRACE_SECONDS"]) == 30
+        assert spec["terminationGracePeriodSeconds"] == sleep + drain + 5
+        annotations = services[name]["metadata"].get("annotations") or {}
+        if name != "worker":  # routed: its own target group says the delay its sleep was sized for
+            assert annotations["alb.ingress.kubernetes.io/target-group-attributes"] == \
+                "deregistration_delay.timeout_seconds=30"
+
+
+def test_shutdown_timings_come_from_the_spec() -> None:
+    shop = other_system()
+    shop.shutdown = type(shop.shutdown)(deregistration_delay_s=60, drain_s=20)
+    shop.services["infer"].shutdown = type(shop.shutdown)(prestop_sleep_s=120, deregistration_delay_s=90)
+    objs = build_manifests(shop, "eu-central-1", "prod")
+    deployments, services = by_kind(objs, "Deployment"), by_kind(objs, "Service")
+    api, infer = pod_spec(deployments["api"]), pod_spec(deployments["infer"])
+    assert api["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 75  # 60 + 15
+    assert api["terminationGracePeriodSeconds"] == 75 + 20 + 5
+    assert infer["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 120
+    assert infer["terminationGracePeriodSeconds"] == 120 + 20 + 5
+    assert by_kind(objs, "ConfigMap")["api-config"]["data"]["SHUTDOWN_GRACE_SECONDS"] == "20"
+    worker = pod_spec(deployments["jobs-worker"])
+    assert worker["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
+    assert worker["terminationGracePeriodSeconds"] == 15 + 20 + 5
+    (ing,) = by_kind(objs, "Ingress").values()
+    tg = "alb.ingress.kubernetes.io/target-group-attributes"
+    assert ing["metadata"]["annotations"][tg] == "deregistration_delay.timeout_seconds=60"
+    assert services["api"]["metadata"]["annotations"][tg] == "deregistration_delay.timeout_seconds=60"
+    nlb = services["infer-public"]["metadata"]["annotations"]
+    assert nlb["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"].endswith(
+        "deregistration_delay.timeout_seconds=90")
+
+
+def test_keda_assumes_the_scaler_role_the_aws_app_makes(prod: list[dict[str, Any]], voting: System) -> None:
+    auth = by_kind(prod, "TriggerAuthentication")["worker-aws"]["spec"]
+    # identityOwner: workload would need the worker's own role to trust the KEDA operator; it does not.
+    assert auth == {"podIdentity": {"provider": "aws",
+                                    "roleArn": "arn:aws:iam::${AWS_ACCOUNT_ID}:role/voting-prod-us-east-1-worker-keda"}}
+    staging = by_kind(build_manifests(voting, "eu-west-1", "staging"), "TriggerAuthentication")["worker-aws"]
+    assert staging["spec"]["podIdentity"]["roleArn"].endswith(":role/voting-staging-eu-west-1-worker-keda")
+    aws = pytest.importorskip("stackwright.render.aws.naming")
+    assert aws.scaler_role_name(voting, "prod", "us-east-1", "worker") == "voting-prod-us-east-1-worker-keda"
+    _, crds = validate_schemas({"x": [by_kind(prod, "TriggerAuthentication")["worker-aws"]]})
+    assert crds.ok and crds.passed == 1, crds.failures

@@ -62,6 +62,10 @@ CASES = [
      r"rate limit 'viewers'.*did you mean 'viewer'"),
     ("queue autoscale on non-queue", "autoscale: {queue: votes,", "autoscale: {queue: cache,",
      r"scales on 'cache', which is not a declared queue"),
+    ("kubernetes without preStop sleep", '  kubernetes_version: "1.33"', '  kubernetes_version: "1.29"',
+     r"cluster\.kubernetes_version: Kubernetes 1\.29 is not supported; the minimum is 1\.30"),
+    ("kubernetes version not a version", '  kubernetes_version: "1.33"', '  kubernetes_version: "latest"',
+     r"not a Kubernetes minor version: 'latest'"),
 ]
 
 
@@ -111,3 +115,22 @@ def test_quantities() -> None:
     assert seconds("5m") == 300 and seconds("30s") == 30 and seconds(12) == 12
     with pytest.raises(ValueError):
         memory_mib("lots")
+
+
+@pytest.mark.parametrize(("added", "pattern", "at"), [
+    ("    shutdown: {prestop_sleep_s: 10}\n",
+     r"service 'vote': shutdown\.prestop_sleep_s \(10\) is shorter than the ALB deregistration delay \(30\) "
+     r"\+ 15 s.*hint: set prestop_sleep_s >= 45", "shutdown: {prestop_sleep_s: 10}"),
+    ("    shutdown: {deregistration_delay_s: 4000}\n",
+     r"services\.vote\.shutdown\.deregistration_delay_s: .*less than or equal to 3600",
+     "shutdown: {deregistration_delay_s: 4000}"),
+    ("    shutdown: {drain: 5}\n", r"unknown key 'drain'.*did you mean 'drain_s'", "shutdown: {drain: 5}"),
+])
+def test_shutdown_mistakes_are_located(tmp_path: Path, added: str, pattern: str, at: str) -> None:
+    anchor = "    replicas: {min: 10, max: 100}\n"
+    assert anchor in VOTING
+    text = VOTING.replace(anchor, anchor + added, 1)
+    with pytest.raises(SpecError) as info:
+        load_system(_write(tmp_path, text))
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert info.value.line == _line_of(text, at)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from ..spec import System
+from ..spec.shutdown import termination
 from .k8s.context import RUN_AS
 from .k8s.migrations import MIGRATIONS_ROOT
 
@@ -72,6 +73,8 @@ def dockerfile(system: System, service: str) -> str:
     migrations = "".join(f"COPY {folder}/ {MIGRATIONS_ROOT}/{res}/\n"
                          for res, folder in sorted(migration_sources(system, service).items()))
     port = svc.port
+    # The same drain as the ConfigMap's SHUTDOWN_GRACE_SECONDS, which the pod's grace period is built on.
+    drain_s = termination(system, service).drain_s
     probe = (f"import sys, urllib.request; "
              f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{svc.probes.liveness.path}', "
              f"timeout=2).status == 200 else 1)")
@@ -112,7 +115,7 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \\
     CMD ["python", "-c", "{probe}"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "stackwright.runtime.serve", "{svc.app}", "--host", "0.0.0.0", "--port", "{port}", \\
-     "--graceful", "{svc.graceful_shutdown_s}"]
+     "--graceful", "{drain_s}"]
 """
 
 

@@ -85,6 +85,21 @@ def service_role_arn(system: System, environment: str, region: str, service: str
     return f"arn:aws:iam::{ACCOUNT}:role/{service_role_name(system, environment, region, service)}"
 
 
+def scaler_role_name(system: System, environment: str, region: str, service: str) -> str:
+    """IAM role KEDA's operator assumes to read the queue depth a worker scales on."""
+    return f"{system.name}-{environment}-{region}-{service}-keda"[:64]
+
+
+def scaler_role_arn(system: System, environment: str, region: str, service: str) -> str:
+    """ARN of :func:`scaler_role_name`, with the account left as a placeholder."""
+    return f"arn:aws:iam::{ACCOUNT}:role/{scaler_role_name(system, environment, region, service)}"
+
+
+def keda_operator_role_name(system: System, environment: str, region: str) -> str:
+    """IAM role of the KEDA operator's ServiceAccount (IRSA) in one cluster."""
+    return f"{system.name}-{environment}-{region}-keda-operator"[:64]
+
+
 def deploy_role_name(system: System, environment: str) -> str:
     """IAM role the CI workflow assumes through GitHub OIDC to push images and deploy."""
     return f"{system.name}-{environment}-github-deploy"

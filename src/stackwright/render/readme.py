@@ -11,6 +11,7 @@ from .k8s.context import Target
 from .k8s.ingress import alb_paths, routed_services
 from .k8s.kustomize import base_target
 from .k8s.migrations import migrated_databases
+from .k8s.rollout import INCONCLUSIVE_LIMIT
 from .k8s.workload import is_canary, uses_autoscaler
 
 
@@ -77,14 +78,29 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
         "ConfigMap and credentials only from AWS Secrets Manager through External Secrets.",
         "The namespace denies all traffic by default; each service's NetworkPolicy allows what the spec implies.",
         "",
+    ]
+    canaries = [n for n, s in system.services.items() if is_canary(s)]
+    if canaries:
+        lines += [
+            "Canary analysis never counts silence as success: a check answers only when the canary served at "
+            "least `rollout.analysis.min_requests` requests in its window and the value is a number; otherwise "
+            f"it is Inconclusive, and after {INCONCLUSIVE_LIMIT + 1} inconclusive measurements the Rollout pauses "
+            "until someone runs `kubectl argo rollouts promote <service>` or `... abort <service>` "
+            f"(canaries: {', '.join(canaries)}).",
+            "",
+        ]
+    lines += [
         "## What the cluster must run",
         "",
         "AWS Load Balancer Controller, External Secrets Operator (`external-secrets.io/v1`), Argo Rollouts "
         f"({ARGO_ROLLOUTS_VERSION}), KEDA, metrics-server, the Prometheus operator with Prometheus in namespace "
         f"`{naming.MONITORING_NAMESPACE}` (selecting `{'='.join(naming.MONITORING_SELECTOR_LABEL)}`) and "
         f"Grafana's dashboard sidecar (label `{'='.join(naming.GRAFANA_DASHBOARD_LABEL)}`); "
-        "VPC CNI with network policy enforcement on. KEDA reads queue depth as the worker's own IAM role "
-        "(`identityOwner: workload`), so that role must also trust the KEDA operator's role.",
+        "VPC CNI with network policy enforcement on. KEDA reads queue depth as a scaler role per worker "
+        f"(`{naming.scaler_role_name(system, '<env>', '<region>', '<service>')}`, made by the AWS app) that "
+        "trusts the `keda-operator` ServiceAccount in namespace `keda`; install KEDA with "
+        "`podIdentity.aws.irsa.enabled=true` and `podIdentity.aws.irsa.roleArn` = the AWS app's "
+        f"`KedaOperatorRoleArn` output (`{naming.keda_operator_role_name(system, '<env>', '<region>')}`).",
         "",
         "## Names shared with the AWS side",
         "",

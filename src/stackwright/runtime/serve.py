@@ -23,15 +23,21 @@ class _DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse arguments and serve the ASGI app until SIGTERM/SIGINT."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with defaults from the environment; ``graceful`` is the drain after SIGTERM in
+    seconds (``SHUTDOWN_GRACE_SECONDS``, which the rendered pod's terminationGracePeriodSeconds counts)."""
     parser = argparse.ArgumentParser(prog="python -m stackwright.runtime.serve")
     parser.add_argument("app", help="module:attribute of the ASGI app, e.g. app:app")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--graceful", type=float, default=float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "10")))
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve the ASGI app until SIGTERM/SIGINT."""
+    args = parse_args(argv)
     sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level,

@@ -13,6 +13,7 @@ from .catalog import check_priced
 from .errors import SpecError
 from .model import System
 from .redis_keys import check_redis_keys
+from .shutdown import check_shutdown
 from .yaml_lines import Loc, line_for, load_with_lines
 
 
@@ -217,6 +218,7 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
                 raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
                            ("resources", rname, "migrations"))
     _check_acyclic(system, fail)
+    check_shutdown(system, fail)
 
 
 def _check_acyclic(system: System, fail: Any) -> None:

@@ -171,6 +171,7 @@ class CanaryAnalysis(Strict):
     max_success_rate_drop: float = Field(0.02, gt=0, lt=1)
     interval: str = "1m"
     failure_limit: int = Field(1, ge=0)
+    min_requests: int = Field(50, ge=1, description="canary requests per window below which a check is inconclusive")
 
 
 class Rollout(Strict):
@@ -185,6 +186,15 @@ class Rollout(Strict):
         if self.strategy == "canary" and self.analysis is None:
             self.analysis = CanaryAnalysis()
         return self
+
+
+class Shutdown(Strict):
+    """How a pod leaves the load balancer when it stops; unset fields fall back to the system's
+    ``shutdown`` and then to :mod:`stackwright.spec.shutdown`'s defaults (seconds, AWS range 0-3600)."""
+
+    prestop_sleep_s: int | None = Field(None, ge=1, le=3600)
+    drain_s: int | None = Field(None, ge=1, le=3600)
+    deregistration_delay_s: int | None = Field(None, ge=0, le=3600)
 
 
 class Service(Strict):
@@ -208,6 +218,7 @@ class Service(Strict):
     expose: Literal["ingress", "load-balancer", "internal"] = "ingress"
     service_port: int = Field(80, ge=1, le=65535)
     graceful_shutdown_s: int = Field(30, ge=1)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
 
     @field_validator("app")
     @classmethod
@@ -391,9 +402,26 @@ class NodePool(Strict):
         return self
 
 
+#: Oldest Kubernetes the rendered pods run on: their preStop hook is the ``sleep`` action, enabled by
+#: default from 1.30 (KEP-3960, beta in 1.30; alpha behind a feature gate in 1.29).
+MIN_KUBERNETES_VERSION = (1, 30)
+
+
 class Cluster(Strict):
     kubernetes_version: str = "1.33"
     node_pools: list[NodePool] = Field(min_length=1)
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _supported_version(cls, v: str) -> str:
+        found = re.fullmatch(r"(\d+)\.(\d+)", v)
+        minimum = ".".join(map(str, MIN_KUBERNETES_VERSION))
+        if found is None:
+            raise ValueError(f"not a Kubernetes minor version: {v!r} (use e.g. \"1.33\")")
+        if (int(found[1]), int(found[2])) < MIN_KUBERNETES_VERSION:
+            raise ValueError(f"Kubernetes {v} is not supported; the minimum is {minimum} (pods stop with the "
+                             "preStop sleep action, which older versions do not enable)")
+        return v
 
 
 class Identity(Strict):
@@ -503,6 +531,7 @@ class System(Strict):
     slo: Slo
     monitoring: Monitoring = Field(default_factory=Monitoring)
     usage: Usage = Field(default_factory=Usage)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
 
     _source: Path | None = PrivateAttr(default=None)
 

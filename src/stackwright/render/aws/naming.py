@@ -149,6 +149,16 @@ def service_role_name(system: System, environment: str, region: str, service: st
     return f"{system.name}-{environment}-{region}-{service}"[:64]
 
 
+def scaler_role_name(system: System, environment: str, region: str, service: str) -> str:
+    """IAM role KEDA assumes to read the queue depth a worker scales on."""
+    return f"{system.name}-{environment}-{region}-{service}-keda"[:64]
+
+
+def keda_operator_role_name(system: System, environment: str, region: str) -> str:
+    """IAM role of the KEDA operator's ServiceAccount (IRSA) in one cluster."""
+    return f"{system.name}-{environment}-{region}-keda-operator"[:64]
+
+
 def public_host(system: System, environment: str) -> str:
     """Host the edge answers on, and the Route 53 zone: the domain in prod, ``<env>.<domain>`` elsewhere."""
     domain = system.edge.domain

@@ -52,6 +52,7 @@ from .constructs.keys import RegionalKeys
 from .constructs.network import Network
 from .constructs.queues import Queue
 from .constructs.registry import Registry
+from .constructs.scaler import ScalerRoles
 from .constructs.search import SearchDomain
 from .constructs.secrets import dynamic_reference, grant_read_by_name, replicas, secret, value_secret
 from .constructs.topics import Topic
@@ -169,6 +170,7 @@ class RegionalStack(Stack):
             self, "ServiceRoles", cluster=self.cluster, namespace=naming.namespace(system),
             service_accounts={s: naming.service_account(s) for s in system.services},
             role_names={s: naming.service_role_name(system, env, region.name, s) for s in system.services})
+        self.scalers = self._scalers()
         clients = self.cluster.security_group
         self.replica_regions = replicas(self, plan.other_regions, naming.key_alias(system, env, "data")) \
             if primary else []
@@ -404,6 +406,24 @@ class RegionalStack(Stack):
                         resources=[self._arn("es", plan.primary.name, f"domain/{domain}/*")]))
         grant_read_by_name(role, self, secrets, self.keys.data)
 
+    def _scalers(self) -> ScalerRoles | None:
+        """KEDA's roles for the workers that scale on queue depth (None when none does)."""
+        plan, system, env, region = self.plan, self.plan.system, self.plan.environment, self.region_spec.name
+        queues: dict[str, tuple[str, str]] = {}
+        for service, svc in system.services.items():
+            if svc.autoscale is None or not svc.autoscale.queue:
+                continue
+            name = svc.autoscale.queue
+            res = system.resources[name]
+            assert isinstance(res, QueueResource)
+            hosted = region if plan.hosts(name, region) else plan.primary.name
+            queues[service] = (naming.scaler_role_name(system, env, region, service),
+                               self._arn("sqs", hosted, naming.queue_name(system, env, name, res)))
+        if not queues:
+            return None
+        return ScalerRoles(self, "ScalerRoles", cluster=self.cluster, queues=queues,
+                           operator_role_name=naming.keda_operator_role_name(system, env, region))
+
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
 
@@ -418,6 +438,9 @@ class RegionalStack(Stack):
     def _outputs(self) -> None:
         CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         CfnOutput(self, "AdminRoleArn", value=self.cluster.admin_role.role_arn)
+        if self.scalers is not None:
+            CfnOutput(self, "KedaOperatorRoleArn", value=self.scalers.operator.role_arn,
+                      description="KEDA Helm chart podIdentity.aws.irsa.roleArn")
         if self.waf is not None:
             CfnOutput(self, "WebAclArn", value=self.waf.acl.attr_arn,
                       description="alb.ingress.kubernetes.io/wafv2-acl-arn")

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from ...runtime.settings import resource_env
+from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
 from .. import naming
 from .context import Target, obj
@@ -41,7 +42,7 @@ def settings(t: Target, service: str) -> dict[str, str]:
     place = Placement(
         environment=t.environment, region=t.region.name, region_role=t.region.role, host="0.0.0.0",
         port=svc.port, jwks_url=jwks_url(ident.issuer) if ident else None,
-        shutdown_grace_s=svc.graceful_shutdown_s,
+        shutdown_grace_s=termination(system, service).drain_s,
         extra={"AWS_REGION": t.region.name, "AWS_DEFAULT_REGION": t.region.name, "LOG_LEVEL": "info"})
     plain: dict[str, str] = {}
     queues: dict[str, str] = {}

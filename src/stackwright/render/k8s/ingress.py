@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ...spec.model import Route
+from ...spec.shutdown import default_deregistration_delay, termination
 from .. import naming
 from .context import Target, obj
 
@@ -112,7 +113,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
         ALB + "load-balancer-attributes": _lb_attributes(t, system.name, [
             "routing.http.drop_invalid_header_fields.enabled=true",
             f"idle_timeout.timeout_seconds={3600 if websockets else 60}"]),
-        ALB + "target-group-attributes": "deregistration_delay.timeout_seconds=30",
+        ALB + "target-group-attributes": _deregistration(default_deregistration_delay(system)),
         ALB + "tags": f"System={system.name},Environment={t.environment}",
         # One certificate for the environment's names (apex, api., writer., <region>.), made by the AWS app.
         ALB + "certificate-arn": naming.CERTIFICATE_ARN,
@@ -130,10 +131,18 @@ def ingress(t: Target) -> dict[str, Any] | None:
                spec=spec)
 
 
+def _deregistration(delay_s: int) -> str:
+    return f"deregistration_delay.timeout_seconds={delay_s}"
+
+
 def target_group_annotations(t: Target, service: str) -> dict[str, str]:
-    """Per-service ALB target group health check (the service's own readiness path)."""
+    """Per-service ALB target group settings: the health check (the service's own readiness path) and
+    the deregistration delay its preStop sleep was sized for (Service annotations take precedence
+    over the Ingress's, per the AWS Load Balancer Controller's annotation docs)."""
     svc = t.service(service)
-    return {ALB + "healthcheck-path": svc.probes.readiness.path}
+    delay = termination(t.system, service).deregistration_delay_s
+    return {ALB + "healthcheck-path": svc.probes.readiness.path,
+            ALB + "target-group-attributes": _deregistration(delay)}
 
 
 def public_service_name(service: str) -> str:
@@ -160,7 +169,8 @@ def load_balancer_service(t: Target, service: str) -> dict[str, Any]:
         NLB + "healthcheck-healthy-threshold": "2",
         NLB + "healthcheck-unhealthy-threshold": str(t.system.edge.health_check_failure_threshold),
         NLB + "attributes": _lb_attributes(t, f"{t.system.name}/{service}", ["load_balancing.cross_zone.enabled=true"]),
-        NLB + "target-group-attributes": "preserve_client_ip.enabled=false,deregistration_delay.timeout_seconds=30",
+        NLB + "target-group-attributes": "preserve_client_ip.enabled=false,"
+                                          + _deregistration(termination(t.system, service).deregistration_delay_s),
         NLB + "additional-resource-tags": f"System={t.system.name},Environment={t.environment}",
         EXTERNAL_DNS: f"{service}.{naming.origin_host(t.system, t.environment, t.region.name)}",
     }

@@ -2,6 +2,13 @@
 (``workloadRef``) through the spec's weight steps, judged by an AnalysisTemplate built from the spec's
 rollback thresholds (``rollout.analysis``) on the metrics every service exports.
 
+No data is never a success. Every check answers only when the canary served at least
+``rollout.analysis.min_requests`` requests in the window (the query returns nothing otherwise) and the
+value is a number; each metric has a successCondition and a failureCondition that are both false on
+an empty or NaN result, which Argo Rollouts records as Inconclusive. After :data:`INCONCLUSIVE_LIMIT`
+such measurements the analysis run is Inconclusive and the Rollout pauses until someone promotes or
+aborts it, so a canary that served nothing is neither promoted nor rolled back.
+
 :func:`analysis_metrics` is public so a local canary rehearsal can evaluate exactly the same PromQL.
 """
 
@@ -26,6 +33,12 @@ REQUESTS = "starlette_requests_total"
 DURATION_BUCKET = "starlette_request_duration_seconds_bucket"
 ERR = 'status_code=~"5.."'
 OK = 'status_code!~"5.."'
+#: Quiet measurements tolerated (the first window after a step, before Prometheus has scraped the new
+#: pods, may have no data); one more makes the analysis Inconclusive and pauses the Rollout.
+INCONCLUSIVE_LIMIT = 2
+#: True only when the query answered with a number: an empty vector (too little traffic) or NaN (0/0)
+#: makes both conditions false, i.e. Inconclusive.
+KNOWN = "len(result) > 0 && !isNaN(result[0])"
 
 
 def template_name(service: str) -> str:
@@ -47,10 +60,11 @@ def _num(value: float) -> str:
 
 
 def analysis_metrics(service: str, analysis: CanaryAnalysis) -> list[dict[str, Any]]:
-    """The canary checks as ``{name, query, successCondition, max}``.
+    """The canary checks as ``{name, query, successCondition, failureCondition, max}``.
 
-    Queries use Argo's ``{{args.canary-hash}}`` / ``{{args.stable-hash}}``; a run with no traffic yet
-    (empty result or NaN) counts as a success, so a quiet canary is never rolled back for silence.
+    Queries use Argo's ``{{args.canary-hash}}`` / ``{{args.stable-hash}}`` and return an empty vector
+    while the canary has served fewer than ``analysis.min_requests`` requests in the window; both
+    conditions are false on an empty or NaN result (Inconclusive), so silence is never a success.
     """
     w = _window(analysis)
     canary_all = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG)}[{w}]))"
@@ -59,18 +73,18 @@ def analysis_metrics(service: str, analysis: CanaryAnalysis) -> list[dict[str, A
     stable_all = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG)}[{w}]))"
     stable_ok = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG, OK)}[{w}]))"
     p99 = (f"histogram_quantile(0.99, sum by (le) (rate({DURATION_BUCKET}{_sel(service, CANARY_ARG)}[{w}])))")
-    quiet = "len(result) == 0 || isNaN(result[0]) || "
+    enough = f" and on() (sum(increase({REQUESTS}{_sel(service, CANARY_ARG)}[{w}])) >= {analysis.min_requests})"
     max_p99_s = analysis.max_p99_ms / 1000
-    return [
-        {"name": "error-rate", "query": f"{canary_err} / {canary_all}",
-         "successCondition": f"{quiet}result[0] <= {_num(analysis.max_error_rate)}",
-         "max": analysis.max_error_rate},
-        {"name": "latency-p99", "query": p99,
-         "successCondition": f"{quiet}result[0] <= {_num(max_p99_s)}", "max": max_p99_s},
-        {"name": "success-rate-drop", "query": f"({stable_ok} / {stable_all}) - ({canary_ok} / {canary_all})",
-         "successCondition": f"{quiet}result[0] <= {_num(analysis.max_success_rate_drop)}",
-         "max": analysis.max_success_rate_drop},
+    checks = [
+        ("error-rate", f"({canary_err} / {canary_all})", analysis.max_error_rate),
+        ("latency-p99", f"({p99})", max_p99_s),
+        ("success-rate-drop", f"(({stable_ok} / {stable_all}) - ({canary_ok} / {canary_all}))",
+         analysis.max_success_rate_drop),
     ]
+    return [{"name": name, "query": query + enough,
+             "successCondition": f"{KNOWN} && result[0] <= {_num(limit)}",
+             "failureCondition": f"{KNOWN} && result[0] > {_num(limit)}",
+             "max": limit} for name, query, limit in checks]
 
 
 def effective_analysis(system: System, service: str) -> CanaryAnalysis:
@@ -83,7 +97,8 @@ def effective_analysis(system: System, service: str) -> CanaryAnalysis:
 
 
 def analysis_template(t: Target, service: str) -> dict[str, Any]:
-    """AnalysisTemplate that fails the canary on error rate, p99 latency or a success-rate drop."""
+    """AnalysisTemplate that fails the canary on error rate, p99 latency or a success-rate drop, and
+    pauses it (Inconclusive) when there is too little traffic to judge."""
     if not t.system.monitoring.prometheus:
         raise RenderError(f"service '{service}' is released as a canary, whose analysis needs Prometheus; "
                           "set monitoring.prometheus: true or rollout.strategy: rolling")
@@ -93,7 +108,9 @@ def analysis_template(t: Target, service: str) -> dict[str, Any]:
         "interval": analysis.interval,
         "failureLimit": analysis.failure_limit,
         "consecutiveErrorLimit": 4,
+        "inconclusiveLimit": INCONCLUSIVE_LIMIT,
         "successCondition": m["successCondition"],
+        "failureCondition": m["failureCondition"],
         "provider": {"prometheus": {"address": naming.PROMETHEUS_URL, "query": m["query"], "timeout": 30}},
     } for m in analysis_metrics(service, analysis)]
     spec = {"args": [{"name": CANARY_ARG}, {"name": STABLE_ARG}], "metrics": metrics}

@@ -52,13 +52,16 @@ def hpa(t: Target, service: str) -> dict[str, Any]:
 
 
 def trigger_auth_name(service: str) -> str:
-    """KEDA TriggerAuthentication of a worker (it reads SQS as the worker's own IAM role)."""
+    """KEDA TriggerAuthentication of a worker."""
     return f"{service}-aws"
 
 
 def trigger_authentication(t: Target, service: str) -> dict[str, Any]:
-    """KEDA reads queue attributes with the scaled workload's IRSA role."""
-    spec = {"podIdentity": {"provider": "aws", "identityOwner": "workload"}}
+    """KEDA reads queue attributes as the worker's scaler role, which the AWS app makes trusting the
+    KEDA operator's own ServiceAccount and allows only ``sqs:GetQueueAttributes`` on that queue
+    (``identityOwner: workload`` would need the worker's role to trust the operator, which it does not)."""
+    arn = naming.scaler_role_arn(t.system, t.environment, t.region.name, service)
+    spec = {"podIdentity": {"provider": "aws", "roleArn": arn}}
     return obj(KEDA_API, "TriggerAuthentication", t.meta(trigger_auth_name(service), service), spec=spec)
 
 

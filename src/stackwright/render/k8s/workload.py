@@ -10,17 +10,18 @@ from typing import Any
 
 from ...spec.model import Probe, Service
 from ...spec.quantities import cpu_millis, seconds
+from ...spec.shutdown import termination
 from .. import naming
 from .config import checksum, config_name, settings
 from .context import RUN_AS, Target, obj
+from .rollout import HASH_LABEL as ROLLOUT_HASH_LABEL
 from .secrets import has_secrets, secret_name
 
-#: Seconds the pod keeps serving after SIGTERM is scheduled, so load balancers and kube-proxy stop
-#: sending traffic before the app starts draining.
-PRESTOP_SLEEP_S = 10
 TMP_SIZE = "256Mi"
 GPU_RESOURCE = "nvidia.com/gpu"
 CONFIG_CHECKSUM = "stackwright.io/config-checksum"
+#: Label the ReplicaSet controller puts on the pods of one Deployment revision.
+DEPLOYMENT_HASH_LABEL = "pod-template-hash"
 
 
 def uses_autoscaler(t: Target, service: str) -> bool:
@@ -129,20 +130,32 @@ def container(t: Target, service: str) -> dict[str, Any]:
         "livenessProbe": _probe(svc.probes.liveness),
         "readinessProbe": _probe(svc.probes.readiness),
         "startupProbe": _startup(svc),
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        # Keeps serving until the ALB has deregistered the pod (see stackwright.spec.shutdown).
+        "lifecycle": {"preStop": {"sleep": {"seconds": termination(t.system, service).prestop_sleep_s}}},
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
 
+def template_hash_label(svc: Service) -> str:
+    """The label a service's controller stamps on each revision's pods: ``pod-template-hash`` for a
+    Deployment's ReplicaSets, ``rollouts-pod-template-hash`` for an Argo Rollout's."""
+    return ROLLOUT_HASH_LABEL if is_canary(svc) else DEPLOYMENT_HASH_LABEL
+
+
 def topology_spread(t: Target, service: str) -> list[dict[str, Any]]:
-    """Spread replicas evenly over zones (hard) and nodes (soft); failed nodes do not count."""
+    """Spread replicas evenly over zones (hard) and nodes (soft); failed nodes do not count.
+
+    ``matchLabelKeys`` (on by default since Kubernetes 1.27) counts only pods of the incoming pod's
+    own revision: without it, old and new pods are counted together during a surge, the zone skew of
+    the new revision is judged against the old one and new pods stay Pending."""
     selector = {"matchLabels": t.selector(service)}
+    revision = [template_hash_label(t.service(service))]
     return [
         {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
-         "nodeTaintsPolicy": "Honor", "labelSelector": selector},
+         "nodeTaintsPolicy": "Honor", "labelSelector": selector, "matchLabelKeys": revision},
         {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-         "labelSelector": selector},
+         "labelSelector": selector, "matchLabelKeys": revision},
     ]
 
 
@@ -153,7 +166,7 @@ def pod_template(t: Target, service: str) -> dict[str, Any]:
         "serviceAccountName": service,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": svc.graceful_shutdown_s + PRESTOP_SLEEP_S,
+        "terminationGracePeriodSeconds": termination(t.system, service).grace_s,
         "securityContext": pod_security(),
         "topologySpreadConstraints": topology_spread(t, service),
         "containers": [container(t, service)],
@@ -198,11 +211,6 @@ def cluster_service(t: Target, service: str) -> dict[str, Any]:
         "ports": [{"name": "http", "port": svc.service_port, "targetPort": "http", "protocol": "TCP"}],
     }
     return obj("v1", "Service", t.meta(service, service), spec=spec)
-
-
-def drain_seconds(svc: Service) -> int:
-    """How long a terminating pod may take in total (preStop sleep + graceful shutdown)."""
-    return svc.graceful_shutdown_s + PRESTOP_SLEEP_S
 
 
 def cpu_request_m(svc: Service) -> int:
