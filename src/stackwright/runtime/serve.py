@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from ..contract import DEFAULT_WS_PING_INTERVAL_S, SHUTDOWN_GRACE_ENV, WS_PING_INTERVAL_ENV
 from . import shutdown
 
 
@@ -25,12 +26,17 @@ class _DrainingServer(uvicorn.Server):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with defaults from the environment; ``graceful`` is the drain after SIGTERM in
-    seconds (``SHUTDOWN_GRACE_SECONDS``, which the rendered pod's terminationGracePeriodSeconds counts)."""
+    seconds (``SHUTDOWN_GRACE_SECONDS``, which the rendered pod's terminationGracePeriodSeconds counts),
+    ``ws_ping`` the seconds between WebSocket pings (``WS_PING_INTERVAL_SECONDS``, below the ALB idle
+    timeout so a quiet stream is never cut, see :mod:`stackwright.contract`)."""
     parser = argparse.ArgumentParser(prog="python -m stackwright.runtime.serve")
     parser.add_argument("app", help="module:attribute of the ASGI app, e.g. app:app")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--graceful", type=float, default=float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "10")))
+    parser.add_argument("--graceful", type=float, default=float(os.environ.get(SHUTDOWN_GRACE_ENV, "10")))
+    parser.add_argument("--ws-ping", type=float,
+                        default=float(os.environ.get(WS_PING_INTERVAL_ENV, DEFAULT_WS_PING_INTERVAL_S)),
+                        help="seconds between WebSocket pings (keeps idle connections open through load balancers)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     return parser.parse_args(argv)
 
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=args.graceful, lifespan="on",
-                            server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+                            server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+                            ws_ping_interval=args.ws_ping, ws_ping_timeout=args.ws_ping)
     server = _DrainingServer(config)
     server.run()
     if not server.started:

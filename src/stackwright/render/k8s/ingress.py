@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from ...contract import ALB_IDLE_TIMEOUT_S
 from ...spec.model import Route
 from ...spec.shutdown import default_deregistration_delay, termination
 from .. import naming
@@ -93,7 +94,6 @@ def ingress(t: Target) -> dict[str, Any] | None:
     routed = sorted((p for p in paths if p[1] != BLOCKED_ACTION), key=lambda p: (*_specificity(p[0]), p[1]))
     http_paths = [{"path": path, "pathType": "ImplementationSpecific", "backend": backend}
                   for path, _, backend in [*internal, *routed]]
-    websockets = any(r.websocket for s in services for r in system.services[s].routes)
     annotations = {
         ALB + "scheme": "internet-facing",
         ALB + "target-type": "ip",
@@ -112,7 +112,9 @@ def ingress(t: Target) -> dict[str, Any] | None:
         ALB + "success-codes": "200",
         ALB + "load-balancer-attributes": _lb_attributes(t, system.name, [
             "routing.http.drop_invalid_header_fields.enabled=true",
-            f"idle_timeout.timeout_seconds={3600 if websockets else 60}"]),
+            # WebSocket routes keep this (see stackwright.contract.ALB_IDLE_TIMEOUT_S): it is the whole
+            # load balancer's setting, and their connections stay open through the server's pings.
+            f"idle_timeout.timeout_seconds={ALB_IDLE_TIMEOUT_S}"]),
         ALB + "target-group-attributes": _deregistration(default_deregistration_delay(system)),
         ALB + "tags": f"System={system.name},Environment={t.environment}",
         # One certificate for the environment's names (apex, api., writer., <region>.), made by the AWS app.

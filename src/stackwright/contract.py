@@ -1,0 +1,21 @@
+"""The contract between the spec, the runtime and the renderers: names and defaults all three must agree on.
+
+Dependency-free on purpose (standard library only): ``stackwright.spec`` and ``stackwright.render`` read it
+without importing the runtime's web stack, and the runtime reads it without importing pydantic models.
+"""
+
+from __future__ import annotations
+
+#: Seconds a service drains in-flight requests after SIGTERM (the pod's grace period counts it).
+SHUTDOWN_GRACE_ENV = "SHUTDOWN_GRACE_SECONDS"
+
+#: Seconds between the server's WebSocket pings. A ping is traffic, so a connection that carries no
+#: messages still resets every idle timer on its path (the ALB's, below) and is never cut as idle.
+WS_PING_INTERVAL_ENV = "WS_PING_INTERVAL_SECONDS"
+DEFAULT_WS_PING_INTERVAL_S = 20.0
+
+#: The ALB idle timeout the rendered Ingress sets (also the AWS default), in seconds. It is a setting of
+#: the whole load balancer, not of a route (Ingresses sharing an ALB group must agree on it), so WebSocket
+#: routes do not raise it: their connections stay open through the server's pings instead.
+#: Source: AWS Elastic Load Balancing, "Application Load Balancers: connection idle timeout".
+ALB_IDLE_TIMEOUT_S = 60
