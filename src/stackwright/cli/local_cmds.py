@@ -140,20 +140,33 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
         console.print(f"{spec.name} is not running")
         raise typer.Exit(1)
     table = Table(title=f"{spec.name} at {state['gateway']}")
-    for col in ("process", "url", "pid", "restarts", "ready"):
+    for col in ("process", "url", "pid", "restarts", "ready", "dependencies"):
         table.add_column(col)
     with httpx.Client(timeout=1.0) as client:
         for procs in state["services"].values():
             for p in procs:
-                try:
-                    ok = client.get(p["url"] + "/readyz").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                ok, deps = _readiness(client, p["url"])
                 table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
-                              "[green]yes[/]" if ok else "[red]no[/]")
+                              "[green]yes[/]" if ok else "[red]no[/]", deps)
     for name, b in state["backing"].items():
-        table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "")
+        table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "", "")
     console.print(table)
+
+
+def _readiness(client: httpx.Client, url: str) -> tuple[bool, str]:
+    """Whether a service is ready, and its last dependency checks (``cache failing: ConnectionError, db ok``):
+    readiness does not follow dependencies, so this is where an outage shows."""
+    try:
+        resp = client.get(url + "/readyz")
+    except httpx.HTTPError:
+        return False, ""
+    try:
+        checks = resp.json().get("dependencies") or {}
+    except ValueError:
+        checks = {}
+    deps = ", ".join(f"{n} ok" if verdict == "ok" else f"[red]{n} {verdict}[/]"
+                     for n, verdict in sorted(checks.items()))
+    return resp.status_code == 200, deps
 
 
 def down(system: SystemArg, state_dir: StateDir = None) -> None:
