@@ -6,6 +6,23 @@ without importing the runtime's web stack, and the runtime reads it without impo
 
 from __future__ import annotations
 
+
+def env_key(name: str) -> str:
+    """The environment-variable form of a spec name: ``read-db`` -> ``READ_DB``."""
+    return name.upper().replace("-", "_")
+
+
+def resource_env(resource: str, suffix: str = "URL") -> str:
+    """Variable carrying a backing resource's connection URL (or another attribute): ``DB_URL``,
+    ``VOTES_MAX_RECEIVE``."""
+    return f"{env_key(resource)}_{suffix}"
+
+
+def service_url_env(service: str) -> str:
+    """Variable carrying the base URL of another service this one calls: ``RESULTS_SERVICE_URL``."""
+    return f"{env_key(service)}_SERVICE_URL"
+
+
 #: Seconds a service drains in-flight requests after SIGTERM (the pod's grace period counts it).
 SHUTDOWN_GRACE_ENV = "SHUTDOWN_GRACE_SECONDS"
 

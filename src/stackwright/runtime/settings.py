@@ -1,7 +1,7 @@
 """12-factor wiring: the environment variables a service reads, named the same locally and on EKS.
 
-The local runner and the Kubernetes renderer both call :func:`resource_env` / :func:`service_url_env`,
-so a service never knows where it runs.
+The names come from :mod:`stackwright.contract` (:func:`resource_env` / :func:`service_url_env`), which the
+local runner and the Kubernetes renderer use too, so a service never knows where it runs.
 """
 
 from __future__ import annotations
@@ -9,20 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..contract import env_key, resource_env, service_url_env
 
-def env_key(name: str) -> str:
-    """``read-db`` -> ``READ_DB``."""
-    return name.upper().replace("-", "_")
-
-
-def resource_env(resource: str, suffix: str = "URL") -> str:
-    """Variable carrying a backing resource's connection URL (or another attribute): ``DB_URL``."""
-    return f"{env_key(resource)}_{suffix}"
-
-
-def service_url_env(service: str) -> str:
-    """Variable carrying the base URL of another service this one calls: ``RESULTS_SERVICE_URL``."""
-    return f"{env_key(service)}_SERVICE_URL"
+__all__ = ["MissingSetting", "Settings", "env_key", "resource_env", "service_url_env"]
 
 
 class MissingSetting(RuntimeError):

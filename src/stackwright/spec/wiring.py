@@ -1,7 +1,7 @@
 """The environment a service process gets, from the spec plus where it runs.
 
 The local runner and the Kubernetes renderer both call :func:`service_env`, so the variable names
-(the contract in :mod:`stackwright.runtime.settings`) and their derivation from the spec exist once;
+(the contract in :mod:`stackwright.contract`) and their derivation from the spec exist once;
 only the addresses differ (loopback ports locally, cluster DNS and AWS names on EKS).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..runtime.settings import resource_env, service_url_env
+from ..contract import resource_env, service_url_env
 from .model import System
 from .quantities import bytes_size, seconds
 

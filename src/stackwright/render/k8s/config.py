@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from ...runtime.settings import resource_env
+from ...contract import resource_env
 from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
 from .. import naming

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...runtime.settings import resource_env
+from ...contract import resource_env
 from ...spec import System
 from .. import naming
 from .context import Target, obj
