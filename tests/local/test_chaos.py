@@ -26,6 +26,8 @@ from stackwright.local.supervisor import ProcessSpec, Supervisor
 from stackwright.runtime.problems import dependency_unavailable
 from stackwright.spec import load_system
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 VOTING = REPO / "systems" / "voting" / "system.yaml"
 

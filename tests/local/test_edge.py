@@ -21,6 +21,8 @@ from stackwright.local.ratelimit import TokenBuckets, retry_after_header
 from stackwright.local.routing import EdgeRoute, RouteTable
 from stackwright.runtime import FastRequest, Service, Settings
 
+pytestmark = pytest.mark.integration
+
 
 def test_route_table_prefers_specific_routes() -> None:
     table = RouteTable([

@@ -16,6 +16,8 @@ import pytest
 from stackwright.local.ports import free_port
 from stackwright.local.state import read_state
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "systems" / "fastapi-app" / "system.yaml"
 NAME = "fastapi-app"

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "systems" / "fastapi-app" / "system.yaml"
 NAME = "fastapi-app"
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="start times come from /proc")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="start times come from /proc")]
 
 
 def process_start(pid: int) -> str | None:

@@ -21,7 +21,8 @@ from stackwright.local.backing import LocalPostgres
 from stackwright.local.backing.postgres import pgserver_install
 from stackwright.local.ports import free_port, port_in_use
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs Postgres as another user")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.geteuid() != 0, reason="only root runs Postgres as another user")]
 
 
 @pytest.fixture

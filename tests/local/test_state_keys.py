@@ -15,6 +15,8 @@ from stackwright.local.runner import LocalSystem, UpOptions
 from stackwright.local.state import write_state
 from stackwright.spec import System, load_system
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 ORIGINAL = REPO / "systems" / "fastapi-app"
 NAME = "fastapi-app"

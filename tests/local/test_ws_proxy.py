@@ -25,6 +25,8 @@ from stackwright.local.ports import free_port
 from stackwright.local.routing import EdgeRoute
 from stackwright.local.ws_proxy import MAX_MESSAGE, split_access_token
 
+pytestmark = pytest.mark.integration
+
 # Disconnects the upstream saw, by the session id the test put in the query string: (code, reason).
 DISCONNECTS: dict[str, tuple[int, str]] = {}
 

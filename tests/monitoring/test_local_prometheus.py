@@ -20,8 +20,8 @@ from stackwright.spec import System, load_system
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                reason="prometheus is not installed (apt-get install prometheus)")
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which("prometheus") is None,
+                                reason="prometheus is not installed (apt-get install prometheus)")]
 
 
 def _free_port() -> int:

@@ -17,7 +17,8 @@ from stackwright.spec import System, load_system
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
 
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
+pytestmark = [pytest.mark.checkers,
+              pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")]
 
 
 def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:

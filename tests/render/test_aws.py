@@ -91,6 +91,7 @@ def test_skips_file_gives_a_reason_for_every_skip() -> None:
 # ------------------------------------------------------------------ checkers
 
 
+@pytest.mark.checkers
 def test_cfn_lint_has_no_errors(synthesized: dict[str, Any]) -> None:
     from stackwright.render.aws.checks import cfn_lint
 

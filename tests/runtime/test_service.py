@@ -17,6 +17,8 @@ from stackwright.local.backing import LocalPostgres, LocalRedis
 from stackwright.local.ports import free_port, port_in_use
 from stackwright.runtime import Problem, Service, Settings, apply_migrations, store_from_url
 
+pytestmark = pytest.mark.integration
+
 
 class Thing(BaseModel):
     name: str

@@ -6,9 +6,13 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
+
 from stackwright.local.backing import LocalRedis
 from stackwright.runtime import consume
 from stackwright.runtime.queue import queue_from_url
+
+pytestmark = pytest.mark.integration
 
 
 async def _run_until(queue: Any, handler: Any, done: Any, timeout_s: float = 20.0) -> None:

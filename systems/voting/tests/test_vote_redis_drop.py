@@ -24,6 +24,8 @@ import pytest
 from stackwright.local.ports import free_port
 from stackwright.local.state import read_state
 
+pytestmark = pytest.mark.integration
+
 VOTE_APP = Path(__file__).resolve().parents[1] / "services" / "vote" / "app.py"
 
 
