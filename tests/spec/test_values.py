@@ -53,7 +53,7 @@ CASES = [
      r"cache node type 'cache\.r6g\.huge' has no price.*cache\.r7g\.large"),
     ("keys of an unknown service", "created_by: vote,", "created_by: votes,",
      r"keys\[0\]\.created_by 'votes' is not a declared service.*did you mean 'vote'"),
-    ("keys with a bad retention", "retention: 1d}", "retention: forever}", r"not a duration"),
+    ("keys with a bad retention", "retention: 2d}", "retention: forever}", r"not a duration"),
 ]
 
 
