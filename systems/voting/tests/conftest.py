@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -42,6 +46,33 @@ class Voting:
         if open_it:
             assert self.client.post(f"/polls/{poll['id']}/open", headers=admin).status_code == 200
         return poll
+
+    def results(self, poll_id: str) -> dict[str, Any]:
+        """GET /polls/{id}/results through the gateway (asserts 200)."""
+        resp = self.client.get(f"/polls/{poll_id}/results")
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def db_count(self, poll_id: str) -> int:
+        """Votes of the poll stored in Postgres (the record)."""
+        async def count() -> int:
+            conn = await asyncpg.connect(self.state["resources"]["db"])
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM votes WHERE poll_id = $1", uuid.UUID(poll_id)))
+            finally:
+                await conn.close()
+
+        return asyncio.run(count())
+
+    @staticmethod
+    def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
+        """Poll ``check()`` every 0.2 s until it returns something truthy (returned) or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if value := check():
+                return value
+            time.sleep(0.2)
+        raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,9 @@ so an expired key costs a recount, never a wrong total.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis
@@ -24,30 +21,10 @@ QUEUE_PREFIX = "sw:q:"
 CLOSED_POLL_TTL_S = 3600
 
 
-def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
-def results(voting: Any, poll_id: str) -> dict[str, Any]:
-    resp = voting.client.get(f"/polls/{poll_id}/results")
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
-def db_count(voting: Any, poll_id: str) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(voting.state["resources"]["db"])
-        try:
-            return await conn.fetchval("SELECT count(*) FROM votes WHERE poll_id = $1", uuid.UUID(poll_id))
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
 
 
 def _cache(voting: Any) -> redis.Redis:
@@ -62,7 +39,7 @@ def test_every_key_the_services_write_has_a_ttl(voting: Any) -> None:
         assert voting.client.post(url, json={"option": option}, headers=headers).status_code == 202
     assert voting.client.post(url, json={"option": "B"}, headers=voting.token("ttl-0")).status_code == 409
     assert voting.client.get("/auth/me", headers=voting.token("ttl-0")).status_code == 200
-    wait_until(lambda: results(voting, poll["id"])["total"] == 4)
+    voting.wait_until(lambda: voting.results(poll["id"])["total"] == 4)
     admin = voting.token("admin-1", "admin")
     assert voting.client.post(f"/polls/{poll['id']}/close", headers=admin).status_code == 200
 
@@ -91,28 +68,28 @@ def test_results_stay_right_after_the_keys_expire(voting: Any) -> None:
     url = f"/polls/{pid}/votes"
     for i, option in enumerate("AAB"):
         assert voting.client.post(url, json={"option": option}, headers=voting.token(f"exp-{i}")).status_code == 202
-    wait_until(lambda: results(voting, pid)["totals"] == {"A": 2, "B": 1, "C": 0})
+    voting.wait_until(lambda: voting.results(pid)["totals"] == {"A": 2, "B": 1, "C": 0})
     r = _cache(voting)
 
     _expire_now(r, f"totals:{pid}", f"counted:{pid}", f"poll:{pid}")
-    fallback = results(voting, pid)
+    fallback = voting.results(pid)
     assert fallback["source"] == "database" and fallback["totals"] == {"A": 2, "B": 1, "C": 0}
 
     # The next vote finds the aggregates gone: the worker recounts the poll from Postgres, its own vote included.
     assert voting.client.post(url, json={"option": "C"}, headers=voting.token("exp-3")).status_code == 202
     expected = {"A": 2, "B": 1, "C": 1}
-    wait_until(lambda: (res := results(voting, pid))["source"] == "cache" and res["total"] == 4)
-    assert results(voting, pid)["totals"] == expected
+    voting.wait_until(lambda: (res := voting.results(pid))["source"] == "cache" and res["total"] == 4)
+    assert voting.results(pid)["totals"] == expected
     assert r.ttl(f"totals:{pid}") > 0 and r.pttl(f"counted:{pid}") >= r.pttl(f"totals:{pid}")
 
     # A viewer whose dedup key expired may be told 202 again, but only their first vote counts.
     _expire_now(r, f"voted:{pid}:exp-0")
     assert voting.client.post(url, json={"option": "C"}, headers=voting.token("exp-0")).status_code == 202
     assert voting.client.post(url, json={"option": "B"}, headers=voting.token("exp-4")).status_code == 202
-    wait_until(lambda: results(voting, pid)["total"] == 5)
+    voting.wait_until(lambda: voting.results(pid)["total"] == 5)
     time.sleep(0.5)  # the repeat vote, if it were counted, would land with exp-4's
-    assert results(voting, pid)["totals"] == {"A": 2, "B": 2, "C": 1}
-    assert db_count(voting, pid) == 5
+    assert voting.results(pid)["totals"] == {"A": 2, "B": 2, "C": 1}
+    assert voting.db_count(pid) == 5
 
     # After the poll closed and its keys expired, results come from Postgres, still right.
     admin = voting.token("admin-1", "admin")

@@ -10,7 +10,6 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -20,31 +19,10 @@ from stackwright.runtime.queue import queue_from_url
 pytestmark = pytest.mark.integration
 
 
-def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
-def results(voting: Any, poll_id: str) -> dict[str, Any]:
-    resp = voting.client.get(f"/polls/{poll_id}/results")
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
-def db_count(voting: Any, poll_id: str) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(voting.state["resources"]["db"])
-        try:
-            return await conn.fetchval("SELECT count(*) FROM votes WHERE poll_id = $1", uuid.UUID(poll_id))
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
 
 
 def problem(resp: httpx.Response, status: int) -> dict[str, Any]:
@@ -62,9 +40,9 @@ def test_vote_once_and_see_results(voting: Any) -> None:
     assert "already voted" in problem(again, 409)["detail"]
     voting.client.post(url, json={"option": "B"}, headers=voting.token("bob"))
     voting.client.post(url, json={"option": "C"}, headers=voting.token("carol"))
-    final = wait_until(lambda: (r := results(voting, poll["id"]))["total"] == 3 and r)
+    final = voting.wait_until(lambda: (r := voting.results(poll["id"]))["total"] == 3 and r)
     assert final["totals"] == {"A": 0, "B": 2, "C": 1} and final["source"] == "cache"
-    assert db_count(voting, poll["id"]) == 3
+    assert voting.db_count(poll["id"]) == 3
     listed = voting.client.get("/polls", params={"status": "open"}).json()["polls"]
     assert poll["id"] in [p["id"] for p in listed]
 
@@ -92,7 +70,7 @@ def test_bad_requests_get_problem_json(voting: Any) -> None:
     problem(voting.client.get("/polls", params={"status": "weird"}), 422)
     # Nothing above was counted.
     time.sleep(1.0)
-    assert results(voting, poll["id"])["total"] == 0 and db_count(voting, poll["id"]) == 0
+    assert voting.results(poll["id"])["total"] == 0 and voting.db_count(poll["id"]) == 0
 
 
 def test_token_attacks_are_401(voting: Any) -> None:
@@ -119,7 +97,7 @@ def test_token_attacks_are_401(voting: Any) -> None:
     for name, token in attacks.items():
         resp = voting.client.post(url, json={"option": "A"}, headers={"authorization": f"Bearer {token}"})
         assert resp.status_code == 401, f"{name}: {resp.status_code} {resp.text}"
-    assert results(voting, poll["id"])["total"] == 0
+    assert voting.results(poll["id"])["total"] == 0
 
 
 def test_idempotency_key_replays_the_acceptance(voting: Any) -> None:
@@ -131,9 +109,9 @@ def test_idempotency_key_replays_the_acceptance(voting: Any) -> None:
     assert first.status_code == second.status_code == 202
     assert first.json()["vote_id"] == second.json()["vote_id"]
     assert second.headers.get("idempotent-replayed") == "true"
-    wait_until(lambda: results(voting, poll["id"])["total"] == 1)
+    voting.wait_until(lambda: voting.results(poll["id"])["total"] == 1)
     time.sleep(0.5)
-    assert db_count(voting, poll["id"]) == 1
+    assert voting.db_count(poll["id"]) == 1
 
 
 def test_rate_limit_per_viewer(voting: Any) -> None:
@@ -151,7 +129,7 @@ def test_redelivered_vote_counts_once(voting: Any) -> None:
     poll = voting.new_poll()
     resp = voting.client.post(f"/polls/{poll['id']}/votes", json={"option": "A"}, headers=voting.token("gina"))
     assert resp.status_code == 202
-    wait_until(lambda: results(voting, poll["id"])["total"] == 1)
+    voting.wait_until(lambda: voting.results(poll["id"])["total"] == 1)
     body = {"vote_id": resp.json()["vote_id"], "poll_id": poll["id"], "user_id": "gina", "option": "A",
             "accepted_at": time.time(), "sent_at": time.time()}
 
@@ -168,9 +146,9 @@ def test_redelivered_vote_counts_once(voting: Any) -> None:
 
     asyncio.run(redeliver())
     time.sleep(0.5)
-    final = results(voting, poll["id"])
+    final = voting.results(poll["id"])
     assert final["totals"] == {"A": 1, "B": 0, "C": 0}
-    assert db_count(voting, poll["id"]) == 1
+    assert voting.db_count(poll["id"]) == 1
 
 
 def test_worker_crash_loses_and_duplicates_nothing(voting: Any) -> None:
@@ -186,10 +164,10 @@ def test_worker_crash_loses_and_duplicates_nothing(voting: Any) -> None:
         now = read_state("voting", voting.state_root)["services"]["worker"][0]["pid"]
         return bool(now) and now != worker["pid"]
 
-    wait_until(restarted, timeout_s=30)
-    final = wait_until(lambda: (r := results(voting, poll["id"]))["total"] == 150 and r, timeout_s=60)
+    voting.wait_until(restarted, timeout_s=30)
+    final = voting.wait_until(lambda: (r := voting.results(poll["id"]))["total"] == 150 and r, timeout_s=60)
     assert final["totals"] == {"A": 50, "B": 50, "C": 50}
-    assert db_count(voting, poll["id"]) == 150
+    assert voting.db_count(poll["id"]) == 150
     assert read_state("voting", voting.state_root)["restarts"]["worker"] >= 1
 
 
@@ -197,13 +175,13 @@ def test_a_poll_without_votes_is_read_from_redis_not_postgres(voting: Any) -> No
     import redis
 
     poll = voting.new_poll()
-    fresh = results(voting, poll["id"])
+    fresh = voting.results(poll["id"])
     assert fresh["source"] == "cache" and fresh["totals"] == {"A": 0, "B": 0, "C": 0}
     redis.Redis.from_url(voting.state["resources"]["cache"]).delete(f"totals:{poll['id']}")  # Redis lost it
-    assert results(voting, poll["id"])["source"] == "database"
+    assert voting.results(poll["id"])["source"] == "database"
     worker_url = read_state("voting", voting.state_root)["services"]["worker"][0]["url"]
     assert httpx.post(f"{worker_url}/admin/rebuild").status_code == 200
-    rebuilt = results(voting, poll["id"])
+    rebuilt = voting.results(poll["id"])
     assert rebuilt["source"] == "cache" and rebuilt["totals"] == {"A": 0, "B": 0, "C": 0}
 
 
@@ -214,14 +192,14 @@ def test_results_survive_redis_losing_aggregates(voting: Any) -> None:
     for i, option in enumerate("AABC"):
         voting.client.post(f"/polls/{poll['id']}/votes", json={"option": option}, headers=voting.token(f"r-{i}"))
     expected = {"A": 2, "B": 1, "C": 1}
-    wait_until(lambda: results(voting, poll["id"])["totals"] == expected)
+    voting.wait_until(lambda: voting.results(poll["id"])["totals"] == expected)
     r = redis.Redis.from_url(voting.state["resources"]["cache"])
     r.delete(f"totals:{poll['id']}", f"counted:{poll['id']}")
-    fallback = results(voting, poll["id"])
+    fallback = voting.results(poll["id"])
     assert fallback["source"] == "database" and fallback["totals"] == expected
     worker_url = read_state("voting", voting.state_root)["services"]["worker"][0]["url"]
     assert httpx.post(f"{worker_url}/admin/rebuild").status_code == 200
-    rebuilt = results(voting, poll["id"])
+    rebuilt = voting.results(poll["id"])
     assert rebuilt["source"] == "cache" and rebuilt["totals"] == expected
 
 
