@@ -118,10 +118,11 @@ class ResourceKind:
     aws_api: ClassVar[bool | None] = None
 
     # ---- AWS CDK
-    #: ``"module:function"`` under :mod:`stackwright.render.aws` that provisions one resource in a
-    #: regional stack: ``fn(stack, name, res) -> None``; and ``grant`` for a service role:
-    #: ``fn(stack, role, service, name, res, secrets: list[str]) -> None``. Imported on use only, so
-    #: aws_cdk is never loaded by importing the kind. None: the stack handles the kind itself.
+    #: ``"package.module:function"`` that provisions one resource in the regional stacks that host it
+    #: (``fn(stack, name, res) -> None``), and ``cdk_grant`` giving a service's role access
+    #: (``fn(stack, role, service, name, res, secrets) -> None``; ``secrets`` is the list of secret
+    #: names the role may read). Imported on use only, so aws_cdk is never loaded by importing the
+    #: kind. None: render/aws/stacks.py still handles the kind itself (the six original kinds).
     cdk_provision: ClassVar[str | None] = None
     cdk_grant: ClassVar[str | None] = None
 
@@ -143,5 +144,5 @@ class ResourceKind:
 
     def shared_node(self, name: str, res: Any) -> tuple[str, str, str] | None:
         """A node in the "Shared services" box of the deployment diagram: (node id prefix, label,
-        class), or None when the resource is drawn per region."""
+        shape "box" | "db"), or None when the resource is drawn per region."""
         return None

@@ -51,7 +51,7 @@ class Bucket(ResourceKind):
 
     def shared_node(self, name: str, res: BucketResource) -> tuple[str, str, str] | None:
         rule = ", ".join(f"{lc.after_days} d -> {lc.storage_class}" for lc in res.lifecycle)
-        return "S3_", f"S3 {name}" + (f"<br/>{rule}" if rule else ""), ""
+        return "S3_", f"S3 {name}" + (f"<br/>{rule}" if rule else ""), "box"
 
 
 KIND: ResourceKind = Bucket()

@@ -37,7 +37,7 @@ class PostgresResource(Strict):
 
 #: Diagram names of the engines.
 ENGINE_LABEL = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
-                "external": "External PostgreSQL"}
+                "external": "PostgreSQL (external)"}
 
 
 class Postgres(ResourceKind):

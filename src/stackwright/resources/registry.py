@@ -1,28 +1,23 @@
 """The registry of resource kinds: one line per kind module.
 
 Adding a kind = writing ``stackwright/resources/<kind>.py`` (its model and a
-:class:`~.base.ResourceKind` with ``KIND = ...``) and adding its module to :data:`KIND_MODULES`.
+:class:`~.base.ResourceKind` instance named ``KIND``) and adding its module name to :data:`KIND_NAMES`.
 The spec's ``Resource`` union (discriminated on ``kind``) is built from this list, so the order
 here is the order pydantic tries and reports the kinds in.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from . import bucket, postgres, queue, redis, search, topic
 from .base import ResourceKind
 
-KIND_MODULES = (
-    postgres,
-    redis,
-    queue,
-    bucket,
-    topic,
-    search,
-)
+#: The registered kind modules, by module name under :mod:`stackwright.resources`.
+KIND_NAMES = ("postgres", "redis", "queue", "bucket", "topic", "search")
+KIND_MODULES = tuple(importlib.import_module(f"{__package__}.{name}") for name in KIND_NAMES)
 
 #: ``kind`` value -> its implementation.
 KINDS: dict[str, ResourceKind] = {m.KIND.kind: m.KIND for m in KIND_MODULES}

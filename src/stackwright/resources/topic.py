@@ -37,7 +37,7 @@ class Topic(ResourceKind):
         return naming.topic_arn(system, environment, name, region)
 
     def shared_node(self, name: str, res: TopicResource) -> tuple[str, str, str] | None:
-        return "SNS_", f"SNS {name}", ""
+        return "SNS_", f"SNS {name}", "box"
 
 
 KIND: ResourceKind = Topic()
