@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from ..runtime.db import apply_migrations, database_url
+from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size
@@ -123,9 +123,9 @@ class LocalSystem:
         self._save()
 
     async def _start_backing(self) -> None:
-        kinds = {r.kind for r in self.system.resources.values()}
-        needs_pg = kinds & {"postgres", "search"}
-        needs_redis = kinds & {"redis", "queue", "topic"}
+        needs = set().union(*(kind_of(r).local_backing for r in self.system.resources.values()))
+        needs_pg = "postgres" in needs
+        needs_redis = "redis" in needs
         if needs_pg:
             if self.options.postgres_url:
                 self.backing["postgres"] = {"url": self.options.postgres_url, "pid": None}
@@ -151,31 +151,15 @@ class LocalSystem:
     async def _prepare_databases(self) -> None:
         urls = self.endpoints.resource_urls
         for name, res in self.system.resources.items():
-            if res.kind == "postgres":
-                admin = self.backing["postgres"]["url"]
-                if res.per_tenant:
-                    urls[name] = admin
-                    continue
-                await _ensure_database(admin, res.database)
-                urls[name] = database_url(admin, res.database)
-                if res.migrations:
-                    files = sorted((self.system.base_dir / res.migrations).glob("*.sql"))
-                    applied = await apply_migrations(urls[name], [(f.name, f.read_text()) for f in files])
-                    if applied:
-                        self.report(f"  {name}: applied {', '.join(applied)}")
-            elif res.kind == "search":
-                db = f"{self.system.name}_{name}".replace("-", "_")
-                await _ensure_database(self.backing["postgres"]["url"], db)
-                urls[name] = database_url(self.backing["postgres"]["url"], db)
-            elif res.kind in ("redis", "queue", "topic"):
-                urls[name] = self.backing["redis"]["url"]
-            elif res.kind == "bucket":
-                path = self.dir / "buckets" / name
-                path.mkdir(parents=True, exist_ok=True)
-                urls[name] = path.as_uri()
+            url = await kind_of(res).provision_local(name, res, self._local_context())
+            if url is not None:
+                urls[name] = url
         for name in self.system.services:
             count = max(1, self.options.scale.get(name, 1))
             self.endpoints.service_urls[name] = [f"http://127.0.0.1:{free_port()}" for _ in range(count)]
+
+    def _local_context(self) -> _KindContext:
+        return _KindContext(system=self.system, state_dir=self.dir, backing=self.backing, report=self.report)
 
     def gateway_config(self) -> dict[str, Any]:
         """The route table, limits and identity the gateway process runs with."""
@@ -292,7 +276,18 @@ class LocalSystem:
         self._save()
 
 
-async def _ensure_database(admin_url: str, name: str) -> None:
+@dataclass
+class _KindContext:
+    """What a resource kind's local provisioning hook gets (:class:`stackwright.resources.LocalContext`)."""
+
+    system: System
+    state_dir: Path
+    backing: dict[str, dict[str, Any]]
+    report: Callable[[str], None]
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` on the server at ``admin_url`` unless it exists."""
     conn = await asyncpg.connect(admin_url)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):

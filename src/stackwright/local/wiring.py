@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..resources import kind_of
 from ..spec import System
 from ..spec.wiring import Placement
 from ..spec.wiring import service_env as spec_service_env
@@ -25,6 +26,6 @@ def service_env(system: System, name: str, endpoints: Endpoints, *, port: int) -
     jwks = f"{endpoints.gateway_url}{ident.local_mount.rstrip('/')}/.well-known/jwks.json" if ident else None
     place = Placement(environment="local", region=system.primary_region.name, region_role="primary",
                       host="127.0.0.1", port=port, jwks_url=jwks, shutdown_grace_s=5)
-    queues = {n: f"{system.name}-{n}" for n, r in system.resources.items() if r.kind == "queue"}
+    queues = {n: real for n, r in system.resources.items() if (real := kind_of(r).local_name(system, n)) is not None}
     return spec_service_env(system, name, place, resource_urls=endpoints.resource_urls, queue_names=queues,
                             service_urls={s: urls[0] for s, urls in endpoints.service_urls.items()})

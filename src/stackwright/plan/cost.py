@@ -8,9 +8,10 @@ what the peak adds. Each line is rounded to cents and every total is the sum of 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
+from ..resources import kind_of
 from ..spec import System
 from .capacity import queue_consumers, region_shares
 from .k8s import SECRET_KINDS
@@ -47,6 +48,18 @@ class _Lines:
         self.lines.append(CostLine(category=category, item=item, region=self.region, quantity=round(quantity, 6),
                                    unit=unit, unit_price=round(unit_price, 6), monthly_usd=usd(charge),
                                    price_key=key, discount_class=discount, assumption=assumption, spot_ok=spot_ok))
+
+
+@dataclass
+class _KindCost:
+    """What a resource kind's cost hook sees of one region (:class:`stackwright.resources.CostContext`)."""
+
+    system: System
+    out: _Lines
+    is_primary: bool
+    share: float
+    hours: float
+    assumptions: list[str]
 
 
 def _pool_allows_spot(system: System, pool: str, home: str) -> bool:
@@ -88,27 +101,10 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
             out.add("compute", f"Node root volumes {pool.name}: {n} x {ROOT_VOLUME_GB} GB gp3", "ebs.gp3",
                     n * ROOT_VOLUME_GB, "GB-month")
 
+        ctx = _KindCost(system=system, out=out, is_primary=r == primary, share=share, hours=hours,
+                        assumptions=assumptions)
         for name, res in sorted(system.resources.items()):
-            if res.kind == "postgres":
-                _postgres(out, system, name, res, r == primary, hours, assumptions)
-            elif res.kind == "redis" and (res.per_region or r == primary):
-                nodes = res.shards * (1 + res.replicas_per_shard)
-                out.add("cache", f"ElastiCache {name}: {nodes} x {res.node_type}", f"elasticache.{res.node_type}",
-                        nodes * hours, "node-hours", discount="elasticache")
-            elif res.kind == "search" and r == primary:
-                out.add("search", f"OpenSearch {name}: {res.instances} x {res.instance_type}",
-                        f"opensearch.{res.instance_type}", res.instances * hours, "instance-hours",
-                        discount="opensearch")
-            elif res.kind == "queue" and (res.per_region or r == primary):
-                q_share = share if res.per_region else 1.0
-                kind = "fifo" if res.fifo else "standard"
-                note = "" if res.monthly_requests_millions else (
-                    f"resources.{name}.monthly_requests_millions not set: no requests priced")
-                out.add("messaging", f"SQS {name} ({kind}) requests", f"sqs.{kind}_million",
-                        res.monthly_requests_millions * q_share, "million requests", assumption=note)
-            elif res.kind == "bucket" and r == primary:
-                out.add("storage", f"S3 {name}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb, "GB-month",
-                        assumption="priced as STANDARD; lifecycle transitions lower it" if res.lifecycle else "")
+            kind_of(res).cost(name, res, ctx)
 
         ingress = [n for n, s in system.services.items() if s.routes and s.expose == "ingress"]
         lb_gb = usage["load_balancer_gb"] * share
@@ -218,38 +214,6 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
                                     "requests are not priced", f"resources.{name}.monthly_requests_millions",
                                     "estimate ~3 requests (send, receive, delete) per message"))
     return report, findings
-
-
-def _postgres(out: _Lines, system: System, name: str, res, is_primary: bool, hours: float,
-              assumptions: list[str]) -> None:
-    if res.engine == "external":
-        if is_primary:
-            assumptions.append(f"database {name} is external: not priced here")
-        return
-    aurora = res.engine == "aurora-postgresql"
-    group = "aurora" if aurora else "rds"
-    if is_primary:
-        count = res.instances * (2 if (not aurora and res.multi_az) else 1)
-        label = (f"Aurora {name}: writer + {res.instances - 1} reader(s) x {res.instance_class}" if aurora else
-                 f"RDS {name}: {res.instances} x {res.instance_class}{' Multi-AZ (x2)' if res.multi_az else ''}")
-    elif res.cross_region_replicas:
-        count = max(1, res.instances - 1)
-        label = f"{'Aurora' if aurora else 'RDS'} {name}: {count} cross-region replica(s) x {res.instance_class}"
-    else:
-        return
-    out.add("database", label, f"{group}.{res.instance_class}", count * hours, "instance-hours", discount="rds")
-    storage_key = "aurora_usage.storage_gb_month" if aurora else "rds_usage.storage_gb_month"
-    copies = 2 if (not aurora and res.multi_az and is_primary) else 1
-    out.add("database", f"{name} storage: {res.storage_gb} GB" + (" x2 (Multi-AZ)" if copies == 2 else ""),
-            storage_key, res.storage_gb * copies, "GB-month")
-    if aurora and res.monthly_io_millions:
-        key = "aurora_usage.io_million" if is_primary else "aurora_usage.replicated_write_io_million"
-        out.add("database", f"{name} I/O" if is_primary else f"{name} replicated write I/O", key,
-                res.monthly_io_millions, "million I/Os")
-    if is_primary:
-        out.add("database", f"{name} backup storage beyond the free allowance", f"{group}_usage.backup_gb_month", 0,
-                "GB-month", assumption=f"{res.backup_retention_days}-day retention assumed within the free "
-                                       "allowance (backup up to the database size is free)")
 
 
 def _scenario(prices: PriceTable, option: str, lines: list[CostLine]) -> CostScenario:

@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..resources import kind_of
+from ..resources.postgres import ENGINE_LABEL
 from ..spec import System
 from ..spec.model import Route
 from .capacity import queue_consumers, region_shares
@@ -26,8 +28,7 @@ STYLES = """    classDef primary fill:#e1f5fe,stroke:#01579b
     classDef edge fill:#fff3e0,stroke:#e65100
     classDef k8s fill:#326ce5,stroke:#1a3a6e,color:#fff"""
 
-ENGINE_LABEL = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
-                "external": "PostgreSQL (external)"}
+
 IDP_LABEL = {"auth0": "Auth0", "cognito": "Cognito", "dev": "dev IdP"}
 
 
@@ -220,13 +221,10 @@ def deployment(system: System, environment: str) -> Diagram:
     retention = system.monitoring.log_retention_days
     lines.append(f"        {_node('CloudWatch', f'CloudWatch<br/>logs {retention} days')}")
     for rname, res in sorted(system.resources.items()):
-        if res.kind == "bucket":
-            rule = ", ".join(f"{lc.after_days} d -> {lc.storage_class}" for lc in res.lifecycle)
-            lines.append(f"        {_node('S3_' + _id(rname), f'S3 {rname}' + (f'<br/>{rule}' if rule else ''))}")
-        elif res.kind == "topic":
-            lines.append(f"        {_node('SNS_' + _id(rname), f'SNS {rname}')}")
-        elif res.kind == "postgres" and res.engine == "external":
-            lines.append(f"        {_node('ExtDB_' + _id(rname), f'External PostgreSQL {rname}', 'db')}")
+        shared = kind_of(res).shared_node(rname, res)
+        if shared is not None:
+            prefix, label, shape = shared
+            lines.append(f"        {_node(prefix + _id(rname), label, shape)}")
     lines.append("    end")
     if system.monitoring.prometheus:
         lines += ['    subgraph Observability["Observability (in-cluster)"]', '        Prometheus["Prometheus"]']
@@ -303,9 +301,7 @@ def sequences(system: System) -> list[Diagram]:
         consumers: list[tuple[str, str]] = []
         for used in svc.uses:
             res = system.resources[used]
-            label = {"postgres": f"{ENGINE_LABEL.get(getattr(res, 'engine', ''), 'PostgreSQL')} {used}",
-                     "redis": f"Redis {used}", "queue": f"SQS {used}", "bucket": f"S3 {used}",
-                     "topic": f"SNS {used}", "search": f"OpenSearch {used}"}[res.kind]
+            label = kind_of(res).sequence_label(used, res, detailed=True)
             parts.append((_id("R", used), label))
             if res.kind == "queue":
                 consumers += [(q, used) for q in queue_consumers(system, used) if q != name]
@@ -318,8 +314,7 @@ def sequences(system: System) -> list[Diagram]:
                 res = system.resources[used]
                 ident = _id("R", used)
                 if all(p[0] != ident for p in parts):
-                    label = {"postgres": f"PostgreSQL {used}", "redis": f"Redis {used}", "queue": f"SQS {used}",
-                             "bucket": f"S3 {used}", "topic": f"SNS {used}", "search": f"OpenSearch {used}"}[res.kind]
+                    label = kind_of(res).sequence_label(used, res, detailed=False)
                     parts.append((ident, label))
         lines = ["sequenceDiagram", "    autonumber"]
         for ident, label in parts:
@@ -361,14 +356,8 @@ def sequences(system: System) -> list[Diagram]:
                     lines.append(f"    {sid}->>{rid}: SQL (writes go to the primary in {primary})")
                 else:
                     lines.append(f"    {sid}->>{rid}: SQL reads ({_read_target(system, used)})")
-            elif res.kind == "redis":
-                lines.append(f"    {sid}->>{rid}: commands")
-            elif res.kind == "queue":
-                lines.append(f"    {sid}->>{rid}: send message")
-            elif res.kind == "bucket":
-                lines.append(f"    {sid}->>{rid}: put/get object")
             else:
-                lines.append(f"    {sid}->>{rid}: request")
+                lines.append(f"    {sid}->>{rid}: {kind_of(res).request_verb}")
             lines.append(f"    {rid}-->>{sid}: ok")
         for callee in svc.calls:
             lines.append(f"    {sid}->>{_id('S', callee)}: HTTP")
@@ -388,8 +377,7 @@ def sequences(system: System) -> list[Diagram]:
                 if used == queue:
                     continue
                 res = system.resources[used]
-                verb = {"postgres": f"write (primary in {primary})", "redis": "update", "bucket": "append",
-                        "queue": "send", "topic": "publish", "search": "index"}[res.kind]
+                verb = kind_of(res).consumer_verb.format(primary=primary)
                 lines.append(f"    {cid}->>{_id('R', used)}: {verb}")
             lines.append(f"    {cid}->>{qid}: delete (ack)" + (
                 f", or to the DLQ after {system.resources[queue].max_receive_count} failed receives"

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..resources import KINDS
 from ..spec import System
 from .model import K8sObject
 
 NLB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 #: Resource kinds whose URL is a credential kept in Secrets Manager (one secret per resource and region).
-SECRET_KINDS = frozenset({"postgres", "redis", "bucket", "topic", "search"})
+SECRET_KINDS = frozenset(k for k, impl in KINDS.items() if impl.plan_secret)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ filled in at deploy time (``envsubst`` with exactly :data:`PLACEHOLDERS`).
 
 from __future__ import annotations
 
+from ..resources import kind_of
 from ..spec import System
 
 #: Deploy-time placeholders left in rendered manifests (filled by CI with envsubst).
@@ -137,14 +138,7 @@ def hosting_region(system: System, resource: str, region: str) -> str:
     """Region whose copy of ``resource`` a service in ``region`` talks to (queues/caches may be
     per region; buckets, search and external databases live in the primary region)."""
     res = system.resources[resource]
-    primary = system.primary_region.name
-    if res.kind == "postgres":
-        return region if (res.engine != "external" and res.cross_region_replicas) else primary
-    if res.kind in ("redis", "queue"):
-        return region if res.per_region else primary
-    if res.kind == "topic":
-        return region
-    return primary
+    return region if kind_of(res).regional(res) else system.primary_region.name
 
 
 def queue_name(system: System, environment: str, queue: str) -> str:

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+# The resource kinds' models live in their kind modules (stackwright.resources.<kind>); the union
+# ``Resource`` comes from the registry, and the classes are re-exported here so
+# ``from stackwright.spec.model import QueueResource`` keeps working.
+from ..resources.bucket import BucketResource, LifecycleRule  # noqa: F401
+from ..resources.postgres import Pool, PostgresResource  # noqa: F401
+from ..resources.queue import QueueResource  # noqa: F401
+from ..resources.redis import RedisKeys, RedisResource  # noqa: F401
+from ..resources.registry import Resource
+from ..resources.search import SearchResource  # noqa: F401
+from ..resources.topic import TopicResource  # noqa: F401
 from . import addresses
 from .quantities import bytes_size, cpu_millis, memory_mib, seconds
-
-NAME_RE = r"^[a-z][a-z0-9-]{0,40}$"
-Name = Annotated[str, Field(pattern=NAME_RE)]
-
-
-class Strict(BaseModel):
-    """Base for every spec section: unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
+from .strict import NAME_RE, Name, Strict  # noqa: F401
 
 # ---------------------------------------------------------------- services
 
@@ -234,121 +235,6 @@ class Service(Strict):
             if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
                 raise ValueError(f"env name {key!r} must be UPPER_SNAKE_CASE")
         return {k: str(val) for k, val in v.items()}
-
-
-# ---------------------------------------------------------------- backing resources
-
-
-class Pool(Strict):
-    min: int = Field(2, ge=0)
-    max: int = Field(20, ge=1)
-
-
-class PostgresResource(Strict):
-    """PostgreSQL: embedded locally, Aurora/RDS in AWS."""
-
-    kind: Literal["postgres"]
-    description: str = ""
-    engine: Literal["aurora-postgresql", "rds-postgresql", "external"] = "aurora-postgresql"
-    version: str = "16.9"
-    instance_class: str = "db.r6g.large"
-    instances: int = Field(2, ge=1, description="writer plus in-region readers")
-    multi_az: bool = True
-    cross_region_replicas: bool = False
-    storage_gb: int = Field(100, ge=1)
-    backup_retention_days: int = Field(7, ge=1, le=35)
-    database: str = "app"
-    per_tenant: bool = False
-    pool: Pool = Field(default_factory=Pool)
-    migrations: str | None = None
-    monthly_io_millions: float = Field(0, ge=0)
-
-
-class RedisKeys(Strict):
-    """A family of keys services create, so ``plan`` can tell whether they fit in the node's memory.
-
-    Retained keys = creation rate x ``retention`` (the keys' TTL); without a retention they are never
-    deleted and grow with every request.
-    """
-
-    pattern: str = Field(min_length=1, description="what the keys look like, e.g. voted:<poll>:<user>")
-    created_by: str = Field(description="service whose requests (or messages) create the keys")
-    per_request: float = Field(1.0, gt=0, le=1000, description="keys created per request of created_by")
-    bytes_per_key: int = Field(
-        200, ge=16, le=512 * 1024 * 1024,
-        description="memory per key including Redis's own per-key overhead (~50-90 B); measure with MEMORY USAGE")
-    retention: str | None = Field(None, description="TTL of the keys (e.g. 2h, 7d); unset: never expire")
-
-    @field_validator("retention")
-    @classmethod
-    def _dur(cls, v: str | None) -> str | None:
-        if v is not None and seconds(v) <= 0:
-            raise ValueError(f"retention must be a positive duration (got {v!r})")
-        return v
-
-
-class RedisResource(Strict):
-    kind: Literal["redis"]
-    description: str = ""
-    node_type: str = "cache.r6g.large"
-    shards: int = Field(1, ge=1)
-    replicas_per_shard: int = Field(1, ge=0)
-    per_region: bool = True
-    keys: list[RedisKeys] = Field(default_factory=list, description="key families, for plan's memory estimate")
-
-
-class QueueResource(Strict):
-    kind: Literal["queue"]
-    description: str = ""
-    fifo: bool = False
-    dlq: bool = True
-    max_receive_count: int = Field(5, ge=1, le=1000)
-    visibility_timeout: str = "30s"
-    retention: str = "4d"
-    per_region: bool = True
-    monthly_requests_millions: float = Field(0, ge=0)
-
-    @field_validator("visibility_timeout", "retention")
-    @classmethod
-    def _dur(cls, v: str) -> str:
-        seconds(v)
-        return v
-
-
-class LifecycleRule(Strict):
-    after_days: int = Field(ge=1)
-    storage_class: Literal["STANDARD_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
-                           "EXPIRE"]
-
-
-class BucketResource(Strict):
-    kind: Literal["bucket"]
-    description: str = ""
-    versioned: bool = True
-    lifecycle: list[LifecycleRule] = Field(default_factory=list)
-    storage_gb: float = Field(10, ge=0)
-
-
-class TopicResource(Strict):
-    """Pub/sub events (SNS in AWS, Redis Streams locally)."""
-
-    kind: Literal["topic"]
-    description: str = ""
-
-
-class SearchResource(Strict):
-    """Full-text search (OpenSearch in AWS, Postgres full-text locally)."""
-
-    kind: Literal["search"]
-    description: str = ""
-    instance_type: str = "r6g.large.search"
-    instances: int = Field(2, ge=1)
-
-
-Resource = Annotated[
-    PostgresResource | RedisResource | QueueResource | BucketResource | TopicResource | SearchResource,
-    Field(discriminator="kind"),
-]
 
 
 # ---------------------------------------------------------------- platform

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..contract import resource_env, service_url_env
+from ..resources import kind_of
 from .model import System
-from .quantities import bytes_size, seconds
+from .quantities import bytes_size
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ def service_env(system: System, service: str, place: Placement, *, resource_urls
 
     ``resource_urls`` holds the URL of each resource that is a plain setting where it runs (resources
     whose URL carries credentials are left out by the caller and come from secrets); ``queue_names``
-    the real queue name of each queue resource; ``service_urls`` the base URL of each called service.
+    the real name of each resource whose kind needs one besides its URL (queues); ``service_urls``
+    the base URL of each called service. What else a used resource adds is its kind's
+    :meth:`~stackwright.resources.ResourceKind.env`.
     """
     svc = system.services[service]
     env: dict[str, str] = {
@@ -63,15 +66,7 @@ def service_env(system: System, service: str, place: Placement, *, resource_urls
         res = system.resources[name]
         if name in resource_urls:
             env[resource_env(name)] = resource_urls[name]
-        if res.kind == "postgres":
-            env[resource_env(name, "POOL_MIN")] = str(res.pool.min)
-            env[resource_env(name, "POOL_MAX")] = str(res.pool.max)
-        elif res.kind == "queue":
-            env[resource_env(name, "QUEUE")] = queue_names[name]
-            env[resource_env(name, "MAX_RECEIVE")] = str(res.max_receive_count)
-            env[resource_env(name, "VISIBILITY_TIMEOUT")] = str(int(seconds(res.visibility_timeout)))
-            if res.fifo:  # SQS refuses FIFO sends without a message group: the runtime must know
-                env[resource_env(name, "FIFO")] = "true"
+        env.update(kind_of(res).env(name, res, real_name=queue_names.get(name)))
     for called in svc.calls:
         env[service_url_env(called)] = service_urls[called]
     env.update(svc.env)

@@ -19,7 +19,10 @@ Cross-stack values travel as weak references (``Fn::GetStackOutput``), also acro
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from aws_cdk import App, Aspects, CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_backup as backup
@@ -28,6 +31,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
+from stackwright.resources import kind_of
 from stackwright.spec.model import (
     BucketResource,
     PostgresResource,
@@ -94,19 +98,17 @@ class Plan:
     def hosts(self, name: str, region: str) -> bool:
         """Whether resource ``name`` is provisioned in ``region``."""
         res = self.system.resources[name]
-        if isinstance(res, PostgresResource):
-            if res.engine == "external":
-                return self.is_primary(region)
-            return self.is_primary(region) or res.cross_region_replicas
-        if isinstance(res, RedisResource | QueueResource):
-            return res.per_region or self.is_primary(region)
-        if isinstance(res, TopicResource):
-            return True
-        return self.is_primary(region)
+        return self.is_primary(region) or kind_of(res).regional(res)
 
     def env(self, region: str) -> Environment:
         """The CDK environment of a stack in ``region``."""
         return Environment(account=self.account, region=region)
+
+
+def _hook(ref: str) -> Callable[..., None]:
+    """A kind's CDK hook named ``"package.module:function"``, imported on use (see ResourceKind.cdk_provision)."""
+    module, _, attr = ref.partition(":")
+    return cast(Callable[..., None], getattr(importlib.import_module(module), attr))
 
 
 def _tag(stack: Stack, plan: Plan) -> None:
@@ -210,6 +212,9 @@ class RegionalStack(Stack):
                     self, f"Search-{name}", spec=res, name=naming.search_domain_name(system, env, name),
                     network=self.network, keys=keys, clients=clients, log_retention_days=days,
                     azs=system.network.azs)
+            elif (provision := kind_of(res).cdk_provision) is not None:
+                # Kinds that bring their own construct (see ResourceKind.cdk_provision).
+                _hook(provision)(self, name, res)
 
         if primary:
             for service, svc in system.services.items():
@@ -404,6 +409,8 @@ class RegionalStack(Stack):
                     role.add_to_principal_policy(iam.PolicyStatement(
                         actions=["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"],
                         resources=[self._arn("es", plan.primary.name, f"domain/{domain}/*")]))
+            elif (grant := kind_of(res).cdk_grant) is not None:
+                _hook(grant)(self, role, service, name, res, secrets)
         grant_read_by_name(role, self, secrets, self.keys.data)
 
     def _scalers(self) -> ScalerRoles | None:

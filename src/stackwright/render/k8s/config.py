@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from ...contract import resource_env
+from ...resources import KINDS, kind_of
 from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
 from .. import naming
@@ -15,7 +16,7 @@ from .context import Target, obj
 
 #: Resource kinds whose ``<NAME>_URL`` carries credentials and so comes from Secrets Manager. Queues
 #: (``sqs://?region=...`` + ``<NAME>_QUEUE``), buckets (``s3://``) and topics (ARN) are plain settings.
-SECRET_URL_KINDS = frozenset({"postgres", "redis", "search"})
+SECRET_URL_KINDS = frozenset(k for k, impl in KINDS.items() if impl.credential_url)
 
 
 def config_name(service: str) -> str:
@@ -47,14 +48,14 @@ def settings(t: Target, service: str) -> dict[str, str]:
     plain: dict[str, str] = {}
     queues: dict[str, str] = {}
     for name, res in system.resources.items():
+        kind = kind_of(res)
         hosted = naming.hosting_region(system, name, t.region.name)
-        if res.kind == "queue":
-            plain[name] = f"sqs://?region={hosted}"
-            queues[name] = naming.queue_name(system, t.environment, name)
-        elif res.kind == "bucket":
-            plain[name] = f"s3://{naming.bucket_name(system, t.environment, name, hosted)}"
-        elif res.kind == "topic":
-            plain[name] = naming.topic_arn(system, t.environment, name, t.region.name)
+        url = kind.eks_url(system, t.environment, name, res, region=t.region.name, hosted=hosted)
+        if url is not None:
+            plain[name] = url
+        real = kind.eks_name(system, t.environment, name, res)
+        if real is not None:
+            queues[name] = real
     return service_env(system, service, place, resource_urls=plain, queue_names=queues,
                        service_urls={s: service_url(t, s) for s in svc.calls})
 
@@ -64,12 +65,13 @@ def secret_refs(t: Target, service: str) -> dict[str, tuple[str, str]]:
     refs: dict[str, tuple[str, str]] = {}
     for name in t.service(service).uses:
         res = t.system.resources[name]
-        if res.kind not in SECRET_URL_KINDS:
+        kind = kind_of(res)
+        if not kind.credential_url:
             continue
         secret, prop = naming.resource_secret(t.system, t.environment, name, service)
         refs[resource_env(name)] = (secret, prop)
-        if res.kind == "postgres" and t.region.role != "primary":
-            refs[resource_env(name, "READ_URL")] = (secret, "read_url")
+        for suffix, extra in kind.secret_props(name, res, primary_region=t.region.role == "primary").items():
+            refs[resource_env(name, suffix)] = (secret, extra)
     return refs
 
 

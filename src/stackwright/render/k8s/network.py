@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...resources import KINDS, kind_of
 from ...spec import System
 from .. import naming
 from .context import Target, obj
 
 ANYWHERE = "0.0.0.0/0"
 IMDS = "169.254.169.254/32"
-#: Ports of the data stores that live inside the VPC.
-DATA_STORE_PORTS = {"postgres": 5432, "redis": 6379, "search": 443}
+#: Ports of the data stores that live inside the VPC (from each kind's ``vpc_port``).
+DATA_STORE_PORTS = {k: impl.vpc_port for k, impl in KINDS.items() if impl.vpc_port is not None}
 #: Resource kinds reached through AWS HTTPS APIs, and whether an interface VPC endpoint serves them.
-AWS_API_KINDS = {"queue": True, "bucket": False, "topic": False}
+AWS_API_KINDS = {k: impl.aws_api for k, impl in KINDS.items() if impl.aws_api is not None}
 
 
 def _np(t: Target, name: str, spec: dict[str, Any], service: str | None = None) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def _egress(t: Target, service: str) -> list[dict[str, Any]]:
         home = naming.hosting_region(system, name, here)
         if res.kind in DATA_STORE_PORTS:
             cidrs = {cidr[home]}
-            if res.kind == "postgres" and here != system.primary_region.name:
+            if kind_of(res).writes_to_primary and here != system.primary_region.name:
                 cidrs.add(system.primary_region.vpc_cidr)  # writes go to the primary region
             by_cidrs.setdefault(tuple(sorted(cidrs)), set()).add(DATA_STORE_PORTS[res.kind])
         elif res.kind in AWS_API_KINDS:
