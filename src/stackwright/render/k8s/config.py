@@ -7,10 +7,11 @@ import hashlib
 import json
 from typing import Any
 
+from ...deploy import names as naming
+from ...deploy.placement import hosting_region
 from ...runtime.settings import resource_env
 from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
-from .. import naming
 from .context import Target, obj
 
 #: Resource kinds whose ``<NAME>_URL`` carries credentials and so comes from Secrets Manager. Queues
@@ -47,7 +48,7 @@ def settings(t: Target, service: str) -> dict[str, str]:
     plain: dict[str, str] = {}
     queues: dict[str, str] = {}
     for name, res in system.resources.items():
-        hosted = naming.hosting_region(system, name, t.region.name)
+        hosted = hosting_region(system, name, t.region.name)
         if res.kind == "queue":
             plain[name] = f"sqs://?region={hosted}"
             queues[name] = naming.queue_name(system, t.environment, name)

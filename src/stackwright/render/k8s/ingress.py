@@ -13,9 +13,9 @@ import json
 import re
 from typing import Any
 
+from ...deploy import names as naming
 from ...spec.model import Route
 from ...spec.shutdown import default_deregistration_delay, termination
-from .. import naming
 from .context import Target, obj
 
 ALB = "alb.ingress.kubernetes.io/"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
 from ...runtime.settings import resource_env
 from ...spec import System
-from .. import naming
 from .context import Target, obj
 from .secrets import secret_name
 from .workload import pod_security
