@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
+from ..deploy.placement import bucket_regions
 from ..spec import System
 from .capacity import queue_consumers, region_shares
 from .k8s import SECRET_KINDS
@@ -106,8 +107,11 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
                     f"resources.{name}.monthly_requests_millions not set: no requests priced")
                 out.add("messaging", f"SQS {name} ({kind}) requests", f"sqs.{kind}_million",
                         res.monthly_requests_millions * q_share, "million requests", assumption=note)
-            elif res.kind == "bucket" and r == primary:
-                out.add("storage", f"S3 {name}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb, "GB-month",
+            elif res.kind == "bucket" and r in bucket_regions(system, name):
+                # Every copy CDK creates is stored (and billed): the primary's and the DR region's replica.
+                copy = "" if r == primary else " (replica)"
+                out.add("storage", f"S3 {name}{copy}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb,
+                        "GB-month",
                         assumption="priced as STANDARD; lifecycle transitions lower it" if res.lifecycle else "")
 
         ingress = [n for n, s in system.services.items() if s.routes and s.expose == "ingress"]
