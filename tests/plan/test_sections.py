@@ -120,4 +120,4 @@ def test_diagrams(voting: System) -> None:
         if d.source.startswith("sequenceDiagram"):
             assert all(";" not in line.split(":", 1)[-1] for line in d.source.splitlines()[1:])
     network = diagrams["network"].source
-    assert sum(f"NAT_us_east_1{az}[" in network for az in "abc") == 3 and "10.0.0.0/19" in network
+    assert sum(f"NAT_us_east_1{az}[" in network for az in "abc") == 3 and "10.0.32.0/19" in network

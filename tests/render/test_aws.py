@@ -17,7 +17,8 @@ import yaml
 from tests.optional import require_extra
 
 require_extra("aws")  # before the imports below, which need aws-cdk-lib
-from stackwright.render.aws import naming, render_aws  # noqa: E402
+from stackwright.deploy import names as naming  # noqa: E402
+from stackwright.render.aws import render_aws  # noqa: E402
 from stackwright.render.aws.skips import load_skips  # noqa: E402
 from stackwright.spec import System, load_system  # noqa: E402
 
@@ -54,7 +55,7 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]
 
 
 def _regional(system: System) -> list[str]:
-    return [naming.regional_stack_name(system, "prod", r) for r in system.regions]
+    return [naming.regional_stack_name(system, "prod", r.name) for r in system.regions]
 
 
 # ------------------------------------------------------------------ rendered files

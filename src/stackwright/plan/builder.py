@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..deploy import resolve
+from ..deploy.environments import default_environment
 from ..spec import System
 from .alerts import alert_coverage
 from .capacity import build_capacity
@@ -14,14 +16,8 @@ from .failure import build_failure
 from .findings import collect
 from .k8s import workloads
 from .model import Plan, SubnetRow
-from .network import layout
 from .prices import DEFAULT_TABLE, PriceTable, load_prices
 from .throughput import find_bench_file, load_bench
-
-
-def default_environment(system: System) -> str:
-    """The environment a plan describes unless told: ``prod`` when listed, else the last one."""
-    return "prod" if "prod" in system.environments else system.environments[-1]
 
 
 def _priced_first(system: System, prices: PriceTable) -> None:
@@ -57,7 +53,8 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
     prices = load_prices(price_table)
     _priced_first(system, prices)
     work = workloads(system, env)
-    capacity, cap_findings = build_capacity(system, bench)
+    deployment = resolve(system, env)  # names, subnets and scale exactly as render builds them
+    capacity, cap_findings = build_capacity(system, bench, env)
     cost, cost_findings = build_cost(system, capacity, prices, env, work.lb_kinds)
     failure, fail_findings = build_failure(system, capacity, work)
     alerts_note, alert_findings = alert_coverage(system)
@@ -71,6 +68,6 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
                 regions=[r.name for r in system.regions], diagrams=all_diagrams(system, env),
                 k8s_objects=work.objects, k8s_source=work.source, capacity=capacity, cost=cost, failure=failure,
                 findings=collect(cap_findings, fail_findings, cost_findings, alert_findings),
-                subnets=[SubnetRow(r.name, s.az, s.tier, s.cidr, s.usable) for r in system.regions
-                         for s in layout(system, r.name).subnets],
+                subnets=[SubnetRow(name, s.az, s.tier, s.cidr, s.usable)
+                         for name, rd in deployment.regions.items() for s in rd.network.subnets],
                 notes=notes)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from ..deploy import scale
+from ..deploy.environments import default_environment
+from ..deploy.network import layout
 from ..spec import System
 from .errors import PlanError
 from .instances import DAEMONSET_OVERHEAD, instance_type
 from .model import CapacityReport, Finding, LegendRow, LimitCheck, PoolCapacity, ServiceCapacity
-from .network import layout
 from .store_limits import postgres_connections, redis_clients, redis_memory
 from .throughput import BenchResults, throughput
 
@@ -136,7 +138,7 @@ def _nodes(pool_type: str, load: Mapping[str, int], system: System, with_addons:
     return nodes, int(cpu), int(mem), pods
 
 
-def _legend(system: System, shares: dict[str, float]) -> list[LegendRow]:
+def _legend(system: System, environment: str) -> list[LegendRow]:
     regions = [r.name for r in system.regions]
     primary = system.primary_region.name
     rows: list[LegendRow] = []
@@ -148,11 +150,13 @@ def _legend(system: System, shares: dict[str, float]) -> list[LegendRow]:
     row("API Gateway", {r: f"{gw.rps_limit / 1000:g}k RPS" if gw else "none" for r in regions})
     for pool in system.cluster.node_pools:
         types = "/".join(pool.instance_types)
+        spot = ", spot" if pool.capacity == "spot" else ""
         row(f"EKS Node Group ({pool.name})",
-            {r: f"{pool.min}-{pool.max} nodes ({types}{', spot' if pool.capacity == 'spot' else ''})" for r in regions})
-    for name, svc in system.services.items():
-        pods = f"{svc.replicas.min}-{svc.replicas.max} pods"
-        row(f"{name.capitalize()} Service Replicas", dict.fromkeys(regions, pods))
+            {r: "{}-{} nodes".format(*scale.node_pool(system, r, pool.name)[::2]) + f" ({types}{spot})"
+             for r in regions})
+    for name in system.services:
+        row(f"{name.capitalize()} Service Replicas",
+            {r: "{}-{} pods".format(*scale.replicas(system, r, environment, name)) for r in regions})
     for name, res in system.resources.items():
         if res.kind == "postgres":
             label = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
@@ -184,8 +188,12 @@ def _legend(system: System, shares: dict[str, float]) -> list[LegendRow]:
     return rows
 
 
-def build_capacity(system: System, bench: BenchResults | None) -> tuple[CapacityReport, list[Finding]]:
-    """Capacity of every region at the SLO peak, and the shortfalls as findings."""
+def build_capacity(system: System, bench: BenchResults | None,
+                   environment: str | None = None) -> tuple[CapacityReport, list[Finding]]:
+    """Capacity of every region at the SLO peak for one environment (default: the default environment),
+    and the shortfalls as findings. Replica ranges and node-group sizes per region are the deployed ones
+    (:mod:`stackwright.deploy.scale`), so a standby region is sized at its standby scale."""
+    env = environment or default_environment(system)
     shares = region_shares(system)
     findings: list[Finding] = []
     total_share = sum(shares.values())
@@ -203,12 +211,13 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
 
     for region in system.regions:
         demand = service_demand(system, peaks[region.name])
+        ranges = {name: scale.replicas(system, region.name, env, name) for name in system.services}
         for name, svc in system.services.items():
             rps, basis = demand[name]
             tp, target = tputs[name], target_utilisation(system, name)
-            needed = max(svc.replicas.min, math.ceil(rps / (tp.rps_per_replica * target) - 1e-9) if rps else 0)
-            sc = ServiceCapacity(region.name, name, svc.kind, rps, basis, tp, target, needed,
-                                 svc.replicas.min, svc.replicas.max)
+            low, high = ranges[name]
+            needed = max(low, math.ceil(rps / (tp.rps_per_replica * target) - 1e-9) if rps else 0)
+            sc = ServiceCapacity(region.name, name, svc.kind, rps, basis, tp, target, needed, low, high)
             services.append(sc)
         by_service = {s.service: s for s in services if s.region == region.name}
         for pool in system.cluster.node_pools:
@@ -222,15 +231,16 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
                     findings.append(Finding("high", "capacity",
                                             f"one {n} pod requests more than a {first} node can give",
                                             f"services.{n}.resources", "use a larger instance type"))
-            mins = {n: system.services[n].replicas.min for n in members}
+            mins = {n: ranges[n][0] for n in members}
             peak = {n: by_service[n].replicas_at_peak for n in members}
             uncapped = {n: by_service[n].replicas_needed for n in members}
-            maxes = {n: system.services[n].replicas.max for n in members}
+            maxes = {n: ranges[n][1] for n in members}
+            pool_min, pool_desired, pool_max = scale.node_pool(system, region.name, pool.name)
             n_min = _nodes(first, mins, system, addons, members)[0]
             n_peak, cpu, mem, pods = _nodes(first, peak, system, addons, members)
             n_uncapped = _nodes(first, uncapped, system, addons, members)[0]
             n_max = _nodes(first, maxes, system, addons, members)[0]
-            pc = PoolCapacity(region.name, pool.name, first, pool.min, pool.max, pool.desired or pool.min,
+            pc = PoolCapacity(region.name, pool.name, first, pool_min, pool_max, pool_desired,
                               it.usable_cpu_m, it.usable_memory_mib, it.usable_pods, n_min, n_peak, n_uncapped,
                               n_max, cpu, mem, pods)
             pools.append(pc)
@@ -256,7 +266,7 @@ def build_capacity(system: System, bench: BenchResults | None) -> tuple[Capacity
         peak_rps=system.slo.peak_rps, region_peaks=peaks,
         headroom=(f"replicas are sized so each runs at its HPA CPU target at the peak (else {HEADROOM:.0%}); "
                   "the rest is headroom for bursts and for losing an AZ"),
-        services=services, pools=pools, limits=limits, legend=_legend(system, shares),
+        services=services, pools=pools, limits=limits, legend=_legend(system, env),
         notes=[
             f"per node, DaemonSets are assumed to request {DAEMONSET_OVERHEAD[0]}m CPU, "
             f"{DAEMONSET_OVERHEAD[1]} MiB and {DAEMONSET_OVERHEAD[2]} pod slots",

@@ -13,13 +13,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..deploy import scale
+from ..deploy.network import layout
 from ..resources import kind_of
 from ..resources.postgres import ENGINE_LABEL
 from ..spec import System
 from ..spec.model import Route
 from .capacity import queue_consumers, region_shares
 from .model import Diagram
-from .network import layout
 from .roles import access
 
 STYLES = """    classDef primary fill:#e1f5fe,stroke:#01579b
@@ -122,15 +123,15 @@ def deployment(system: System, environment: str) -> Diagram:
         for pool in system.cluster.node_pools:
             ng = _id("NG", r, pool.name)
             types = "/".join(pool.instance_types)
-            label = f"Node group {pool.name}: {pool.min}-{pool.max} x {types}" + (" (spot)" if pool.capacity == "spot"
-                                                                                 else "")
+            low, _, high = scale.node_pool(system, r, pool.name)
+            label = f"Node group {pool.name}: {low}-{high} x {types}" + (" (spot)" if pool.capacity == "spot" else "")
             lines.append(f"                    subgraph {ng}[{_q(label)}]")
             for name, svc in system.services.items():
                 if (svc.node_pool or home) == pool.name:
                     kind = "Rollout" if svc.rollout.strategy == "canary" else "Deployment"
                     wl = _id("W", r, name)
-                    lines.append(f"                        "
-                                 f"{_node(wl, f'{kind}: {name}<br/>{svc.replicas.min}-{svc.replicas.max} replicas')}")
+                    pods = "{}-{}".format(*scale.replicas(system, r, environment, name))
+                    lines.append(f"                        {_node(wl, f'{kind}: {name}<br/>{pods} replicas')}")
             lines.append("                    end")
         lines.append("                end")
         lines.append("            end")

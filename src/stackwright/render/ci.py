@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..deploy import names as naming
 from ..spec import System
-from . import naming
 from .k8s.migrations import job_name, migrated_databases
 from .k8s.workload import is_canary
 from .yamlio import dump
@@ -41,7 +41,7 @@ def _registry(region: str) -> str:
 def _pin_images(system: System, folder: str, region: str, services: list[str]) -> str:
     lines = ["set -euo pipefail", f"cd {folder}"]
     for svc in services:
-        repo = naming.ecr_repository(system, svc)
+        repo = naming.repository_name(system, svc)
         lines.append(
             f"digest=$(aws ecr describe-images --region {region} --repository-name {repo} "
             f"--image-ids imageTag=${{GITHUB_SHA}} --query 'imageDetails[0].imageDigest' --output text)")
@@ -51,11 +51,14 @@ def _pin_images(system: System, folder: str, region: str, services: list[str]) -
 
 
 def _placeholders(system: System, env: str) -> str:
+    # The AWS app writes waf-acl-arn only when the spec has a WAF; reading a parameter that does not exist
+    # fails the lookup, so a system without a WAF does not ask for it (its manifests do not use it).
+    waf = [f'echo "WAF_ACL_ARN=$(aws ssm get-parameter --name {naming.ssm_parameter(system, env, "waf-acl-arn")} '
+           '--query Parameter.Value --output text)" >> "$GITHUB_ENV"'] if system.edge.waf is not None else []
     return "\n".join([
         "set -euo pipefail",
         'echo "AWS_ACCOUNT_ID=${{ vars.AWS_ACCOUNT_ID }}" >> "$GITHUB_ENV"',
-        f'echo "WAF_ACL_ARN=$(aws ssm get-parameter --name {naming.ssm_parameter(system, env, "waf-acl-arn")} '
-        '--query Parameter.Value --output text)" >> "$GITHUB_ENV"',
+        *waf,
         f'echo "ACM_CERTIFICATE_ARN=$(aws ssm get-parameter --name '
         f'{naming.ssm_parameter(system, env, "certificate-arn")} --query Parameter.Value --output text)" '
         '>> "$GITHUB_ENV"',

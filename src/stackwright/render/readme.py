@@ -3,8 +3,8 @@ account, and how to deploy it by hand."""
 
 from __future__ import annotations
 
+from ..deploy import names as naming
 from ..spec import System
-from . import naming
 from .ci import ARGO_ROLLOUTS_VERSION
 from .k8s.config import SECRET_URL_KINDS
 from .k8s.context import Target

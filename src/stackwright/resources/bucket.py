@@ -40,13 +40,18 @@ class Bucket(ResourceKind):
 
     def eks_url(self, system: Any, environment: str, name: str, res: BucketResource, *, region: str,
                 hosted: str) -> str:
-        from ..render import naming
+        from ..deploy import names as naming
 
         return f"s3://{naming.bucket_name(system, environment, name, hosted)}"
 
     def cost(self, name: str, res: BucketResource, ctx: CostContext) -> None:
-        if ctx.is_primary:
-            ctx.out.add("storage", f"S3 {name}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb, "GB-month",
+        from ..deploy.placement import bucket_regions
+
+        # Every copy CDK creates is stored (and billed): the primary's and the DR region's replica.
+        if ctx.region in bucket_regions(ctx.system, name):
+            copy = "" if ctx.is_primary else " (replica)"
+            ctx.out.add("storage", f"S3 {name}{copy}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb,
+                        "GB-month",
                         assumption="priced as STANDARD; lifecycle transitions lower it" if res.lifecycle else "")
 
     def shared_node(self, name: str, res: BucketResource) -> tuple[str, str, str] | None:

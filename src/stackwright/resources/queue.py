@@ -63,7 +63,7 @@ class Queue(ResourceKind):
         return f"sqs://?region={hosted}"
 
     def eks_name(self, system: Any, environment: str, name: str, res: QueueResource) -> str:
-        from ..render import naming
+        from ..deploy import names as naming
 
         return naming.queue_name(system, environment, name)
 

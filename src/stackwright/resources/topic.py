@@ -32,7 +32,7 @@ class Topic(ResourceKind):
 
     def eks_url(self, system: Any, environment: str, name: str, res: TopicResource, *, region: str,
                 hosted: str) -> str:
-        from ..render import naming
+        from ..deploy import names as naming
 
         return naming.topic_arn(system, environment, name, region)
 

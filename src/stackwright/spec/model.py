@@ -245,11 +245,23 @@ class Region(Strict):
     role: Literal["primary", "secondary", "standby"] = "secondary"
     vpc_cidr: str = Field(pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
     traffic_share: float | None = Field(None, gt=0, le=1)
+    #: How the region runs outside a failover. ``active``: the spec's replicas; ``warm-standby``: one
+    #: replica per service (at most the spec's minimum), autoscaling up to the spec's maximum when traffic
+    #: fails over; ``pilot-light``: the same one replica, not autoscaled (promote by setting ``active``).
+    #: Unset: ``warm-standby`` for a standby region, ``active`` otherwise (stackwright.deploy.placement).
+    dr: Literal["active", "warm-standby", "pilot-light"] | None = None
 
     @field_validator("vpc_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
         return addresses.vpc_cidr(v)
+
+    @model_validator(mode="after")
+    def _primary_is_active(self) -> Region:
+        # The primary takes every write; a scaled-down primary is a capacity fault, not a DR mode.
+        if self.role == "primary" and self.dr not in (None, "active"):
+            raise ValueError(f"the primary region cannot be dr: {self.dr} (only a secondary or standby can)")
+        return self
 
 
 class Network(Strict):

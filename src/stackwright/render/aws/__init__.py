@@ -5,7 +5,8 @@
   tiny: it loads the copied ``system.yaml`` and calls :func:`build_app` from this package, whose
   construct library (:mod:`stackwright.render.aws.constructs`) does the work.
 * :func:`synth` synthesizes the CloudFormation templates offline (no AWS account, no CDK CLI).
-* :mod:`stackwright.render.aws.naming` holds the physical names the Kubernetes side shares.
+* :mod:`stackwright.deploy` decides the physical names, placement, subnets and scale the Kubernetes side
+  and the plan share.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ from typing import Any
 
 from stackwright.spec.model import System
 
-from . import naming
+from ...deploy import names as naming
+from ...deploy import placement
 from .flags import FEATURE_FLAGS
 
 
@@ -16,10 +17,10 @@ def az_context(system: System, account: str = naming.PLACEHOLDER_ACCOUNT) -> dic
     They answer the lookups CDK records for environment-bound stacks, so ``cdk synth`` works with no
     AWS credentials (a real account still looks its zones up).
     """
-    regions = sorted({r.name for r in system.regions} | {naming.GLOBAL_REGION})
+    regions = sorted({r.name for r in system.regions} | {placement.GLOBAL_REGION})
     return {
-        f"availability-zones:account={account}:region={region}": naming.availability_zones(
-            region, min(max(system.network.azs, 3), naming.az_count(region)))
+        f"availability-zones:account={account}:region={region}": placement.availability_zones(
+            region, min(max(system.network.azs, 3), placement.az_count(region)))
         for region in regions
     }
 

@@ -9,7 +9,8 @@ import yaml
 
 from stackwright.spec.model import System
 
-from . import naming
+from ...deploy import names as naming
+from ...deploy.environments import default_environment
 from .context import az_context
 from .flags import FEATURE_FLAGS
 
@@ -68,12 +69,12 @@ def _requirements() -> str:
 
 
 def _readme(system: System) -> str:
-    env = naming.default_environment(system)
+    env = default_environment(system)
     primary = system.primary_region.name
     regions = [r.name for r in system.regions]
     host = naming.public_host(system, env)
     stacks = [naming.global_stack_name(system, env)]
-    stacks += [f"{naming.regional_stack_name(system, env, r)}-foundation" for r in regions]
+    stacks += [naming.foundation_stack_name(system, env, r) for r in regions]
     stacks += [naming.regional_stack_name(system, env, primary)]
     stacks += [naming.regional_stack_name(system, env, r) for r in regions if r != primary]
     stack_list = "\n".join(f"{i}. `{s}`" for i, s in enumerate(stacks, 1))
@@ -146,7 +147,7 @@ Secrets Manager (KMS-encrypted, per region) carries ready connection strings:
 - Each region has an ACM certificate for `{host}`, `api.`, `writer.` and `<region>.` (DNS-validated
   in the zone) and SSM parameters `{naming.ssm_parameter(system, env, "certificate-arn")}` and
   `{naming.ssm_parameter(system, env, "waf-acl-arn")}` for the Ingress annotations, plus the ALB
-  access-log bucket `{naming.alb_log_bucket(system, env, "<region>")}`.
+  access-log bucket `{naming.prefix(system, env)}-<region>-alb-logs`.
 
 Delegate `{host}` to the zone's name servers from the parent zone after the first deploy of the
 global stack (certificate validation waits for it).
@@ -170,7 +171,7 @@ def render_aws(system: System) -> dict[str, str]:
     Deterministic: the same spec gives byte-identical files.
     """
     return {
-        "aws/app.py": APP_PY.format(name=system.name, default_env=naming.default_environment(system)),
+        "aws/app.py": APP_PY.format(name=system.name, default_env=default_environment(system)),
         "aws/system.yaml": _system_yaml(system),
         "aws/cdk.json": _json({"app": "python3 app.py", "context": FEATURE_FLAGS,
                                "requireApproval": "broadening"}),

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from aws_cdk import App, Aspects, CfnOutput, Environment, Stack, Tags
+from aws_cdk import App, Aspects, Aws, CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -43,9 +43,11 @@ from stackwright.spec.model import (
     TopicResource,
 )
 
-from . import naming
+from ...deploy import names as naming
+from ...deploy import network, placement, scale
+from ...deploy.environments import default_environment
 from .constructs.backup import BackupPlan, BackupVault
-from .constructs.buckets import AccessLogBucket, DataBucket, bucket_name
+from .constructs.buckets import AccessLogBucket, DataBucket
 from .constructs.cache import Cache
 from .constructs.cluster import EksCluster
 from .constructs.database import Database
@@ -77,9 +79,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         self.primary = self.system.primary_region
-        others = [r for r in self.system.regions if r is not self.primary]
-        standby = [r for r in others if r.role == "standby"]
-        self.dr_region = (standby or others)[0].name if others else None
+        self.dr_region = placement.dr_region(self.system)
 
     @property
     def prefix(self) -> str:
@@ -89,16 +89,19 @@ class Plan:
     @property
     def other_regions(self) -> list[str]:
         """Every region but the primary, in spec order."""
-        return [r.name for r in self.system.regions if r is not self.primary]
+        return placement.other_regions(self.system)
 
     def is_primary(self, region: str) -> bool:
         """Whether ``region`` is the primary (writer) region."""
-        return region == self.primary.name
+        return placement.is_primary(self.system, region)
 
     def hosts(self, name: str, region: str) -> bool:
-        """Whether resource ``name`` is provisioned in ``region``."""
-        res = self.system.resources[name]
-        return self.is_primary(region) or kind_of(res).regional(res)
+        """Whether resource ``name`` is provisioned in ``region`` (:func:`stackwright.deploy.placement.hosts`)."""
+        return placement.hosts(self.system, name, region)
+
+    def bucket(self, name: str, region: str) -> str:
+        """Physical name of bucket ``name`` (or ``access-logs``) in ``region``, account as a token."""
+        return naming.bucket_name(self.system, self.environment, name, region, Aws.ACCOUNT_ID)
 
     def env(self, region: str) -> Environment:
         """The CDK environment of a stack in ``region``."""
@@ -124,9 +127,9 @@ class FoundationStack(Stack):
                          description=f"{plan.prefix} {region.name} foundation (stackwright)")
         _tag(self, plan)
         system = plan.system
-        self.keys = RegionalKeys(self, "Keys", alias_prefix=f"alias/{plan.prefix}")
+        self.keys = RegionalKeys(self, "Keys", alias_prefix=naming.key_alias_prefix(system, plan.environment))
         self.access_logs = AccessLogBucket(
-            self, "AccessLogs", name=bucket_name(plan.prefix, "access-logs", region.name),
+            self, "AccessLogs", name=plan.bucket("access-logs", region.name),
             retention_days=max(system.monitoring.log_retention_days, 90))
         self.vault = BackupVault(self, "Backup", name=naming.backup_vault_name(system, plan.environment),
                                  key=self.keys.backup)
@@ -136,7 +139,7 @@ class FoundationStack(Stack):
                 assert isinstance(res, BucketResource)
                 if res.versioned:
                     self.replica_buckets[name] = DataBucket(
-                        self, f"ReplicaBucket-{name}", spec=res, name=bucket_name(plan.prefix, name, region.name),
+                        self, f"ReplicaBucket-{name}", spec=res, name=plan.bucket(name, region.name),
                         key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
 
 
@@ -162,12 +165,16 @@ class RegionalStack(Stack):
         self.foundation = foundation
         self.primary_stack = primary_stack or self
 
-        self.network = Network(self, "Network", spec=system.network, region=region,
-                               azs=naming.availability_zones(region.name, system.network.azs), keys=keys,
+        self.network = Network(self, "Network", spec=system.network,
+                               groups=network.subnet_groups(system, region.name),
+                               azs=placement.availability_zones(region.name, system.network.azs),
+                               vpc_cidr=region.vpc_cidr, nat_gateways=network.nat_gateways(system), keys=keys,
                                log_retention_days=days)
         self.cluster = EksCluster(self, "Eks", spec=system.cluster,
                                   name=naming.cluster_name(system, env, region.name), network=self.network,
-                                  keys=keys, log_retention_days=days)
+                                  keys=keys, log_retention_days=days,
+                                  pool_sizes={p.name: scale.node_pool(system, region.name, p.name)
+                                              for p in system.cluster.node_pools})
         self.roles = ServiceRoles(
             self, "ServiceRoles", cluster=self.cluster, namespace=naming.namespace(system),
             service_accounts={s: naming.service_account(s) for s in system.services},
@@ -194,8 +201,8 @@ class RegionalStack(Stack):
                 continue
             if isinstance(res, QueueResource):
                 self.queues[name] = Queue(
-                    self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name, res),
-                    dlq_name=naming.queue_name(system, env, name, res, dlq=True), key=keys.data)
+                    self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name),
+                    dlq_name=naming.queue_name(system, env, name, dlq=True), key=keys.data)
             elif isinstance(res, TopicResource):
                 self.topics[name] = Topic(self, f"Topic-{name}", spec=res, name=naming.topic_name(system, env, name),
                                           key=keys.data)
@@ -204,9 +211,9 @@ class RegionalStack(Stack):
                 # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
                 kind = "Bucket" if res.versioned else "UnversionedBucket"
                 self.buckets[name] = DataBucket(
-                    self, f"{kind}-{name}", spec=res, name=bucket_name(plan.prefix, name, region.name),
+                    self, f"{kind}-{name}", spec=res, name=plan.bucket(name, region.name),
                     key=keys.data, access_logs=foundation.access_logs.bucket, log_prefix=name,
-                    replicate_to=(dr, bucket_name(plan.prefix, name, dr), keys.alias_arn("data", dr)) if dr else None)
+                    replicate_to=(dr, plan.bucket(name, dr), keys.alias_arn("data", dr)) if dr else None)
             elif isinstance(res, SearchResource):
                 self.search[name] = SearchDomain(
                     self, f"Search-{name}", spec=res, name=naming.search_domain_name(system, env, name),
@@ -235,10 +242,10 @@ class RegionalStack(Stack):
         self.ingress = IngressSupport(
             self, "Ingress", host=naming.public_host(system, env), zone=zone,
             alt_names=[naming.api_host(system, env), naming.writer_host(system, env),
-                       naming.origin_host(system, region.name, env)],
+                       naming.origin_host(system, env, region.name)],
             log_bucket_name=naming.alb_log_bucket(system, env, region.name),
             access_logs=foundation.access_logs.bucket, retention_days=max(days, 90),
-            ssm_prefix=naming.ssm_parameter(system, env, "x").removesuffix("/x"),
+            ssm_prefix=naming.ssm_prefix(system, env),
             web_acl_arn=self.waf.acl.attr_arn if self.waf else None)
 
         if primary:
@@ -377,7 +384,7 @@ class RegionalStack(Stack):
                 if local:
                     self.queues[name].grant(role)
                 else:
-                    names = [naming.queue_name(system, env, name, res), naming.queue_name(system, env, name, res, True)]
+                    names = [naming.queue_name(system, env, name), naming.queue_name(system, env, name, True)]
                     role.add_to_principal_policy(iam.PolicyStatement(
                         actions=["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                                  "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
@@ -390,9 +397,9 @@ class RegionalStack(Stack):
                     self.buckets[name].bucket.grant_read_write(role)
                     continue
                 # Buckets live in the primary region (and a replica in the DR region).
-                stores = [(plan.primary.name, bucket_name(plan.prefix, name, plan.primary.name))]
+                stores = [(plan.primary.name, plan.bucket(name, plan.primary.name))]
                 if region == plan.dr_region and res.versioned:
-                    stores.append((region, bucket_name(plan.prefix, name, region)))
+                    stores.append((region, plan.bucket(name, region)))
                 for store_region, bucket in stores:
                     role.add_to_principal_policy(iam.PolicyStatement(
                         actions=["s3:GetObject*", "s3:PutObject", "s3:DeleteObject*", "s3:AbortMultipartUpload"],
@@ -425,7 +432,7 @@ class RegionalStack(Stack):
             assert isinstance(res, QueueResource)
             hosted = region if plan.hosts(name, region) else plan.primary.name
             queues[service] = (naming.scaler_role_name(system, env, region, service),
-                               self._arn("sqs", hosted, naming.queue_name(system, env, name, res)))
+                               self._arn("sqs", hosted, naming.queue_name(system, env, name)))
         if not queues:
             return None
         return ScalerRoles(self, "ScalerRoles", cluster=self.cluster, queues=queues,
@@ -467,16 +474,16 @@ class GlobalStack(Stack):
     """Route 53 for the whole system (in us-east-1, where query logs and DNSSEC keys must be)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, plan: Plan) -> None:
-        super().__init__(scope, construct_id, env=plan.env(naming.GLOBAL_REGION),
+        super().__init__(scope, construct_id, env=plan.env(placement.GLOBAL_REGION),
                          description=f"{plan.prefix} global DNS (stackwright)")
         _tag(self, plan)
         system = plan.system
-        keys = RegionalKeys(self, "Keys", alias_prefix=f"alias/{plan.prefix}-global", purposes=("logs",))
         env = plan.environment
+        keys = RegionalKeys(self, "Keys", alias_prefix=naming.global_key_alias_prefix(system, env), purposes=("logs",))
         self.dns = Dns(
             self, "Dns", edge=system.edge, zone_name=naming.public_host(system, env),
             regions={r.name: r.role for r in system.regions},
-            origins={r.name: naming.origin_host(system, r.name, env) for r in system.regions},
+            origins={r.name: naming.origin_host(system, env, r.name) for r in system.regions},
             api_host=naming.api_host(system, env), writer_host=naming.writer_host(system, env),
             health_path=naming.HEALTH_CHECK_PATH, logs_key=keys.logs,
             log_retention_days=system.monitoring.log_retention_days)
@@ -498,19 +505,19 @@ class Stacks:
 def build_stacks(app: App, system: System, environment: str | None = None,
                  account: str = naming.PLACEHOLDER_ACCOUNT) -> Stacks:
     """Add the stacks of ``system`` (one environment) to ``app`` and return them."""
-    environment = environment or app.node.try_get_context("environment") or naming.default_environment(system)
+    environment = environment or app.node.try_get_context("environment") or default_environment(system)
     if environment not in system.environments:
         raise ValueError(f"environment {environment!r} is not one of {', '.join(system.environments)}")
     plan = Plan(system=system, environment=environment, account=account)
     global_ = GlobalStack(app, naming.global_stack_name(system, environment), plan=plan)
     foundations = {
-        r.name: FoundationStack(app, f"{naming.regional_stack_name(system, environment, r)}-foundation", plan=plan,
+        r.name: FoundationStack(app, naming.foundation_stack_name(system, environment, r.name), plan=plan,
                                 region=r)
         for r in system.regions
     }
     regional: dict[str, RegionalStack] = {}
     for r in [plan.primary, *[r for r in system.regions if r is not plan.primary]]:
-        stack = RegionalStack(app, naming.regional_stack_name(system, environment, r), plan=plan, region=r,
+        stack = RegionalStack(app, naming.regional_stack_name(system, environment, r.name), plan=plan, region=r,
                               foundation=foundations[r.name], zone=global_.dns.zone,
                               primary_stack=regional.get(plan.primary.name))
         stack.add_stack_dependency(global_)  # certificates are validated in the system's zone

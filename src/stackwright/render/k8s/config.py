@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from ...contract import resource_env
+from ...deploy import names as naming
+from ...deploy.placement import hosting_region
 from ...resources import KINDS, kind_of
 from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
-from .. import naming
 from .context import Target, obj
 
 #: Resource kinds whose ``<NAME>_URL`` carries credentials and so comes from Secrets Manager. Queues
@@ -49,7 +50,7 @@ def settings(t: Target, service: str) -> dict[str, str]:
     queues: dict[str, str] = {}
     for name, res in system.resources.items():
         kind = kind_of(res)
-        hosted = naming.hosting_region(system, name, t.region.name)
+        hosted = hosting_region(system, name, t.region.name)
         url = kind.eks_url(system, t.environment, name, res, region=t.region.name, hosted=hosted)
         if url is not None:
             plain[name] = url

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ...deploy import names as naming
+from ...deploy import scale
+from ...deploy.environments import is_production
 from ...spec import Region, Service, System
-from .. import naming
 from ..errors import RenderError
 
 PART_OF = "app.kubernetes.io/part-of"
@@ -46,7 +48,7 @@ class Target:
     @property
     def production(self) -> bool:
         """Whether this environment gets the spec's full replica counts."""
-        return naming.is_production(self.environment)
+        return is_production(self.environment)
 
     @property
     def overlay(self) -> str:
@@ -54,13 +56,9 @@ class Target:
         return f"{self.region.name}-{self.environment}"
 
     def replicas(self, service: str) -> tuple[int, int]:
-        """(min, max) replicas: the spec's in production, trimmed (min <= 2, max <= 5) elsewhere."""
-        svc = self.system.services[service]
-        low, high = svc.replicas.min, svc.replicas.max
-        if self.production:
-            return low, high
-        low = min(low, 2)
-        return low, max(low, min(high, 5))
+        """(min, max) replicas in this region and environment (:func:`stackwright.deploy.scale.replicas`:
+        trimmed outside production, at the standby scale in a region that is not ``dr: active``)."""
+        return scale.replicas(self.system, self.region.name, self.environment, service)
 
     def labels(self, service: str | None = None, component: str | None = None) -> dict[str, str]:
         """Recommended labels; selectors use :meth:`selector` (a stable subset)."""

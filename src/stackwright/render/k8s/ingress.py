@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from ...contract import ALB_IDLE_TIMEOUT_S
+from ...deploy import names as naming
 from ...spec.model import Route
 from ...spec.shutdown import default_deregistration_delay, termination
-from .. import naming
 from .context import Target, obj
 
 ALB = "alb.ingress.kubernetes.io/"

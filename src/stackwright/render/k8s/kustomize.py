@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
+from ...deploy.environments import default_environment
 from ...spec import System
-from .. import naming
 from ..errors import RenderError
 from ..yamlio import dump, dump_all
 from . import build_components, build_manifests, migration_manifests
@@ -22,9 +23,7 @@ KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
 
 def base_target(system: System) -> tuple[str, str]:
     """(region, environment) the base is built for: the primary region, production if the spec has it."""
-    envs = system.environments
-    env = next((e for e in envs if naming.is_production(e)), envs[-1])
-    return system.primary_region.name, env
+    return system.primary_region.name, default_environment(system)
 
 
 def _escape(part: str) -> str:
@@ -68,7 +67,7 @@ def _patch_file(o: dict[str, Any]) -> str:
 def image_overrides(system: System, region: str) -> list[dict[str, str]]:
     """kustomize ``images:`` pointing every service image at the region's ECR (account placeholder)."""
     registry = naming.ecr_registry(region)
-    return [{"name": naming.image_name(system, s), "newName": f"{registry}/{naming.ecr_repository(system, s)}"}
+    return [{"name": naming.image_name(system, s), "newName": f"{registry}/{naming.repository_name(system, s)}"}
             for s in system.services]
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...contract import resource_env
+from ...deploy import names as naming
 from ...spec import System
-from .. import naming
 from .context import Target, obj
 from .secrets import secret_name
 from .workload import pod_security

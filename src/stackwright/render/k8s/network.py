@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
+from ...deploy.placement import hosting_region
 from ...resources import KINDS, kind_of
 from ...spec import System
-from .. import naming
 from .context import Target, obj
 
 ANYWHERE = "0.0.0.0/0"
@@ -100,7 +101,7 @@ def _egress(t: Target, service: str) -> list[dict[str, Any]]:
     api_private = system.network.vpc_endpoints
     for name in sorted(svc.uses):
         res = system.resources[name]
-        home = naming.hosting_region(system, name, here)
+        home = hosting_region(system, name, here)
         if res.kind in DATA_STORE_PORTS:
             cidrs = {cidr[home]}
             if kind_of(res).writes_to_primary and here != system.primary_region.name:

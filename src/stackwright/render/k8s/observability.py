@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...deploy import names as naming
 from ...spec import System
-from .. import naming
 from .context import COMPONENT, PART_OF, Target, obj
 from .rollout import HASH_LABEL
 

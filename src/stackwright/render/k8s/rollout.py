@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
 from ...spec import System
 from ...spec.model import CanaryAnalysis
 from ...spec.quantities import seconds
-from .. import naming
 from ..errors import RenderError
 from .context import Target, obj
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
+from ...deploy.placement import hosting_region
 from ...spec.model import Autoscale
-from .. import naming
 from .context import Target, obj
 from .rollout import ROLLOUTS_API
 from .workload import is_canary, uses_autoscaler
@@ -76,7 +77,7 @@ def scaled_object(t: Target, service: str) -> dict[str, Any]:
         "metadata": {
             "queueURL": naming.queue_name(t.system, t.environment, a.queue),
             "queueLength": str(a.target_queue_depth),
-            "awsRegion": naming.hosting_region(t.system, a.queue, t.region.name),
+            "awsRegion": hosting_region(t.system, a.queue, t.region.name),
             "scaleOnInFlight": "true",
         },
     }]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import naming
+from ...deploy import names as naming
 from .config import secret_refs
 from .context import Target, obj
 

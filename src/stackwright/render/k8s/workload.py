@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...deploy import names as naming
 from ...spec.model import Probe, Service
 from ...spec.quantities import cpu_millis, seconds
 from ...spec.shutdown import termination
-from .. import naming
 from .config import checksum, config_name, settings
 from .context import RUN_AS, Target, obj
 from .rollout import HASH_LABEL as ROLLOUT_HASH_LABEL

@@ -8,7 +8,7 @@ the DR region (``replica=True`` builds that destination).
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -23,14 +23,6 @@ STORAGE_CLASSES: dict[str, s3.StorageClass] = {
     "GLACIER": s3.StorageClass.GLACIER,
     "DEEP_ARCHIVE": s3.StorageClass.DEEP_ARCHIVE,
 }
-
-
-def bucket_name(prefix: str, name: str, region: str) -> str:
-    """Globally unique bucket name: ``<system>-<env>-<bucket>-<account>-<region>`` (account as a token)."""
-    full = f"{prefix}-{name}-{Aws.ACCOUNT_ID}-{region}"
-    if len(prefix) + len(name) + len(region) + 14 > 63:
-        raise ValueError(f"bucket name for '{name}' would exceed 63 characters; use a shorter system or bucket name")
-    return full
 
 
 def lifecycle_rules(spec: BucketResource) -> list[s3.LifecycleRule]:

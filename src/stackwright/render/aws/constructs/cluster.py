@@ -9,6 +9,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stackwright.deploy.names import NODE_POOL_LABEL
 from stackwright.spec.model import Cluster as ClusterSpec
 from stackwright.spec.model import NodePool
 
@@ -63,8 +64,12 @@ class EksCluster(Construct):
         network: Network,
         keys: RegionalKeys,
         log_retention_days: int,
+        pool_sizes: dict[str, tuple[int, int, int]] | None = None,
     ) -> None:
+        """``pool_sizes``: (min, desired, max) nodes per node pool in this region
+        (:func:`stackwright.deploy.scale.node_pool`; a standby region starts smaller); the spec's otherwise."""
         super().__init__(scope, construct_id)
+        self._pool_sizes = pool_sizes or {}
         # EKS writes control-plane logs here; creating it first sets retention and encryption.
         self.log_group = log_group(self, "ControlPlaneLogs", name=f"/aws/eks/{name}/cluster",
                                    days=log_retention_days, key=keys.logs)
@@ -125,16 +130,17 @@ class EksCluster(Construct):
                                                  volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
-        labels = {"stackwright.io/node-pool": pool.name, **pool.labels}
+        labels = {NODE_POOL_LABEL: pool.name, **pool.labels}
+        low, desired, high = self._pool_sizes.get(pool.name, (pool.min, pool.desired, pool.max))
         return self.cluster.add_nodegroup_capacity(
             pool.name,
             nodegroup_name=pool.name,
             instance_types=[ec2.InstanceType(t) for t in pool.instance_types],
             ami_type=ami_type(pool),
             capacity_type=eks.CapacityType.SPOT if pool.capacity == "spot" else eks.CapacityType.ON_DEMAND,
-            min_size=pool.min,
-            max_size=pool.max,
-            desired_size=pool.desired,
+            min_size=low,
+            max_size=high,
+            desired_size=desired,
             max_unavailable_percentage=33,
             enable_node_auto_repair=True,
             subnets=network.workload_subnets,

@@ -5,7 +5,7 @@ The role trusts both ways pods get AWS credentials on EKS, so the manifests may 
 * EKS Pod Identity: an ``AWS::EKS::PodIdentityAssociation`` maps ``<namespace>/<serviceaccount>`` to the
   role (no annotation needed);
 * IRSA: the ServiceAccount carries ``eks.amazonaws.com/role-arn`` (the role has a fixed name,
-  :func:`stackwright.render.aws.naming.service_role_name`) and the role trusts the cluster's OIDC
+  :func:`stackwright.deploy.names.service_role_name`) and the role trusts the cluster's OIDC
   provider for exactly that ServiceAccount.
 
 The role starts with no permissions; the stack grants each role exactly the resources its service

@@ -6,14 +6,16 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stackwright.deploy.network import ISOLATED, PRIVATE, PUBLIC, PUBLIC_NODES, SubnetGroup
 from stackwright.spec.model import Network as NetworkSpec
-from stackwright.spec.model import Region
 
 from .keys import RegionalKeys
 from .logs import log_group
 
-#: Subnet group names. In a public-only network the nodes themselves sit in public subnets.
-PUBLIC, PRIVATE, ISOLATED, PUBLIC_NODES = "public", "private", "isolated", "public-nodes"
+__all__ = ["ISOLATED", "PRIVATE", "PUBLIC", "PUBLIC_NODES", "Network"]
+
+_TYPES: dict[str, ec2.SubnetType] = {"public": ec2.SubnetType.PUBLIC, "private": ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                                     "isolated": ec2.SubnetType.PRIVATE_ISOLATED}
 
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
@@ -25,12 +27,6 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
     "EksAuth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
 }
-
-
-def _masks(cidr: str) -> tuple[int, int]:
-    """(large, small) subnet masks: private subnets get 1/8 of the VPC each, the others 1/64."""
-    prefix_len = int(cidr.split("/")[1])
-    return min(prefix_len + 3, 28), min(prefix_len + 6, 28)
 
 
 class Network(Construct):
@@ -49,30 +45,26 @@ class Network(Construct):
         construct_id: str,
         *,
         spec: NetworkSpec,
-        region: Region,
+        groups: list[SubnetGroup],
         azs: list[str],
+        vpc_cidr: str,
+        nat_gateways: int,
         keys: RegionalKeys,
         log_retention_days: int,
     ) -> None:
+        """``groups``, ``azs`` and ``nat_gateways`` come from :mod:`stackwright.deploy` (the plan shows the
+        same subnets; a test compares them with the synthesized template)."""
         super().__init__(scope, construct_id)
         self.spec = spec
-        large, small = _masks(region.vpc_cidr)
-        if spec.layout == "public-only":
-            subnets = [ec2.SubnetConfiguration(name=PUBLIC_NODES, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=large,
-                                               map_public_ip_on_launch=True)]
-            nat_gateways = 0
-        else:
-            subnets = [
-                ec2.SubnetConfiguration(name=PUBLIC, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=small,
-                                        map_public_ip_on_launch=False),
-                ec2.SubnetConfiguration(name=PRIVATE, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=large),
-                ec2.SubnetConfiguration(name=ISOLATED, subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=small),
-            ]
-            nat_gateways = len(azs) if spec.nat == "per-az" else 1
+        # Only nodes in a public-only network need public IPs; load balancers in public subnets do not.
+        subnets = [ec2.SubnetConfiguration(name=g.name, subnet_type=_TYPES[g.tier], cidr_mask=g.mask,
+                                           map_public_ip_on_launch=(g.name == PUBLIC_NODES)
+                                           if g.tier == "public" else None)
+                   for g in groups]
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(region.vpc_cidr),
+            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
             availability_zones=azs,
             subnet_configuration=subnets,
             nat_gateways=nat_gateways,
