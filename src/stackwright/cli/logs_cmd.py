@@ -45,7 +45,7 @@ def logs(
     except ValueError as exc:
         fail(str(exc))
     color = sys.stdout.isatty()
-    width = max(len(n) for n in known)
+    width = max(len(n) for n in names)  # as docker compose: as wide as the names shown
     palette = {n: COLORS[i % len(COLORS)] for i, n in enumerate(known)}
 
     def show(line: LogLine) -> None:
