@@ -24,7 +24,7 @@ import httpx
 from ...resources import kind_of
 from ...spec import System
 from ..state import runner_alive, same_process
-from . import metrics
+from . import metrics, promql
 from .layout import EDGE_ID, resource_node_id, service_node_id
 
 # A snapshot younger than this is served again rather than re-collected (several viewers, one scrape).
@@ -161,10 +161,18 @@ class Collector:
     async def _collect(self) -> dict[str, Any]:
         state = await asyncio.to_thread(self._state)
         procs = await asyncio.to_thread(self.processes, state)
+        prom_url = (state or {}).get("prometheus")
         async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            await asyncio.gather(*(self._probe(client, p) for p in procs))
+            # Processes are always probed (health, queues); with --monitoring the route figures come from
+            # Prometheus, falling back to the dashboard's own readings when it cannot answer.
+            _, prom = await asyncio.gather(asyncio.gather(*(self._probe(client, p) for p in procs)),
+                                           promql.query_figures(client, prom_url) if prom_url else _none())
         deltas = {p.name: self._delta(p) for p in procs}
-        return build_snapshot(self.system, state, procs, deltas)
+        return build_snapshot(self.system, state, procs, deltas, prom)
+
+
+async def _none() -> None:
+    return None
 
 
 _WORST = ["stopped", "down", "starting", "not ready", "up"]
@@ -187,10 +195,23 @@ def _fmt_uptime(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _figures(name: str, delta: metrics.Delta,
+             prom: dict[str, dict[str, Any]] | None) -> tuple[metrics.RouteStats, list[metrics.RouteStats]]:
+    """Overall and per-route figures of one app: Prometheus' when given, else the dashboard's own."""
+    if prom is None:
+        return delta.overall(), delta.routes()
+    figs = prom.get(name)
+    if figs is None:
+        return metrics.RouteStats("*", "*", 0.0, None, None, 0.0), []
+    return figs["overall"], figs["routes"]
+
+
 def build_snapshot(system: System, state: dict[str, Any] | None, procs: list[Proc],
-                   deltas: dict[str, metrics.Delta | None]) -> dict[str, Any]:
+                   deltas: dict[str, metrics.Delta | None],
+                   prom: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON the page renders: processes, per-service figures and routes, queues, and per topology node
-    its health and two lines of text (computed here so the page's script only copies them in)."""
+    its health and two lines of text (computed here so the page's script only copies them in). ``prom``:
+    route figures from Prometheus (:mod:`.promql`), used instead of ``deltas`` when given."""
     by_service: dict[str, list[Proc]] = {}
     for p in procs:
         if p.role == "service" and p.service:
@@ -209,14 +230,14 @@ def build_snapshot(system: System, state: dict[str, Any] | None, procs: list[Pro
     for name in system.services:
         reps = by_service.get(name, [])
         delta = metrics.combine(d for p in reps if (d := deltas.get(p.name)) is not None)
-        overall = delta.overall()
+        overall, routes = _figures(name, delta, prom)
         health = _worst([p.health for p in reps])
         restarts = sum(p.restarts for p in reps)
         pids = [p.pid for p in reps if p.pid]
         uptimes = [p.uptime_s for p in reps if p.uptime_s is not None]
         services[name] = {"health": health, "restarts": restarts, "pids": pids,
                           "uptime_s": min(uptimes) if uptimes else None, "replicas": len(reps),
-                          "overall": overall.to_dict(), "routes": [r.to_dict() for r in delta.routes()]}
+                          "overall": overall.to_dict(), "routes": [r.to_dict() for r in routes]}
         pid_text = ",".join(map(str, pids)) if pids else NONE
         msgs = delta.messages_per_s()
         services[name]["messages_per_s"] = msgs
@@ -230,7 +251,7 @@ def build_snapshot(system: System, state: dict[str, Any] | None, procs: list[Pro
         }
     gateway = next((p for p in procs if p.role == "gateway"), None)
     if gateway is not None:
-        overall = (deltas.get(gateway.name) or metrics.Delta()).overall()
+        overall, _ = _figures("edge", deltas.get(gateway.name) or metrics.Delta(), prom)
         line1 = f"pid {gateway.pid or NONE} · up {_fmt_uptime(gateway.uptime_s)} · ↻{gateway.restarts}"
         nodes[EDGE_ID] = {"health": gateway.health, "line1": line1, "line2": _fmt_rate(overall)}
     backing = {p.name: p for p in procs if p.role == "backing"}
@@ -257,6 +278,8 @@ def build_snapshot(system: System, state: dict[str, Any] | None, procs: list[Pro
     return {
         "system": system.name, "status": status, "gateway": (state or {}).get("gateway"),
         "prometheus": (state or {}).get("prometheus"), "taken_at": time.time(),
+        "figures_from": (f"Prometheus, last {promql.RANGE}" if prom is not None
+                         else f"the services' /metrics, last ~{WINDOW_S:.0f} s"),
         "processes": [p.to_dict() for p in procs], "services": services,
         "edge": nodes.get(EDGE_ID), "queues": queues, "nodes": nodes,
     }

@@ -40,6 +40,7 @@ function render(snap) {
   status.textContent = snap.status;
   status.className = `badge ${snap.status}`;
   if (snap.gateway) { $("#gateway").textContent = snap.gateway; $("#gateway").href = snap.gateway; }
+  $("#figures-from").textContent = `(${snap.figures_from})`;
   $("#updated").textContent = `updated ${new Date(snap.taken_at * 1000).toLocaleTimeString()}`;
 
   for (const [id, node] of Object.entries(snap.nodes)) {
