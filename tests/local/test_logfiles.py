@@ -86,7 +86,7 @@ def test_logs_prefixes_each_line_with_its_process(state_dir: Path) -> None:
     assert code == 0
     assert out.splitlines() == ["api      | long ago", "api      | api ready", "postgres | database system is ready"]
     code, out = _logs("api", "--since", "1m", "--state-dir", str(state_dir))
-    assert out.splitlines() == ["api      | api ready"]
+    assert out.splitlines() == ["api | api ready"]  # padded to the names shown
     code, out = _logs("--tail", "1", "-t", "--state-dir", str(state_dir))
     assert len(out.splitlines()) == 2 and "Z api ready" in out
 
