@@ -180,7 +180,7 @@ class Supervisor:
             try:
                 await self._spawn(managed)
             except Exception as exc:
-                self.event(f"{managed.spec.name} could not be restarted: {exc}")
+                self.event(f"{managed.spec.name} could not be restarted: {exc}", managed)
                 continue
             assert managed.proc is not None
             self.event(f"{managed.spec.name} restarted as pid {managed.proc.pid}", managed)
