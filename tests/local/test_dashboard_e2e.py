@@ -90,13 +90,14 @@ def test_snapshot_shows_health_and_live_route_figures(run: dict[str, Any]) -> No
 
     def items_route() -> dict[str, Any] | None:
         routes = snapshot(run)["services"]["api"]["routes"]
-        return next((r for r in routes if (r["method"], r["path"]) == ("GET", "/items") and r["rps"] > 0), None)
+        return next((r for r in routes if (r["method"], r["path"]) == ("GET", "/items") and r["rps"] > 0
+                     and r["total"] >= 35), None)
 
     traffic(run, 10)
     wait_for(lambda: snapshot(run)["services"]["api"]["routes"], 10, "the first metrics reading")
     traffic(run, 25)
-    route = wait_for(items_route, 15, "GET /items shows a request rate")
-    assert route["total"] >= 35 and route["p95_ms"] is not None and route["error_share"] == 0.0
+    route = wait_for(items_route, 15, "GET /items shows a request rate and all 35 requests")
+    assert route["p95_ms"] is not None and route["error_share"] == 0.0
 
 
 def test_log_stream_and_logs_command(run: dict[str, Any]) -> None:
