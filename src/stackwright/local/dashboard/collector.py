@@ -219,7 +219,7 @@ def build_snapshot(system: System, state: dict[str, Any] | None, procs: list[Pro
     services: dict[str, Any] = {}
     nodes: dict[str, dict[str, str]] = {}
     queues: dict[str, dict[str, float]] = {}
-    # The runtime labels queue gauges with the queue's real name (the kind's local_name, e.g. <system>-votes).
+    # The runtime labels queue gauges with the queue's real name (the kind's local_name, e.g. <system>-<queue>).
     resource_of = {kind_of(r).local_name(system, n) or n: n for n, r in system.resources.items()}
     for p in procs:
         for queue, gauges in (p.reading.queues if p.reading else {}).items():
