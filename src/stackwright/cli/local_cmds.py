@@ -74,6 +74,8 @@ def up(
         help="Override a queue's visibility timeout for fault drills: --visibility-timeout votes=2.")] = [],  # noqa: B006
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start in the background and return.")] = False,
     quiet_logs: Annotated[bool, typer.Option(help="Do not echo service logs (they still go to files).")] = False,
+    dashboard: Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1.")] = True,
+    dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard (default: a free one).")] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run the whole system on this machine: real Postgres and Redis, every service, the edge gateway."""
@@ -94,6 +96,7 @@ def up(
         if redis_url:
             extra += ["--redis-url", redis_url]
         extra += ["--redis-fsync", redis_fsync.value]
+        extra += _dashboard_args(dashboard, dashboard_port)
         try:
             with console.status(f"starting {spec.name} in the background …"):
                 state = start_detached(spec.source, port=port, extra_args=extra, state_root=state_dir,
@@ -107,7 +110,7 @@ def up(
     options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, redis_fsync=redis_fsync.value,
                         scale=scale_map,
                         echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir,
-                        visibility_timeouts=visibility)
+                        visibility_timeouts=visibility, dashboard=dashboard, dashboard_port=dashboard_port)
 
     async def main() -> None:
         local = LocalSystem(spec, options, report=lambda m: console.print(m))
@@ -125,6 +128,15 @@ def up(
 def _print_ready(state: dict) -> None:
     console.print(f"[bold green]{state['system']} is up[/] at {state['gateway']}  "
                   f"(stop: stackwright down {state['system']})")
+    if state.get("dashboard"):
+        console.print(f"dashboard: {state['dashboard']}  (logs: stackwright logs {state['system']} -f)")
+
+
+def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:
+    """The dashboard options of ``up``, passed on to the background run of ``up -d``."""
+    if not dashboard:
+        return ["--no-dashboard"]
+    return ["--dashboard-port", str(port)] if port else []
 
 
 def status(system: SystemArg, state_dir: StateDir = None) -> None:

@@ -45,6 +45,8 @@ class UpOptions:
     state_root: Path | None = None
     # Per-queue visibility timeout overrides in seconds (fault drills: redeliveries in seconds, not minutes).
     visibility_timeouts: dict[str, float] = field(default_factory=dict)
+    dashboard: bool = True
+    dashboard_port: int | None = None  # None: a free one
 
 
 class StartError(RuntimeError):
@@ -65,6 +67,7 @@ class LocalSystem:
         self.steps: list[str] = []
         self.status = "starting"
         self.prometheus: Any = None
+        self.dashboard_url: str | None = None
         self.started = process_start(os.getpid())
 
     # ------------------------------------------------------------------ start
@@ -90,6 +93,8 @@ class LocalSystem:
                 await self._step(f"service {name}", lambda n=name: self._start_service(n))
             if self.options.monitoring:
                 await self._step("prometheus", self._start_prometheus)
+            if self.options.dashboard and self.system.source is not None:
+                await self._step("dashboard", self._start_dashboard)
         except Exception as exc:
             self.status = "failed"
             self._save()
@@ -229,6 +234,18 @@ class LocalSystem:
                                           metrics_paths={"edge": "/_edge/metrics"})
         await asyncio.to_thread(self.prometheus.start)
 
+    async def _start_dashboard(self) -> None:
+        """The dashboard (stackwright.local.dashboard) as one more supervised process on 127.0.0.1."""
+        port = self.options.dashboard_port or free_port()
+        if port_in_use(port):
+            raise StartError(f"dashboard port {port} is already in use (pass another --dashboard-port)")
+        url = f"http://127.0.0.1:{port}"
+        await self.supervisor.start(ProcessSpec(
+            name="dashboard", argv=[sys.executable, "-m", "stackwright.local.dashboard", str(self.system.source),
+                                    str(self.dir), str(port)],
+            ready=lambda: _http_ok(f"{url}/healthz"), stop_timeout_s=5), ready_timeout_s=30)
+        self.dashboard_url = url
+
     # ------------------------------------------------------------------ run / stop
 
     def _on_event(self, message: str) -> None:
@@ -250,7 +267,7 @@ class LocalSystem:
             "gateway": self.endpoints.gateway_url, "steps": self.steps,
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
-            "prometheus": getattr(self.prometheus, "url", None),
+            "prometheus": getattr(self.prometheus, "url", None), "dashboard": self.dashboard_url,
         }
 
     def _save(self) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .logfiles import stamp
 from .state import process_start
 
 COLORS = ["36", "35", "33", "32", "34", "91", "96", "95", "93", "92"]
@@ -154,7 +155,9 @@ class Supervisor:
                 break
             text = line.decode(errors="replace").rstrip()
             if managed.log_file:
-                managed.log_file.write(text + "\n")
+                # Stamped in the file (not on the console) so `stackwright logs --since` and the dashboard
+                # can place every line in time, whatever the process itself logs.
+                managed.log_file.write(stamp(text) + "\n")
             if self.echo:
                 _write(sys.stdout, prefix + text)
 
@@ -169,7 +172,7 @@ class Supervisor:
                 delay = 0.5  # it ran fine for a while: this is a fresh crash, not a crash loop
             managed.restarts += 1
             self.event(f"{managed.spec.name} exited with code {code}; restarting in {delay:.1f}s "
-                       f"(restart #{managed.restarts})")
+                       f"(restart #{managed.restarts})", managed)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             if managed.stopping:
@@ -177,14 +180,17 @@ class Supervisor:
             try:
                 await self._spawn(managed)
             except Exception as exc:
-                self.event(f"{managed.spec.name} could not be restarted: {exc}")
+                self.event(f"{managed.spec.name} could not be restarted: {exc}", managed)
                 continue
             assert managed.proc is not None
-            self.event(f"{managed.spec.name} restarted as pid {managed.proc.pid}")
+            self.event(f"{managed.spec.name} restarted as pid {managed.proc.pid}", managed)
 
-    def event(self, message: str) -> None:
-        """Report something the supervisor did (crash, restart) on the console and to the callback."""
+    def event(self, message: str, about: Managed | None = None) -> None:
+        """Report something the supervisor did (crash, restart) on the console and to the callback, and in
+        the log file of the process it is ``about``, so that process's own log shows why it restarted."""
         _write(sys.stdout, f"\x1b[1;31m{'supervisor':<{self._width}}\x1b[0m | {message}")
+        if about is not None and about.log_file is not None and not about.log_file.closed:
+            about.log_file.write(stamp(f"[supervisor] {message}") + "\n")
         self.on_event(message)
 
     async def stop(self, name: str) -> None:
