@@ -102,7 +102,21 @@ class Route(Strict):
     roles: list[str] = Field(default_factory=list)
     rate_limit: str | None = None
     websocket: bool = False
+    max_connections: int | None = Field(
+        None, ge=1, description="websocket routes: open sessions per replica; the edge refuses one more (403 "
+                                "handshake, close 1013)")
+    idle_timeout_s: int | None = Field(
+        None, ge=1, le=86400,
+        description="websocket routes: seconds without a message either way after which the session is closed "
+                    "(1001); the application's timeout, not the ALB's (which stays 60 s, kept open by pings)")
     max_body: str | None = None
+
+    @model_validator(mode="after")
+    def _websocket_only(self) -> Route:
+        for field in ("max_connections", "idle_timeout_s"):
+            if getattr(self, field) is not None and not self.websocket:
+                raise ValueError(f"route {self.path}: {field} applies to websocket: true routes only")
+        return self
 
     @field_validator("path")
     @classmethod
