@@ -217,6 +217,11 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
             if mig is not None and not mig.is_dir():
                 raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
                            ("resources", rname, "migrations"))
+    # Imported here: the resources package loads the spec first (see stackwright.resources).
+    from ..resources import kind_of
+
+    for rname, res in system.resources.items():
+        kind_of(res).check(system, rname, res, fail)
     _check_acyclic(system, fail)
     check_shutdown(system, fail)
 
