@@ -32,6 +32,7 @@ from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
 from stackwright.resources import kind_of
+from stackwright.resources.topic import dlq_name, group_name
 from stackwright.spec.model import (
     BucketResource,
     PostgresResource,
@@ -59,7 +60,7 @@ from .constructs.registry import Registry
 from .constructs.scaler import ScalerRoles
 from .constructs.search import SearchDomain
 from .constructs.secrets import dynamic_reference, grant_read_by_name, replicas, secret, value_secret
-from .constructs.topics import Topic
+from .constructs.topics import Topic, allow_sns
 from .constructs.waf import WebAcl
 from .context import app_context
 from .skips import CheckovSkips
@@ -128,6 +129,8 @@ class FoundationStack(Stack):
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", name=bucket_name(plan.prefix, "access-logs", region.name),
             retention_days=max(system.monitoring.log_retention_days, 90))
+        if any(isinstance(r, TopicResource) and r.subscribers for r in system.resources.values()):
+            allow_sns(self.keys.data, self.account)
         self.vault = BackupVault(self, "Backup", name=naming.backup_vault_name(system, plan.environment),
                                  key=self.keys.backup)
         self.replica_buckets: dict[str, DataBucket] = {}
@@ -197,8 +200,10 @@ class RegionalStack(Stack):
                     self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name, res),
                     dlq_name=naming.queue_name(system, env, name, res, dlq=True), key=keys.data)
             elif isinstance(res, TopicResource):
-                self.topics[name] = Topic(self, f"Topic-{name}", spec=res, name=naming.topic_name(system, env, name),
-                                          key=keys.data)
+                topic_name = naming.topic_name(system, env, name)
+                self.topics[name] = Topic(
+                    self, f"Topic-{name}", spec=res, name=topic_name, key=keys.data,
+                    subscribers={s: (group_name(topic_name, s), dlq_name(topic_name, s)) for s in res.subscribers})
             elif isinstance(res, BucketResource):
                 dr = plan.dr_region
                 # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
@@ -384,7 +389,7 @@ class RegionalStack(Stack):
                         resources=[self._arn("sqs", plan.primary.name, n) for n in names]))
                     self._remote_key(role, plan.primary.name)
             elif isinstance(res, TopicResource):
-                self.topics[name].grant(role)
+                self.topics[name].grant(role, service)
             elif isinstance(res, BucketResource):
                 if local:
                     self.buckets[name].bucket.grant_read_write(role)
