@@ -78,3 +78,10 @@ def test_unbounded_but_small_is_fine(tmp_path: Path) -> None:
 
     row, high = _connections(edited("tenants", tmp_path, few))
     assert row.demand == 8 * 10 * 5 and not high
+
+
+def test_schema_documents_tenants() -> None:
+    from stackwright.spec.schema import json_schema
+
+    props = json_schema()["$defs"]["Tenants"]["properties"]
+    assert "least recently used" in props["connection_budget"]["description"]

@@ -65,3 +65,10 @@ def test_plan_prices_a_queue_per_subscriber() -> None:
     assert line.item == "SQS payment-events subscriptions: 2 queue(s) + 2 DLQ(s) (ledger, notifier)"
     # 30 M events x 2 subscribers x 3 requests (send, receive, delete) at $0.40 per million
     assert line.quantity == pytest.approx(180) and line.monthly_usd == pytest.approx(72)
+
+
+def test_schema_documents_subscribers() -> None:
+    from stackwright.spec.schema import json_schema
+
+    props = json_schema()["$defs"]["TopicResource"]["properties"]
+    assert "own consumer group" in props["subscribers"]["description"]
