@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .accelerators import check_accelerators
 from .addresses import check_addresses
 from .catalog import check_priced
 from .errors import SpecError
@@ -222,6 +223,7 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
 
     for rname, res in system.resources.items():
         kind_of(res).check(system, rname, res, fail)
+    check_accelerators(system, fail)
     _check_acyclic(system, fail)
     check_shutdown(system, fail)
 

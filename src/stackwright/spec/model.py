@@ -22,6 +22,7 @@ from ..resources.registry import Resource
 from ..resources.search import SearchResource  # noqa: F401
 from ..resources.topic import TopicResource  # noqa: F401
 from . import addresses
+from .accelerators import AcceleratorType
 from .quantities import bytes_size, cpu_millis, memory_mib, seconds
 from .strict import NAME_RE, Name, Strict  # noqa: F401
 
@@ -76,6 +77,14 @@ class ComputeResources(Strict):
     @property
     def effective_memory_limit(self) -> str:
         return self.memory_limit or self.memory
+
+
+class Accelerator(Strict):
+    """GPUs for each pod of a service (see :mod:`stackwright.spec.accelerators` for the pairing rules)."""
+
+    type: AcceleratorType = Field(description="GPU model; the node pool's instance family must carry it "
+                                              "(g4dn = T4, g5 = A10G, g6 = L4, g6e = L40S, p4d = A100, p5 = H100)")
+    count: int = Field(1, ge=1, le=8, description="GPUs per pod: the nvidia.com/gpu limit")
 
 
 class Autoscale(Strict):
@@ -222,6 +231,8 @@ class Service(Strict):
     port: int = Field(8000, ge=1024, le=65535)
     replicas: Replicas = Field(default_factory=Replicas)
     resources: ComputeResources = Field(default_factory=ComputeResources)
+    accelerator: Accelerator | None = Field(
+        None, description="GPUs per pod; the service must run on a gpu: true node pool that carries this model")
     autoscale: Autoscale | None = None
     routes: list[Route] = Field(default_factory=list)
     uses: list[str] = Field(default_factory=list)
