@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.fixtures.load import edited, fixture, line_of
 
 from stackwright.plan.builder import build_plan
 from stackwright.render.k8s import build_manifests
 from stackwright.spec import SpecError, load_system
+from tests.fixtures.load import edited, fixture, line_of
 
 
 def test_defaults_are_seed_001s_pool() -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.fixtures.load import edited, fixture, line_of
 
 from stackwright.plan.builder import build_plan
 from stackwright.render.k8s import build_manifests
 from stackwright.spec import SpecError, load_system
 from stackwright.spec.wiring import Placement, service_env
+from tests.fixtures.load import edited, fixture, line_of
 
 
 def test_fixture_loads_with_its_subscribers() -> None:
@@ -19,7 +19,8 @@ def test_fixture_loads_with_its_subscribers() -> None:
 
 
 def test_a_subscriber_must_be_a_service(tmp_path: Path) -> None:
-    path = edited("fanout", tmp_path, lambda s: s["resources"]["payment-events"].update(subscribers=["ledger", "ledgr"]))
+    path = edited("fanout", tmp_path,
+                  lambda s: s["resources"]["payment-events"].update(subscribers=["ledger", "ledgr"]))
     with pytest.raises(SpecError) as info:
         load_system(path)
     assert f"system.yaml:{line_of(path, '- ledgr')}" in str(info.value)
