@@ -61,3 +61,42 @@ def test_plan_sizes_and_prices_the_gpu_pool_by_whole_gpus(tmp_path: Path) -> Non
     assert pool.nodes_for_max_replicas == 4 and pool.nodes_for_min_replicas == 2
     line = next(ln for ln in plan.cost.lines if ln.item.startswith("Nodes gpu:"))
     assert line.item == "Nodes gpu: 2 x g4dn.xlarge (on-demand)" and line.monthly_usd > 0
+
+
+def test_custom_metric_autoscale_is_a_keda_prometheus_trigger() -> None:
+    objs = build_manifests(fixture("gpu"), "us-east-1", "prod")
+    (scaled,) = [o for o in objs if o["kind"] == "ScaledObject"]
+    assert scaled["metadata"]["name"] == "transcriber"
+    (trigger,) = scaled["spec"]["triggers"]  # cpu_percent: null, so the metric alone
+    assert trigger == {"type": "prometheus", "metadata": {
+        "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
+        "query": 'sum(transcriber_streams_active{namespace="gpu",container="transcriber"})', "threshold": "8"}}
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 4)
+    assert not [o for o in objs if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "transcriber"]
+    deployment = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "transcriber")
+    assert "replicas" not in deployment["spec"]  # KEDA owns the count
+
+
+def test_custom_metric_scaled_object_passes_the_vendored_crd_schema() -> None:
+    pytest.importorskip("jsonschema")
+    from stackwright.render.checks import crd_schemas, validate_schemas
+
+    assert ("keda.sh/v1alpha1", "ScaledObject") in crd_schemas()
+    objs = [o for o in build_manifests(fixture("gpu"), "us-east-1", "prod") if o["kind"] == "ScaledObject"]
+    _, crds = validate_schemas({"gpu": objs})
+    assert crds.ok and crds.passed == 1, crds
+
+
+def test_metric_autoscale_needs_prometheus(tmp_path: Path) -> None:
+    path = edited("gpu", tmp_path, lambda s: s["monitoring"].update(prometheus=False))
+    with pytest.raises(SpecError, match=r"monitoring\.prometheus is off") as info:
+        load_system(path)
+    assert f"system.yaml:{line_of(path, 'metric:')}" in str(info.value)
+
+
+def test_queue_and_metric_are_exclusive(tmp_path: Path) -> None:
+    def both(spec: dict) -> None:
+        spec["services"]["transcriber"]["autoscale"].update(queue="x", target_queue_depth=5)
+
+    with pytest.raises(SpecError, match="a queue or on a metric, not both"):
+        load_system(edited("gpu", tmp_path, both))

@@ -190,6 +190,9 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
             if svc.autoscale.queue not in svc.uses:
                 raise fail(f"service '{sname}' scales on queue '{svc.autoscale.queue}' but does not use it",
                            (*base, "autoscale", "queue"), "add it to uses")
+        if svc.autoscale and svc.autoscale.metric and not system.monitoring.prometheus:
+            raise fail(f"service '{sname}' scales on metric '{svc.autoscale.metric.name}' but monitoring.prometheus "
+                       "is off", (*base, "autoscale", "metric"), "set monitoring.prometheus: true")
         if svc.kind == "worker" and svc.routes:
             raise fail(f"worker '{sname}' cannot have routes; make it kind: api", (*base, "routes"))
         if svc.replicas.max < 1:

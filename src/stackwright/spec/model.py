@@ -87,19 +87,40 @@ class Accelerator(Strict):
     count: int = Field(1, ge=1, le=8, description="GPUs per pod: the nvidia.com/gpu limit")
 
 
+class CustomMetric(Strict):
+    """A Prometheus metric to scale on (a KEDA ``prometheus`` trigger): replicas = ceil(value / target)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+                      description="Prometheus metric name, e.g. stream_sessions_open")
+    target: float = Field(gt=0, description="value of the query one replica should carry (KEDA threshold)")
+    query: str | None = Field(
+        None, description="PromQL giving the service's total; default: sum(<name>{namespace=\"<ns>\", "
+                          "container=\"<service>\"}) over the series Prometheus scrapes from its pods")
+
+
 class Autoscale(Strict):
-    """HPA settings: CPU/memory utilisation targets, or queue depth for workers (KEDA)."""
+    """HPA settings: CPU/memory utilisation targets, queue depth for workers, or a Prometheus metric (KEDA)."""
 
     cpu_percent: int | None = Field(70, ge=1, le=100)
     memory_percent: int | None = Field(None, ge=1, le=100)
     queue: str | None = None
     target_queue_depth: int | None = Field(None, ge=1)
+    metric: CustomMetric | None = Field(
+        None, description="scale on a Prometheus metric (a KEDA ScaledObject with a prometheus trigger, "
+                          "server from monitoring.prometheus_url)")
 
     @model_validator(mode="after")
     def _queue_pair(self) -> Autoscale:
         if (self.queue is None) != (self.target_queue_depth is None):
             raise ValueError("autoscale.queue and autoscale.target_queue_depth go together")
+        if self.queue is not None and self.metric is not None:
+            raise ValueError("autoscale: scale on a queue or on a metric, not both")
         return self
+
+    @property
+    def keda(self) -> bool:
+        """Whether a KEDA ScaledObject (not an HPA) scales the service."""
+        return self.queue is not None or self.metric is not None
 
 
 class Route(Strict):
@@ -422,6 +443,10 @@ class Usage(Strict):
 
 class Monitoring(Strict):
     prometheus: bool = True
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="in-cluster Prometheus that KEDA queries for autoscale.metric (default: the Prometheus "
+                    "Operator's prometheus-operated Service in namespace monitoring)")
     grafana: bool = True
     log_retention_days: int = Field(30, ge=1)
 

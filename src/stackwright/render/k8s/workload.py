@@ -30,7 +30,7 @@ def uses_autoscaler(t: Target, service: str) -> bool:
     svc = t.service(service)
     low, high = t.replicas(service)
     a = svc.autoscale
-    if a is not None and a.queue:
+    if a is not None and a.keda:
         return True
     if low == high:
         return False
