@@ -3,11 +3,12 @@
 Per-tenant databases. ``per_tenant: true`` gives every tenant its own database on the server, created
 by the service at run time (``Service.tenant_databases``), each with its own connection pool. ``tenants``
 sizes that: ``max`` tenants at most, ``pool`` per tenant (defaults min 2 / max 20, seed 001's figures),
-``migrations`` the folder applied to each new tenant database, and ``connection_budget`` the most
-connections one process may hold over all its tenants' pools. Services get ``<DB>_POOL_MIN`` /
-``<DB>_POOL_MAX`` from ``tenants.pool``, ``<DB>_TENANTS_MAX`` and, when set,
-``<DB>_CONNECTION_BUDGET``; the runtime keeps at most ``connection_budget // pool.max`` tenant pools
-open, closing the least recently used one first.
+``migrations`` the folder of .sql files for each new tenant database, and ``connection_budget`` the most
+connections one process may hold over all its tenants' pools. The folder is validated here; the service
+applies it with ``stackwright.runtime.db.apply_migrations`` after ``create`` (the runtime does not read
+it by itself yet). Services get ``<DB>_POOL_MIN`` / ``<DB>_POOL_MAX`` from ``tenants.pool``,
+``<DB>_TENANTS_MAX`` and, when set, ``<DB>_CONNECTION_BUDGET``; the runtime keeps at most
+``connection_budget // pool.max`` tenant pools open, closing the least recently used one first.
 
 Plan: a process of a per-tenant database's user opens up to :func:`connections_per_process`
 (``tenants.max x pool.max``, bounded by the budget); the connection check multiplies that by its pods
