@@ -73,3 +73,43 @@ def test_schema_documents_subscribers() -> None:
 
     props = json_schema()["$defs"]["TopicResource"]["properties"]
     assert "own consumer group" in props["subscribers"]["description"]
+
+
+@pytest.mark.integration
+def test_up_creates_each_subscribers_group_so_no_event_is_missed(redis_server, tmp_path: Path) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from stackwright.resources import kind_of
+
+    system = fixture("fanout")
+    res = system.resources["payment-events"]
+
+    class Ctx:
+        state_dir = tmp_path
+        backing = {"redis": {"url": redis_server.url}}
+
+        def __init__(self) -> None:
+            self.system = system
+
+        def report(self, line: str) -> None:
+            pass
+
+    async def scenario() -> None:
+        stream = "fanout-payment-events"
+        client = aioredis.from_url(redis_server.url, decode_responses=True)
+        try:
+            await client.delete(stream)
+            await kind_of(res).provision_local("payment-events", res, Ctx())
+            await client.xadd(stream, {"event": "paid"})  # published before any subscriber reads
+            for service in ("ledger", "notifier"):  # each group gets it: fan-out
+                got = await client.xreadgroup(f"{stream}-{service}", "replica-1", {stream: ">"}, count=10)
+                assert [fields for _, entries in got for _, fields in entries] == [{"event": "paid"}]
+            await kind_of(res).provision_local("payment-events", res, Ctx())  # again: positions kept
+            assert await client.xreadgroup(f"{stream}-ledger", "replica-1", {stream: ">"}) == []
+        finally:
+            await client.delete(stream)
+            await client.aclose()
+
+    asyncio.run(scenario())

@@ -8,8 +8,8 @@ the work. A subscriber must be a declared service that ``uses`` the topic.
   ``<system>-<env>-<topic>`` on EKS, where ``<TOPIC>_URL`` is its ARN); a subscriber also gets
   ``<TOPIC>_GROUP``, its consumer group: ``<topic name>-<service>``, which on EKS is also the name of its
   own SQS queue (and ``<group>-dlq`` the queue's dead-letter queue).
-* Local (Redis Streams): publish with ``XADD <TOPIC>_TOPIC * ...``; a subscriber creates its group once
-  (``XGROUP CREATE <TOPIC>_TOPIC <TOPIC>_GROUP $ MKSTREAM``, ignoring BUSYGROUP), reads with
+* Local (Redis Streams): ``stackwright up`` creates each subscriber's group on the stream before the
+  services start (:func:`create_groups`). Publish with ``XADD <TOPIC>_TOPIC * ...``; a subscriber reads with
   ``XREADGROUP GROUP <group> <replica id> ... >``, ``XACK``s after handling, and reclaims messages left
   pending by a dead replica with ``XAUTOCLAIM`` (after the visibility timeout it uses for queues).
 * AWS: SNS topic -> one SQS queue per subscriber (raw message delivery, KMS-encrypted with the regional
@@ -70,6 +70,30 @@ def dlq_name(topic_name: str, service: str) -> str:
     return f"{group_name(topic_name, service)}-dlq"
 
 
+async def create_groups(url: str, stream: str, subscribers: list[str]) -> list[str]:
+    """Create each subscriber's consumer group on the topic's stream (and the stream), before any service
+    starts, so a subscriber that starts after a publisher still gets every event published since
+    ``stackwright up``: a group made later at ``$`` would skip them. Existing groups keep their position.
+    Returns the groups created now."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
+
+    made: list[str] = []
+    client = aioredis.from_url(url)
+    try:
+        for service in subscribers:
+            group = group_name(stream, service)
+            try:
+                await client.xgroup_create(stream, group, id="$", mkstream=True)
+                made.append(group)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):  # the group exists already: keep its position
+                    raise
+    finally:
+        await client.aclose()
+    return made
+
+
 class Topic(ResourceKind):
     kind = "topic"
     model = TopicResource
@@ -80,7 +104,10 @@ class Topic(ResourceKind):
     consumer_verb = "publish"
 
     async def provision_local(self, name: str, res: TopicResource, ctx: LocalContext) -> str:
-        return str(ctx.backing["redis"]["url"])
+        url = str(ctx.backing["redis"]["url"])
+        if res.subscribers:
+            await create_groups(url, self.local_name(ctx.system, name), res.subscribers)
+        return url
 
     def local_name(self, system: Any, name: str) -> str:
         return f"{system.name}-{name}"
