@@ -81,3 +81,58 @@ def test_sns_may_use_the_data_key(fanout: dict[str, Any]) -> None:
     keys = _of(fanout["fanout-prod-us-east-1-foundation"], "AWS::KMS::Key")
     sids = {st.get("Sid") for k in keys.values() for st in k["KeyPolicy"]["Statement"]}
     assert "AllowSnsToEncryptedSubscriberQueues" in sids
+
+
+# ---------------------------------------------------------------- bucket events and replication
+
+FILES = "files-prod-us-east-1"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from stackwright.render.aws import synth
+
+    paths = synth(fixture("files"), tmp_path_factory.mktemp("cdk.out"))
+    return {p.name.removesuffix(".template.json"): json.loads(p.read_text())["Resources"] for p in paths}
+
+
+def _uploads(files: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    ((lid, bucket),) = [(k, v) for k, v in files[FILES].items()
+                        if v["Type"] == "AWS::S3::Bucket" and "uploads" in json.dumps(v["Properties"]["BucketName"])]
+    return lid, bucket
+
+
+def test_created_events_go_to_the_queue_after_its_policy(files: dict[str, Any]) -> None:
+    _, bucket = _uploads(files)
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Filter"] == {"S3Key": {"Rules": [{"Name": "prefix", "Value": "incoming/"},
+                                                    {"Name": "suffix", "Value": ".pdf"}]}}
+    queue_id = config["Queue"]["Fn::GetAtt"][0]
+    assert files[FILES][queue_id]["Properties"]["QueueName"] == "files-prod-scans"
+    assert bucket["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {"EventBridgeEnabled": True}
+    policies = [k for k, v in files[FILES].items() if v["Type"] == "AWS::SQS::QueuePolicy"
+                and {"Ref": queue_id} in v["Properties"]["Queues"]]
+    assert policies and set(policies) <= set(bucket["DependsOn"])  # S3 tests the destination on create
+
+
+def test_queue_policy_admits_only_this_bucket(files: dict[str, Any]) -> None:
+    statements = [st for v in files[FILES].values() if v["Type"] == "AWS::SQS::QueuePolicy"
+                  for st in v["Properties"]["PolicyDocument"]["Statement"] if st.get("Sid", "").startswith("S3Events")]
+    (st,) = statements
+    assert st["Principal"] == {"Service": "s3.amazonaws.com"} and st["Action"] == "sqs:SendMessage"
+    assert "files-prod-uploads-" in json.dumps(st["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert "aws:SourceAccount" in st["Condition"]["StringEquals"]
+    keys = _of(files["files-prod-us-east-1-foundation"], "AWS::KMS::Key")
+    sids = {st.get("Sid") for k in keys.values() for st in k["KeyPolicy"]["Statement"]}
+    assert "AllowS3ToEncryptedEventQueues" in sids
+
+
+def test_replicated_to_the_listed_region_with_its_key(files: dict[str, Any]) -> None:
+    _, bucket = _uploads(files)
+    (rule,) = bucket["Properties"]["ReplicationConfiguration"]["Rules"]
+    assert rule["DeleteMarkerReplication"] == {"Status": "Enabled"}
+    assert "us-west-2" in json.dumps(rule["Destination"]["Bucket"])
+    assert rule["Destination"]["EncryptionConfiguration"]["ReplicaKmsKeyID"].startswith("arn:aws:kms:us-west-2:")
+    replicas = _of(files["files-prod-us-west-2-foundation"], "AWS::S3::Bucket")
+    assert any("uploads" in json.dumps(b["BucketName"]) for b in replicas.values())

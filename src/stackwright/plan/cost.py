@@ -56,6 +56,7 @@ class _KindCost:
 
     system: System
     out: _Lines
+    region: str
     is_primary: bool
     share: float
     hours: float
@@ -101,7 +102,7 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
             out.add("compute", f"Node root volumes {pool.name}: {n} x {ROOT_VOLUME_GB} GB gp3", "ebs.gp3",
                     n * ROOT_VOLUME_GB, "GB-month")
 
-        ctx = _KindCost(system=system, out=out, is_primary=r == primary, share=share, hours=hours,
+        ctx = _KindCost(system=system, out=out, region=r, is_primary=r == primary, share=share, hours=hours,
                         assumptions=assumptions)
         for name, res in sorted(system.resources.items()):
             kind_of(res).cost(name, res, ctx)

@@ -40,6 +40,7 @@ class CostContext(Protocol):
 
     system: System
     out: CostSink
+    region: str  #: the region being priced
     is_primary: bool
     share: float  #: this region's share of the system's traffic, 0..1
     hours: float  #: hours in the priced month

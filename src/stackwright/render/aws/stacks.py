@@ -46,7 +46,7 @@ from stackwright.spec.model import (
 
 from . import naming
 from .constructs.backup import BackupPlan, BackupVault
-from .constructs.buckets import AccessLogBucket, DataBucket, bucket_name
+from .constructs.buckets import AccessLogBucket, DataBucket, allow_s3_notifications, bucket_name
 from .constructs.cache import Cache
 from .constructs.cluster import EksCluster
 from .constructs.database import Database
@@ -101,6 +101,12 @@ class Plan:
         res = self.system.resources[name]
         return self.is_primary(region) or kind_of(res).regional(res)
 
+    def replica_regions(self, res: BucketResource) -> list[str]:
+        """Regions holding a replica of a bucket: its ``replicate_to``, else the DR region if versioned."""
+        if res.replicate_to:
+            return list(res.replicate_to)
+        return [self.dr_region] if self.dr_region and res.versioned else []
+
     def env(self, region: str) -> Environment:
         """The CDK environment of a stack in ``region``."""
         return Environment(account=self.account, region=region)
@@ -134,13 +140,14 @@ class FoundationStack(Stack):
         self.vault = BackupVault(self, "Backup", name=naming.backup_vault_name(system, plan.environment),
                                  key=self.keys.backup)
         self.replica_buckets: dict[str, DataBucket] = {}
-        if region.name == plan.dr_region:
-            for name, res in system.resources_of("bucket").items():
-                assert isinstance(res, BucketResource)
-                if res.versioned:
-                    self.replica_buckets[name] = DataBucket(
-                        self, f"ReplicaBucket-{name}", spec=res, name=bucket_name(plan.prefix, name, region.name),
-                        key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
+        for name, res in system.resources_of("bucket").items():
+            assert isinstance(res, BucketResource)
+            if region.name in plan.replica_regions(res):
+                self.replica_buckets[name] = DataBucket(
+                    self, f"ReplicaBucket-{name}", spec=res, name=bucket_name(plan.prefix, name, region.name),
+                    key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
+        if any(isinstance(r, BucketResource) and r.events for r in system.resources.values()):
+            allow_s3_notifications(self.keys.data, self.account)
 
 
 class RegionalStack(Stack):
@@ -205,13 +212,13 @@ class RegionalStack(Stack):
                     self, f"Topic-{name}", spec=res, name=topic_name, key=keys.data,
                     subscribers={s: (group_name(topic_name, s), dlq_name(topic_name, s)) for s in res.subscribers})
             elif isinstance(res, BucketResource):
-                dr = plan.dr_region
                 # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
                 kind = "Bucket" if res.versioned else "UnversionedBucket"
                 self.buckets[name] = DataBucket(
                     self, f"{kind}-{name}", spec=res, name=bucket_name(plan.prefix, name, region.name),
                     key=keys.data, access_logs=foundation.access_logs.bucket, log_prefix=name,
-                    replicate_to=(dr, bucket_name(plan.prefix, name, dr), keys.alias_arn("data", dr)) if dr else None)
+                    replicate_to=[(r, bucket_name(plan.prefix, name, r), keys.alias_arn("data", r))
+                                  for r in plan.replica_regions(res)])
             elif isinstance(res, SearchResource):
                 self.search[name] = SearchDomain(
                     self, f"Search-{name}", spec=res, name=naming.search_domain_name(system, env, name),
@@ -220,6 +227,10 @@ class RegionalStack(Stack):
             elif (provision := kind_of(res).cdk_provision) is not None:
                 # Kinds that bring their own construct (see ResourceKind.cdk_provision).
                 _hook(provision)(self, name, res)
+
+        for bucket in self.buckets.values():
+            for event in bucket.spec.events:
+                bucket.notify(event, self.queues[event.queue].queue)
 
         if primary:
             for service, svc in system.services.items():
@@ -396,7 +407,7 @@ class RegionalStack(Stack):
                     continue
                 # Buckets live in the primary region (and a replica in the DR region).
                 stores = [(plan.primary.name, bucket_name(plan.prefix, name, plan.primary.name))]
-                if region == plan.dr_region and res.versioned:
+                if region in plan.replica_regions(res):
                     stores.append((region, bucket_name(plan.prefix, name, region)))
                 for store_region, bucket in stores:
                     role.add_to_principal_policy(iam.PolicyStatement(
