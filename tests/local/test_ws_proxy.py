@@ -81,6 +81,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevIdP
                 EdgeRoute("/ws/limited", "up", auth="required", rate_limit="tight", websocket=True).to_dict(),
                 EdgeRoute("/ws/plain", "up").to_dict(),  # a route without websocket: true
                 EdgeRoute("/ws/down", "gone", websocket=True).to_dict(),
+                EdgeRoute("/ws/capped", "up", websocket=True, max_connections=2).to_dict(),
+                EdgeRoute("/ws/idle", "up", websocket=True, idle_timeout_s=1).to_dict(),
             ],
             upstreams={"up": [upstream], "gone": [f"http://127.0.0.1:{free_port()}"]})
         with serve(build_app(config), port=port) as base:
@@ -247,3 +249,46 @@ def test_runner_passes_the_websocket_flag_to_the_gateway(tmp_path: Path) -> None
     flags = {(r["service"], r["pattern"]): r["websocket"] for r in routes}
     assert flags.pop(("vote", ws_route.path)) is True
     assert not any(flags.values())
+
+
+def test_connection_limit_per_replica_refuses_one_more(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    with connect(f"{base}/ws/capped?id=c1") as first, connect(f"{base}/ws/capped?id=c2") as second:
+        _hello(first), _hello(second)
+        assert _refused(f"{base}/ws/capped") == 403  # the third session on this replica
+        with connect(f"{base}/ws/open") as other:  # other routes are not counted against it
+            _hello(other)
+    _wait_for("c1"), _wait_for("c2")
+    with connect(f"{base}/ws/capped") as again:  # closed sessions free their places
+        _hello(again)
+
+
+def test_idle_session_is_closed_with_1001_but_a_talking_one_stays(edge: tuple[str, DevIdP]) -> None:
+    base, _ = edge
+    with connect(f"{base}/ws/idle?id=talker") as ws:
+        _hello(ws)
+        for _ in range(6):  # 1.8 s in all, longer than the 1 s timeout, but never 1 s quiet
+            time.sleep(0.3)
+            ws.send("still here")
+            assert ws.recv(timeout=5) == "still here"
+    with connect(f"{base}/ws/idle?id=silent") as ws:
+        _hello(ws)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code == 1001 and 0.9 <= time.monotonic() - started < 3
+    assert _wait_for("silent")[0] == 1001
+
+
+def test_runner_passes_websocket_limits_to_the_gateway(tmp_path: Path) -> None:
+    from stackwright.local.runner import LocalSystem, UpOptions
+    from stackwright.spec import load_system
+
+    system = load_system("voting")
+    vote = system.services["vote"]
+    ws_route = vote.routes[0].model_copy(update={"websocket": True, "max_connections": 7, "idle_timeout_s": 30})
+    vote = vote.model_copy(update={"routes": [ws_route, *vote.routes[1:]]})
+    system = system.model_copy(update={"services": {**system.services, "vote": vote}})
+    routes = LocalSystem(system, UpOptions(state_root=tmp_path), report=lambda _: None).gateway_config()["routes"]
+    route = EdgeRoute.from_dict(next(r for r in routes if r["pattern"] == ws_route.path))
+    assert (route.max_connections, route.idle_timeout_s) == (7, 30)

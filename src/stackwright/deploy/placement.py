@@ -96,11 +96,14 @@ def hosting_region(system: System, resource: str, name: str) -> str:
 
 
 def bucket_regions(system: System, bucket: str) -> list[str]:
-    """Every region holding a copy of a bucket: the primary, plus the DR region's replica when the bucket
-    is versioned (S3 replication requires versioning on both sides)."""
+    """Every region holding a copy of a bucket, the primary first: then the regions of its
+    ``replicate_to``, or when it names none, the DR region when the bucket is versioned (S3 replication
+    requires versioning on both sides)."""
     res = system.resources[bucket]
     assert isinstance(res, BucketResource)
     out = [system.primary_region.name]
+    if res.replicate_to:
+        return out + [r for r in res.replicate_to if r not in out]
     dr = dr_region(system)
     if dr and res.versioned:
         out.append(dr)

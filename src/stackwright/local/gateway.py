@@ -156,6 +156,7 @@ class Gateway:
             await refuse(send, 1008)  # policy violation: not a WebSocket route
             _count_websocket(None, 403)
             return
+        scope["route"] = route  # ws_proxy applies the route's connection limit and idle timeout
         headers = dict(scope["headers"])
         authorization = _str(headers.get(b"authorization"))
         if authorization is None:

@@ -20,6 +20,10 @@ class EdgeRoute:
     max_body: int | None = None
     # Only routes whose spec says ``websocket: true`` accept WebSocket upgrades at the edge.
     websocket: bool = False
+    # WebSocket routes only: sessions per upstream replica, and seconds without a message before the
+    # session is closed (see ws_proxy). None: no limit.
+    max_connections: int | None = None
+    idle_timeout_s: float | None = None
     regex: re.Pattern[str] = field(init=False, repr=False)
     specificity: tuple[int, int] = field(init=False)
 
@@ -43,7 +47,8 @@ class EdgeRoute:
         return {"pattern": self.pattern, "service": self.service,
                 "methods": sorted(self.methods) if self.methods else None, "auth": self.auth,
                 "roles": list(self.roles), "rate_limit": self.rate_limit, "max_body": self.max_body,
-                "websocket": self.websocket}
+                "websocket": self.websocket, "max_connections": self.max_connections,
+                "idle_timeout_s": self.idle_timeout_s}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EdgeRoute:
@@ -51,7 +56,8 @@ class EdgeRoute:
         return cls(pattern=data["pattern"], service=data["service"],
                    methods=frozenset(methods) if methods else None, auth=data.get("auth", "none"),
                    roles=tuple(data.get("roles", ())), rate_limit=data.get("rate_limit"),
-                   max_body=data.get("max_body"), websocket=bool(data.get("websocket", False)))
+                   max_body=data.get("max_body"), websocket=bool(data.get("websocket", False)),
+                   max_connections=data.get("max_connections"), idle_timeout_s=data.get("idle_timeout_s"))
 
 
 class RouteTable:

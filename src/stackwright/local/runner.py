@@ -175,7 +175,8 @@ class LocalSystem:
                 routes.append(EdgeRoute(
                     pattern=r.path, service=sname, methods=frozenset(r.methods) if r.methods else None,
                     auth=r.auth, roles=tuple(r.roles), rate_limit=r.rate_limit,
-                    max_body=bytes_size(r.max_body) if r.max_body else None, websocket=r.websocket).to_dict())
+                    max_body=bytes_size(r.max_body) if r.max_body else None, websocket=r.websocket,
+                    max_connections=r.max_connections, idle_timeout_s=r.idle_timeout_s).to_dict())
         ident = system.edge.identity
         config: dict[str, Any] = {
             "port": self.options.port,

@@ -3,6 +3,17 @@
 The gateway checks route, token, roles and rate limit first (refusing before ``websocket.accept``, which
 uvicorn answers with HTTP 403); :func:`proxy_websocket` then opens the upstream connection, accepts the
 client with the subprotocol the upstream chose and pumps messages both ways until one side closes.
+
+Per-route limits from the spec (``websocket: true`` routes' ``max_connections`` and ``idle_timeout_s``,
+carried on the :class:`~stackwright.local.routing.EdgeRoute` the gateway puts in ``scope["route"]``):
+
+* ``max_connections`` is per replica, as on EKS: sessions open to one upstream origin on one route are
+  counted, and one more is refused before accept (close 1013 "try again later", a 403 handshake), like
+  the gateway's other refusals;
+* ``idle_timeout_s`` closes a session in which no message went either way for that long with 1001
+  ("going away") to both sides. Protocol pings are not messages, so the server's keep-alive pings
+  (``WS_PING_INTERVAL_SECONDS``) do not keep a silent stream open. This is the application's timeout;
+  the ALB's idle timeout stays 60 s (:data:`stackwright.contract.ALB_IDLE_TIMEOUT_S`).
 """
 
 from __future__ import annotations
@@ -29,6 +40,20 @@ _UNSENDABLE = {1005: 1000, 1006: 1001, 1015: 1011}
 
 # Which side ended the session, and the code and reason to pass on to the other side.
 _Outcome = tuple[str, int, str]
+
+#: Close code of a refusal for being over a route's connection limit (RFC 6455 7.4.1: try again later).
+OVER_LIMIT = 1013
+#: Close code of a session closed for idleness (RFC 6455 7.4.1: going away).
+IDLE_CLOSE = 1001
+
+# Open sessions per (route pattern, upstream origin): what max_connections counts. One event loop runs the
+# gateway, so a plain dict needs no lock.
+_open: dict[tuple[str, str], int] = {}
+
+
+def open_sessions(pattern: str, origin: str) -> int:
+    """Sessions currently proxied on a route to one upstream replica."""
+    return _open.get((pattern, origin), 0)
 
 
 def split_access_token(query: bytes) -> tuple[str | None, bytes]:
@@ -59,6 +84,24 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, origin: st
     Returns False if the upstream could not be reached or refused the handshake (the client is then
     refused with a 403 too, since nothing was accepted yet), True once the session was accepted and ran.
     """
+    route = scope.get("route")
+    limit: int | None = getattr(route, "max_connections", None)
+    idle: float | None = getattr(route, "idle_timeout_s", None)
+    key = (getattr(route, "pattern", scope["path"]), origin)
+    if limit is not None and _open.get(key, 0) >= limit:
+        await refuse(send, OVER_LIMIT)
+        return False
+    _open[key] = _open.get(key, 0) + 1
+    try:
+        return await _session(scope, receive, send, origin, authorization, idle)
+    finally:
+        _open[key] -= 1
+        if not _open[key]:
+            del _open[key]
+
+
+async def _session(scope: Scope, receive: Receive, send: Send, origin: str, authorization: str | None,
+                   idle: float | None) -> bool:
     _, query = split_access_token(scope.get("query_string", b""))
     target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
     if query:
@@ -84,7 +127,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, origin: st
             await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         except OSError:  # the client left while we were connecting upstream
             return True
-        side, code, reason = await _pump(receive, send, upstream)
+        side, code, reason = await _pump(receive, send, upstream, idle)
         code = _UNSENDABLE.get(code, code)
         if side != "upstream":
             await upstream.close(code, reason)
@@ -96,10 +139,15 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, origin: st
         await upstream.close()  # idempotent; also covers cancellation and unexpected errors
 
 
-async def _pump(receive: Receive, send: Send, upstream: ClientConnection) -> _Outcome:
-    """Run both directions until one ends; the other is cancelled so no task outlives the session."""
-    tasks = [asyncio.create_task(_client_to_upstream(receive, upstream)),
-             asyncio.create_task(_upstream_to_client(upstream, send))]
+async def _pump(receive: Receive, send: Send, upstream: ClientConnection, idle: float | None = None) -> _Outcome:
+    """Run both directions (and the idle watchdog) until one ends; the others are cancelled so no task
+    outlives the session."""
+    loop = asyncio.get_running_loop()
+    last = [loop.time()]  # monotonic time of the last message either way, shared with the watchdog
+    tasks = [asyncio.create_task(_client_to_upstream(receive, upstream, last)),
+             asyncio.create_task(_upstream_to_client(upstream, send, last))]
+    if idle is not None:
+        tasks.append(asyncio.create_task(_idle_watchdog(last, idle)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -109,11 +157,20 @@ async def _pump(receive: Receive, send: Send, upstream: ClientConnection) -> _Ou
     return next(iter(done)).result()
 
 
-async def _client_to_upstream(receive: Receive, upstream: ClientConnection) -> _Outcome:
+async def _idle_watchdog(last: list[float], idle: float) -> _Outcome:
+    loop = asyncio.get_running_loop()
+    while (quiet := loop.time() - last[0]) < idle:
+        await asyncio.sleep(idle - quiet)
+    return "idle", IDLE_CLOSE, f"no message for {idle:g} s"
+
+
+async def _client_to_upstream(receive: Receive, upstream: ClientConnection, last: list[float]) -> _Outcome:
+    loop = asyncio.get_running_loop()
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return "client", message.get("code", 1005), message.get("reason") or ""
+        last[0] = loop.time()
         data: str | bytes | None = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
@@ -125,12 +182,14 @@ async def _client_to_upstream(receive: Receive, upstream: ClientConnection) -> _
             return "upstream", *_close_of(exc)
 
 
-async def _upstream_to_client(upstream: ClientConnection, send: Send) -> _Outcome:
+async def _upstream_to_client(upstream: ClientConnection, send: Send, last: list[float]) -> _Outcome:
+    loop = asyncio.get_running_loop()
     while True:
         try:
             data = await upstream.recv()
         except ConnectionClosed as exc:
             return "upstream", *_close_of(exc)
+        last[0] = loop.time()
         try:
             await send({"type": "websocket.send", "text" if isinstance(data, str) else "bytes": data})
         except OSError:

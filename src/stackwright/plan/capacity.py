@@ -23,6 +23,7 @@ from ..deploy import scale
 from ..deploy.environments import default_environment
 from ..deploy.network import layout
 from ..spec import System
+from ..spec.accelerators import gpus_per_pod
 from .errors import PlanError
 from .instances import DAEMONSET_OVERHEAD, instance_type
 from .model import CapacityReport, Finding, LegendRow, LimitCheck, PoolCapacity, ServiceCapacity
@@ -135,6 +136,9 @@ def _nodes(pool_type: str, load: Mapping[str, int], system: System, with_addons:
         pods += sum(e[2] for e in extra)
     nodes = max(1, math.ceil(cpu / it.usable_cpu_m), math.ceil(mem / it.usable_memory_mib),
                 math.ceil(pods / it.usable_pods))
+    gpus = sum(load[s] * gpus_per_pod(system.services[s]) for s in services)
+    if gpus and it.gpus:  # a GPU is never shared between pods: whole GPUs per node
+        nodes = max(nodes, math.ceil(gpus / it.gpus))
     return nodes, int(cpu), int(mem), pods
 
 

@@ -80,7 +80,9 @@ def _purpose(system: System, kind: str, name: str, manifest: dict[str, Any] | No
         if svc.autoscale and svc.autoscale.cpu_percent else f"scales {svc_name} ({rng})",
         "ScaledObject": f"KEDA: scales {svc_name} {rng} on queue depth "
                         f"({svc.autoscale.queue}, {svc.autoscale.target_queue_depth} per replica)"
-        if svc.autoscale and svc.autoscale.queue else f"KEDA: scales {svc_name}",
+        if svc.autoscale and svc.autoscale.queue else
+        f"KEDA: scales {svc_name} {rng} on {svc.autoscale.metric.name} ({svc.autoscale.metric.target:g} per replica)"
+        if svc.autoscale and svc.autoscale.metric else f"KEDA: scales {svc_name}",
         "PodDisruptionBudget": f"keeps {svc_name} serving during node drains",
         "ConfigMap": f"environment of {svc_name} (12-factor settings)",
         "ExternalSecret": "credentials of " + (", ".join(u for u in svc.uses if system.resources[u].kind in
@@ -108,7 +110,7 @@ def _derive(system: System) -> list[tuple[str, str]]:
         has_service = svc.kind != "worker" or svc.expose == "load-balancer"
         if has_service:
             out.append(("Service", name))
-        if svc.autoscale and svc.autoscale.queue:
+        if svc.autoscale and svc.autoscale.keda:
             out.append(("ScaledObject", name))
         elif svc.autoscale:
             out.append(("HorizontalPodAutoscaler", name))

@@ -5,7 +5,10 @@ connections, and a service can run ``replicas.max`` pods plus the rollout surge 
 and canary Rollouts use ``maxSurge: 25%``). Writers (see :mod:`.roles`) connect to the primary instance in
 the primary region from every region; readers connect to read replicas in their region when the spec has
 them (in-region readers of the primary cluster, or cross-region replicas), else to the primary too. Each
-instance allows the RDS default ``max_connections`` (:mod:`.datastores`).
+instance allows the RDS default ``max_connections`` (:mod:`.datastores`). A per-tenant database's
+process holds a pool per tenant: ``tenants.max x tenants.pool.max`` connections, bounded by
+``tenants.connection_budget`` (:func:`stackwright.resources.postgres.connections_per_process`); when
+that total is over the limit and no budget bounds it, the finding says so.
 
 Redis clients: each pod of a service that uses a Redis opens at most :data:`REDIS_CONNECTIONS_PER_POD`
 connections to every shard, against ElastiCache's ``maxclients``.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from ..resources.postgres import connections_per_process
 from ..spec import PostgresResource, System
 from ..spec.quantities import seconds
 from .datastores import REDIS_MAXCLIENTS, cache_memory_bytes, pg_max_connections
@@ -53,7 +57,8 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
         users = sorted(s for s, svc in system.services.items() if name in svc.uses)
         if not users:
             continue
-        conns = {s: pods_at_most(system, s) * res.pool.max for s in users}
+        per_pod = connections_per_process(res)
+        conns = {s: pods_at_most(system, s) * per_pod for s in users}
         readers = [s for s in users if access(system, s) == "read"]
         writers = [s for s in users if s not in readers]
         if res.engine == "external":
@@ -69,8 +74,9 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
                 return res.instances - 1
             return max(1, res.instances - 1) if res.cross_region_replicas else 0
 
-        def parts(services: list[str], pool: int = res.pool.max) -> str:
-            return " + ".join(f"{s} {pods_at_most(system, s)} pods x {pool}" for s in services)
+        def parts(services: list[str], pool: int = per_pod, res: PostgresResource = res) -> str:
+            label = str(pool) if res.tenants is None else _tenant_label(res)
+            return " + ".join(f"{s} {pods_at_most(system, s)} pods x {label}" for s in services)
 
         at_primary = float(sum(conns[s] for s in writers)) * len(regions)
         basis = [f"writers ({parts(writers)}) x {len(regions)} region(s)"] if writers else []
@@ -82,12 +88,21 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
                    f"pods = replicas.max + {MAX_SURGE:.0%} surge")
         out.append(LimitCheck(primary, f"PostgreSQL {name} primary connections", float(limit), "connections",
                               at_primary, "; ".join(basis) + "; " + formula))
-        if at_primary > limit:
+        if at_primary > limit and res.tenants is not None and res.tenants.connection_budget is None:
+            findings.append(Finding(
+                "high", "capacity",
+                f"PostgreSQL {name} primary in {primary} can get {at_primary:,.0f} connections "
+                f"({'; '.join(basis)}): every tenant's pool open in every pod, with no connection budget bounding "
+                f"it, but {res.instance_class} allows {limit:,}",
+                f"resources.{name}.tenants.connection_budget",
+                "set tenants.connection_budget (the runtime then closes idle tenant pools), lower tenants.pool.max, "
+                "or put RDS Proxy in front"))
+        elif at_primary > limit:
             findings.append(Finding(
                 "high", "capacity",
                 f"PostgreSQL {name} primary in {primary} can get {at_primary:,.0f} connections "
                 f"({'; '.join(basis)}) but {res.instance_class} allows {limit:,}",
-                f"resources.{name}.pool.max",
+                f"resources.{name}.pool.max" if res.tenants is None else f"resources.{name}.tenants",
                 "put RDS Proxy or PgBouncer in front, lower pool.max or replicas.max, or use a larger instance class"))
         for r in regions:
             n = local_readers(r)
@@ -105,6 +120,14 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
                     f"({parts(readers)} over {n}) but {res.instance_class} allows {limit:,}",
                     f"resources.{name}.pool.max", "add read replicas (instances), lower pool.max, or use a proxy"))
     return out
+
+
+def _tenant_label(res: PostgresResource) -> str:
+    """``(50 tenants x 20, budget 200)``: how a per-tenant process's connections were counted."""
+    assert res.tenants is not None
+    every = f"{res.tenants.max} tenants x {res.tenants.pool.max}"
+    budget = res.tenants.connection_budget
+    return f"min({every}, budget {budget})" if budget else f"({every})"
 
 
 def redis_clients(system: System, findings: list[Finding]) -> list[LimitCheck]:

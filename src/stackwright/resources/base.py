@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from ..spec.strict import Strict
 
 
+class Fail(Protocol):
+    """Builds the located SpecError a :meth:`ResourceKind.check` raises (``stackwright.spec.load``)."""
+
+    def __call__(self, message: str, loc: tuple[Any, ...], hint: str | None = None) -> Exception:
+        """The error for ``message`` at YAML path ``loc``."""
+
+
 class CostSink(Protocol):
     """Where a kind's monthly cost lines go (``stackwright.plan.cost``'s per-region collector)."""
 
@@ -75,12 +82,24 @@ class ResourceKind:
         """Real name of the resource locally when services need it besides the URL (queues)."""
         return None
 
+    # ---- validation
+    def check(self, system: System, name: str, res: Any, fail: Fail) -> None:
+        """Cross-checks against the rest of the spec that the model alone cannot make (a subscriber
+        that is not a service); raise ``fail(message, loc, hint)``, whose ``loc`` is a YAML path
+        (``("resources", name, "subscribers", 0)``) so the error carries the file:line."""
+
     # ---- wiring (both local and EKS)
     def env(self, name: str, res: Any, *, real_name: str | None) -> dict[str, str]:
         """Environment variables besides ``<NAME>_URL`` a service using the resource gets.
 
         ``real_name`` is what :meth:`local_name` / :meth:`eks_name` returned where it runs.
         Keys are full variable names (``VOTES_QUEUE``)."""
+        return {}
+
+    def service_env(self, system: System, service: str, name: str, res: Any, *,
+                    real_name: str | None) -> dict[str, str]:
+        """Variables that depend on which service uses the resource (a topic subscriber's consumer
+        group); added after :meth:`env`."""
         return {}
 
     # ---- placement

@@ -1,13 +1,25 @@
-"""Object storage: a folder locally, S3 in AWS (replicated to the DR region when versioned)."""
+"""Object storage: a folder locally, S3 in AWS (replicated to the DR region when versioned).
+
+Events. ``events: [{on: created | removed, prefix, suffix, queue}]`` sends S3's notification of each
+matching object to a ``queue`` resource (an SQS queue in the bucket's region; FIFO queues cannot receive
+S3 notifications). The queue's policy lets only this bucket (and only this account) send, and S3 may use
+the regional data key the queue is encrypted with. Locally the object store is a folder and emits
+nothing: a service that uploads must publish the event itself (send to the queue) when it runs locally.
+
+Replication. ``replicate_to: [<region>]`` replicates every object (and delete markers) to a bucket of the
+same name in each listed region, encrypted with that region's data key, through a replication role;
+without it a versioned bucket of a multi-region system goes to the DR region as before. The plan prices
+each replica's storage (``storage_gb`` in that region) and the transfer of ``monthly_upload_gb`` to it.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..spec.strict import Strict
-from .base import CostContext, LocalContext, ResourceKind
+from .base import CostContext, Fail, LocalContext, ResourceKind
 
 
 class LifecycleRule(Strict):
@@ -16,12 +28,40 @@ class LifecycleRule(Strict):
                            "EXPIRE"]
 
 
+class BucketEvent(Strict):
+    """One S3 event notification to a queue."""
+
+    on: Literal["created", "removed"] = Field(description="object created (any upload) or removed")
+    prefix: str = Field("", description="only keys starting with this")
+    suffix: str = Field("", description="only keys ending with this")
+    queue: str = Field(description="queue resource the notification is sent to (standard, not FIFO)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true; it can only mean this field here.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @property
+    def s3_event(self) -> str:
+        """S3's event type: ``s3:ObjectCreated:*`` / ``s3:ObjectRemoved:*``."""
+        return "s3:ObjectCreated:*" if self.on == "created" else "s3:ObjectRemoved:*"
+
+
 class BucketResource(Strict):
     kind: Literal["bucket"]
     description: str = ""
     versioned: bool = True
     lifecycle: list[LifecycleRule] = Field(default_factory=list)
     storage_gb: float = Field(10, ge=0)
+    events: list[BucketEvent] = Field(default_factory=list,
+                                      description="S3 event notifications to queue resources (SQS)")
+    replicate_to: list[str] = Field(
+        default_factory=list, description="regions holding a replica (cross-region replication); default: the "
+                                          "DR region for a versioned bucket of a multi-region system")
+    monthly_upload_gb: float = Field(0, ge=0, description="new data per month: what replication transfers")
 
 
 class Bucket(ResourceKind):
@@ -38,6 +78,28 @@ class Bucket(ResourceKind):
         path.mkdir(parents=True, exist_ok=True)
         return str(path.as_uri())
 
+    def check(self, system: Any, name: str, res: BucketResource, fail: Fail) -> None:
+        for i, event in enumerate(res.events):
+            loc = ("resources", name, "events", i, "queue")
+            queue = system.resources.get(event.queue)
+            if queue is None or queue.kind != "queue":
+                raise fail(f"bucket '{name}' sends events to '{event.queue}', which is not a declared queue", loc)
+            if queue.fifo:
+                raise fail(f"bucket '{name}' sends events to FIFO queue '{event.queue}'; S3 notifications go to "
+                           "standard queues only", loc)
+        regions = [r.name for r in system.regions]
+        for i, region in enumerate(res.replicate_to):
+            loc = ("resources", name, "replicate_to", i)
+            if region not in regions:
+                raise fail(f"bucket '{name}' replicates to {region}, which is not a region of the system", loc,
+                           f"declared: {', '.join(regions)}")
+            if region == system.primary_region.name:
+                raise fail(f"bucket '{name}' lives in {region}: it cannot replicate to itself", loc)
+            if not res.versioned:
+                raise fail(f"bucket '{name}' must be versioned to replicate", loc, "set versioned: true")
+        if len(set(res.replicate_to)) != len(res.replicate_to):
+            raise fail(f"bucket '{name}' lists a replica region twice", ("resources", name, "replicate_to"))
+
     def eks_url(self, system: Any, environment: str, name: str, res: BucketResource, *, region: str,
                 hosted: str) -> str:
         from ..deploy import names as naming
@@ -47,16 +109,24 @@ class Bucket(ResourceKind):
     def cost(self, name: str, res: BucketResource, ctx: CostContext) -> None:
         from ..deploy.placement import bucket_regions
 
-        # Every copy CDK creates is stored (and billed): the primary's and the DR region's replica.
+        # Every copy CDK creates is stored (and billed): the primary's and each replica (deploy.placement).
         if ctx.region in bucket_regions(ctx.system, name):
             copy = "" if ctx.is_primary else " (replica)"
             ctx.out.add("storage", f"S3 {name}{copy}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb,
                         "GB-month",
                         assumption="priced as STANDARD; lifecycle transitions lower it" if res.lifecycle else "")
+        if ctx.region in res.replicate_to:
+            ctx.out.add("network", f"S3 {name} replication to {ctx.region}: {res.monthly_upload_gb:g} GB",
+                        "transfer.inter_region_gb", res.monthly_upload_gb, "GB",
+                        assumption="" if res.monthly_upload_gb else
+                        f"resources.{name}.monthly_upload_gb not set: no replication transfer priced")
 
     def shared_node(self, name: str, res: BucketResource) -> tuple[str, str, str] | None:
         rule = ", ".join(f"{lc.after_days} d -> {lc.storage_class}" for lc in res.lifecycle)
-        return "S3_", f"S3 {name}" + (f"<br/>{rule}" if rule else ""), "box"
+        extra = [rule] if rule else []
+        extra += [f"events -> {', '.join(sorted({e.queue for e in res.events}))}"] if res.events else []
+        extra += [f"replicas: {', '.join(res.replicate_to)}"] if res.replicate_to else []
+        return "S3_", f"S3 {name}" + "".join(f"<br/>{x}" for x in extra), "box"
 
 
 KIND: ResourceKind = Bucket()

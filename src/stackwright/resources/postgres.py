@@ -1,18 +1,64 @@
-"""PostgreSQL: embedded (pgserver) locally, Aurora or RDS PostgreSQL in AWS, or an external server."""
+"""PostgreSQL: embedded (pgserver) locally, Aurora or RDS PostgreSQL in AWS, or an external server.
+
+Per-tenant databases. ``per_tenant: true`` gives every tenant its own database on the server, created
+by the service at run time (``Service.tenant_databases``), each with its own connection pool. ``tenants``
+sizes that: ``max`` tenants at most, ``pool`` per tenant (defaults min 2 / max 20, seed 001's figures),
+``migrations`` the folder of .sql files for each new tenant database, and ``connection_budget`` the most
+connections one process may hold over all its tenants' pools. The folder is validated here; the service
+applies it with ``stackwright.runtime.db.apply_migrations`` after ``create`` (the runtime does not read
+it by itself yet). Services get ``<DB>_POOL_MIN`` / ``<DB>_POOL_MAX`` from ``tenants.pool``,
+``<DB>_TENANTS_MAX`` and, when set, ``<DB>_CONNECTION_BUDGET``; the runtime keeps at most
+``connection_budget // pool.max`` tenant pools open, closing the least recently used one first.
+
+Plan: a process of a per-tenant database's user opens up to :func:`connections_per_process`
+(``tenants.max x pool.max``, bounded by the budget); the connection check multiplies that by its pods
+and flags a HIGH finding when the total exceeds the instance's ``max_connections`` and no budget bounds it.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..spec.strict import Strict
-from .base import CostContext, LocalContext, ResourceKind
+from .base import CostContext, Fail, LocalContext, ResourceKind
+
+
+def connections_per_process(res: PostgresResource) -> int:
+    """Connections one process of a service using ``res`` may open: ``pool.max``, or for a per-tenant
+    database with ``tenants`` every tenant's pool (``tenants.max x tenants.pool.max``) bounded by
+    ``tenants.connection_budget``."""
+    if res.tenants is None:
+        return res.pool.max
+    every = res.tenants.max * res.tenants.pool.max
+    return min(every, res.tenants.connection_budget) if res.tenants.connection_budget else every
 
 
 class Pool(Strict):
     min: int = Field(2, ge=0)
     max: int = Field(20, ge=1)
+
+
+class Tenants(Strict):
+    """How many tenant databases a per-tenant PostgreSQL holds, and their pools."""
+
+    max: int = Field(ge=1, description="most tenants (one database each) the system serves")
+    migrations: str | None = Field(None, description="folder of .sql files applied to every new tenant database, "
+                                                     "relative to system.yaml")
+    pool: Pool = Field(default_factory=Pool, description="connection pool of each tenant's database, per process")
+    connection_budget: int | None = Field(
+        None, ge=1, description="most connections one process holds over all its tenant pools (the runtime closes "
+                                "the least recently used tenant pool to stay within it); unset: tenants.max x pool.max")
+
+    @model_validator(mode="after")
+    def _budget_fits_a_pool(self) -> Tenants:
+        if self.pool.min > self.pool.max:
+            raise ValueError(f"tenants.pool.min ({self.pool.min}) is greater than tenants.pool.max ({self.pool.max})")
+        if self.connection_budget is not None and self.connection_budget < self.pool.max:
+            raise ValueError(f"tenants.connection_budget ({self.connection_budget}) cannot hold one tenant's pool "
+                             f"(pool.max {self.pool.max})")
+        return self
 
 
 class PostgresResource(Strict):
@@ -30,6 +76,8 @@ class PostgresResource(Strict):
     backup_retention_days: int = Field(7, ge=1, le=35)
     database: str = "app"
     per_tenant: bool = False
+    tenants: Tenants | None = Field(None, description="tenant count, per-tenant pool, migrations and per-process "
+                                                      "connection budget of a per_tenant database")
     pool: Pool = Field(default_factory=Pool)
     migrations: str | None = None
     monthly_io_millions: float = Field(0, ge=0)
@@ -68,10 +116,30 @@ class Postgres(ResourceKind):
                 ctx.report(f"  {name}: applied {', '.join(applied)}")
         return url
 
+    def check(self, system: Any, name: str, res: PostgresResource, fail: Fail) -> None:
+        if res.tenants is None:
+            return
+        if not res.per_tenant:
+            raise fail(f"resource '{name}': tenants applies to a per-tenant database", ("resources", name, "tenants"),
+                       "set per_tenant: true")
+        if res.tenants.migrations and system.source is not None \
+                and not (system.base_dir / res.tenants.migrations).is_dir():
+            raise fail(f"resource '{name}': tenant migrations folder {res.tenants.migrations} does not exist",
+                       ("resources", name, "tenants", "migrations"))
+
     def env(self, name: str, res: PostgresResource, *, real_name: str | None) -> dict[str, str]:
         from ..contract import resource_env
 
-        return {resource_env(name, "POOL_MIN"): str(res.pool.min), resource_env(name, "POOL_MAX"): str(res.pool.max)}
+        if res.tenants is None:
+            return {resource_env(name, "POOL_MIN"): str(res.pool.min),
+                    resource_env(name, "POOL_MAX"): str(res.pool.max)}
+        # The tenant pools are what the runtime's TenantDatabases sizes from POOL_MIN / POOL_MAX.
+        env = {resource_env(name, "POOL_MIN"): str(res.tenants.pool.min),
+               resource_env(name, "POOL_MAX"): str(res.tenants.pool.max),
+               resource_env(name, "TENANTS_MAX"): str(res.tenants.max)}
+        if res.tenants.connection_budget:
+            env[resource_env(name, "CONNECTION_BUDGET")] = str(res.tenants.connection_budget)
+        return env
 
     def regional(self, res: PostgresResource) -> bool:
         return res.engine != "external" and res.cross_region_replicas

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import OrderedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -55,14 +56,25 @@ def database_url(url: str, database: str) -> str:
 
 
 class TenantDatabases:
-    """One pool per tenant database, opened on first use (``min``/``max`` per pool from the spec)."""
+    """One pool per tenant database, opened on first use (``min``/``max`` per pool from the spec).
 
-    def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20) -> None:
+    ``budget`` (``tenants.connection_budget``, ``<DB>_CONNECTION_BUDGET``) bounds the connections this
+    process holds over all tenant pools: at most ``budget // max_size`` pools stay open, and opening one
+    more first closes the least recently used other pool (asyncpg's close waits for its connections to be
+    released, so requests in flight finish). Call :meth:`get` per unit of work rather than keeping the
+    returned Database, so a closed pool is reopened through here and counted.
+    """
+
+    def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20,
+                 budget: int | None = None) -> None:
+        if budget is not None and budget < max_size:
+            raise ValueError(f"connection budget {budget} cannot hold one tenant pool of {max_size}")
         self.admin_url = admin_url
         self.prefix = prefix
         self.min_size = min_size
         self.max_size = max_size
-        self._dbs: dict[str, Database] = {}
+        self.budget = budget
+        self._dbs: OrderedDict[str, Database] = OrderedDict()  # least recently used first
         self._lock = asyncio.Lock()
 
     def name_for(self, tenant: str) -> str:
@@ -92,11 +104,21 @@ class TenantDatabases:
             async with self._lock:
                 db = self._dbs.get(name)
                 if db is None:
+                    await self._make_room()
                     db = Database(database_url(self.admin_url, name), min_size=self.min_size,
                                   max_size=self.max_size)
                     self._dbs[name] = db
+        self._dbs.move_to_end(name)
         await db.open()
         return db
+
+    async def _make_room(self) -> None:
+        """Close least recently used pools until one more fits in the budget."""
+        if self.budget is None:
+            return
+        while self._dbs and (len(self._dbs) + 1) * self.max_size > self.budget:
+            _, evicted = self._dbs.popitem(last=False)
+            await evicted.close()
 
     def tenants(self) -> list[str]:
         return sorted(self._dbs)

@@ -96,10 +96,13 @@ class Service:
         return db
 
     def tenant_databases(self, resource: str) -> TenantDatabases:
-        """Per-tenant pools on a Postgres server whose admin URL is ``<R>_URL``."""
+        """Per-tenant pools on a Postgres server whose admin URL is ``<R>_URL``, bounded by
+        ``<R>_CONNECTION_BUDGET`` when the spec sets ``tenants.connection_budget``."""
+        budget = self.settings.resource_setting(resource, "CONNECTION_BUDGET", "")
         dbs = TenantDatabases(self.settings.resource_url(resource),
                               min_size=int(self.settings.resource_setting(resource, "POOL_MIN", "2") or 2),
-                              max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20))
+                              max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20),
+                              budget=int(budget) if budget else None)
         self._shutdown.append(dbs.close)
         return dbs
 

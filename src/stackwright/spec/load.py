@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .accelerators import check_accelerators
 from .addresses import check_addresses
 from .catalog import check_priced
 from .errors import SpecError
@@ -189,6 +190,9 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
             if svc.autoscale.queue not in svc.uses:
                 raise fail(f"service '{sname}' scales on queue '{svc.autoscale.queue}' but does not use it",
                            (*base, "autoscale", "queue"), "add it to uses")
+        if svc.autoscale and svc.autoscale.metric and not system.monitoring.prometheus:
+            raise fail(f"service '{sname}' scales on metric '{svc.autoscale.metric.name}' but monitoring.prometheus "
+                       "is off", (*base, "autoscale", "metric"), "set monitoring.prometheus: true")
         if svc.kind == "worker" and svc.routes:
             raise fail(f"worker '{sname}' cannot have routes; make it kind: api", (*base, "routes"))
         if svc.replicas.max < 1:
@@ -217,6 +221,12 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
             if mig is not None and not mig.is_dir():
                 raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
                            ("resources", rname, "migrations"))
+    # Imported here: the resources package loads the spec first (see stackwright.resources).
+    from ..resources import kind_of
+
+    for rname, res in system.resources.items():
+        kind_of(res).check(system, rname, res, fail)
+    check_accelerators(system, fail)
     _check_acyclic(system, fail)
     check_shutdown(system, fail)
 

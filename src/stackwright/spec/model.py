@@ -22,6 +22,7 @@ from ..resources.registry import Resource
 from ..resources.search import SearchResource  # noqa: F401
 from ..resources.topic import TopicResource  # noqa: F401
 from . import addresses
+from .accelerators import AcceleratorType
 from .quantities import bytes_size, cpu_millis, memory_mib, seconds
 from .strict import NAME_RE, Name, Strict  # noqa: F401
 
@@ -78,19 +79,48 @@ class ComputeResources(Strict):
         return self.memory_limit or self.memory
 
 
+class Accelerator(Strict):
+    """GPUs for each pod of a service (see :mod:`stackwright.spec.accelerators` for the pairing rules)."""
+
+    type: AcceleratorType = Field(description="GPU model; the node pool's instance family must carry it "
+                                              "(g4dn = T4, g5 = A10G, g6 = L4, g6e = L40S, p4d = A100, p5 = H100)")
+    count: int = Field(1, ge=1, le=8, description="GPUs per pod: the nvidia.com/gpu limit")
+
+
+class CustomMetric(Strict):
+    """A Prometheus metric to scale on (a KEDA ``prometheus`` trigger): replicas = ceil(value / target)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+                      description="Prometheus metric name, e.g. stream_sessions_open")
+    target: float = Field(gt=0, description="value of the query one replica should carry (KEDA threshold)")
+    query: str | None = Field(
+        None, description="PromQL giving the service's total; default: sum(<name>{namespace=\"<ns>\", "
+                          "container=\"<service>\"}) over the series Prometheus scrapes from its pods")
+
+
 class Autoscale(Strict):
-    """HPA settings: CPU/memory utilisation targets, or queue depth for workers (KEDA)."""
+    """HPA settings: CPU/memory utilisation targets, queue depth for workers, or a Prometheus metric (KEDA)."""
 
     cpu_percent: int | None = Field(70, ge=1, le=100)
     memory_percent: int | None = Field(None, ge=1, le=100)
     queue: str | None = None
     target_queue_depth: int | None = Field(None, ge=1)
+    metric: CustomMetric | None = Field(
+        None, description="scale on a Prometheus metric (a KEDA ScaledObject with a prometheus trigger, "
+                          "server from monitoring.prometheus_url)")
 
     @model_validator(mode="after")
     def _queue_pair(self) -> Autoscale:
         if (self.queue is None) != (self.target_queue_depth is None):
             raise ValueError("autoscale.queue and autoscale.target_queue_depth go together")
+        if self.queue is not None and self.metric is not None:
+            raise ValueError("autoscale: scale on a queue or on a metric, not both")
         return self
+
+    @property
+    def keda(self) -> bool:
+        """Whether a KEDA ScaledObject (not an HPA) scales the service."""
+        return self.queue is not None or self.metric is not None
 
 
 class Route(Strict):
@@ -102,7 +132,21 @@ class Route(Strict):
     roles: list[str] = Field(default_factory=list)
     rate_limit: str | None = None
     websocket: bool = False
+    max_connections: int | None = Field(
+        None, ge=1, description="websocket routes: open sessions per replica; the edge refuses one more (403 "
+                                "handshake, close 1013)")
+    idle_timeout_s: int | None = Field(
+        None, ge=1, le=86400,
+        description="websocket routes: seconds without a message either way after which the session is closed "
+                    "(1001); the application's timeout, not the ALB's (which stays 60 s, kept open by pings)")
     max_body: str | None = None
+
+    @model_validator(mode="after")
+    def _websocket_only(self) -> Route:
+        for field in ("max_connections", "idle_timeout_s"):
+            if getattr(self, field) is not None and not self.websocket:
+                raise ValueError(f"route {self.path}: {field} applies to websocket: true routes only")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -208,6 +252,8 @@ class Service(Strict):
     port: int = Field(8000, ge=1024, le=65535)
     replicas: Replicas = Field(default_factory=Replicas)
     resources: ComputeResources = Field(default_factory=ComputeResources)
+    accelerator: Accelerator | None = Field(
+        None, description="GPUs per pod; the service must run on a gpu: true node pool that carries this model")
     autoscale: Autoscale | None = None
     routes: list[Route] = Field(default_factory=list)
     uses: list[str] = Field(default_factory=list)
@@ -409,6 +455,10 @@ class Usage(Strict):
 
 class Monitoring(Strict):
     prometheus: bool = True
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="in-cluster Prometheus that KEDA queries for autoscale.metric (default: the Prometheus "
+                    "Operator's prometheus-operated Service in namespace monitoring)")
     grafana: bool = True
     log_retention_days: int = Field(30, ge=1)
 

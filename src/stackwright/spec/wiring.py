@@ -66,7 +66,9 @@ def service_env(system: System, service: str, place: Placement, *, resource_urls
         res = system.resources[name]
         if name in resource_urls:
             env[resource_env(name)] = resource_urls[name]
-        env.update(kind_of(res).env(name, res, real_name=queue_names.get(name)))
+        kind = kind_of(res)
+        env.update(kind.env(name, res, real_name=queue_names.get(name)))
+        env.update(kind.service_env(system, service, name, res, real_name=queue_names.get(name)))
     for called in svc.calls:
         env[service_url_env(called)] = service_urls[called]
     env.update(svc.env)

@@ -32,6 +32,7 @@ from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
 from stackwright.resources import kind_of
+from stackwright.resources.topic import dlq_name, group_name
 from stackwright.spec.model import (
     BucketResource,
     PostgresResource,
@@ -47,7 +48,7 @@ from ...deploy import names as naming
 from ...deploy import network, placement, scale
 from ...deploy.environments import default_environment
 from .constructs.backup import BackupPlan, BackupVault
-from .constructs.buckets import AccessLogBucket, DataBucket
+from .constructs.buckets import AccessLogBucket, DataBucket, allow_s3_notifications
 from .constructs.cache import Cache
 from .constructs.cluster import EksCluster
 from .constructs.database import Database
@@ -61,7 +62,7 @@ from .constructs.registry import Registry
 from .constructs.scaler import ScalerRoles
 from .constructs.search import SearchDomain
 from .constructs.secrets import dynamic_reference, grant_read_by_name, replicas, secret, value_secret
-from .constructs.topics import Topic
+from .constructs.topics import Topic, allow_sns
 from .constructs.waf import WebAcl
 from .context import app_context
 from .skips import CheckovSkips
@@ -103,6 +104,11 @@ class Plan:
         """Physical name of bucket ``name`` (or ``access-logs``) in ``region``, account as a token."""
         return naming.bucket_name(self.system, self.environment, name, region, Aws.ACCOUNT_ID)
 
+    def replica_regions(self, res: BucketResource) -> list[str]:
+        """Regions holding a replica of a bucket (:func:`stackwright.deploy.placement.bucket_regions`)."""
+        name = next(n for n, r in self.system.resources.items() if r is res)
+        return placement.bucket_regions(self.system, name)[1:]
+
     def env(self, region: str) -> Environment:
         """The CDK environment of a stack in ``region``."""
         return Environment(account=self.account, region=region)
@@ -131,16 +137,19 @@ class FoundationStack(Stack):
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", name=plan.bucket("access-logs", region.name),
             retention_days=max(system.monitoring.log_retention_days, 90))
+        if any(isinstance(r, TopicResource) and r.subscribers for r in system.resources.values()):
+            allow_sns(self.keys.data, self.account)
         self.vault = BackupVault(self, "Backup", name=naming.backup_vault_name(system, plan.environment),
                                  key=self.keys.backup)
         self.replica_buckets: dict[str, DataBucket] = {}
-        if region.name == plan.dr_region:
-            for name, res in system.resources_of("bucket").items():
-                assert isinstance(res, BucketResource)
-                if res.versioned:
-                    self.replica_buckets[name] = DataBucket(
-                        self, f"ReplicaBucket-{name}", spec=res, name=plan.bucket(name, region.name),
-                        key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
+        for name, res in system.resources_of("bucket").items():
+            assert isinstance(res, BucketResource)
+            if region.name in plan.replica_regions(res):
+                self.replica_buckets[name] = DataBucket(
+                    self, f"ReplicaBucket-{name}", spec=res, name=plan.bucket(name, region.name),
+                    key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
+        if any(isinstance(r, BucketResource) and r.events for r in system.resources.values()):
+            allow_s3_notifications(self.keys.data, self.account)
 
 
 class RegionalStack(Stack):
@@ -204,16 +213,18 @@ class RegionalStack(Stack):
                     self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name),
                     dlq_name=naming.queue_name(system, env, name, dlq=True), key=keys.data)
             elif isinstance(res, TopicResource):
-                self.topics[name] = Topic(self, f"Topic-{name}", spec=res, name=naming.topic_name(system, env, name),
-                                          key=keys.data)
+                topic_name = naming.topic_name(system, env, name)
+                self.topics[name] = Topic(
+                    self, f"Topic-{name}", spec=res, name=topic_name, key=keys.data,
+                    subscribers={s: (group_name(topic_name, s), dlq_name(topic_name, s)) for s in res.subscribers})
             elif isinstance(res, BucketResource):
-                dr = plan.dr_region
                 # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
                 kind = "Bucket" if res.versioned else "UnversionedBucket"
                 self.buckets[name] = DataBucket(
                     self, f"{kind}-{name}", spec=res, name=plan.bucket(name, region.name),
                     key=keys.data, access_logs=foundation.access_logs.bucket, log_prefix=name,
-                    replicate_to=(dr, plan.bucket(name, dr), keys.alias_arn("data", dr)) if dr else None)
+                    replicate_to=[(r, plan.bucket(name, r), keys.alias_arn("data", r))
+                                  for r in plan.replica_regions(res)])
             elif isinstance(res, SearchResource):
                 self.search[name] = SearchDomain(
                     self, f"Search-{name}", spec=res, name=naming.search_domain_name(system, env, name),
@@ -222,6 +233,10 @@ class RegionalStack(Stack):
             elif (provision := kind_of(res).cdk_provision) is not None:
                 # Kinds that bring their own construct (see ResourceKind.cdk_provision).
                 _hook(provision)(self, name, res)
+
+        for bucket in self.buckets.values():
+            for event in bucket.spec.events:
+                bucket.notify(event, self.queues[event.queue].queue)
 
         if primary:
             for service, svc in system.services.items():
@@ -391,14 +406,14 @@ class RegionalStack(Stack):
                         resources=[self._arn("sqs", plan.primary.name, n) for n in names]))
                     self._remote_key(role, plan.primary.name)
             elif isinstance(res, TopicResource):
-                self.topics[name].grant(role)
+                self.topics[name].grant(role, service)
             elif isinstance(res, BucketResource):
                 if local:
                     self.buckets[name].bucket.grant_read_write(role)
                     continue
                 # Buckets live in the primary region (and a replica in the DR region).
                 stores = [(plan.primary.name, plan.bucket(name, plan.primary.name))]
-                if region == plan.dr_region and res.versioned:
+                if region in plan.replica_regions(res):
                     stores.append((region, plan.bucket(name, region)))
                 for store_region, bucket in stores:
                     role.add_to_principal_policy(iam.PolicyStatement(

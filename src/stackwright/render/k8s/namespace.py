@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...spec.accelerators import gpus_per_pod
 from ...spec.quantities import cpu_millis, memory_mib
 from .context import Target, obj
 
@@ -39,7 +40,7 @@ def resource_quota(t: Target) -> dict[str, Any]:
         cpu += high * cpu_millis(svc.resources.cpu)
         mem += high * memory_mib(svc.resources.memory)
         mem_limit += high * memory_mib(svc.resources.effective_memory_limit)
-        gpus += high * svc.resources.gpu
+        gpus += high * gpus_per_pod(svc)
         pods += high
     hard = {
         "pods": str(math.ceil(pods * QUOTA_HEADROOM) + EXTRA_PODS),

@@ -1,5 +1,6 @@
 """How many replicas a service runs: HPA (CPU/memory), KEDA ScaledObject on SQS depth for queue
-workers, fixed replicas when min == max, and a PodDisruptionBudget consistent with the minimum."""
+workers or on a Prometheus metric (``autoscale.metric``), fixed replicas when min == max, and a
+PodDisruptionBudget consistent with the minimum."""
 
 from __future__ import annotations
 
@@ -66,12 +67,25 @@ def trigger_authentication(t: Target, service: str) -> dict[str, Any]:
     return obj(KEDA_API, "TriggerAuthentication", t.meta(trigger_auth_name(service), service), spec=spec)
 
 
-def scaled_object(t: Target, service: str) -> dict[str, Any]:
-    """KEDA ScaledObject: queue depth per replica (aws-sqs-queue), plus CPU when the spec asks."""
+def metric_query(t: Target, service: str) -> str:
+    """PromQL of a service's ``autoscale.metric``: the spec's query, or the metric summed over the series
+    scraped from the service's pods. Those are matched by namespace and container (the container is named
+    after the service), the two labels the Prometheus Operator sets on ServiceMonitor and PodMonitor
+    targets alike (workers have no Service, so no ``service`` label)."""
+    m = _autoscale(t, service).metric
+    assert m is not None
+    return m.query or f'sum({m.name}{{namespace="{t.namespace}",container="{service}"}})'
+
+
+def _external_trigger(t: Target, service: str) -> dict[str, Any]:
     a = _autoscale(t, service)
+    if a.metric is not None:
+        # KEDA computes replicas = ceil(query value / threshold); in-cluster Prometheus needs no auth.
+        return {"type": "prometheus", "metadata": {
+            "serverAddress": t.system.monitoring.prometheus_url, "query": metric_query(t, service),
+            "threshold": f"{a.metric.target:g}"}}
     assert a.queue is not None and a.target_queue_depth is not None
-    low, high = t.replicas(service)
-    triggers: list[dict[str, Any]] = [{
+    return {
         "type": "aws-sqs-queue",
         "authenticationRef": {"name": trigger_auth_name(service)},
         "metadata": {
@@ -80,7 +94,15 @@ def scaled_object(t: Target, service: str) -> dict[str, Any]:
             "awsRegion": hosting_region(t.system, a.queue, t.region.name),
             "scaleOnInFlight": "true",
         },
-    }]
+    }
+
+
+def scaled_object(t: Target, service: str) -> dict[str, Any]:
+    """KEDA ScaledObject: queue depth per replica (aws-sqs-queue) or a Prometheus metric per replica,
+    plus CPU when the spec asks."""
+    a = _autoscale(t, service)
+    low, high = t.replicas(service)
+    triggers: list[dict[str, Any]] = [_external_trigger(t, service)]
     if a.cpu_percent is not None:
         triggers.append({"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(a.cpu_percent)}})
     if a.memory_percent is not None:
@@ -125,6 +147,8 @@ def objects(t: Target, service: str) -> list[dict[str, Any]]:
     a = _autoscale(t, service)
     if a.queue:
         out += [trigger_authentication(t, service), scaled_object(t, service)]
+    elif a.metric:
+        out.append(scaled_object(t, service))
     elif uses_autoscaler(t, service):
         out.append(hpa(t, service))
     out.append(pdb(t, service))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...deploy import names as naming
+from ...spec.accelerators import gpus_per_pod
 from ...spec.model import Probe, Service
 from ...spec.quantities import cpu_millis, seconds
 from ...spec.shutdown import termination
@@ -29,7 +30,7 @@ def uses_autoscaler(t: Target, service: str) -> bool:
     svc = t.service(service)
     low, high = t.replicas(service)
     a = svc.autoscale
-    if a is not None and a.queue:
+    if a is not None and a.keda:
         return True
     if low == high:
         return False
@@ -79,9 +80,10 @@ def _resources(svc: Service) -> dict[str, Any]:
     limits: dict[str, Any] = {"memory": r.effective_memory_limit}
     if r.cpu_limit is not None:
         limits["cpu"] = r.cpu_limit
-    if r.gpu:
-        requests[GPU_RESOURCE] = r.gpu
-        limits[GPU_RESOURCE] = r.gpu
+    gpus = gpus_per_pod(svc)
+    if gpus:
+        requests[GPU_RESOURCE] = gpus
+        limits[GPU_RESOURCE] = gpus
     return {"requests": requests, "limits": limits}
 
 
@@ -175,8 +177,14 @@ def pod_template(t: Target, service: str) -> dict[str, Any]:
     if svc.node_pool:
         spec["nodeSelector"] = {naming.NODE_POOL_LABEL: svc.node_pool}
     pool = next((p for p in t.system.cluster.node_pools if p.name == svc.node_pool), None)
-    if svc.resources.gpu or (pool is not None and pool.gpu):
+    if gpus_per_pod(svc) or (pool is not None and pool.gpu):
         spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    if svc.accelerator is not None and pool is not None:
+        # Besides the pool label: only instance types carrying the model (validated when the spec loads), so a
+        # pool later given another family cannot place the pod on the wrong GPU.
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                                   "values": list(pool.instance_types)}]}]}}}
     annotations = {CONFIG_CHECKSUM: checksum(settings(t, service))}
     return {"metadata": {"labels": t.labels(service), "annotations": annotations}, "spec": spec}
 

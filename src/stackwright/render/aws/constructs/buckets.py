@@ -12,8 +12,10 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stackwright.resources.bucket import BucketEvent
 from stackwright.spec.model import BucketResource
 
 STORAGE_CLASSES: dict[str, s3.StorageClass] = {
@@ -99,19 +101,26 @@ class DataBucket(Construct):
         key: kms.IKey,
         access_logs: s3.IBucket,
         log_prefix: str,
-        replicate_to: tuple[str, str, str] | None = None,
+        replicate_to: list[tuple[str, str, str]] | None = None,
     ) -> None:
-        """``replicate_to`` is (region, bucket name, KMS key alias ARN) of the DR copy."""
+        """``replicate_to`` lists (region, bucket name, KMS key alias ARN) of each replica; the first keeps
+        the rule id and construct id the single DR copy always had, so existing templates do not change."""
         super().__init__(scope, construct_id)
         self.spec = spec
+        self.name = name
+        self.spec_id = "".join(c for c in construct_id if c.isalnum())
+        self._queue_configs: list[dict[str, object]] = []
         rules = None
-        if replicate_to and spec.versioned:
-            dest_region, dest_name, _key_alias_arn = replicate_to
-            destination = s3.Bucket.from_bucket_attributes(self, "Destination", bucket_name=dest_name,
-                                                           region=dest_region)
-            rules = [s3.ReplicationRule(destination=destination, priority=1, id="dr-copy",
-                                        delete_marker_replication=True, sse_kms_encrypted_objects=True,
-                                        filter=s3.Filter(prefix=""))]
+        targets = (replicate_to or []) if spec.versioned else []
+        if targets:
+            rules = []
+            for i, (dest_region, dest_name, _key_alias_arn) in enumerate(targets):
+                destination = s3.Bucket.from_bucket_attributes(
+                    self, "Destination" if i == 0 else f"Destination-{dest_region}", bucket_name=dest_name,
+                    region=dest_region)
+                rules.append(s3.ReplicationRule(
+                    destination=destination, priority=i + 1, id="dr-copy" if i == 0 else f"replica-{dest_region}",
+                    delete_marker_replication=True, sse_kms_encrypted_objects=True, filter=s3.Filter(prefix="")))
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -131,21 +140,58 @@ class DataBucket(Construct):
             replication_rules=rules,
         )
         _event_bridge(self.bucket)
-        if replicate_to and rules:
-            self._encrypt_replicas(*replicate_to)
+        for i, target in enumerate(targets):
+            self._encrypt_replicas(i, *target)
 
-    def _encrypt_replicas(self, region: str, _name: str, key_alias_arn: str) -> None:
-        """Replicas are encrypted with the DR region's data key, named by alias (no cross-region reference)."""
+    def _encrypt_replicas(self, index: int, region: str, _name: str, key_alias_arn: str) -> None:
+        """Replicas are encrypted with their region's data key, named by alias (no cross-region reference)."""
         cfn = self.bucket.node.default_child
         assert isinstance(cfn, s3.CfnBucket)
         cfn.add_property_override(
-            "ReplicationConfiguration.Rules.0.Destination.EncryptionConfiguration.ReplicaKmsKeyID", key_alias_arn)
+            f"ReplicationConfiguration.Rules.{index}.Destination.EncryptionConfiguration.ReplicaKmsKeyID",
+            key_alias_arn)
         role = self.bucket.node.find_child("ReplicationRole")
         assert isinstance(role, iam.Role)
         stack = Stack.of(self)
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="EncryptReplicasWithTheDrKey",
+            sid="EncryptReplicasWithTheDrKey" if index == 0 else f"EncryptReplicasIn{region.replace('-', '')}",
             actions=["kms:Encrypt", "kms:GenerateDataKey"],
             resources=[f"arn:{stack.partition}:kms:{region}:{stack.account}:key/*"],
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": key_alias_arn.split(":", 5)[5]}},
         ))
+
+
+    def notify(self, event: BucketEvent, queue: sqs.IQueue) -> None:
+        """Send S3's ``event`` notifications to ``queue``: the queue's policy admits this bucket (by name, so
+        there is no reference cycle) from this account only, and the bucket waits for that policy, since S3
+        tests the destination when the configuration is set. Native NotificationConfiguration rather than the
+        L2 ``add_event_notification``, which deploys a notifications Lambda."""
+        stack = Stack.of(self)
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid=f"S3Events{self.spec_id}", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
+            principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+            conditions={"ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:s3:::{self.name}"},
+                        "StringEquals": {"aws:SourceAccount": stack.account}}))
+        # add_to_resource_policy keeps the statements in the queue's "Policy" child (an AWS::SQS::QueuePolicy).
+        policy = queue.node.try_find_child("Policy")
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(policy, sqs.QueuePolicy) and isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.node.add_dependency(policy)
+        rules = [{"Name": n, "Value": v} for n, v in (("prefix", event.prefix), ("suffix", event.suffix)) if v]
+        config: dict[str, object] = {"Event": event.s3_event, "Queue": queue.queue_arn}
+        if rules:
+            config["Filter"] = {"S3Key": {"Rules": rules}}
+        self._queue_configs.append(config)
+        cfn = self.bucket.node.default_child
+        assert isinstance(cfn, s3.CfnBucket)
+        cfn.add_property_override("NotificationConfiguration.QueueConfigurations", self._queue_configs)
+
+
+def allow_s3_notifications(key: kms.Key, account: str) -> None:
+    """Let S3 send event notifications into queues encrypted with ``key``, for this account's buckets.
+
+    Conditioned on the source account so the foundation stack holding the key never refers to a bucket."""
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="AllowS3ToEncryptedEventQueues", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+        principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+        conditions={"StringEquals": {"aws:SourceAccount": account}}))
