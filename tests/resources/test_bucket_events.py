@@ -42,9 +42,12 @@ def test_events_and_replicas_are_validated_with_the_line(tmp_path: Path, edit, m
 def test_plan_prices_the_replica_storage_and_transfer() -> None:
     plan = build_plan(fixture("files"))
     lines = {ln.item: ln for ln in plan.cost.lines if "uploads" in ln.item}
-    replica = lines["S3 uploads replica: 500 GB"]
+    replica = lines["S3 uploads (replica): 500 GB"]
     transfer = lines["S3 uploads replication to us-west-2: 100 GB"]
     assert replica.region == transfer.region == "us-west-2"
+    # The replica is stored once, though us-west-2 is both the DR region and a replicate_to target.
+    assert [ln.item for ln in plan.cost.lines if ln.region == "us-west-2" and ln.category == "storage"
+            and "uploads" in ln.item] == ["S3 uploads (replica): 500 GB"]
     assert replica.monthly_usd == pytest.approx(lines["S3 uploads: 500 GB"].monthly_usd)
     assert transfer.monthly_usd == pytest.approx(100 * 0.02)  # inter-region transfer, $/GB
 
