@@ -276,3 +276,22 @@ def test_edge_signs_what_it_verified_and_drops_client_proofs(tmp_path: Path) -> 
             assert public["proof"] is None
             # A token the edge refuses is never proxied, so never signed.
             assert httpx.post(f"{base}/private/x", headers={"authorization": "Bearer x.y.z"}).status_code == 401
+
+
+def test_token_buckets_forget_full_buckets_as_new_clients_arrive() -> None:
+    buckets = TokenBuckets(rate=5.0, burst=10, max_keys=1000)
+    for _ in range(10):
+        assert buckets.take("busy", now=0.0) == 0.0
+    assert buckets.take("busy", now=0.0) > 0  # exhausted
+    # 5,000 first-seen clients per second for 2 s: only the last ~full_after_s of them are kept.
+    for i in range(10_000):
+        buckets.take(f"new-{i}", now=0.1 + i / 5000)
+        if i == 400:
+            assert buckets.take("busy", now=0.1 + i / 5000) > 0  # still limited while it refills
+    assert len(buckets._buckets) <= 10_000 // 2 + 2  # bounded by arrivals within full_after_s (2 s)
+    # The cap holds even when nothing has refilled yet: the client idle longest is dropped first.
+    capped = TokenBuckets(rate=0.001, burst=1, max_keys=100)
+    for i in range(1000):
+        capped.take(f"c{i}", now=0.0)
+    assert len(capped._buckets) <= 100
+    assert capped.take("c999", now=0.0) > 0  # the most recent client is still limited
