@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
 import hmac
 import json
 import time
@@ -299,7 +298,9 @@ class EdgeProof:
 
     def _mac(self, stamp: str, method: str, path: bytes, token: str) -> str:
         msg = b"%s\n%s\n%s\n%s\n%s" % (self.VERSION.encode(), stamp.encode(), method.encode(), path, token.encode())
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+        # hmac.digest is one C call; hmac.new(...).hexdigest() built a Python HMAC object (~3% of the
+        # gateway's and the vote service's samples under py-spy).
+        return hmac.digest(self._key, msg, "sha256").hex()
 
     def sign(self, method: str, path: bytes, token: str, now: float | None = None) -> str:
         """The proof header value for a request whose token the caller has verified."""
