@@ -168,6 +168,8 @@ class SystemBench:
             "io_pressure_after": procs.io_pressure(),
             "disk_fsync_ms": disk,
             "command": " ".join(["stackwright", "bench", self.system.name, *self._cli_args()]),
+            # a run of some scenarios only (--only) leaves the per_replica.json rows it did not measure alone
+            "partial": tuple(self.opt.only) != tuple(self.SCENARIOS),
             "load_generator": {
                 "kind": "open loop, fixed rate; latency from the intended send time (wrk2 model)",
                 "implementation": "stackwright.bench.loadgen: asyncio protocols on uvloop + httptools, "
