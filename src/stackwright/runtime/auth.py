@@ -284,7 +284,7 @@ class EdgeProof:
     (:meth:`JWTVerifier.check_claims`: expiry, issuer, audience), so an expired token is refused even with a
     fresh proof. Within ``max_age_s`` the same proof re-sent with the same request is accepted: that is
     exactly what the bearer token already allows its holder (and the gateway may resend an idempotent
-    request whose connection died); a vote stays one per viewer and poll by its own dedup.
+    request whose connection died); a request that must happen once stays once by its own de-duplication.
     """
 
     VERSION = "v1"
@@ -299,7 +299,7 @@ class EdgeProof:
     def _mac(self, stamp: str, method: str, path: bytes, token: str) -> str:
         msg = b"%s\n%s\n%s\n%s\n%s" % (self.VERSION.encode(), stamp.encode(), method.encode(), path, token.encode())
         # hmac.digest is one C call; hmac.new(...).hexdigest() built a Python HMAC object (~3% of the
-        # gateway's and the vote service's samples under py-spy).
+        # gateway's and a service's samples under py-spy at ~500 requests/s with fresh tokens).
         return hmac.digest(self._key, msg, "sha256").hex()
 
     def sign(self, method: str, path: bytes, token: str, now: float | None = None) -> str:
