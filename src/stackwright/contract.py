@@ -36,3 +36,9 @@ DEFAULT_WS_PING_INTERVAL_S = 20.0
 #: routes do not raise it: their connections stay open through the server's pings instead.
 #: Source: AWS Elastic Load Balancing, "Application Load Balancers: connection idle timeout".
 ALB_IDLE_TIMEOUT_S = 60
+
+#: The edge's proof that it verified a request's bearer token (local runs only; see runtime.auth.EdgeProof),
+#: and the variable carrying the per-run secret the runner gives the gateway and every service. Rendered
+#: deployments set neither: there the ALB passes the token on unverified and each service verifies it.
+EDGE_PROOF_HEADER = "x-edge-proof"
+EDGE_PROOF_ENV = "EDGE_PROOF_SECRET"

@@ -20,6 +20,7 @@ from stackwright.local.ports import free_port
 from stackwright.local.ratelimit import TokenBuckets, retry_after_header
 from stackwright.local.routing import EdgeRoute, RouteTable
 from stackwright.runtime import FastRequest, Service, Settings
+from stackwright.runtime.auth import AuthError
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +239,59 @@ def test_405_allow_lists_every_method_of_the_path(items_edge: tuple[str, str]) -
     resp = httpx.delete(f"{base}/polls")
     _problem(resp, 405)
     assert resp.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_edge_signs_what_it_verified_and_drops_client_proofs(tmp_path: Path) -> None:
+    """Behind an edge given a secret, an authenticated request carries the edge's proof for exactly that
+    request; a proof sent by the client never reaches the service (it could only be a forgery or a replay)."""
+    from stackwright.contract import EDGE_PROOF_HEADER
+    from stackwright.runtime.auth import EdgeProof
+
+    secret = "e" * 64
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"proof": request.headers.get(EDGE_PROOF_HEADER),
+                             "token": request.headers.get("authorization", "").removeprefix("Bearer ")})
+
+    upstream_app = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
+    with serve(upstream_app) as upstream:
+        port = free_port()
+        config = edge_config(port, tmp_path / "key.pem", rate_limits={"open": {"requests_per_second": 1000,
+                                                                                "burst": 1000, "key": "ip"}},
+                             routes=[EdgeRoute("/public", "up").to_dict(),
+                                     EdgeRoute("/private", "up", auth="required").to_dict()],
+                             upstreams={"up": [upstream]}, edge_proof_secret=secret)
+        with serve(build_app(config), port=port) as base:
+            idp = DevIdP(tmp_path / "key.pem", issuer=ISS, audience=AUD)
+            token = idp.mint("u", ["viewer"])
+            forged = EdgeProof("f" * 64).sign("POST", b"/private/x", token)
+            seen = httpx.post(f"{base}/private/x", headers={"authorization": f"Bearer {token}",
+                                                            EDGE_PROOF_HEADER: forged}).json()
+            assert seen["proof"] != forged and seen["token"] == token
+            EdgeProof(secret).check(seen["proof"], "POST", b"/private/x", token)
+            with pytest.raises(AuthError):  # bound to the request: not valid for another path
+                EdgeProof(secret).check(seen["proof"], "POST", b"/private/y", token)
+            # Not authenticated at the edge: no proof, and the client's own is dropped.
+            public = httpx.get(f"{base}/public", headers={EDGE_PROOF_HEADER: forged}).json()
+            assert public["proof"] is None
+            # A token the edge refuses is never proxied, so never signed.
+            assert httpx.post(f"{base}/private/x", headers={"authorization": "Bearer x.y.z"}).status_code == 401
+
+
+def test_token_buckets_forget_full_buckets_as_new_clients_arrive() -> None:
+    buckets = TokenBuckets(rate=5.0, burst=10, max_keys=1000)
+    for _ in range(10):
+        assert buckets.take("busy", now=0.0) == 0.0
+    assert buckets.take("busy", now=0.0) > 0  # exhausted
+    # 5,000 first-seen clients per second for 2 s: only the last ~full_after_s of them are kept.
+    for i in range(10_000):
+        buckets.take(f"new-{i}", now=0.1 + i / 5000)
+        if i == 400:
+            assert buckets.take("busy", now=0.1 + i / 5000) > 0  # still limited while it refills
+    assert len(buckets._buckets) <= 10_000 // 2 + 2  # bounded by arrivals within full_after_s (2 s)
+    # The cap holds even when nothing has refilled yet: the client idle longest is dropped first.
+    capped = TokenBuckets(rate=0.001, burst=1, max_keys=100)
+    for i in range(1000):
+        capped.take(f"c{i}", now=0.0)
+    assert len(capped._buckets) <= 100
+    assert capped.take("c999", now=0.0) > 0  # the most recent client is still limited

@@ -30,7 +30,7 @@ from ..spec import System, load_system
 from . import procs
 from .loadgen import LoadGenerator, RequestSource, StepSpec
 from .search import Criteria, find_max_rate, round_rate
-from .sources import cached_tokens
+from .sources import TokenFile, cached_tokens
 from .stats import StepResult
 
 
@@ -113,6 +113,7 @@ class SystemBench:
         self.gen: LoadGenerator | None = None
         self.tokens: list[str] = []
         self.admin: str = ""
+        self.token_file: TokenFile | None = None
         self.state: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -167,6 +168,8 @@ class SystemBench:
             "io_pressure_after": procs.io_pressure(),
             "disk_fsync_ms": disk,
             "command": " ".join(["stackwright", "bench", self.system.name, *self._cli_args()]),
+            # a run of some scenarios only (--only) leaves the per_replica.json rows it did not measure alone
+            "partial": tuple(self.opt.only) != tuple(self.SCENARIOS),
             "load_generator": {
                 "kind": "open loop, fixed rate; latency from the intended send time (wrk2 model)",
                 "implementation": "stackwright.bench.loadgen: asyncio protocols on uvloop + httptools, "
@@ -193,6 +196,38 @@ class SystemBench:
             args += ["--generators", str(self.opt.processes)]
         args += list(self.opt.up_args)
         return args
+
+    def single_use_tokens(self, count: int) -> Path:
+        """The file of single-use client tokens (:class:`~.sources.TokenFile`), holding at least ``count``.
+
+        Minted on demand, between steps (never while one runs), by as many processes as there are CPUs,
+        and kept for later runs: a full run needs ~10^6 of them (~4 min to mint on 2 vCPUs the first time).
+        """
+        if self.token_file is None:
+            self.token_file = TokenFile(self.cache_dir, self._idp().kid)
+        have = self.token_file.count
+        if have < count:
+            # Mint well ahead: starting the pool costs ~1 s, and the next steps will need more.
+            target = max(count, have + 100_000)
+            self.say.phase(f"minting {target - have:,} single-use client tokens ({have:,} cached)")
+            ident = self.system.edge.identity
+            assert ident is not None
+            job = (str(self.cache_dir / "idp-key.pem"), ident.issuer, ident.audience, ident.roles_claim,
+                   list(self.CLIENT_ROLES), self.token_file.ttl_s)
+            import concurrent.futures
+            import multiprocessing
+
+            workers = max(1, os.cpu_count() or 1)
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) \
+                    as pool:
+                def mint_batch(first: int, n: int) -> list[str]:
+                    chunk = math.ceil(n / workers)
+                    parts = pool.map(_mint_range, [(*job, start, min(chunk, first + n - start))
+                                                   for start in range(first, first + n, chunk)])
+                    return [t for part in parts for t in part]
+
+                self.token_file.ensure(target, mint_batch)
+        return self.token_file.path
 
     def _idp(self) -> Any:
         from ..local.demokit import idp_for
@@ -381,6 +416,15 @@ def queue_bounded(samples: list[tuple[float, int]], rate: float, duration: float
     var = sum((t - mean_t) ** 2 for t, _ in points)
     slope = sum((t - mean_t) * (d - mean_d) for t, d in points) / var if var else 0.0
     return slope < 0.02 * rate and max(d for _, d in points) < 5 * rate, slope
+
+
+def _mint_range(job: tuple[str, str, str, str, list[str], int, int, int]) -> list[str]:
+    """Tokens ``first .. first + n - 1`` (subjects ``bench-once-<i>``), in a minting process."""
+    from ..local.idp import DevIdP
+
+    key_file, issuer, audience, roles_claim, roles, ttl_s, first, n = job
+    idp = DevIdP(Path(key_file), issuer=issuer, audience=audience, roles_claim=roles_claim)
+    return [idp.mint(f"bench-once-{i}", roles, ttl_s=ttl_s) for i in range(first, first + n)]
 
 
 def _gateway_pid(state: dict[str, Any]) -> int:

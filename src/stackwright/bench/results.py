@@ -186,11 +186,13 @@ def per_replica(doc: dict[str, Any], system: System, plugin: ModuleType | None =
     return {"schema": 1, **stamp, "services": dict(sorted(services.items()))}
 
 
-def merge_per_replica(path: Path, fresh: dict[str, Any], system: str) -> dict[str, Any]:
-    """``fresh`` rows replace ``system``'s rows of the file at ``path``; every other system's rows stay."""
+def merge_per_replica(path: Path, fresh: dict[str, Any], system: str, *, partial: bool = False) -> dict[str, Any]:
+    """``fresh`` rows replace ``system``'s rows of the file at ``path``; every other system's rows stay, and
+    with ``partial`` (a run of some scenarios only) so do the system's rows that run did not measure."""
     try:
         old = json.loads(path.read_text())
-        kept = {k: v for k, v in (old.get("services") or {}).items() if not k.startswith(f"{system}/")}
+        kept = {k: v for k, v in (old.get("services") or {}).items()
+                if not k.startswith(f"{system}/") or (partial and k not in fresh["services"])}
         # Rows written before rows carried their own date and machine get the file's.
         for row in kept.values():
             row.setdefault("measured_at", old.get("measured_at"))
@@ -209,6 +211,7 @@ def write_all(doc: dict[str, Any], system: System, bench_dir: Path,
     md = bench_dir / "RESULTS.md"
     update_results_md(md, doc, plugin)
     replica = bench_dir / "per_replica.json"
-    merged = merge_per_replica(replica, per_replica(doc, system, plugin), system.name)
+    merged = merge_per_replica(replica, per_replica(doc, system, plugin), system.name,
+                               partial=bool(doc.get("partial")))
     replica.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     return {"results": raw, "markdown": md, "per_replica": replica}

@@ -9,10 +9,12 @@ sends one request every U/rate seconds and no pair repeats.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .loadgen import render_request
 
@@ -91,3 +93,123 @@ def cached_tokens(cache: Path, kid: str, count: int, mint: Callable[[str], str],
     tmp.write_text(json.dumps({"expires_at": expires_at, "tokens": tokens}))
     tmp.replace(path)
     return tokens
+
+
+# ---------------------------------------------------------------------- single-use tokens
+
+_RECORD = 1024  # bytes per token record: an RS256 dev token is ~700 bytes (2048-bit key, a few claims)
+
+
+class TokenFile:
+    """Single-use client tokens in a file of fixed-width records, minted ahead and kept between runs.
+
+    A run that models first-seen clients (a viewer voting once per poll with a token the system has never
+    verified) needs one token per request: hundreds of thousands per run. Signing costs ~0.5 ms each
+    (RS256, 2048-bit), so they are minted ahead, in parallel, appended to ``tokens-<kid>-single.bin`` and
+    reused by later runs (each run starts the system with empty caches, so a token is new to every run);
+    record ``i`` is token ``i``, read through ``mmap`` by the load generator processes (only the path is
+    pickled to them). The file is dropped and minted again when fewer than ``min_left_s`` seconds of its
+    first token's lifetime are left.
+    """
+
+    def __init__(self, cache: Path, kid: str, *, ttl_s: int = 7 * 86400, min_left_s: int = 3 * 3600) -> None:
+        self.path = cache / f"tokens-{kid}-single.bin"
+        self.meta = cache / f"tokens-{kid}-single.json"
+        self.ttl_s = ttl_s
+        try:
+            expires_at = json.loads(self.meta.read_text())["expires_at"]
+            if expires_at - time.time() < min_left_s:
+                raise ValueError("expiring")
+        except (OSError, ValueError, KeyError, TypeError):
+            self.path.unlink(missing_ok=True)
+            cache.mkdir(parents=True, exist_ok=True)
+            self.meta.write_text(json.dumps({"expires_at": int(time.time()) + ttl_s, "record_bytes": _RECORD}))
+            self.path.write_bytes(b"")
+
+    @property
+    def count(self) -> int:
+        """Tokens in the file."""
+        return self.path.stat().st_size // _RECORD
+
+    def ensure(self, count: int, mint_batch: Callable[[int, int], list[str]],
+               on_progress: Callable[[int], None] | None = None) -> int:
+        """Mint tokens until the file holds ``count``; ``mint_batch(first, n)`` signs tokens first..first+n-1.
+
+        Returns how many were minted now (0 when the file already had enough).
+        """
+        have = self.count
+        if have >= count:
+            return 0
+        with self.path.open("ab") as out:
+            first = have
+            while first < count:
+                n = min(20_000, count - first)
+                for token in mint_batch(first, n):
+                    raw = token.encode("ascii")
+                    if len(raw) > _RECORD:
+                        raise ValueError(f"token of {len(raw)} bytes does not fit a {_RECORD}-byte record")
+                    out.write(raw.ljust(_RECORD, b" "))
+                out.flush()
+                first += n
+                if on_progress is not None:
+                    on_progress(n)
+        return count - have
+
+
+@dataclass
+class SingleUseRequests:
+    """``method path.format(target=...)`` as client ``index`` (token ``index`` of a :class:`TokenFile`) on
+    ``targets[index // per_target]``: every request carries a token used nowhere else in the run.
+
+    Rendering an index beyond the file (or the targets) raises ``IndexError``: callers reserve index ranges
+    and make sure the tokens exist before a step (:meth:`TokenFile.ensure`).
+    """
+
+    path: str
+    token_file: Path
+    targets: list[str]
+    per_target: int
+    bodies: list[bytes] = field(default_factory=list)
+    method: str = "POST"
+    expected: frozenset[int] = frozenset({202})
+
+    def __post_init__(self) -> None:
+        self._map: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_map"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._map = None
+
+    @property
+    def capacity(self) -> int:
+        """How many distinct (client, target) requests the targets can take."""
+        return self.per_target * len(self.targets)
+
+    def target_of(self, index: int) -> str:
+        """The target request ``index`` goes to."""
+        return self.targets[index // self.per_target]
+
+    def token(self, index: int) -> str:
+        """Token ``index`` (mapped on first use; mapped again when the file has grown since)."""
+        end = (index + 1) * _RECORD
+        if self._map is None or len(self._map) < end:
+            import mmap
+
+            with self.token_file.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < end:
+                    raise IndexError(f"token {index} has not been minted ({size // _RECORD} in {self.token_file})")
+                self._map = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        return self._map[index * _RECORD:end].rstrip(b" ").decode("ascii")
+
+    def build(self, index: int, host: str) -> bytes:
+        target = self.targets[index // self.per_target]
+        headers = {"authorization": f"Bearer {self.token(index)}"}
+        body = b""
+        if self.bodies:
+            body = self.bodies[index % len(self.bodies)]
+            headers["content-type"] = "application/json"
+        return render_request(self.method, self.path.format(target=target), host, body=body, headers=headers)

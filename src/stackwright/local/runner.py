@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from ..contract import EDGE_PROOF_ENV
 from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
@@ -69,6 +71,9 @@ class LocalSystem:
         self.prometheus: Any = None
         self.dashboard_url: str | None = None
         self.started = process_start(os.getpid())
+        # Per run, known to the gateway and the services only: the services accept the gateway's proof that
+        # it verified a token (runtime.auth.EdgeProof) instead of verifying it a second time.
+        self.edge_secret = secrets.token_hex(32)
 
     # ------------------------------------------------------------------ start
 
@@ -186,6 +191,7 @@ class LocalSystem:
             "rate_limits": {n: rl.model_dump() for n, rl in system.edge.rate_limits.items()},
             "default_rate_limit": system.edge.default_rate_limit,
             "idp_key_file": str(self.dir / "idp-key.pem"),
+            "edge_proof_secret": self.edge_secret,
         }
         if ident is not None:
             config["identity"] = {"issuer": ident.issuer, "audience": ident.audience,
@@ -196,6 +202,8 @@ class LocalSystem:
 
     async def _start_gateway(self) -> None:
         path = self.dir / "gateway.json"
+        path.touch(mode=0o600)  # it holds the edge proof secret
+        path.chmod(0o600)
         path.write_text(json.dumps(self.gateway_config(), indent=2, sort_keys=True))
         url = self.endpoints.gateway_url
         await self.supervisor.start(ProcessSpec(
@@ -212,6 +220,7 @@ class LocalSystem:
         for i, url in enumerate(urls):
             port = int(url.rsplit(":", 1)[1])
             env = service_env(self.system, name, self.endpoints, port=port)
+            env[EDGE_PROOF_ENV] = self.edge_secret
             for queue, timeout in self.options.visibility_timeouts.items():
                 if queue in svc.uses:
                     env[resource_env(queue, "VISIBILITY_TIMEOUT")] = f"{timeout:g}"

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
+from ..contract import EDGE_PROOF_HEADER
 from .auth import Principal
 from .metrics import DURATION, IN_PROGRESS, REQUESTS
 from .problems import PROBLEM_JSON, Problem, dependency_unavailable, problem_body, validation_problem
@@ -40,6 +41,7 @@ log = logging.getLogger("stackwright.runtime")
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
 _JSON = b"application/json"
+_PROOF = EDGE_PROOF_HEADER.encode()
 
 
 @dataclass
@@ -155,7 +157,7 @@ class FastRouter:
 
     async def _run(self, route: FastRoute, params: dict[str, str], scope: Scope, receive: Receive) -> Reply:
         wanted = route.headers
-        authorization = content_type = content_length = None
+        authorization = content_type = content_length = proof = None
         declared: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             if raw_name == b"authorization":
@@ -164,6 +166,8 @@ class FastRouter:
                 content_type = raw_value.decode("latin-1")
             elif raw_name == b"content-length":
                 content_length = raw_value
+            elif raw_name == _PROOF:
+                proof = raw_value.decode("latin-1")
             elif wanted:
                 n = raw_name.decode("latin-1")
                 if n in wanted:
@@ -176,7 +180,9 @@ class FastRouter:
                 raise Problem(400, "invalid Content-Length header") from None
             if too_big:
                 raise Problem(413, f"request body exceeds {self.max_body_bytes} bytes")
-        who = await self.service.authenticate(authorization, route.roles) if route.auth else None
+        who = (await self.service.authenticate(authorization, route.roles, proof=proof, method=scope["method"],
+                                               path=scope.get("raw_path") or scope["path"].encode())
+               if route.auth else None)
         for n, value in declared.items():
             if len(value) > wanted[n]:
                 raise _Invalid({"type": "string_too_long", "loc": ("header", n),

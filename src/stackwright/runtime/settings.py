@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..contract import env_key, resource_env, service_url_env
+from ..contract import EDGE_PROOF_ENV, env_key, resource_env, service_url_env
 
 __all__ = ["MissingSetting", "Settings", "env_key", "resource_env", "service_url_env"]
 
@@ -37,6 +37,8 @@ class Settings:
     jwt_roles_claim: str = "roles"
     # Verified tokens remembered: ~2.2 KB each (tracemalloc: 1.5 KB of claims + the token), ~44 MB at the default.
     jwt_cache_size: int = 20_000
+    # The per-run secret of the local edge's proofs (runtime.auth.EdgeProof); unset on rendered deployments.
+    edge_proof_secret: str | None = field(default=None, repr=False)
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -58,6 +60,7 @@ class Settings:
             jwt_algorithms=[a for a in e.get("JWT_ALGORITHMS", "RS256").split(",") if a],
             jwt_roles_claim=e.get("JWT_ROLES_CLAIM", "roles"),
             jwt_cache_size=int(e.get("JWT_CACHE_SIZE", "20000") or 20000),
+            edge_proof_secret=e.get(EDGE_PROOF_ENV) or None,
             env=e,
         )
 
