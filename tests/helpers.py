@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -45,3 +46,16 @@ def edge_config(port: int, key_file: Any, *, routes: list[dict[str, Any]], upstr
             "jwks_url": f"http://127.0.0.1:{port}/auth/.well-known/jwks.json",
             "rate_limits": rate_limits, "default_rate_limit": "open", "routes": routes, "upstreams": upstreams,
             **extra}
+
+
+def write_spec(folder: Path, text: str) -> Path:
+    """Write ``text`` as ``folder/system.yaml`` (with an empty migrations/ folder beside it); return the path."""
+    (folder / "migrations").mkdir(exist_ok=True)
+    path = folder / "system.yaml"
+    path.write_text(text)
+    return path
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based number of the first line of ``text`` containing ``needle``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.helpers import line_of, write_spec
 
 from stackwright.spec import SpecError, load_system, start_order
 from stackwright.spec.quantities import bytes_size, cpu_millis, memory_mib, seconds
@@ -36,17 +37,6 @@ def test_voting_matches_seed_000() -> None:
     assert s.cluster.node_pools[0].instance_types == ["m6i.2xlarge"]
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "migrations").mkdir(exist_ok=True)
-    path = tmp_path / "system.yaml"
-    path.write_text(text)
-    return path
-
-
-def _line_of(text: str, needle: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
-
-
 CASES = [
     ("unknown key", "    replicas: {min: 10, max: 100}", "    replicas: {min: 10, max: 100, maxx: 3}",
      r"unknown key 'maxx'.*did you mean 'max'"),
@@ -73,21 +63,21 @@ CASES = [
 def test_mistakes_are_located(tmp_path: Path, label: str, old: str, new: str, pattern: str) -> None:
     assert old in VOTING, f"fixture text for {label} drifted from the voting spec"
     text = VOTING.replace(old, new, 1)
-    path = _write(tmp_path, text)
+    path = write_spec(tmp_path, text)
     with pytest.raises(SpecError) as info:
         load_system(path)
     message = str(info.value)
     assert re.search(pattern, message), message
     assert info.value.file == path
-    assert info.value.line == _line_of(text, new.strip())
+    assert info.value.line == line_of(text, new.strip())
 
 
 def test_duplicate_key_and_bad_yaml(tmp_path: Path) -> None:
-    path = _write(tmp_path, VOTING.replace("  azs: 3\n", "  azs: 3\n  azs: 4\n", 1))
+    path = write_spec(tmp_path, VOTING.replace("  azs: 3\n", "  azs: 3\n  azs: 4\n", 1))
     with pytest.raises(SpecError, match="duplicate key 'azs'") as info:
         load_system(path)
-    assert info.value.line == _line_of(path.read_text(), "azs: 4")
-    path = _write(tmp_path, "name: x\nservices: [unclosed\n")
+    assert info.value.line == line_of(path.read_text(), "azs: 4")
+    path = write_spec(tmp_path, "name: x\nservices: [unclosed\n")
     with pytest.raises(SpecError, match="invalid YAML") as info:
         load_system(path)
     assert info.value.line is not None
@@ -97,10 +87,10 @@ def test_cycles_and_route_conflicts(tmp_path: Path) -> None:
     text = VOTING.replace("    uses: [cache]\n", "    uses: [cache]\n    calls: [results]\n", 1)
     text = text.replace("    uses: [db, cache]\n", "    uses: [db, cache]\n    calls: [auth]\n", 1)
     with pytest.raises(SpecError, match="cycle: "):
-        load_system(_write(tmp_path, text))
+        load_system(write_spec(tmp_path, text))
     clash = VOTING.replace("      - {path: /polls, methods: [GET]}", "      - {path: /polls, methods: [POST]}")
     with pytest.raises(SpecError, match="claimed by both 'vote' and 'results'"):
-        load_system(_write(tmp_path, clash))
+        load_system(write_spec(tmp_path, clash))
 
 
 def test_missing_system_names_known_ones(tmp_path: Path) -> None:
@@ -131,6 +121,6 @@ def test_shutdown_mistakes_are_located(tmp_path: Path, added: str, pattern: str,
     assert anchor in VOTING
     text = VOTING.replace(anchor, anchor + added, 1)
     with pytest.raises(SpecError) as info:
-        load_system(_write(tmp_path, text))
+        load_system(write_spec(tmp_path, text))
     assert re.search(pattern, str(info.value)), str(info.value)
-    assert info.value.line == _line_of(text, at)
+    assert info.value.line == line_of(text, at)

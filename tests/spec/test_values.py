@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.helpers import line_of, write_spec
 from typer.testing import CliRunner
 
 from stackwright.cli import _register, app
@@ -19,17 +20,6 @@ from stackwright.spec.catalog import priced
 REPO = Path(__file__).resolve().parents[2]
 VOTING = (REPO / "systems" / "voting" / "system.yaml").read_text()
 EU = "  - {name: eu-west-1, role: secondary, vpc_cidr: 10.1.0.0/16, traffic_share: 0.35}"
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "migrations").mkdir(exist_ok=True)
-    path = tmp_path / "system.yaml"
-    path.write_text(text)
-    return path
-
-
-def _line_of(text: str, needle: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 CASES = [
@@ -61,22 +51,22 @@ CASES = [
 def test_bad_values_are_located(tmp_path: Path, label: str, old: str, new: str, pattern: str) -> None:
     assert old in VOTING, f"fixture text for {label} drifted from the voting spec"
     text = VOTING.replace(old, new, 1)
-    path = _write(tmp_path, text)
+    path = write_spec(tmp_path, text)
     with pytest.raises(SpecError) as info:
         load_system(path)
     assert re.search(pattern, str(info.value)), str(info.value)
     assert info.value.file == path
-    assert info.value.line == _line_of(text, new.strip())
+    assert info.value.line == line_of(text, new.strip())
 
 
 def test_plan_on_a_bad_cidr_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    path = _write(tmp_path, VOTING.replace(EU, EU.replace("10.1.0.0/16", "10.1.0.0/33"), 1))
+    path = write_spec(tmp_path, VOTING.replace(EU, EU.replace("10.1.0.0/16", "10.1.0.0/33"), 1))
     _register()
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["plan", str(path), "--out", str(out), "--no-svg"])
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    line = _line_of(path.read_text(), "10.1.0.0/33")
+    line = line_of(path.read_text(), "10.1.0.0/33")
     assert f"system.yaml:{line}: regions.1.vpc_cidr" in result.output.replace("\n", "")
     assert not out.exists()
 
@@ -86,7 +76,7 @@ def test_rds_classes_of_current_generations_load(tmp_path: Path) -> None:
     data["resources"]["db"].update(engine="rds-postgresql", instance_class="db.m7g.large")
     data["cluster"]["node_pools"][0]["instance_types"] = ["c7i.2xlarge", "r7i.2xlarge", "m7g.2xlarge"]
     data["resources"]["cache"]["node_type"] = "cache.r7g.xlarge"
-    system = load_system(_write(tmp_path, yaml.safe_dump(data)))
+    system = load_system(write_spec(tmp_path, yaml.safe_dump(data)))
     assert system.resources["db"].instance_class == "db.m7g.large"
 
 

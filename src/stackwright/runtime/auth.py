@@ -181,12 +181,7 @@ class JWTVerifier:
             key.verify(signature, signing_input, padding.PKCS1v15(), _RSA_HASH[alg]())
         except InvalidSignature:
             raise AuthError("token signature does not verify") from None
-        try:
-            claims = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise AuthError("token is not valid") from None
-        if not isinstance(claims, dict):
-            raise AuthError("token is not valid")
+        claims = _claims_object(payload)
         self.check_claims(claims)
         return claims
 
@@ -243,6 +238,17 @@ def _b64url(segment: str) -> bytes:
     """Strict base64url (RFC 7515 section 2): no padding in the token, nothing outside the alphabet."""
     raw = segment.encode("ascii").translate(_B64URL)
     return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4), strict_mode=True)
+
+
+def _claims_object(payload: bytes) -> dict[str, Any]:
+    """A token's decoded payload as a JSON object (AuthError when it is not one)."""
+    try:
+        claims = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise AuthError("token is not valid") from None
+    if not isinstance(claims, dict):
+        raise AuthError("token is not valid")
+    return claims
 
 
 def _split(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes]:
@@ -323,10 +329,4 @@ class EdgeProof:
     def claims(token: str) -> dict[str, Any]:
         """The claims of a token whose signature the edge verified (AuthError when malformed)."""
         _, _, _, payload = _split(token)
-        try:
-            claims = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise AuthError("token is not valid") from None
-        if not isinstance(claims, dict):
-            raise AuthError("token is not valid")
-        return claims
+        return _claims_object(payload)
