@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..spec import SpecError, System, load_system
 
@@ -14,8 +15,12 @@ console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one line saying what is wrong and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print one line saying what is wrong and exit non-zero.
+
+    The message is printed as text, never as console markup: spec errors quote regex patterns such as
+    ``^[a-z][a-z0-9-]{0,40}$`` whose brackets the console would otherwise take for style tags.
+    """
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

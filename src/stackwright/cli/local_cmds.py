@@ -60,7 +60,7 @@ def _parse_visibility(values: list[str], spec: System) -> dict[str, float]:
 
 def up(
     system: SystemArg,
-    port: Annotated[int, typer.Option(help="Port of the edge gateway.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port of the edge gateway.", min=1, max=65535)] = 8080,
     postgres_url: Annotated[str | None, typer.Option(envvar="STACKWRIGHT_POSTGRES_URL",
                                                      help="Use this PostgreSQL server, not an embedded one.")] = None,
     redis_url: Annotated[str | None, typer.Option(envvar="STACKWRIGHT_REDIS_URL",
@@ -75,7 +75,8 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start in the background and return.")] = False,
     quiet_logs: Annotated[bool, typer.Option(help="Do not echo service logs (they still go to files).")] = False,
     dashboard: Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1.")] = True,
-    dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard (default: a free one).")] = None,
+    dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard (default: a free one).", min=1,
+                                                       max=65535)] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run the whole system on this machine: real Postgres and Redis, every service, the edge gateway."""
@@ -221,7 +222,8 @@ def demo(
     size: Annotated[int | None, typer.Option(
         help="How big the scenario is; the demo says what it counts (its SIZE_HELP).", min=1)] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
-    port: Annotated[int, typer.Option(help="Gateway port when the demo has to start the system.")] = 8080,
+    port: Annotated[int, typer.Option(help="Gateway port when the demo has to start the system.", min=1,
+                                      max=65535)] = 8080,
     state_dir: StateDir = None,
 ) -> None:
     """Run the system's demo scenario (its demo.py plug-in), starting the system first if needed."""
@@ -240,6 +242,8 @@ def demo(
             state = start_detached(spec.source, port=port, state_root=state_dir, on_step=lambda s: console.print(s))
         except ControlError as exc:
             fail(str(exc))
+    console.print(f"{spec.name} at {state['gateway']}"
+                  + (f"; dashboard {state['dashboard']}" if state.get("dashboard") else ""))
     ctx = DemoContext(system=spec, state=state, console=console, key_file=system_dir(spec, state_dir) / "idp-key.pem",
                       size=size or int(getattr(module, "DEFAULT_SIZE", 100)), concurrency=concurrency)
     began = time.monotonic()

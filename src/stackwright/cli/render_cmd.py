@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
                                         on_step=lambda s: progress.update(task, description=f"rendering {s}"))
             except RenderError as exc:
                 fail(f"{spec.source or spec.name}: {exc}")
+            except OSError as exc:  # the output folder cannot be written (a file, read-only, no space...)
+                fail(f"cannot write the bundle to {out_dir}: {exc.strerror or exc}")
         for note in notes:
             console.print(f"[yellow]note:[/] {note}")
         console.print(f"[green]wrote[/] {len(written)} files to {out_dir}")
@@ -60,15 +62,14 @@ def register(app: typer.Typer) -> None:
 
 def _prepare_checkers(parts: tuple[str, ...]) -> None:
     """Fail with the install command when a checker extra is missing; install checkov with progress."""
-    from ..extras import MissingExtra, require
+    from ..extras import MissingExtra, missing_modules
     from ..render.checkov_env import CheckovInstallFailed, checks_venv, find_checkov, install_checkov
 
-    try:
-        require("checks")
-        if "aws" in parts:
-            require("aws")
-    except MissingExtra as exc:
-        fail(str(exc))
+    # Every missing extra in one message, so one install fixes it.
+    missing = [MissingExtra(extra, gone) for extra in ("checks", *(("aws",) if "aws" in parts else ()))
+               if (gone := missing_modules(extra))]
+    if missing:
+        fail("; ".join(str(m) for m in missing))
     if find_checkov() is None:
         console.print(f"installing checkov into {checks_venv()} (once; about 1-2 minutes)")
         with console.status("installing checkov") as status:

@@ -14,7 +14,13 @@ Loc = tuple[str | int, ...]
 
 def load_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file into plain Python data plus a map from key path to 1-based line."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SpecError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded", path, line,
+                        hint="save the file as UTF-8") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

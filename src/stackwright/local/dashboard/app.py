@@ -15,6 +15,8 @@ from html import escape
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -82,7 +84,10 @@ def create_app(system: System, state_dir: Path) -> Starlette:
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
-    return Starlette(routes=[
+    # Bound to 127.0.0.1, but a web page the user visits could still reach it through a DNS name that
+    # resolves to 127.0.0.1 (DNS rebinding) and read the logs: answer only requests addressed to this machine.
+    return Starlette(middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])],
+                     routes=[
         Route("/", index),
         Route("/healthz", healthz),
         Route("/api/snapshot", snapshot),

@@ -1,0 +1,77 @@
+"""Bad input found by trying the CLI as a newcomer: each gives one located line and a non-zero exit, never a
+traceback, and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, hide: tuple[str, ...] = (), cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    code = ("import sys\n" f"for name in {hide!r}: sys.modules[name] = None\n"
+            "from stackwright.cli import main\n" f"sys.argv = ['stackwright', *{list(args)!r}]\nmain()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**os.environ, "COLUMNS": "400"})
+
+
+def _one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def _copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "app"
+    shutil.copytree(ROOT / "systems" / "fastapi-app", folder, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    return folder / "system.yaml"
+
+
+def test_regex_patterns_in_spec_errors_are_printed_as_written(tmp_path: Path) -> None:
+    spec = _copy(tmp_path)
+    spec.write_text(spec.read_text().replace("name: fastapi-app", "name: Fast_API!", 1))
+    line = _one_line(_cli("plan", str(spec), "--out", str(tmp_path / "plan")))
+    assert "^[a-z][a-z0-9-]{0,40}$" in line  # the console used to eat the [...] parts as markup
+    assert not (tmp_path / "plan").exists()
+
+
+def test_a_spec_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    spec = _copy(tmp_path)
+    lines = spec.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"description:"))
+    lines[at] = b"description: caf\xff\xfe"
+    spec.write_bytes(b"\n".join(lines))
+    line = _one_line(_cli("render", str(spec), "--out", str(tmp_path / "out")))
+    assert f"system.yaml:{at + 1}: not UTF-8" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_into_a_path_that_cannot_be_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    line = _one_line(_cli("render", "fastapi-app", "--out", str(tmp_path / "a-file")))
+    assert "cannot write the bundle to" in line and "a-file" in line
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_every_missing_extra_is_named_at_once(tmp_path: Path) -> None:
+    line = _one_line(_cli("render", "fastapi-app", "--out", str(tmp_path / "b"), "--check",
+                          hide=("kubernetes_validate", "aws_cdk")))
+    assert "'checks' extra" in line and "'aws' extra" in line
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("option", ["--port", "--dashboard-port"])
+@pytest.mark.parametrize("value", ["70000", "0", "-1"])
+def test_ports_out_of_range_are_refused_before_anything_starts(tmp_path: Path, option: str, value: str) -> None:
+    proc = _cli("up", "fastapi-app", option, value, "--state-dir", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert "Error" in proc.stderr  # the option parser's own message (a value like -1 reads as an option)
+    assert not any(tmp_path.iterdir())
