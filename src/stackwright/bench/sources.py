@@ -19,6 +19,16 @@ from typing import Any
 from .loadgen import render_request
 
 
+def _authorized(method: str, path: str, host: str, token: str, bodies: list[bytes], index: int) -> bytes:
+    """One request carrying ``token`` as a bearer, with JSON body ``bodies[index % n]`` when there are bodies."""
+    headers = {"authorization": f"Bearer {token}"}
+    body = b""
+    if bodies:
+        body = bodies[index % len(bodies)]
+        headers["content-type"] = "application/json"
+    return render_request(method, path, host, body=body, headers=headers)
+
+
 @dataclass
 class PairRequests:
     """``method path.format(target=...)`` as client ``g % len(tokens)`` on ``targets[g // len(tokens)]``.
@@ -45,13 +55,8 @@ class PairRequests:
 
     def build(self, index: int, host: str) -> bytes:
         users = len(self.tokens)
-        target = self.targets[index // users]
-        headers = {"authorization": f"Bearer {self.tokens[index % users]}"}
-        body = b""
-        if self.bodies:
-            body = self.bodies[index % len(self.bodies)]
-            headers["content-type"] = "application/json"
-        return render_request(self.method, self.path.format(target=target), host, body=body, headers=headers)
+        return _authorized(self.method, self.path.format(target=self.targets[index // users]), host,
+                           self.tokens[index % users], self.bodies, index)
 
 
 @dataclass
@@ -206,10 +211,5 @@ class SingleUseRequests:
         return self._map[index * _RECORD:end].rstrip(b" ").decode("ascii")
 
     def build(self, index: int, host: str) -> bytes:
-        target = self.targets[index // self.per_target]
-        headers = {"authorization": f"Bearer {self.token(index)}"}
-        body = b""
-        if self.bodies:
-            body = self.bodies[index % len(self.bodies)]
-            headers["content-type"] = "application/json"
-        return render_request(self.method, self.path.format(target=target), host, body=body, headers=headers)
+        return _authorized(self.method, self.path.format(target=self.targets[index // self.per_target]), host,
+                           self.token(index), self.bodies, index)
