@@ -7,6 +7,7 @@ Not a service module: services never import it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -45,9 +46,8 @@ def load_corpus(limit: int | None = None) -> list[Clip]:
     return clips
 
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
-        "seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def _number_words(n: int) -> str:
@@ -136,10 +136,8 @@ async def stream(url: str, pcm: bytes, *, token: str | None = None, realtime: bo
                 _take(out, json.loads(await ws.recv()))
             await ws.send('{"eof" : 1}')  # with the space, byte for byte what vosk's test.py sends
             _take(out, json.loads(await ws.recv()))
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)  # the server closes after the last answer
-            except ConnectionClosed:
-                pass
             out.close_code, out.close_reason = ws.close_code, ws.close_reason or ""
     except ConnectionClosed as exc:
         frame = exc.rcvd

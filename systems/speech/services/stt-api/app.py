@@ -17,6 +17,7 @@ unknown text message), 1009 frame over ``STT_MAX_FRAME_BYTES``, 1011 decoding fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -146,10 +147,8 @@ def parse_text(text: str) -> dict[str, Any]:
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    try:
+    with contextlib.suppress(RuntimeError, OSError):  # already closed by the client
         await ws.close(code, reason)
-    except (RuntimeError, OSError):  # already closed by the client
-        pass
 
 
 @app.get("/{path:path}", include_in_schema=False)

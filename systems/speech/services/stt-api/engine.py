@@ -217,8 +217,10 @@ class StreamState:
         elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
+        # Finals first: no partial while this stream still waits for one (it would only delay it).
         if (self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
-                and (self.partial_task is None or self.partial_task.done())):
+                and (self.partial_task is None or self.partial_task.done())
+                and all(f.done() for f in self.finals)):
             self.since_partial = 0
             self.partial_task = asyncio.create_task(self._partial(self.generation, self._open_audio()))
 
