@@ -200,14 +200,15 @@ async def _start_session(session: Session) -> None:
 
 
 async def _end_session(session: Session, code: int) -> None:
-    await asyncio.gather(*session.reports, return_exceptions=True)
-    await session.report(final=True)
+    # The slot first, so the user can start another stream at once; then the last usage record.
     try:
         await cache.zrem(f"streams:{session.user}", session.id)
         await cache.hset(f"session:{session.id}", mapping={"status": f"closed {code}", "ended": time.time()})
         await cache.expire(f"session:{session.id}", SESSION_TTL_S)
     except Exception as exc:  # the lease expires by itself
         log.warning("could not close session %s in Redis: %s", session.id, exc)
+    await asyncio.gather(*session.reports, return_exceptions=True)
+    await session.report(final=True)
 
 
 async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
