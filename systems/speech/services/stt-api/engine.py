@@ -198,6 +198,7 @@ class StreamState:
     partial_task: asyncio.Task[None] | None = None
     finals: list[asyncio.Task[dict[str, Any]]] = field(default_factory=list)
     vad_task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def audio_s(self) -> float:
@@ -217,8 +218,10 @@ class StreamState:
         elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
-        # Finals first: no partial while this stream still waits for one (it would only delay it).
-        if (self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
+        # Finals first: no partial while this stream still waits for one (it would only delay it). Partials only
+        # for live audio: a file sent faster than real time is decoded for its finals alone.
+        live = self.audio_s <= time.monotonic() - self.started + 2.0
+        if (live and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
                 and all(f.done() for f in self.finals)):
             self.since_partial = 0
