@@ -149,7 +149,8 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                      "met": abs(wer["wer_system"] - wer["wer_direct"]) <= 0.01})
         rows.append({"target": "throughput through the system >= 0.9 x the bare model",
                      "measured": f"{wer['throughput_system_x_realtime']:.2f}x vs "
-                                 f"{wer['throughput_direct_x_realtime']:.2f}x real time = {wer['throughput_ratio']:.2f}",
+                                 f"{wer['throughput_direct_x_realtime']:.2f}x real time = "
+                                 f"{wer['throughput_ratio']:.2f}",
                      "met": wer["throughput_ratio"] >= 0.9})
     lat = doc["scenarios"].get("latency")
     if lat:
