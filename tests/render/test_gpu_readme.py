@@ -3,8 +3,9 @@ NVIDIA AMI has the driver but not the plugin, and without it no GPU pod ever sch
 
 from __future__ import annotations
 
-from stackwright.render.readme import render_readme
 from tests.fixtures.load import fixture
+
+from stackwright.render.readme import render_readme
 
 
 def test_gpu_pool_needs_the_device_plugin() -> None:
