@@ -11,11 +11,17 @@ Scenarios (each through the full path: client -> gateway -> ws-proxy -> stt-api,
     N concurrent real-time streams (N = 1..4), each playing clips followed by 2 s of silence: end of speech
     (the last speech frame sent) -> the final text arriving, p50/p99 per N, and the largest N with
     p99 <= the spec's ``slo.latency_p99_ms``.
+``idle_sockets``
+    1,000 clients (each its own user) open ``/asr`` through the gateway, send a config and then nothing:
+    how many the edge admits (``max_connections`` per ws-proxy replica) and refuses, how they are closed
+    (ws-proxy's ``IDLE_TIMEOUT_S``: 1001), and ws-proxy's and the gateway's memory (VmRSS) before, while
+    they are open, and after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import statistics
 import sys
@@ -27,7 +33,8 @@ from typing import Any
 from stackwright.bench.harness import BenchOptions, Reporter, SystemBench
 from stackwright.bench.loadgen import RequestSource
 
-SCENARIOS = ("wer", "latency")
+SCENARIOS = ("wer", "latency", "idle_sockets")
+IDLE_SOCKETS = 1000
 LATENCY_STREAMS = (1, 2, 3, 4)
 CLIPS_PER_STREAM = 4
 TRAILING_SILENCE_S = 2.0
@@ -66,6 +73,66 @@ class SpeechBench(SystemBench):
             self.results["wer"] = self._wer()
         if "latency" in self.opt.only:
             self.results["latency"] = self._latency()
+        if "idle_sockets" in self.opt.only:
+            self.results["idle_sockets"] = self._idle_sockets()
+
+    def _rss_mib(self) -> dict[str, float | None]:
+        from stackwright.bench import procs
+
+        pids = {"ws-proxy": self._pid("ws-proxy"), "gateway": self._group("gateway").pid}
+        out: dict[str, float | None] = {}
+        for name, pid in pids.items():
+            kib = procs.status_kib(pid, "VmRSS")
+            out[name] = round(kib / 1024, 1) if kib is not None else None
+        return out
+
+    def _idle_sockets(self) -> dict[str, Any]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        self.say.phase(f"idle_sockets: {IDLE_SOCKETS} sockets that send a config and then nothing")
+        tokens = [self.idp.mint(f"bench-idle-{i}", [], ttl_s=3600) for i in range(IDLE_SOCKETS)]
+        before = self._rss_mib()
+        outcome: dict[str, Any] = {"sockets": IDLE_SOCKETS, "rss_mib_before": before}
+
+        async def scenario() -> dict[str, Any]:
+            codes: dict[str, int] = {}
+            gate = asyncio.Semaphore(100)  # connect 100 at a time: a burst, not a SYN flood from one process
+
+            async def one(token: str) -> Any:
+                async with gate:
+                    try:
+                        ws = await connect(f"{self.ws_url}?access_token={token}", proxy=None, open_timeout=30)
+                    except InvalidStatus as exc:
+                        return exc.response.status_code
+                    except (OSError, TimeoutError):
+                        return "connect error"
+                await ws.send('{"config": {"sample_rate": 16000}}')
+                return ws
+
+            began = time.monotonic()
+            opened = await asyncio.gather(*(one(t) for t in tokens))
+            held = [ws for ws in opened if not isinstance(ws, int | str)]
+            for o in opened:
+                if isinstance(o, int | str):
+                    codes[f"handshake {o}"] = codes.get(f"handshake {o}", 0) + 1
+            await asyncio.sleep(2)
+            during = self._rss_mib()
+
+            async def wait_close(ws: Any) -> None:
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 120)
+                key = f"closed {ws.close_code}"
+                codes[key] = codes.get(key, 0) + 1
+
+            await asyncio.gather(*(wait_close(ws) for ws in held))
+            return {"accepted": len(held), "outcomes": codes, "rss_mib_while_open": during,
+                    "all_closed_s": round(time.monotonic() - began, 1)}
+
+        outcome.update(asyncio.run(scenario()))
+        time.sleep(2)
+        outcome["rss_mib_after"] = self._rss_mib()
+        return outcome
 
     def _wer(self) -> dict[str, Any]:
         kit = self.kit
@@ -176,4 +243,12 @@ def markdown(doc: dict[str, Any]) -> list[str]:
                   "|---:|---:|---:|---:|---:|"]
         for row in lat["by_streams"].values():
             lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} |")
+    idle = doc["scenarios"].get("idle_sockets")
+    if idle:
+        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(idle["outcomes"].items()))
+        lines += ["", f"**idle_sockets** ({idle['sockets']} sockets through the gateway, a config and then silence): "
+                      f"{idle['accepted']} accepted; {outcomes}; all closed after {idle['all_closed_s']} s. "
+                      f"VmRSS MiB before / while open / after: " + "; ".join(
+                          f"{k} {idle['rss_mib_before'].get(k)} / {idle['rss_mib_while_open'].get(k)} / "
+                          f"{idle['rss_mib_after'].get(k)}" for k in idle["rss_mib_before"]) + "."]
     return lines

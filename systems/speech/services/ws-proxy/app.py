@@ -213,14 +213,22 @@ async def _end_session(session: Session, code: int) -> None:
 
 async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
     """Pump the stream both ways until it ends; the close code and reason for the client."""
+    deadline = time.monotonic() + MAX_STREAM_S
+    # stt-api is connected only once audio (or eof) arrives: a socket that never sends audio never takes one of
+    # the recognizer's slots, so idle sockets cost ws-proxy memory only (and are closed after IDLE_TIMEOUT_S).
+    held: list[str | bytes] = []
+    ended = False
+    while not ended and (not held or isinstance(held[-1], str)):  # configs are held until audio or eof
+        payload, ended = await _next_message(ws, session, deadline)
+        held.append(payload)
     try:
         upstream = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
                                  user_agent_header=None)
     except (OSError, TimeoutError, InvalidHandshake):
         return 1013, "recognizer unavailable; retry in 2 s"
     async with upstream:
-        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session))
         to_client = asyncio.create_task(_stt_to_client(upstream, ws, session))
+        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, held, ended))
         done, _ = await asyncio.wait({to_stt, to_client}, return_when=asyncio.FIRST_COMPLETED)
         if to_stt in done and to_stt.exception() is None:
             # The client finished ({"eof": 1}) or hit a limit after which the last text is still delivered:
@@ -239,35 +247,39 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
     return 1000, ""
 
 
-async def _client_to_stt(ws: WebSocket, upstream: ClientConnection, session: Session) -> None:
-    """Check and forward client messages; returns after ``{"eof": 1}`` (or a limit that ends the stream
-    gracefully); raises Close for a client error, which ends the stream at once."""
-    deadline = time.monotonic() + MAX_STREAM_S
-    while True:
-        try:
-            message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
-        except TimeoutError:
-            raise Close(1001, f"no audio for {IDLE_TIMEOUT_S:g} s") from None
-        if message["type"] == "websocket.disconnect":
-            raise Close(message.get("code", 1000), "client left")
-        data = message.get("bytes")
-        if data is not None:
-            if len(data) > MAX_FRAME_BYTES:
-                raise Close(1009, f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
-            if len(data) % 2:
-                raise Close(1003, "frames must be 16 kHz mono 16-bit PCM (an even number of bytes)")
-            session.audio_bytes += len(data)
-            over = session.audio_bytes / (2 * SAMPLE_RATE) > MAX_STREAM_S or time.monotonic() > deadline
-            await upstream.send(data if not over else '{"eof": 1}')
-            if over:
-                session.over_limit = True
-                return
-            continue
-        text = message.get("text") or ""
-        request = _check_text(text)
-        await upstream.send(json.dumps(request))
-        if "eof" in request:
-            return
+async def _client_to_stt(ws: WebSocket, upstream: ClientConnection, session: Session, deadline: float,
+                         held: list[str | bytes], ended: bool) -> None:
+    """Forward the held messages, then check and forward client messages; returns after ``{"eof": 1}`` (or a
+    limit that ends the stream gracefully); raises Close for a client error, which ends the stream at once."""
+    for payload in held:
+        await upstream.send(payload)
+    while not ended:
+        payload, ended = await _next_message(ws, session, deadline)
+        await upstream.send(payload)
+
+
+async def _next_message(ws: WebSocket, session: Session, deadline: float) -> tuple[str | bytes, bool]:
+    """The client's next message, checked, as it goes to stt-api, and whether it ends the stream (eof, or the
+    maximum duration reached: then an eof goes instead, so the last text is still delivered)."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+    except TimeoutError:
+        raise Close(1001, f"no audio for {IDLE_TIMEOUT_S:g} s") from None
+    if message["type"] == "websocket.disconnect":
+        raise Close(message.get("code", 1000), "client left")
+    data = message.get("bytes")
+    if data is not None:
+        if len(data) > MAX_FRAME_BYTES:
+            raise Close(1009, f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+        if len(data) % 2:
+            raise Close(1003, "frames must be 16 kHz mono 16-bit PCM (an even number of bytes)")
+        session.audio_bytes += len(data)
+        if session.audio_bytes / (2 * SAMPLE_RATE) > MAX_STREAM_S or time.monotonic() > deadline:
+            session.over_limit = True
+            return '{"eof": 1}', True
+        return data, False
+    request = _check_text(message.get("text") or "")
+    return json.dumps(request), "eof" in request
 
 
 def _check_text(text: str) -> dict[str, Any]:
