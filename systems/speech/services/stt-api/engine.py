@@ -220,7 +220,7 @@ class StreamState:
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
         # Finals first: no partial while this stream still waits for one (it would only delay it). Partials only
         # for live audio: a file sent faster than real time is decoded for its finals alone.
-        live = self.audio_s <= time.monotonic() - self.started + 2.0
+        live = self.audio_s <= time.monotonic() - self.started + 0.5
         if (live and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
                 and all(f.done() for f in self.finals)):
