@@ -108,12 +108,13 @@ class StreamResult:
 
 
 async def stream(url: str, pcm: bytes, *, token: str | None = None, realtime: bool = False,
-                 frame_bytes: int = FRAME_BYTES, sample_rate: int = SAMPLE_RATE,
+                 speed: float = 1.0, frame_bytes: int = FRAME_BYTES, sample_rate: int = SAMPLE_RATE,
                  trailing_silence_s: float = 0.0) -> StreamResult:
     """Stream ``pcm`` as a stock vosk client does: config, frames each answered once, ``{"eof": 1}``.
 
-    ``realtime`` paces frames at the audio's own rate (a live microphone); otherwise each frame is sent as
-    soon as the previous one is answered. The token goes in ``?access_token=`` (what browsers can do).
+    ``realtime`` paces frames at the audio's own rate (a live microphone) times ``speed`` (0.5: half as fast);
+    otherwise each frame is sent as soon as the previous one is answered. The token goes in ``?access_token=``
+    (what browsers can do).
     Never raises for a close: the code and reason are in the result.
     """
     from websockets.asyncio.client import connect
@@ -130,7 +131,7 @@ async def stream(url: str, pcm: bytes, *, token: str | None = None, realtime: bo
             start = time.monotonic()
             for i, offset in enumerate(range(0, len(audio), frame_bytes)):
                 if realtime:
-                    await asyncio.sleep(max(0.0, start + i * frame_s - time.monotonic()))
+                    await asyncio.sleep(max(0.0, start + i * frame_s / speed - time.monotonic()))
                 await ws.send(audio[offset:offset + frame_bytes])
                 if offset < len(pcm) <= offset + frame_bytes:
                     out.speech_end_at = time.monotonic()

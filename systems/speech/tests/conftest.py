@@ -23,9 +23,10 @@ from speech_harness import Speech  # noqa: E402
 
 pytest.importorskip("faster_whisper", reason="the speech system needs the `speech` extra (pip install -e '.[speech]')")
 
-# Short limits so the hostile-input tests end in seconds (the defaults are 600 s and 30 s). Services inherit
-# the environment of `stackwright up`; the spec's env block does not set these two.
-TEST_ENV = {"MAX_STREAM_S": "6", "IDLE_TIMEOUT_S": "3"}
+# Short limits so the hostile-input tests end in seconds (the defaults are 600 s and 30 s; 20 s still lets a
+# clip play at a third of real time). Services inherit the environment of `stackwright up`; the spec's env
+# block does not set these two.
+TEST_ENV = {"MAX_STREAM_S": "20", "IDLE_TIMEOUT_S": "3"}
 
 
 @pytest.fixture(scope="session")
