@@ -211,6 +211,14 @@ def token(
     spec = load(system)
     if spec.edge.identity is None:
         fail(f"{spec.name} has no edge.identity, so it accepts no tokens")
+    if ttl < 1:
+        fail(f"--ttl must be at least 1 second, not {ttl}")
+    if not sub.strip():
+        fail("--sub must not be empty")
+    known = sorted({r for svc in spec.services.values() for route in svc.routes for r in route.roles})
+    unknown = [r for r in role if r not in known]
+    if unknown:  # a typo here would mint a token that every role-gated route refuses, with no clue why
+        fail(f"{spec.name} has no role {', '.join(map(repr, unknown))}; its routes use: {', '.join(known) or 'none'}")
     ident = spec.edge.identity
     idp = DevIdP(system_dir(spec, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
                  roles_claim=ident.roles_claim)
