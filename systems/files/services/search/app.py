@@ -45,10 +45,8 @@ CREATE TABLE IF NOT EXISTS docs (
     content_type  text NOT NULL,
     owner_id      text NOT NULL,
     content       text NOT NULL DEFAULT '',
-    tsv           tsvector GENERATED ALWAYS AS (
-        setweight(to_tsvector('simple', name), 'A') ||
-        setweight(to_tsvector('simple', array_to_string(tags, ' ')), 'B') ||
-        setweight(to_tsvector('simple', content), 'C')) STORED
+    -- Written with the row (array_to_string is not immutable, so this cannot be a generated column).
+    tsv           tsvector NOT NULL
 );
 CREATE INDEX IF NOT EXISTS docs_tsv ON docs USING gin (tsv);
 CREATE INDEX IF NOT EXISTS docs_tags ON docs USING gin (tags);
@@ -83,9 +81,13 @@ async def reindex(file_id: uuid.UUID) -> str:
         except KeyError:
             content = ""
     await index.pool.execute(
-        """INSERT INTO docs (file_id, name, tags, content_type, owner_id, content) VALUES ($1, $2, $3, $4, $5, $6)
+        """INSERT INTO docs (file_id, name, tags, content_type, owner_id, content, tsv)
+           VALUES ($1, $2, $3, $4, $5, $6, setweight(to_tsvector('simple', $2), 'A')
+                   || setweight(to_tsvector('simple', array_to_string($3::text[], ' ')), 'B')
+                   || setweight(to_tsvector('simple', $6), 'C'))
            ON CONFLICT (file_id) DO UPDATE SET name = EXCLUDED.name, tags = EXCLUDED.tags,
-               content_type = EXCLUDED.content_type, owner_id = EXCLUDED.owner_id, content = EXCLUDED.content""",
+               content_type = EXCLUDED.content_type, owner_id = EXCLUDED.owner_id, content = EXCLUDED.content,
+               tsv = EXCLUDED.tsv""",
         row["id"], row["name"], list(row["tags"]), row["content_type"], row["owner_id"], content)
     return "indexed"
 
