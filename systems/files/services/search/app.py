@@ -152,11 +152,11 @@ async def search(who: Caller,
         args.append(value)
         return f"${len(args)}"
 
-    rank = "0"
+    order = "file_id"
     if q:
         tsq = f"websearch_to_tsquery('simple', {arg(q)})"
         where.append(f"(tsv @@ {tsq} OR name ILIKE {arg(_like(q))})")
-        rank = f"ts_rank(tsv, {tsq})"
+        order = f"ts_rank(tsv, {tsq}) DESC, file_id"
     if tag:
         where.append(f"{arg(tag.lower())} = ANY(tags)")
     if type:
@@ -164,7 +164,7 @@ async def search(who: Caller,
     if owner:
         where.append(f"owner_id = {arg(owner)}")
     sql = (f"SELECT file_id FROM docs {'WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY {rank} DESC, file_id LIMIT {PAGE} OFFSET ")
+           f"ORDER BY {order} LIMIT {PAGE} OFFSET ")
     found: list[Any] = []
     for page in range(MAX_PAGES):
         ids = [r["file_id"] for r in await index.pool.fetch(sql + str(page * PAGE), *args)]
