@@ -10,7 +10,7 @@ from .storage import ObjectInfo, ObjectStore, store_from_url
 from .worker import consume
 
 __all__ = [
-    "AuthError", "Database", "FastRequest", "JWTVerifier", "MissingSetting", "ObjectStore", "ObjectInfo", "Principal", "Problem",
-    "Reply", "Service", "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response",
+    "AuthError", "Database", "FastRequest", "JWTVerifier", "MissingSetting", "ObjectInfo", "ObjectStore", "Principal",
+    "Problem", "Reply", "Service", "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response",
     "problem_responses", "resource_env", "service_url_env", "store_from_url",
 ]
