@@ -33,3 +33,20 @@ def test_expiry_ends_the_span() -> None:
 def test_unknown_upload_rate_is_all_standard() -> None:
     res = bucket(storage_gb=500, lifecycle=[{"after_days": 30, "storage_class": "GLACIER"}])
     assert storage_class_shares(res) == [("STANDARD", 1.0)]
+
+
+def test_plan_lists_the_spec_slos() -> None:
+    from stackwright.plan.builder import slo_rows
+    from stackwright.spec import System
+
+    system = System.model_validate({
+        "name": "s", "regions": [{"name": "us-east-1", "role": "primary", "vpc_cidr": "10.0.0.0/16"}],
+        "cluster": {"node_pools": [{"name": "g", "instance_types": ["m6i.large"], "min": 1, "max": 2}]},
+        "services": {"api": {"routes": [{"path": "/x"}]}},
+        "slo": {"peak_rps": 10000, "latency_p95_ms": 200, "error_rate_percent": 1, "availability": 99.9,
+                "rto_minutes": 15}})
+    rows = dict(slo_rows(system))
+    assert rows["latency p95"] == "< 200 ms"
+    assert rows["error rate (5xx)"] == "< 1%"
+    assert rows["throughput (peak)"] == "10,000 req/s"
+    assert rows["recovery time (RTO / MTTR)"] == "< 15 min"
