@@ -108,7 +108,7 @@ def test_kill_file_service_mid_upload_leaves_nothing_and_retry_works(files: File
 def test_kill_image_processing_mid_job_redoes_it(files: Files) -> None:
     _, alice = files.user("alice")
     # Noise is slow to decode and resize: the job takes long enough for the kill to land inside it.
-    img = Image.effect_noise((5000, 4000), 80).convert("RGB")
+    img = Image.effect_noise((4000, 3000), 80).convert("RGB")
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=95)
     f = files.upload(alice, buf.getvalue(), name="noise.jpg")
@@ -162,7 +162,9 @@ def test_kill_postgres_while_uploading_loses_and_duplicates_nothing(files: Files
         stop.set()
         t.join(60)
     assert acked and answers[-1] == 201  # some before, and the service is back after
-    assert all(code in (0, 201, 503) for code in answers), sorted(set(answers))
+    # During the outage: 503 from the file service, or 502 from the edge (seen once: a request the upstream
+    # broke off); never a 500, never a 4xx for a good request.
+    assert all(code in (0, 201, 502, 503) for code in answers), sorted(set(answers))
     rows = files.sql("SELECT id::text AS id, sha256 FROM files WHERE owner_id = $1", sub)
     # Every acknowledged upload is there, once, with its bytes; nothing that was not acknowledged is.
     assert {r["id"]: r["sha256"] for r in rows} == acked

@@ -71,5 +71,7 @@ def test_empty_index_is_rebuilt_from_postgres(files: Files) -> None:
     files.sql("TRUNCATE docs", resource="index")
     assert ids(files, alice, q=word) == set()
     asyncio.run(kill_and_recover("files", files.state_root, "search"))
-    files.wait_until(lambda: indexed(files, alice, f["id"], q=word))
-    assert files.sql("SELECT count(*) AS n FROM docs", resource="index")[0]["n"] >= live
+    # Every live file comes back, not just this one (the rebuild walks the files table in id order).
+    files.wait_until(lambda: files.sql("SELECT count(*) AS n FROM docs", resource="index")[0]["n"] >= live,
+                     timeout_s=60)
+    assert indexed(files, alice, f["id"], q=word)
