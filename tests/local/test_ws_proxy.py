@@ -19,7 +19,7 @@ from tests.helpers import AUD, ISS, edge_config, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from stackwright.local.gateway import build_app
+from stackwright.local.gateway import build_admin_app, build_app
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.routing import EdgeRoute
@@ -231,7 +231,8 @@ def test_sessions_are_counted_in_edge_metrics(edge: tuple[str, DevIdP]) -> None:
     with connect(f"{base}/ws/open") as ws:
         _hello(ws)
     _refused(f"{base}/ws/plain")
-    text = httpx.get(f"{base.replace('ws://', 'http://')}/_edge/metrics").text
+    with serve(build_admin_app()) as admin:  # the gateway's own metrics: its local-only port
+        text = httpx.get(f"{admin}/metrics").text
     assert 'starlette_requests_total{app_name="edge",method="GET",path="/ws/open",status_code="101"}' in text
     assert 'starlette_requests_total{app_name="edge",method="GET",path="__unmatched__",status_code="403"}' in text
 

@@ -139,8 +139,10 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
     if routed:
         lines += [f"Each region's ALB is published by external-dns as `<region>.{naming.public_host(system, env)}` "
                   f"(`<region>.<env>.{system.edge.domain}` outside production); the AWS app's Route 53 records "
-                  f"(`api.`, `writer.`) point there and health-check `{naming.HEALTH_CHECK_PATH}`. "
-                  "`/readyz` and `/metrics` are not reachable from outside.", ""]
+                  f"(`api.`, `writer.`) point there and health-check `{naming.HEALTH_CHECK_PATH}` (answered by the ALB "
+                  "itself). The services' `/metrics`, `/readyz`, `/healthz` and API docs are not reachable from "
+                  "outside unless a route names them; `stackwright up` applies the same rules "
+                  "(stackwright.deploy.routes).", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Files", "", *[f"- `{f}`" for f in sorted(files)], ""]
