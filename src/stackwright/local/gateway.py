@@ -351,8 +351,9 @@ async def _json(send: Send, status: int, data: Any) -> None:
 
 
 def build_app(config: dict[str, Any]) -> Any:
-    """The gateway wrapped in request metrics (labelled as service 'edge')."""
-    return MetricsMiddleware(Gateway(config), app_name="edge")
+    """The gateway wrapped in request metrics (labelled as service 'edge'). Every public request counts,
+    /metrics and /readyz too: at the edge those are the internet's requests, answered by the edge."""
+    return MetricsMiddleware(Gateway(config), app_name="edge", skip_paths=frozenset())
 
 
 def build_admin_app() -> Starlette:
