@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.edge_probes import INTERNAL, edge_counts, edge_outcome, probe_set, send
+from tests.edge_probes import INTERNAL, Probe, edge_counts, edge_outcome, probe_set, send
 from tests.ingress_eval import alb_rules, evaluate
 
 from stackwright.deploy.routes import edge_table
@@ -88,6 +88,13 @@ def test_internal_endpoints_answer_404_through_the_edge_but_not_to_the_platform(
     assert httpx.get(f"{admin}/healthz").json() == {"status": "ok"}
     assert 'app_name="edge"' in httpx.get(f"{admin}/metrics").text
     assert client.get("/_edge/metrics").status_code != 200
+    # Spellings both edges pass to the catch-all route (the ALB compares the path as sent) are refused by
+    # the service: none of them gets the metrics, or anything but a 404/307 (a redirect to the blocked path).
+    for variant in ("/%6detrics", "/%6Detrics", "/%72eadyz", "//metrics", "/METRICS", "/./metrics",
+                    "/x/../metrics", "/%2e%2e/metrics", "/metrics/", "/%64ocs", "/openapi%2ejson"):
+        status = send(voting.base, Probe("GET", variant), {})
+        assert status in (404, 307), (variant, status)
+        assert "starlette_requests_total" not in voting.client.get(variant, follow_redirects=True).text
     # The services still serve them to the platform (probes, Prometheus) on their own ports.
     web = voting.state["services"]["web"][0]["url"]
     assert httpx.get(f"{web}/metrics").status_code == 200 and httpx.get(f"{web}/readyz").status_code == 200
