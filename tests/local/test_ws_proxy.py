@@ -293,3 +293,12 @@ def test_runner_passes_websocket_limits_to_the_gateway(tmp_path: Path) -> None:
     routes = LocalSystem(system, UpOptions(state_root=tmp_path), report=lambda _: None).gateway_config()["routes"]
     route = EdgeRoute.from_dict(next(r for r in routes if r["pattern"] == ws_route.path))
     assert (route.max_connections, route.idle_timeout_s) == (7, 30)
+
+
+def test_a_handshake_over_the_albs_header_limit_gets_its_400(edge: tuple[str, DevIdP]) -> None:
+    """Headers of 7 KiB each (under the 8 KiB line the WebSocket server reads at most), 70 KiB in all."""
+    base, _ = edge
+    many = {f"x-part-{i}": "a" * (7 * 1024) for i in range(10)}
+    assert _refused(f"{base}/ws/open", additional_headers=many) == 400
+    with connect(f"{base}/ws/open", additional_headers={"x-fine": "a" * (7 * 1024)}) as ws:
+        _hello(ws)

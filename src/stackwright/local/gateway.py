@@ -163,9 +163,20 @@ class Gateway:
         """Admit a WebSocket like an HTTP GET, then proxy it (see ws_proxy); refusals are 403 handshakes."""
         if (await receive())["type"] != "websocket.connect":
             return
-        if _over_limits(scope, self.limits_alb):
-            await refuse(send, 1009)  # message too big: the ALB refuses the handshake with a 400
-            _count_websocket(None, 403)
+        too_large = _over_limits(scope, self.limits_alb)
+        if too_large:
+            # The ALB answers such a handshake 400, as any request; with the server's denial-response
+            # extension the gateway does too, else it can only close before accept (a 403).
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                body = problem_bytes(self.limits_alb.status, too_large)
+                await send({"type": "websocket.http.response.start", "status": self.limits_alb.status,
+                            "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "websocket.http.response.body", "body": body})
+                _count_websocket(None, self.limits_alb.status)
+            else:
+                await refuse(send, 1009)
+                _count_websocket(None, 403)
             return
         route = self.table.match("GET", _raw_path(scope), _host(scope)).route  # the handshake is a GET
         if route is None or not route.websocket:
