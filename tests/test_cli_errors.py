@@ -75,3 +75,23 @@ def test_ports_out_of_range_are_refused_before_anything_starts(tmp_path: Path, o
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
     assert "Error" in proc.stderr  # the option parser's own message (a value like -1 reads as an option)
     assert not any(tmp_path.iterdir())
+
+
+def test_only_takes_comma_separated_parts_and_names_an_unknown_one(tmp_path: Path) -> None:
+    proc = _cli("render", "fastapi-app", "--only", "k8s,docker", "--out", str(tmp_path / "ok"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = sorted(p.name for p in (tmp_path / "ok").iterdir() if not p.name.startswith("."))
+    assert written == ["README.md", "docker", "k8s"]
+    line = _one_line(_cli("render", "fastapi-app", "--only", "k8s,helm", "--out", str(tmp_path / "bad")))
+    assert "unknown part 'helm'" in line and "k8s, aws, docker, ci" in line
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--ttl", "-5"), "--ttl must be at least 1 second"),
+    (("--sub", " "), "--sub must not be empty"),
+    (("--role", "admn"), "voting has no role 'admn'; its routes use: admin"),
+])
+def test_token_refuses_what_would_mint_a_useless_token(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    line = _one_line(_cli("token", "voting", *args, "--state-dir", str(tmp_path)))
+    assert expected in line

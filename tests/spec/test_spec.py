@@ -83,6 +83,19 @@ def test_duplicate_key_and_bad_yaml(tmp_path: Path) -> None:
     assert info.value.line is not None
 
 
+def test_alias_bombs_and_recursive_aliases_are_refused_at_once(tmp_path: Path) -> None:
+    # Nine levels of ten aliases each expand to 10^9 values: the old loader expanded them all (minutes, GiBs).
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write_spec(tmp_path, "name: bomb\n" + "\n".join(levels) + "\n")
+    with pytest.raises(SpecError, match="more than 200,000 values") as info:
+        load_system(path)
+    assert info.value.file == path and info.value.line is not None
+    path = write_spec(tmp_path, "name: loop\nservices: &s {api: [1, *s]}\n")
+    with pytest.raises(SpecError, match="deeper than 64 levels"):
+        load_system(path)
+
+
 def test_cycles_and_route_conflicts(tmp_path: Path) -> None:
     text = VOTING.replace("    uses: [cache]\n", "    uses: [cache]\n    calls: [results]\n", 1)
     text = text.replace("    uses: [db, cache]\n", "    uses: [db, cache]\n    calls: [auth]\n", 1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
 from ..spec import SpecError, System, load_system
+from ..spec.load import find_system_file
 
 console = Console(stderr=True, highlight=False)
 
@@ -30,3 +33,35 @@ def load(system: str) -> System:
         return load_system(system, root=Path.cwd())
     except SpecError as exc:
         fail(str(exc))
+
+
+@dataclass(frozen=True)
+class SystemIdentity:
+    """Name and spec folder of a system whose spec does not load: enough to find its running processes."""
+
+    name: str
+    base_dir: Path
+
+
+def load_for_local_run(system: str) -> System | SystemIdentity:
+    """The spec, or — when it has an error — just its name and folder with a one-line warning, so
+    ``status``, ``down`` and ``logs`` still reach a system started before the spec was broken (its
+    processes keep running whatever the file now says). Exits only when no system.yaml is found."""
+    try:
+        return load_system(system, root=Path.cwd())
+    except SpecError as exc:
+        error = exc
+    try:
+        path = find_system_file(system, Path.cwd())
+    except SpecError as exc:
+        fail(str(exc))
+    name = path.parent.name
+    try:  # the name: line alone; plain safe_load never expands aliases, so a hostile file stays cheap
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"]:
+            name = data["name"]
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        pass
+    console.print(f"[yellow]warning:[/] {escape(str(error))} (using the local run of {escape(name)!r} anyway)",
+                  soft_wrap=True)
+    return SystemIdentity(name=name, base_dir=path.parent)

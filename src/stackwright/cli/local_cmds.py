@@ -15,7 +15,7 @@ from rich.table import Table
 from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
 from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..spec import System
-from .common import console, fail, load
+from .common import console, fail, load, load_for_local_run
 
 
 class RedisFsync(enum.StrEnum):
@@ -144,7 +144,7 @@ def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:
 
 def status(system: SystemArg, state_dir: StateDir = None) -> None:
     """Show whether a system is running, and the health of each process."""
-    spec = load(system)
+    spec = load_for_local_run(system)
     state = read_state(spec, state_dir)
     if not running_state(spec, state_dir) or state is None:
         stale = leftovers(state)
@@ -186,7 +186,7 @@ def _readiness(client: httpx.Client, url: str) -> tuple[bool, str]:
 
 def down(system: SystemArg, state_dir: StateDir = None) -> None:
     """Stop a running system (services, gateway, then Postgres and Redis). Data stays in .stackwright/."""
-    spec = load(system)
+    spec = load_for_local_run(system)
     state = read_state(spec, state_dir)
     if state is not None and not runner_alive(state):
         with console.status(f"stopping what the killed run of {spec.name} left behind …"):
@@ -213,6 +213,14 @@ def token(
     spec = load(system)
     if spec.edge.identity is None:
         fail(f"{spec.name} has no edge.identity, so it accepts no tokens")
+    if ttl < 1:
+        fail(f"--ttl must be at least 1 second, not {ttl}")
+    if not sub.strip():
+        fail("--sub must not be empty")
+    known = sorted({r for svc in spec.services.values() for route in svc.routes for r in route.roles})
+    unknown = [r for r in role if r not in known]
+    if unknown:  # a typo here would mint a token that every role-gated route refuses, with no clue why
+        fail(f"{spec.name} has no role {', '.join(map(repr, unknown))}; its routes use: {', '.join(known) or 'none'}")
     ident = spec.edge.identity
     idp = DevIdP(system_dir(spec, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
                  roles_claim=ident.roles_claim)

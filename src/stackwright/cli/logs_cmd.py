@@ -11,7 +11,7 @@ import typer
 from ..local.logfiles import Follower, LogLine, format_line, parse_since, processes, tail
 from ..local.state import system_dir
 from ..local.supervisor import COLORS
-from .common import fail, load
+from .common import fail, load_for_local_run
 from .local_cmds import StateDir, SystemArg
 
 # How often -f looks for new lines: fast enough to feel live, slow enough to cost nothing.
@@ -30,7 +30,7 @@ def logs(
     state_dir: StateDir = None,
 ) -> None:
     """Show the logs of a local run's processes, each line as ``process | text``."""
-    spec = load(system)
+    spec = load_for_local_run(system)
     log_dir = system_dir(spec, state_dir) / "logs"
     known = processes(log_dir)
     if not known:

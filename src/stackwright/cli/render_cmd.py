@@ -15,6 +15,15 @@ from .common import console, fail, load
 TARGET_SETS = {"eks": ("k8s", "aws", "docker", "ci")}
 
 
+def _parts(only: list[str], known: tuple[str, ...]) -> tuple[str, ...]:
+    """``--only k8s --only aws`` and ``--only k8s,aws`` alike, in the order given; exits on an unknown part."""
+    parts = tuple(dict.fromkeys(p.strip() for value in only for p in value.split(",") if p.strip()))
+    unknown = [p for p in parts if p not in known]
+    if unknown or not parts:
+        fail(f"--only: unknown part {', '.join(map(repr, unknown)) or '(empty)'}; the parts are {', '.join(known)}")
+    return parts
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``render`` and ``checkers`` commands to the CLI."""
 
@@ -24,7 +33,7 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", "-t", help="deployment target (eks)")] = "eks",
         out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder (default ./out/<system>)")] = None,
         only: Annotated[list[str] | None, typer.Option(
-            "--only", help="render only these parts: k8s, aws, docker, ci")] = None,
+            "--only", help="render only these parts, repeated or comma-separated: k8s, aws, docker, ci")] = None,
         check: Annotated[bool, typer.Option(
             "--check", help="run kubernetes-validate, CRD schemas, checkov, and cfn-lint on the synthesized CDK app"
         )] = False,
@@ -34,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
         if target not in TARGET_SETS:
             fail(f"unknown target {target!r}; use --target {' | '.join(TARGET_SETS)}")
-        parts = tuple(only) if only else TARGET_SETS[target]
+        parts = _parts(only, TARGET_SETS[target]) if only else TARGET_SETS[target]
         spec = load(system)
         if check:
             # Before anything is written: a missing checker must not leave a bundle that was never checked.

@@ -11,6 +11,12 @@ from .errors import SpecError
 
 Loc = tuple[str | int, ...]
 
+#: Most values (mappings, lists and scalars, aliases expanded) a spec may hold. The largest real spec is a
+#: few thousand; the cap stops an alias "billion laughs" (a few lines expanding to 10^9 values) at once.
+MAX_VALUES = 200_000
+#: Deepest nesting of mappings and lists (a recursive alias would nest without end).
+MAX_DEPTH = 64
+
 
 def load_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file into plain Python data plus a map from key path to 1-based line."""
@@ -28,27 +34,42 @@ def load_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"invalid YAML: {problem}", path, line) from None
-    lines: dict[Loc, int] = {}
     if node is None:
-        return {}, lines
-    return _build(node, (), lines, path), lines
+        return {}, {}
+    builder = _Builder(path)
+    return builder.build(node, ()), builder.lines
 
 
-def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in out:
-                raise SpecError(f"duplicate key '{key}'", path, key_node.start_mark.line + 1)
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, (*loc, key), lines, path)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*loc, i), lines, path) for i, item in enumerate(node.value)]
-    # Scalars: let the safe constructor resolve ints, floats, bools and nulls.
-    return yaml.SafeLoader(yaml.dump(None)).construct_object(node, deep=True)
+class _Builder:
+    """Plain data from a composed YAML node tree, recording each key's line and refusing a tree that
+    expands (through aliases) past :data:`MAX_VALUES` values or :data:`MAX_DEPTH` levels."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: dict[Loc, int] = {}
+        self.count = 0
+        # One constructor resolves every scalar (ints, floats, bools, nulls) the way safe_load would.
+        self.scalars = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES or len(loc) > MAX_DEPTH:
+            what = f"more than {MAX_VALUES:,} values" if self.count > MAX_VALUES else f"deeper than {MAX_DEPTH} levels"
+            raise SpecError(f"the spec expands to {what} (YAML aliases nested or recursive?)", self.path,
+                            node.start_mark.line + 1, hint="write the values out instead of nesting aliases")
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in out:
+                    raise SpecError(f"duplicate key '{key}'", self.path, key_node.start_mark.line + 1)
+                self.lines[(*loc, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*loc, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self.scalars.construct_object(node, deep=True)
 
 
 def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
