@@ -180,19 +180,19 @@ async def create_payment(body: NewPayment, request: Request,
             row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
             if row["request_hash"] != digest:
                 raise Problem(422, "this Idempotency-Key was used with a different request body")
-            if row["response"] is not None:
-                replay = json.loads(row["response"])
-                if not row["published"] and replay.get("status"):
-                    await _publish(db, tenant, replay)
-                return JSONResponse(replay, status_code=row["response_status"],
-                                    headers={"Idempotent-Replayed": "true"})
-            status, response = await _decide(conn, auth, row, body)
-            await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                               "updated_at = now() WHERE id = $1", row["id"], response.get("status", "invalid"),
-                               json.dumps(response.get("fraud")), status, json.dumps(response))
-    if status == 201:
+            replayed = row["response"] is not None
+            if replayed:
+                status, response = row["response_status"], json.loads(row["response"])
+            else:
+                status, response = await _decide(conn, auth, row, body)
+                await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
+                                   "updated_at = now() WHERE id = $1", row["id"], response.get("status", "invalid"),
+                                   json.dumps(response.get("fraud")), status, json.dumps(response))
+    # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
+    if status == 201 and not (replayed and row["published"]):
         await _publish(db, tenant, response)
-    return JSONResponse(response, status_code=status)
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(response, status_code=status, headers=headers)
 
 
 async def _decide(conn: Any, auth: str, row: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
