@@ -62,8 +62,10 @@ def test_every_subscriber_consumed_tenant_created(payments: Payments) -> None:
     stream = "payments-tenant-events"
 
     def drained() -> bool:
+        # Every subscriber's group has been handed the newest event (the tenant's) and acked everything.
+        head = r.xinfo_stream(stream)["last-generated-id"]
         groups = {g["name"]: g for g in r.xinfo_groups(stream)}
-        return all(groups[f"{stream}-{svc}"]["pending"] == 0 and (groups[f"{stream}-{svc}"]["lag"] or 0) == 0
+        return all(groups[f"{stream}-{svc}"]["pending"] == 0 and groups[f"{stream}-{svc}"]["last-delivered-id"] == head
                    for svc in ("account", "payment", "transaction", "fraud", "audit"))
 
     payments.wait_until(drained, 20)

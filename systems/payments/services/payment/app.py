@@ -186,13 +186,15 @@ async def create_payment(body: NewPayment, request: Request,
             else:
                 status, response = await _decide(conn, auth, row, body)
                 await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                                   "updated_at = now() WHERE id = $1", row["id"], response.get("status", "invalid"),
+                                   "updated_at = now() WHERE id = $1", row["id"],
+                                   response["status"] if status == 201 else "invalid",
                                    json.dumps(response.get("fraud")), status, json.dumps(response))
     # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
     if status == 201 and not (replayed and row["published"]):
         await _publish(db, tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(response, status_code=status, headers=headers)
+    return JSONResponse(response, status_code=status, headers=headers,
+                        media_type="application/problem+json" if status >= 400 else None)
 
 
 async def _decide(conn: Any, auth: str, row: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
