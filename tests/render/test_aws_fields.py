@@ -77,6 +77,23 @@ def test_each_subscriber_consumes_its_own_queue_only(fanout: dict[str, Any]) -> 
     assert all(q.startswith("Topicpaymentevents") and "notifier" in q for q in notifier)
 
 
+def _statements(fanout: dict[str, Any], service: str) -> list[dict[str, Any]]:
+    """Policy statements attached to a service's role in the primary stack."""
+    return [st for props in _of(fanout[STACK], "AWS::IAM::Policy").values()
+            if any(f'"ServiceRoles{service}' in json.dumps(r) for r in props.get("Roles", []))
+            for st in props["PolicyDocument"]["Statement"]]
+
+
+def test_mail_is_an_ses_identity_only_its_users_may_send_as(fanout: dict[str, Any]) -> None:
+    identities = _of(fanout[STACK], "AWS::SES::EmailIdentity")
+    assert [i["EmailIdentity"] for i in identities.values()] == ["receipts@fanout.example.com"]
+    sends = [st for st in _statements(fanout, "notifier") if "ses:SendEmail" in st["Action"]]
+    assert len(sends) == 1
+    assert sends[0]["Condition"] == {"StringEquals": {"ses:FromAddress": "receipts@fanout.example.com"}}
+    assert "identity/receipts@fanout.example.com" in json.dumps(sends[0]["Resource"])
+    assert not [st for s in ("api", "ledger") for st in _statements(fanout, s) if "ses:SendEmail" in st["Action"]]
+
+
 def test_sns_may_use_the_data_key(fanout: dict[str, Any]) -> None:
     keys = _of(fanout["fanout-prod-us-east-1-foundation"], "AWS::KMS::Key")
     sids = {st.get("Sid") for k in keys.values() for st in k["KeyPolicy"]["Statement"]}

@@ -25,7 +25,8 @@ from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size
-from .backing import LocalPostgres, LocalRedis
+from .backing import LocalPostgres, LocalRedis, LocalSMTP
+from .backing.smtp import smtp_ready
 from .ports import free_port, port_in_use
 from .routing import EdgeRoute
 from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
@@ -157,6 +158,11 @@ class LocalSystem:
                 await self.supervisor.start(ProcessSpec(
                     name="redis", argv=rd.command(), ready=lambda: _redis_ready(rd.url)), ready_timeout_s=30)
                 self.backing["redis"] = {"url": rd.url, "pid": None}
+        if "smtp" in needs:
+            smtp = LocalSMTP(self.dir / "mail", free_port())
+            await self.supervisor.start(ProcessSpec(
+                name="smtp", argv=smtp.command(), ready=lambda: smtp_ready(smtp.port)), ready_timeout_s=30)
+            self.backing["smtp"] = {"url": smtp.url, "pid": None, "maildir": str(smtp.maildir)}
 
     async def _prepare_databases(self) -> None:
         urls = self.endpoints.resource_urls
