@@ -83,13 +83,12 @@ async def run(ctx: DemoContext) -> bool:
         ctx.console.print(table)
         ctx.console.print(f"cross-tenant read of another tenant's account refused: {cross_ok}")
         ok &= cross_ok
-    try:
-        from stackwright.local.mailbox import read_mailbox  # present once the mail kind is merged
+    from stackwright.local.mailbox import read_mailbox
 
-        mails = read_mailbox(ctx.state_root, ctx.system.name) if hasattr(ctx, "state_root") else []
-        ctx.console.print(f"emails received: {len(mails)}")
-        for m in mails[:5]:
-            ctx.console.print(f"  to {m['To']}: {m['Subject']}")
-    except ImportError:
-        ctx.console.print("emails: no mail resource in this build (notification logs instead)")
+    state_root = ctx.key_file.parent.parent  # <state root>/<system>/idp-key.pem
+    mails = read_mailbox(state_root, ctx.system.name)
+    ctx.console.print(f"emails received by the local SMTP server: {len(mails)}")
+    for m in mails[-5:]:
+        ctx.console.print(f"  to {m['To']}: {m['Subject']}")
+    ok &= len(mails) > 0
     return ok

@@ -149,3 +149,16 @@ def test_fraud_unavailable_holds_for_review(payments: Payments, tenant: str) -> 
     assert resp.json()["status"] == "held" and resp.json()["reasons"] == ["fraud_unavailable"]
     assert payments.client.get(f"/accounts/{src}", headers=payments.token(tenant)).json()["balance"] == 1_000
     httpx.get(payments.state["gateway"] + "/fraud/rules", headers=payments.token(tenant), timeout=10)
+
+
+def test_payer_gets_an_email_through_the_local_smtp_server(payments: Payments, tenant: str) -> None:
+    from stackwright.local.mailbox import read_mailbox
+
+    payer = f"payer-{uuid.uuid4().hex[:8]}@example.com"
+    src, dst = payments.account(tenant, 9_999, email=payer), payments.account(tenant)
+    assert payments.pay(tenant, src, dst, 1_234).json()["status"] == "settled"
+    mails = payments.wait_until(lambda: [m for m in read_mailbox(payments.state_root, "payments")
+                                         if m["To"] == payer], 30)
+    assert len(mails) == 1
+    assert mails[0]["Subject"] == "Payment sent: 12.34 USD"
+    assert mails[0]["From"] == "no-reply@pay.example.com"
