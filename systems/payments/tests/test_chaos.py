@@ -38,7 +38,7 @@ def test_kill_9_of_payment_transaction_and_postgres_mid_storm(payments: Payments
     accounts = [payments.account(tenant, 20_000) for _ in range(4)]
     rng = random.Random(11)
     moves = [({"from_account": a, "to_account": b, "amount": rng.randint(1, 3_000), "currency": "USD"},
-              uuid.uuid4().hex) for a, b in (rng.sample(accounts, 2) for _ in range(150))]
+              uuid.uuid4().hex) for a, b in (rng.sample(accounts, 2) for _ in range(90))]
     done = threading.Event()
 
     def killer() -> None:

@@ -168,3 +168,19 @@ def test_cross_tenant_attempts_on_every_route_all_fail(payments: Payments) -> No
     assert [x["id"] for x in c.get("/accounts", headers=tb).json()] == [mine]
     assert c.get(f"/accounts/{src}", headers=payments.token(a)).json()["balance"] == 9_500
     assert c.get("/ledger/check", headers=tb).json()["transfers"] == 1  # B's opening deposit only
+
+
+def test_pools_stay_within_the_budget_and_evicted_tenants_reopen(payments: Payments) -> None:
+    """Six tenants through services that keep at most 4 tenant pools each (budget 40 / pool max 10): every
+    tenant keeps working (an evicted pool is reopened) and tenant connections stay within 4 services x 40."""
+    tenants = [payments.new_tenant("pool") for _ in range(6)]
+    accounts = {t: (payments.account(t, 1_000), payments.account(t)) for t in tenants}
+    for _ in range(2):  # the second round finds most pools evicted by the first
+        for t in tenants:
+            src, dst = accounts[t]
+            assert payments.pay(t, src, dst, 1).json()["status"] == "settled"
+    rows = payments.sql(payments.admin_url, "SELECT datname, count(*) AS n FROM pg_stat_activity "
+                        "WHERE usename LIKE 'tenant_%' GROUP BY datname")
+    per_db = {r["datname"]: r["n"] for r in rows}
+    assert sum(per_db.values()) <= 4 * 40, per_db
+    assert all(n <= 4 * 10 for n in per_db.values()), per_db
