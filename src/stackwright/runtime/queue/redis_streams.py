@@ -323,7 +323,11 @@ class RedisStreamsQueue(Queue):
             return int(await self._redis.xlen(self.stream))
         for info in await self._redis.xinfo_groups(self.stream):
             if info.get("name") == self.group:
-                return int(info.get("lag") or 0) + int(info.get("pending") or 0)
+                lag = info.get("lag")
+                if lag is None:  # Redis < 7 reports no lag: count the entries after the group's last delivery
+                    last = info.get("last-delivered-id") or "0-0"
+                    lag = len(await self._redis.xrange(self.stream, min=f"({last}", max="+"))
+                return int(lag) + int(info.get("pending") or 0)
         return 0
 
     async def dlq_depth(self) -> int:
