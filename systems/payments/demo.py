@@ -20,7 +20,7 @@ DEFAULT_SIZE = 60
 
 async def run(ctx: DemoContext) -> bool:
     base = ctx.state["gateway"]
-    idp = ctx.idp
+    idp = ctx.idp()
     admin = bearer(idp.mint("demo-ops", ["platform-admin"]))
     ok = True
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -34,8 +34,8 @@ async def run(ctx: DemoContext) -> bool:
             tenants.append(r.json()["id"])
             ctx.console.print(f"tenant {r.json()['id']} onboarded: {r.json()['status']}")
         table = Table(title="payments per tenant")
-        for col in ("tenant", "payments", "duplicates replayed", "settled", "rejected", "declined", "ledger balanced",
-                    "audit chain"):
+        for col in ("tenant", "payments", "duplicates replayed", "settled", "rejected", "declined", "held",
+                    "ledger balanced", "audit chain"):
             table.add_column(col)
         cross_ok = True
         for tenant in tenants:
@@ -79,6 +79,7 @@ async def run(ctx: DemoContext) -> bool:
             ok &= check["balanced"] and audit["ok"] and "declined" in statuses
             table.add_row(tenant, str(len(sends)), str(replayed), str(statuses.count("settled")),
                           str(statuses.count("rejected")), str(statuses.count("declined")),
+                          str(statuses.count("held")),
                           f"{check['balanced']} {check['currencies']}", f"{audit['ok']} ({audit['entries']} entries)")
         ctx.console.print(table)
         ctx.console.print(f"cross-tenant read of another tenant's account refused: {cross_ok}")
