@@ -39,6 +39,11 @@ def test_secretsmanager_store_creates_then_overwrites(monkeypatch: pytest.Monkey
             await store.put({"tenant_t1_db_password": "one"})
             await store.put({"tenant_t1_db_password": "two"})
             assert await store.get("tenant_t1_db_password") == "two"
+            import boto3
+
+            listed = boto3.client("secretsmanager", region_name="us-east-1").list_secrets()["SecretList"]
+            names = [s["Name"] for s in listed]
+            assert names == ["payments/prod/tenant-secrets/tenant_t1_db_password"]
 
         asyncio.run(scenario())
 

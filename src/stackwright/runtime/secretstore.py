@@ -5,7 +5,8 @@ new tenant's database credentials.
   ``flock`` and replace the file atomically (write to a temporary file, fsync, rename), so concurrent
   writers never lose each other's keys and a crash never leaves half a file.
 * ``secretsmanager://<name>?region=<r>`` (AWS): each key is its own Secrets Manager secret named
-  ``<key>`` (e.g. ``tenant_<id>_db_password``), created or given a new version by :meth:`put`.
+  ``<name>/<key>`` (e.g. ``payments/prod/tenant-secrets/tenant_<id>_db_password``), created or given a new
+  version by :meth:`put`; the ``secret`` kind grants its users that ``<name>/*`` namespace.
 
 Values are strings. ``get`` of a missing key returns None.
 """
@@ -35,6 +36,7 @@ class SecretStore:
         elif parts.scheme == "secretsmanager":
             self.path = None
             self.region = parse_qs(parts.query).get("region", [None])[-1]
+            self.base = unquote(parts.netloc + parts.path).strip("/")
         else:
             raise ValueError(f"unsupported secret store URL scheme {parts.scheme!r}")
         self._client: Any = None
@@ -80,17 +82,18 @@ class SecretStore:
     def _sm_get(self, key: str) -> str | None:
         client = self._sm()
         try:
-            return str(client.get_secret_value(SecretId=key)["SecretString"])
+            return str(client.get_secret_value(SecretId=f"{self.base}/{key}")["SecretString"])
         except client.exceptions.ResourceNotFoundException:
             return None
 
     def _sm_put(self, values: dict[str, str]) -> None:
         client = self._sm()
         for key, value in values.items():
+            name = f"{self.base}/{key}"
             try:
-                client.put_secret_value(SecretId=key, SecretString=value)
+                client.put_secret_value(SecretId=name, SecretString=value)
             except client.exceptions.ResourceNotFoundException:
-                client.create_secret(Name=key, SecretString=value)
+                client.create_secret(Name=name, SecretString=value)
 
     # -- API ----------------------------------------------------------------------------------
 
