@@ -10,12 +10,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 
 from stackwright.local.chaos import process_pid
 
-from .conftest import Payments
+#: The session fixture's handle (conftest.Payments); a conftest is not importable as a module.
+Payments = Any
 
 
 def _pay_until_final(p: Payments, tenant: str, body: dict[str, object], key: str) -> httpx.Response:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import Payments
+#: The session fixture's handle (conftest.Payments); a conftest is not importable as a module.
+Payments = Any
 
 
 @pytest.fixture(scope="module")

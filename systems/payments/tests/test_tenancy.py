@@ -10,6 +10,7 @@ import stat
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -18,7 +19,8 @@ import pytest
 from stackwright.local.chaos import process_pid
 from stackwright.local.idp import DevIdP
 
-from .conftest import Payments
+#: The session fixture's handle (conftest.Payments); a conftest is not importable as a module.
+Payments = Any
 
 
 def _secrets(p: Payments) -> tuple[Path, dict[str, str]]:
