@@ -123,6 +123,24 @@ class Service:
         self._shutdown.append(dbs.close)
         return dbs
 
+    def topic(self, resource: str) -> Any:
+        """The :class:`~stackwright.runtime.topic.Topic` of a topic resource: ``publish`` for every user,
+        ``subscription()`` (its own consumer group, ``<R>_GROUP``) for a subscriber."""
+        from .topic import Topic
+
+        topic = Topic(self.settings.resource_url(resource),
+                      self.settings.resource_setting(resource, "TOPIC", resource) or resource,
+                      group=self.settings.resource_setting(resource, "GROUP"),
+                      visibility_timeout=float(self.settings.get("TOPIC_VISIBILITY_TIMEOUT_S", "30") or 30))
+        self._shutdown.append(topic.close)
+        return topic
+
+    def secret_store(self, resource: str) -> Any:
+        """The writable :class:`~stackwright.runtime.secretstore.SecretStore` of a secret resource."""
+        from .secretstore import SecretStore
+
+        return SecretStore(self.settings.resource_url(resource))
+
     def redis(self, resource: str) -> Any:
         """A Redis client for a Redis resource: redis-py's API (decode_responses=True), with the common
         commands served on one multiplexed connection (see :mod:`stackwright.runtime.redis_client`)."""
