@@ -133,8 +133,8 @@ class LocalReplica(LocalPostgres):
         self.primary_port = primary_port
         (self.data_dir / "standby.signal").touch()
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
-            conf.write(f"primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres "
-                       f"application_name={self.slot}'\nprimary_slot_name = '{self.slot}'\n")
+            conf.write(f"primary_conninfo = '{conninfo(primary_port, self.region)}'\n"
+                       f"primary_slot_name = '{self.slot}'\n")
         if self.as_root:
             user = _ensure_user()
             for path in (self.data_dir / "standby.signal", self.data_dir / "postgresql.auto.conf"):
@@ -173,6 +173,31 @@ async def set_synchronous(url: str, standbys: list[str], *, count: int = 1) -> N
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
+
+
+def conninfo(primary_port: int, region: str) -> str:
+    """``primary_conninfo`` of region ``region``'s standby following the server on ``primary_port``."""
+    return f"host=127.0.0.1 port={primary_port} user=postgres application_name={slot_name(region)}"
+
+
+async def _set_conninfo(replica_url: str, value: str) -> None:
+    conn = await asyncpg.connect(replica_url, timeout=5)
+    try:
+        await conn.execute(f"ALTER SYSTEM SET primary_conninfo = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+async def partition(replica_url: str) -> None:
+    """Cut the standby at ``replica_url`` off from its primary, as a broken inter-region link would: its WAL
+    receiver stops (empty ``primary_conninfo``) while it keeps serving reads. Undo with :func:`heal`."""
+    await _set_conninfo(replica_url, "")
+
+
+async def heal(replica_url: str, primary_port: int, region: str) -> None:
+    """Reconnect a partitioned standby; it resumes from its slot, so nothing in between is skipped."""
+    await _set_conninfo(replica_url, conninfo(primary_port, region))
 
 
 @dataclass(frozen=True)
