@@ -107,6 +107,9 @@ def test_entry_routes_by_region_and_fails_over_when_a_region_dies(
             view = client.get("/_global/regions").json()["regions"]
             assert view["eu-west-1"]["healthy"] is False and view["eu-west-1"]["consecutive_failures"] >= 3
             assert view["us-east-1"]["healthy"] is True
+            metrics = client.get("/_global/metrics").text
+            assert 'stackwright_region_healthy{system="",region="eu-west-1",role="secondary"} 0' in metrics
+            assert 'stackwright_region_healthy{system="",region="us-east-1",role="primary"} 1' in metrics
 
             regions["us-east-1"][0].kill()
             regions["us-east-1"][0].wait()

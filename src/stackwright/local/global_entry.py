@@ -7,6 +7,7 @@ A request goes to the region the client chose (the ``X-Region`` header: what lat
 a client near that region), else to the primary; when that region is unhealthy, to the primary, then to the
 first healthy region in spec order (failover records). Standby regions take traffic only that way.
 Responses carry ``X-Served-By-Region``. ``GET /_global/regions`` lists each region's health and role;
+``GET /_global/metrics`` exports region health and each replica's lag (seconds, bytes) to Prometheus;
 with no healthy region the entry answers 503 problem+json.
 
 Run as ``python -m stackwright.local.global_entry CONFIG.json``; the config::
@@ -86,6 +87,8 @@ class GlobalEntry:
                                      r.get("health_url") or r["url"].rstrip("/") + "/")
                         for r in config["regions"]]
         self.by_name = {r.name: r for r in self.regions}
+        self.system_name = str(config.get("system", ""))
+        self.replication: dict[str, dict[str, Any]] = config.get("replication", {})
         self.client: httpx.AsyncClient | None = None
 
     def choose(self, wanted: str | None) -> RegionHealth | None:
@@ -119,6 +122,31 @@ class GlobalEntry:
     async def regions_view(self, request: Request) -> Response:
         return JSONResponse({"regions": {r.name: r.to_dict() for r in self.regions},
                              "interval_s": self.interval_s, "failure_threshold": self.threshold})
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text: health per region and, for each replicated database in the config's
+        ``replication`` (``{resource: {"primary": url, "replicas": {region: url}}}``), each replica's lag."""
+        from ..monitoring import conventions as c
+        from .backing.replica import lag
+
+        system = self.system_name
+        lines = ["# TYPE stackwright_region_healthy gauge"]
+        lines += [f'stackwright_region_healthy{{system="{system}",region="{r.name}",role="{r.role}"}} '
+                  f"{int(r.healthy)}" for r in self.regions]
+        seconds, size = [f"# TYPE {c.REPLICATION_LAG_SECONDS} gauge"], [f"# TYPE {c.REPLICATION_LAG_BYTES} gauge"]
+        for resource, repl in self.replication.items():
+            for region, url in repl.get("replicas", {}).items():
+                labels = f'{{system="{system}",resource="{resource}",region="{region}"}}'
+                try:
+                    got = await lag(url, repl.get("primary"))
+                except Exception:  # a replica that does not answer has no lag to report; health says why
+                    continue
+                if got.seconds is not None:
+                    seconds.append(f"{c.REPLICATION_LAG_SECONDS}{labels} {got.seconds:.3f}")
+                if got.bytes is not None:
+                    size.append(f"{c.REPLICATION_LAG_BYTES}{labels} {got.bytes}")
+        return Response("\n".join(lines + seconds + size) + "\n",
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def proxy(self, request: Request) -> Response:
         region = self.choose(request.headers.get(REGION_HEADER))
@@ -154,6 +182,7 @@ class GlobalEntry:
 
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         return Starlette(routes=[Route("/_global/regions", self.regions_view, methods=["GET"]),
+                                 Route("/_global/metrics", self.metrics, methods=["GET"]),
                                  Route("/{path:path}", self.proxy, methods=methods)], lifespan=lifespan)
 
 

@@ -105,7 +105,14 @@ class LocalRegions:
             if r.name in self.runs:
                 url = self.runs[r.name].endpoints.gateway_url
                 regions.append({"name": r.name, "role": r.role, "url": url, "health_url": self._health_url(url)})
-        config = {"port": self.entry_port, "interval_s": edge.health_check_interval_s,
+        replication: dict[str, Any] = {}
+        for name, run in self.runs.items():
+            for resource, url in run.options.read_urls.items():
+                entry = replication.setdefault(resource, {"primary": self.primary.endpoints.resource_urls[resource],
+                                                          "replicas": {}})
+                entry["replicas"][name] = url
+        config = {"port": self.entry_port, "system": self.system.name, "replication": replication,
+                  "interval_s": edge.health_check_interval_s,
                   "failure_threshold": edge.health_check_failure_threshold, "regions": regions}
         path = self.primary.dir / "global-entry.json"
         path.write_text(json.dumps(config, indent=2))

@@ -82,6 +82,11 @@ def test_votes_from_a_secondary_are_written_in_the_primary_and_read_from_each_re
         assert got.status_code == 200 and got.headers["x-served-by-region"] == "ap-southeast-1"
         assert got.json()["totals"] == {"A": 2, "B": 2} and got.json()["source"] == "database"
 
+        metrics = client.get("/_global/metrics").text
+        for region in ("eu-west-1", "ap-southeast-1"):
+            assert f'stackwright_replication_lag_bytes{{system="voting",resource="db",region="{region}"}}' in metrics
+            assert f'stackwright_replication_lag_seconds{{system="voting",resource="db",region="{region}"}}' in metrics
+
         health = client.get("/_global/regions").json()["regions"]
         assert all(h["healthy"] for h in health.values()) and set(health) == set(state["regions"])
 
