@@ -52,8 +52,12 @@ class LocalRegions:
         self.runs: dict[str, LocalSystem] = {}
         self.replicas: dict[str, LocalReplica] = {}
 
-    def _health_url(self, gateway: str) -> str:
-        return f"{gateway}/_edge/healthz"
+    @staticmethod
+    def _health_url(run: LocalSystem) -> str:
+        """The gateway's health check: on its local-only admin port where the runner has one, else on
+        ``/_edge/healthz`` of its public port."""
+        admin = getattr(run, "gateway_admin_url", None)
+        return f"{admin}/healthz" if admin else f"{run.endpoints.gateway_url}/_edge/healthz"
 
     async def start(self) -> None:
         """Start each secondary/standby region, then the global entry; record them in the primary's state."""
@@ -100,11 +104,12 @@ class LocalRegions:
         edge = self.system.edge
         regions = [{"name": self.system.primary_region.name, "role": "primary",
                     "url": self.primary.endpoints.gateway_url,
-                    "health_url": self._health_url(self.primary.endpoints.gateway_url)}]
+                    "health_url": self._health_url(self.primary)}]
         for r in self.system.regions:
             if r.name in self.runs:
                 url = self.runs[r.name].endpoints.gateway_url
-                regions.append({"name": r.name, "role": r.role, "url": url, "health_url": self._health_url(url)})
+                regions.append({"name": r.name, "role": r.role, "url": url,
+                                "health_url": self._health_url(self.runs[r.name])})
         replication: dict[str, Any] = {}
         for name, run in self.runs.items():
             for resource, url in run.options.read_urls.items():
