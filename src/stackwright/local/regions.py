@@ -87,7 +87,9 @@ class LocalRegions:
         for rname, res in self.system.resources.items():
             # Kinds that write to the primary and read a regional copy (Postgres): reads go to this replica.
             if kind_of(res).writes_to_primary and "postgres" in kind_of(res).local_backing:
-                read_urls[rname] = database_url(replica.url, getattr(res, "database", "postgres"))
+                # A per-tenant server's URL is the server's (tenants' databases are made at run time).
+                read_urls[rname] = (replica.url if getattr(res, "per_tenant", False)
+                                    else database_url(replica.url, getattr(res, "database", "postgres")))
         opts = self.primary.options
         options = replace(opts, port=free_port(), postgres_url=self.primary.backing["postgres"]["url"],
                           redis_url=None, monitoring=False, dashboard=False, dashboard_port=None,
