@@ -140,6 +140,7 @@ class Writer:
         self._conn: asyncpg.Connection | None = None
         self._conn_target: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -147,8 +148,12 @@ class Writer:
     def repoint(self, target: str) -> None:
         self.target = target
 
-    def pause(self) -> None:
+    async def pause(self) -> None:
+        """Hold further writes and wait for the one in flight to be answered: after this every
+        acknowledged write is in the primary's WAL, so a standby caught up with it has them all."""
         self._running.clear()
+        while self._busy:
+            await asyncio.sleep(0.01)
 
     def resume(self) -> None:
         self._running.set()
@@ -172,7 +177,11 @@ class Writer:
             await self._running.wait()
             if self._stop:
                 break
-            await self._write_one()
+            self._busy = True
+            try:
+                await self._write_one()
+            finally:
+                self._busy = False
             next_at = max(next_at + self.interval, time.monotonic() - self.interval)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -475,7 +484,7 @@ async def run_failover(root: Path, regions: list[str], *, commit: CommitMode, in
         if failback:
             result.failback = await cluster.rebuild(killed)
             report(f"fail-back: {killed} rebuilt as a standby of {promoted} ({result.failback}) and caught up")
-            writer.pause()
+            await writer.pause()
             paused = time.monotonic()
             await cluster.switch_over(killed)
             writer.repoint(cluster.url(killed))
