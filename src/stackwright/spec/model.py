@@ -96,6 +96,9 @@ class CustomMetric(Strict):
     query: str | None = Field(
         None, description="PromQL giving the service's total; default: sum(<name>{namespace=\"<ns>\", "
                           "container=\"<service>\"}) over the series Prometheus scrapes from its pods")
+    peak: float | None = Field(
+        None, gt=0, description="the query's value at the SLO peak, all regions together (e.g. concurrent streams); "
+                                "plan then sizes the service as ceil(peak x region share / target) replicas")
 
 
 class Autoscale(Strict):
