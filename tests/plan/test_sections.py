@@ -97,7 +97,8 @@ def test_detection_time_and_region_failover(voting: System) -> None:
     db = next(s for s in plan.failure.stores if s.store == "db")
     assert db.region_rto_s == (150.0, 390.0) and db.region_rpo_s == 1.0
     assert any(f.severity == "high" and f.message.startswith("losing us-east-1 at the peak") for f in plan.findings)
-    assert any("replication lag" in f.message for f in plan.findings)  # RPO not backed by an alert
+    # The ReplicationLagHigh alert (monitoring.rules) now backs the RPO: no "no alert watches replication lag".
+    assert not any("replication lag" in f.message for f in plan.findings)
 
 
 def test_kubernetes_objects(voting: System) -> None:

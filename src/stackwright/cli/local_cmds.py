@@ -75,6 +75,9 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start in the background and return.")] = False,
     quiet_logs: Annotated[bool, typer.Option(help="Do not echo service logs (they still go to files).")] = False,
     dashboard: Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1.")] = True,
+    regions: Annotated[bool, typer.Option(
+        "--regions", help="Run every region of the spec (a streaming Postgres replica, Redis, gateway and services "
+                          "per region) behind a local global entry; default: the primary region only.")] = False,
     dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard (default: a free one).", min=1,
                                                        max=65535)] = None,
     state_dir: StateDir = None,
@@ -98,7 +101,7 @@ def up(
         if redis_url:
             extra += ["--redis-url", redis_url]
         extra += ["--redis-fsync", redis_fsync.value]
-        extra += _dashboard_args(dashboard, dashboard_port)
+        extra += _dashboard_args(dashboard, dashboard_port) + (["--regions"] if regions else [])
         try:
             with console.status(f"starting {spec.name} in the background …"):
                 state = start_detached(spec.source, port=port, extra_args=extra, state_root=state_dir,
@@ -112,10 +115,17 @@ def up(
     options = UpOptions(port=port, postgres_url=postgres_url, redis_url=redis_url, redis_fsync=redis_fsync.value,
                         scale=scale_map,
                         echo_logs=not quiet_logs, monitoring=monitoring, state_root=state_dir,
-                        visibility_timeouts=visibility, dashboard=dashboard, dashboard_port=dashboard_port)
+                        visibility_timeouts=visibility, dashboard=dashboard, dashboard_port=dashboard_port,
+                        replication=regions)
 
     async def main() -> None:
         local = LocalSystem(spec, options, report=lambda m: console.print(m))
+        if regions:
+            from ..local.regions import LocalRegions
+
+            multi = LocalRegions(local, report=lambda m: console.print(m))
+            local.before_stop.append(multi.stop)
+            local.extra_steps.append(("regions and global entry", multi.start))
         try:
             await local.start()
         except StartError as exc:
@@ -166,6 +176,30 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
                               "[green]yes[/]" if ok else "[red]no[/]", deps)
     for name, b in state["backing"].items():
         table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "", "")
+    console.print(table)
+    if state.get("regions"):
+        _print_regions(state)
+
+
+def _print_regions(state: dict) -> None:
+    """Regions of a multi-region run (up --regions): role, gateway, health at the global entry, replica lag."""
+    from ..local.regions import region_status
+
+    rows = asyncio.run(region_status(state))
+    try:
+        health = httpx.get(f"{state['global_entry']}/_global/regions", timeout=2).json()["regions"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        health = {}
+    table = Table(title=f"regions (global entry {state.get('global_entry')})")
+    for col in ("region", "role", "gateway", "healthy", "lag bytes", "lag s", "streaming"):
+        table.add_column(col)
+    for r in rows:
+        ok = (health.get(r["region"]) or {}).get("healthy")
+        table.add_row(r["region"], "[bold]primary[/]" if r["role"] == "primary" else r["role"], r["gateway"],
+                      "" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]"),
+                      "" if r["lag_bytes"] is None else str(r["lag_bytes"]),
+                      "" if r["lag_seconds"] is None else f"{r['lag_seconds']:.2f}",
+                      r.get("error") or ("" if r["streaming"] is None else ("yes" if r["streaming"] else "[red]no[/]")))
     console.print(table)
 
 

@@ -12,7 +12,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,12 @@ class UpOptions:
     visibility_timeouts: dict[str, float] = field(default_factory=dict)
     dashboard: bool = True
     dashboard_port: int | None = None  # None: a free one
+    # Multi-region runs (stackwright.local.regions): the region this run plays (None: the primary, alone),
+    # the primary's Postgres prepared for streaming standbys, and the <R>_READ_URL of a secondary region's
+    # replica per resource.
+    region: str | None = None
+    replication: bool = False
+    read_urls: dict[str, str] = field(default_factory=dict)
 
 
 class StartError(RuntimeError):
@@ -77,6 +83,12 @@ class LocalSystem:
         # Per run, known to the gateway and the services only: the services accept the gateway's proof that
         # it verified a token (runtime.auth.EdgeProof) instead of verifying it a second time.
         self.edge_secret = secrets.token_hex(32)
+        # Added to the run's state by the multi-region run (its regions, the global entry).
+        self.extra_state: dict[str, Any] = {}
+        # Run first by stop() (the other regions of a multi-region run stop before this one).
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+        # (label, step) run last by start(), before the run is ready (the other regions of a multi-region run).
+        self.extra_steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
 
     # ------------------------------------------------------------------ start
 
@@ -103,6 +115,8 @@ class LocalSystem:
                 await self._step("prometheus", self._start_prometheus)
             if self.options.dashboard and self.system.source is not None:
                 await self._step("dashboard", self._start_dashboard)
+            for label, extra in self.extra_steps:
+                await self._step(label, extra)
         except Exception as exc:
             self.status = "failed"
             self._save()
@@ -147,6 +161,10 @@ class LocalSystem:
                 created = await asyncio.to_thread(pg.init)
                 if created:
                     self.report("  initialised a new PostgreSQL data directory")
+                if self.options.replication:
+                    from .backing.replica import replication_conf
+
+                    replication_conf(pg)
                 await self.supervisor.start(ProcessSpec(
                     name="postgres", argv=pg.command(), spawn_kwargs=pg.process_kwargs(), cwd=pg.data_dir,
                     ready=lambda: _pg_ready(pg.url), stop_signal=signal.SIGINT, before_start=pg.before_start,
@@ -225,6 +243,11 @@ class LocalSystem:
             port = int(url.rsplit(":", 1)[1])
             env = service_env(self.system, name, self.endpoints, port=port)
             env[EDGE_PROOF_ENV] = self.edge_secret
+            if self.options.region is not None:
+                region = next(r for r in self.system.regions if r.name == self.options.region)
+                env.update(REGION=region.name, REGION_ROLE=region.role)
+                env.update({resource_env(r, "READ_URL"): url for r, url in self.options.read_urls.items()
+                            if r in svc.uses})
             for queue, timeout in self.options.visibility_timeouts.items():
                 if queue in svc.uses:
                     env[resource_env(queue, "VISIBILITY_TIMEOUT")] = f"{timeout:g}"
@@ -282,6 +305,7 @@ class LocalSystem:
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
             "prometheus": getattr(self.prometheus, "url", None), "dashboard": self.dashboard_url,
+            **self.extra_state,
         }
 
     def _save(self) -> None:
@@ -299,6 +323,8 @@ class LocalSystem:
 
     async def stop(self) -> None:
         """Stop every process (gateway and services first, backing services last)."""
+        for hook in self.before_stop:
+            await hook()
         if self.prometheus is not None:
             await asyncio.to_thread(self.prometheus.stop)
         await self.supervisor.stop_all()

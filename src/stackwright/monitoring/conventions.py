@@ -32,6 +32,10 @@ QUEUE_DLQ_DEPTH = "stackwright_queue_dlq_depth"
 WORKER_LAG_SECONDS = "stackwright_worker_lag_seconds"
 MESSAGES_PROCESSED_TOTAL = "stackwright_messages_processed_total"
 
+# --- replication of a primary-region database to the other regions (labels: system, resource, region)
+REPLICATION_LAG_SECONDS = "stackwright_replication_lag_seconds"
+REPLICATION_LAG_BYTES = "stackwright_replication_lag_bytes"
+
 # Paths that are not user traffic (probes, scrapes) and so stay out of the SLIs.
 NON_SLI_PATHS = "/metrics|/health|/healthz|/readyz|/livez"
 

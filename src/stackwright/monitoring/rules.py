@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..resources import kind_of
 from ..spec import QueueResource, System
 from ..spec.quantities import seconds
 from . import conventions as c
@@ -232,6 +233,31 @@ def _queue_group(system: System, queue: str, resource: QueueResource) -> dict[st
     return {"name": f"stackwright.{system.name}.queue.{queue}", "rules": rules}
 
 
+def _replication_group(system: System, stores: list[str]) -> dict[str, Any]:
+    """Replica lag of databases copied to the other regions: recorded per region, and an alert when a replica
+    is further behind than slo.rpo_seconds (losing the primary region then loses more than the SLO allows)."""
+    rpo = system.slo.rpo_seconds
+    rules: list[dict[str, Any]] = []
+    for store in stores:
+        sel = f'{{resource="{store}", system="{system.name}"}}'
+        rules.append({"record": "region:stackwright_replication_lag_seconds:max",
+                      "expr": f"max by (region) ({c.REPLICATION_LAG_SECONDS}{sel})",
+                      "labels": _labels(system, resource=store)})
+        rules.append({
+            "alert": "ReplicationLagHigh",
+            "expr": f"region:stackwright_replication_lag_seconds:max{sel} > {_num(max(rpo, 1.0))}",
+            "for": "2m",
+            "labels": _labels(system, resource=store, severity="page"),
+            "annotations": {
+                "summary": f"the {store} replica in {{{{ $labels.region }}}} is behind the primary by more than "
+                           f"the RPO",
+                "description": f"Replication lag {{{{ $value | humanizeDuration }}}} (slo.rpo_seconds {_num(rpo)}): "
+                               f"losing the primary region now would lose more writes than the SLO allows.",
+            },
+        })
+    return {"name": f"stackwright.{system.name}.replication", "rules": rules}
+
+
 def alert_rules(system: System) -> dict[str, Any]:
     """The Prometheus rule file (``{"groups": [...]}``) for a system.
 
@@ -247,4 +273,7 @@ def alert_rules(system: System) -> dict[str, Any]:
     for queue, resource in system.resources_of("queue").items():
         assert isinstance(resource, QueueResource)
         groups.append(_queue_group(system, queue, resource))
+    replicated = [n for n, r in system.resources.items() if kind_of(r).writes_to_primary and kind_of(r).regional(r)]
+    if len(system.regions) > 1 and replicated:
+        groups.append(_replication_group(system, replicated))
     return {"groups": groups}

@@ -12,7 +12,7 @@ from .capacity import build_capacity
 from .cost import build_cost
 from .diagrams import all_diagrams
 from .errors import PlanError, PriceError
-from .failure import build_failure
+from .failure import build_failure, measured_failover
 from .findings import collect
 from .k8s import workloads
 from .model import Plan, SubnetRow
@@ -57,6 +57,7 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
     capacity, cap_findings = build_capacity(system, bench, env)
     cost, cost_findings = build_cost(system, capacity, prices, env, work.lb_kinds)
     failure, fail_findings = build_failure(system, capacity, work)
+    failure.measured, drill_path = measured_failover(system)
     alerts_note, alert_findings = alert_coverage(system)
     notes = [f"alerts: {alerts_note}"]
     if bench_path is None:
@@ -64,6 +65,8 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
     else:
         notes.append(f"benchmark results: {bench_path.name}, measured {bench.measured_at if bench else '?'} on "
                      f"{bench.machine if bench else '?'}")
+    if drill_path is not None:
+        notes.append(f"region failover measured: {drill_path.name} (stackwright drill region-failover)")
     return Plan(system=system.name, description=system.description, seed=system.seed, environment=env,
                 regions=[r.name for r in system.regions], diagrams=all_diagrams(system, env),
                 k8s_objects=work.objects, k8s_source=work.source, capacity=capacity, cost=cost, failure=failure,

@@ -17,6 +17,7 @@ once their cached record expires (dns_ttl_s).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from ..spec import System
 from .capacity import region_shares
@@ -304,3 +305,26 @@ def _scenarios(system: System, capacity: CapacityReport, detect: float, formula:
                                        f"{res.max_receive_count} receives" if res.dlq else
                                        "none for acknowledged messages; poison messages retry forever (no DLQ)"))
     return out
+
+
+#: Where ``plan`` looks for a recorded region failover drill of a system, in the cwd or above the spec.
+DRILL_RELATIVE = "bench/drills/{name}-region-failover.json"
+
+
+def measured_failover(system: System) -> tuple[dict[str, object] | None, Path | None]:
+    """The recorded result of ``stackwright drill region-failover`` for ``system`` (a JSON object with
+    ``rto_s``, ``lost_acked``, ``lost_span_s``, ``commit``, ...) and its file, or (None, None)."""
+    import json
+
+    rel = Path(DRILL_RELATIVE.format(name=system.name))
+    candidates = [Path.cwd() / rel]
+    if system.source is not None:
+        candidates += [parent / rel for parent in system.source.resolve().parents]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                return None, None
+            return (data, candidate) if isinstance(data, dict) else (None, None)
+    return None, None

@@ -244,6 +244,8 @@ class FailureReport:
     scenarios: list[FailureScenario]
     slo_rto_s: float
     slo_rpo_s: float
+    #: The last recorded ``stackwright drill region-failover`` result (bench/drills/<system>-region-failover.json)
+    measured: dict[str, object] | None = None
 
 
 # ---------------------------------------------------------------- document parts

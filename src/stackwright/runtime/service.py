@@ -102,9 +102,15 @@ class Service:
 
     # ------------------------------------------------------------ resources
 
-    def postgres(self, resource: str) -> Database:
-        """The pool of a Postgres resource (size from ``<R>_POOL_MIN``/``<R>_POOL_MAX``)."""
-        db = Database(self.settings.resource_url(resource),
+    def postgres(self, resource: str, *, reads: bool = False) -> Database:
+        """The pool of a Postgres resource (size from ``<R>_POOL_MIN``/``<R>_POOL_MAX``).
+
+        ``reads=True``: a pool for reads only, on the region's replica (``<R>_READ_URL``, set in secondary
+        regions; stale by the replication lag, writes refused) and on ``<R>_URL`` where there is none.
+        """
+        url = (self.settings.resource_setting(resource, "READ_URL") if reads else None) or \
+            self.settings.resource_url(resource)
+        db = Database(url,
                       min_size=int(self.settings.resource_setting(resource, "POOL_MIN", "2") or 2),
                       max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20))
         self._startup.append(db.open)

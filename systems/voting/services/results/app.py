@@ -15,7 +15,8 @@ from starlette.responses import StreamingResponse
 from stackwright.runtime import FastRequest, Problem, Service, problem_responses
 
 svc = Service(title="results")
-db = svc.postgres("db")
+# Reads only: in a secondary region that is the region's replica (stale by the replication lag).
+db = svc.postgres("db", reads=True)
 cache = svc.redis("cache")
 app = svc.app
 

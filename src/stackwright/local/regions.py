@@ -1,0 +1,174 @@
+"""``stackwright up --regions``: every region of the spec on this machine, behind a local global entry.
+
+The primary region is the ordinary run (:class:`~.runner.LocalSystem`, its Postgres prepared for streaming
+standbys). Every other region then gets, under ``<state>/<system>/regions/<region>/``:
+
+* a physical streaming replica of the primary's Postgres (:class:`~.backing.replica.LocalReplica`, its own
+  slot), supervised by the primary's run;
+* its own run of the system: its own Redis, gateway port and service processes. Its services write to the
+  primary (``<R>_URL``, as on EKS where secondary regions write through the primary's endpoint) and a
+  service that asks for a read pool (``svc.postgres(name, reads=True)``) reads the region's replica
+  (``<R>_READ_URL``); ``REGION`` / ``REGION_ROLE`` say which region it plays. A standby region runs one
+  process per service, like every local region: the warm-standby scale of one replica.
+* the dev identity provider's key is the primary's, so a token minted once is valid in every region.
+
+A global entry (:mod:`.global_entry`, Route 53's role) then health-checks each region's gateway at the
+spec's ``edge.health_check_interval_s`` / ``health_check_failure_threshold`` and routes by the client's
+``X-Region`` header. The run's state gets ``regions`` (role, gateway, Postgres URL per region) and
+``global_entry`` (its URL), which ``status`` shows with the replication lag.
+
+One region is the default (``stackwright up``, ``demo``): the regions triple the processes, which the
+quick start and the test suite do not need; ``--regions`` asks for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..resources import kind_of
+from ..runtime.db import database_url
+from .backing.replica import LocalReplica, lag
+from .ports import free_port
+from .runner import LocalSystem, StartError, _http_ok, _pg_ready
+from .supervisor import ProcessSpec
+
+
+class LocalRegions:
+    """The regions besides the primary's run ``primary`` (started, with ``replication=True``)."""
+
+    def __init__(self, primary: LocalSystem, *, entry_port: int | None = None,
+                 report: Callable[[str], None] = print) -> None:
+        self.primary = primary
+        self.system = primary.system
+        self.report = report
+        self.entry_port = entry_port or free_port()
+        self.runs: dict[str, LocalSystem] = {}
+        self.replicas: dict[str, LocalReplica] = {}
+
+    @staticmethod
+    def _health_url(run: LocalSystem) -> str:
+        """The gateway's health check: on its local-only admin port where the runner has one, else on
+        ``/_edge/healthz`` of its public port."""
+        admin = getattr(run, "gateway_admin_url", None)
+        return f"{admin}/healthz" if admin else f"{run.endpoints.gateway_url}/_edge/healthz"
+
+    async def start(self) -> None:
+        """Start each secondary/standby region, then the global entry; record them in the primary's state."""
+        pg_backing = self.primary.backing.get("postgres") or {}
+        if not pg_backing.get("data_dir"):
+            raise StartError("--regions needs the embedded Postgres (not --postgres-url): each region streams "
+                             "a replica of it")
+        primary_port = int(pg_backing["url"].rsplit(":", 1)[1].split("/")[0])
+        # Regions start side by side (each clones its replica, then starts its own processes).
+        await asyncio.gather(*(self._start_region(r.name, r.role, primary_port) for r in self.system.regions
+                               if r.name != self.system.primary_region.name))
+        await self._start_entry()
+        self._record()
+
+    async def _start_region(self, name: str, role: str, primary_port: int) -> None:
+        home = self.primary.dir / "regions" / name
+        home.mkdir(parents=True, exist_ok=True)
+        replica = LocalReplica(home / "postgres", free_port(), primary_port=primary_port, region=name)
+        cloned = await asyncio.to_thread(replica.init)
+        self.report(f"  {name}: {'cloned' if cloned else 'reusing'} a streaming replica of the primary's Postgres")
+        await self.primary.supervisor.start(ProcessSpec(
+            name=f"postgres-{name}", argv=replica.command(), spawn_kwargs=replica.process_kwargs(),
+            cwd=replica.data_dir, ready=lambda: _pg_ready(replica.url), before_start=replica.before_start,
+        ), ready_timeout_s=90)
+        self.replicas[name] = replica
+        read_urls = {}
+        for rname, res in self.system.resources.items():
+            # Kinds that write to the primary and read a regional copy (Postgres): reads go to this replica.
+            if kind_of(res).writes_to_primary and "postgres" in kind_of(res).local_backing:
+                # A per-tenant server's URL is the server's (tenants' databases are made at run time).
+                read_urls[rname] = (replica.url if getattr(res, "per_tenant", False)
+                                    else database_url(replica.url, getattr(res, "database", "postgres")))
+        opts = self.primary.options
+        options = replace(opts, port=free_port(), postgres_url=self.primary.backing["postgres"]["url"],
+                          redis_url=None, monitoring=False, dashboard=False, dashboard_port=None,
+                          state_root=home, region=name, replication=False, read_urls=read_urls)
+        run = LocalSystem(self.system, options, report=lambda m: self.report(f"  [{name}] {m}"))
+        key = self.primary.dir / "idp-key.pem"
+        if key.exists():
+            shutil.copy2(key, run.dir / "idp-key.pem")
+        await run.start()
+        self.runs[name] = run
+        self.report(f"✓ region {name} ({role}) at {run.endpoints.gateway_url}")
+
+    async def _start_entry(self) -> None:
+        edge = self.system.edge
+        regions = [{"name": self.system.primary_region.name, "role": "primary",
+                    "url": self.primary.endpoints.gateway_url,
+                    "health_url": self._health_url(self.primary)}]
+        for r in self.system.regions:
+            if r.name in self.runs:
+                url = self.runs[r.name].endpoints.gateway_url
+                regions.append({"name": r.name, "role": r.role, "url": url,
+                                "health_url": self._health_url(self.runs[r.name])})
+        replication: dict[str, Any] = {}
+        for name, run in self.runs.items():
+            for resource, url in run.options.read_urls.items():
+                entry = replication.setdefault(resource, {"primary": self.primary.endpoints.resource_urls[resource],
+                                                          "replicas": {}})
+                entry["replicas"][name] = url
+        config = {"port": self.entry_port, "system": self.system.name, "replication": replication,
+                  "interval_s": edge.health_check_interval_s,
+                  "failure_threshold": edge.health_check_failure_threshold, "regions": regions}
+        path = self.primary.dir / "global-entry.json"
+        path.write_text(json.dumps(config, indent=2))
+        url = f"http://127.0.0.1:{self.entry_port}"
+        await self.primary.supervisor.start(ProcessSpec(
+            name="global-entry", argv=[sys.executable, "-m", "stackwright.local.global_entry", str(path)],
+            ready=lambda: _http_ok(f"{url}/_global/regions")), ready_timeout_s=30)
+        self.report(f"✓ global entry at {url} (X-Region: <region> picks a region)")
+
+    def _record(self) -> None:
+        primary = self.system.primary_region.name
+        regions: dict[str, Any] = {primary: {
+            "role": "primary", "gateway": self.primary.endpoints.gateway_url,
+            "postgres": self.primary.backing["postgres"]["url"], "replica_of": None}}
+        for name, run in self.runs.items():
+            role = next(r.role for r in self.system.regions if r.name == name)
+            regions[name] = {"role": role, "gateway": run.endpoints.gateway_url, "postgres": self.replicas[name].url,
+                             "replica_of": primary, "state_dir": str(run.dir)}
+        self.primary.extra_state.update(regions={n: regions[n] for n in self._order(regions)}, global_entry=f"http://127.0.0.1:{self.entry_port}")
+        self.primary._save()
+
+    def _order(self, regions: dict[str, Any]) -> list[str]:
+        return [r.name for r in self.system.regions if r.name in regions]
+
+    async def stop(self) -> None:
+        """Stop every secondary region's run (the primary's run stops the replicas and the entry)."""
+        for run in self.runs.values():
+            with contextlib.suppress(Exception):
+                await run.stop()
+
+
+async def region_status(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per region of a running multi-region system: role, gateway, and for a replica its lag
+    (WAL bytes not replayed, seconds behind) and whether it streams. Empty for a one-region run."""
+    regions = state.get("regions") or {}
+    primary_url = next((r["postgres"] for r in regions.values() if r["replica_of"] is None), None)
+    rows = []
+    # The primary first (the state file may store keys sorted).
+    for name, r in sorted(regions.items(), key=lambda kv: kv[1]["replica_of"] is not None):
+        row = {"region": name, "role": r["role"], "gateway": r["gateway"], "postgres": r["postgres"],
+               "lag_bytes": None, "lag_seconds": None, "streaming": None}
+        if r["replica_of"] is not None:
+            try:
+                got = await lag(r["postgres"], primary_url)
+                row.update(lag_bytes=got.bytes, lag_seconds=got.seconds, streaming=got.streaming)
+            except Exception as exc:  # a down replica is a status to show, not an error
+                row["error"] = type(exc).__name__
+        rows.append(row)
+    return rows
+
+
+__all__ = ["LocalRegions", "region_status"]
