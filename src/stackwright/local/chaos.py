@@ -23,6 +23,7 @@ import httpx
 # The drills' open-loop sender is the benchmark's schedule (one implementation); re-exported for drills.py.
 from ..bench.openloop import OpenLoop as OpenLoop
 from ..bench.openloop import Outcome as Outcome
+from ..resources import kind_of
 from .state import read_state
 
 BACKING = ("postgres", "redis")
@@ -231,5 +232,5 @@ DRILL_VISIBILITY_TIMEOUT_S = 2.0
 
 def drill_up_args(system: Any, visibility_timeout_s: float = DRILL_VISIBILITY_TIMEOUT_S) -> list[str]:
     """Extra ``stackwright up`` arguments a drill run needs: short visibility timeouts on every queue."""
-    return [a for name, res in system.resources.items() if res.kind == "queue"
+    return [a for name, res in system.resources.items() if kind_of(res).dead_letters
             for a in ("--visibility-timeout", f"{name}={visibility_timeout_s:g}")]

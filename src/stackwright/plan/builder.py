@@ -31,8 +31,8 @@ def _priced_first(system: System, prices: PriceTable) -> None:
             except PriceError as exc:
                 raise PriceError(f"instance type '{itype}' of node pool {pool.name}: {exc}") from None
     for res in system.resources.values():
-        for key in kind_of(res).price_keys(res):
-            prices.price(key)
+        for group, itype, _field, _what in kind_of(res).priced_instances(res):
+            prices.price(f"{group}.{itype}")
 
 
 def build_plan(system: System, environment: str | None = None, *, bench_file: Path | None = None,

@@ -83,6 +83,18 @@ class ResourceKind:
         """Real name of the resource locally when services need it besides the URL (queues)."""
         return None
 
+    #: Locally a queue with a visibility timeout and a dead-letter queue: ``stackwright dlq`` lists it,
+    #: ``up --visibility-timeout`` and the fault drills set its timeout.
+    dead_letters: ClassVar[bool] = False
+
+    def image_migrations(self, res: Any) -> str | None:
+        """Folder (relative to system.yaml) of migrations a user's image carries, or None."""
+        return None
+
+    def migrated_at_deploy(self, res: Any) -> bool:
+        """Whether a deploy runs a migration Job for the resource (with its first user's image and secret)."""
+        return False
+
     # ---- validation
     def check(self, system: System, name: str, res: Any, fail: Fail) -> None:
         """Cross-checks against the rest of the spec that the model alone cannot make (a subscriber
@@ -114,6 +126,12 @@ class ResourceKind:
     credential_url: ClassVar[bool] = False
     #: plan counts one Secrets Manager secret per resource of this kind and region (cost, k8s objects).
     plan_secret: ClassVar[bool] = False
+
+    def eks_secret(self, system: System, environment: str, name: str, res: Any,
+                   service: str) -> tuple[str, str] | None:
+        """(Secrets Manager secret name, JSON property) holding ``<NAME>_URL`` for ``service`` on EKS; None:
+        the service's own settings secret, property ``<name>_url``."""
+        return None
 
     def secret_props(self, name: str, res: Any, *, primary_region: bool) -> dict[str, str]:
         """Extra secret variables on EKS: ``suffix -> JSON property`` of the resource's secret
@@ -245,6 +263,9 @@ class ResourceKind:
         return False
 
     # ---- plan: capacity, prices, alerts (``stackwright.plan``)
+    #: Its users' requests wait on it like on a database: plan's throughput model sizes them as DB-bound.
+    database: ClassVar[bool] = False
+
     def legend_row(self, system: System, name: str, res: Any, *, regions: list[str],
                    primary: str) -> tuple[str, dict[str, str]] | None:
         """The resource's row in the capacity legend: (component label, region -> cell text)."""
@@ -256,9 +277,10 @@ class ResourceKind:
         those exceeded. ``demand`` is every service's peak rps in the region (and its basis)."""
         return [], []
 
-    def price_keys(self, res: Any) -> list[str]:
-        """Price-table keys the plan needs for this resource (``elasticache.cache.r6g.large``); plan looks
-        them up before anything else so a missing instance type is reported first."""
+    def priced_instances(self, res: Any) -> list[tuple[str, str, str, str]]:
+        """Instance types of the resource that must be in the price table: (price group such as
+        ``elasticache``, instance type, spec field holding it, what to call it in an error). The spec check
+        refuses an unpriced one at its field; plan prices ``<group>.<type>`` before anything else."""
         return []
 
     def cost_findings(self, system: System, name: str, res: Any) -> list[Finding]:

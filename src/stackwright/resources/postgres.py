@@ -114,6 +114,7 @@ class Postgres(ResourceKind):
     writes_to_primary = True
     product = "PostgreSQL"
     consumer_verb = "write (primary in {primary})"
+    database = True
     cdk_provision = "stackwright.resources.postgres:provision_cdk"
     cdk_grant = "stackwright.resources.postgres:grant_cdk"
     cdk_every_region = True
@@ -352,10 +353,26 @@ class Postgres(ResourceKind):
                 cell[r] = f"none: reads and writes go to {primary}"
         return f"{ENGINE_LABEL[res.engine]} ({name})", cell
 
-    def price_keys(self, res: PostgresResource) -> list[str]:
+    def priced_instances(self, res: PostgresResource) -> list[tuple[str, str, str, str]]:
         if res.engine == "external":
             return []
-        return [f"{'aurora' if res.engine == 'aurora-postgresql' else 'rds'}.{res.instance_class}"]
+        group = "aurora" if res.engine == "aurora-postgresql" else "rds"
+        return [(group, res.instance_class, "instance_class", f"{res.engine} instance class")]
+
+    def image_migrations(self, res: PostgresResource) -> str | None:
+        return res.migrations
+
+    def migrated_at_deploy(self, res: PostgresResource) -> bool:
+        # Per-tenant databases get their schema when a tenant is created, not at deploy.
+        return bool(res.migrations) and not res.per_tenant
+
+    def eks_secret(self, system: Any, environment: str, name: str, res: PostgresResource,
+                   service: str) -> tuple[str, str]:
+        from ..deploy import names as naming
+
+        if res.engine == "external":
+            return naming.external_url_secret_name(system, environment, name), "url"
+        return naming.db_user_secret_name(system, environment, name, service), "url"
 
     def backup_retention_days(self, res: PostgresResource) -> int:
         return res.backup_retention_days

@@ -37,6 +37,7 @@ class Queue(ResourceKind):
     kind = "queue"
     model = QueueResource
     local_backing = frozenset({"redis"})
+    dead_letters = True
     aws_api = True  # the sqs interface endpoint serves it
     product = "SQS"
     consumer_verb = "send"

@@ -150,8 +150,14 @@ class Redis(ResourceKind):
                                  f"resources.{name}.shards",
                                  f"use {math.ceil(ops / REDIS_OPS_PER_SHARD)} shards or pipeline/batch")]
 
-    def price_keys(self, res: RedisResource) -> list[str]:
-        return [f"elasticache.{res.node_type}"]
+    def priced_instances(self, res: RedisResource) -> list[tuple[str, str, str, str]]:
+        return [("elasticache", res.node_type, "node_type", "cache node type")]
+
+    def eks_secret(self, system: Any, environment: str, name: str, res: RedisResource,
+                   service: str) -> tuple[str, str]:
+        from ..deploy import names as naming
+
+        return naming.redis_auth_secret_name(system, environment, name), "url"
 
 
 def provision_cdk(stack: Any, name: str, res: RedisResource) -> None:

@@ -28,6 +28,7 @@ class Search(ResourceKind):
     vpc_port = 443
     product = "OpenSearch"
     consumer_verb = "index"
+    database = True
     cdk_provision = "stackwright.resources.search:provision_cdk"
     cdk_grant = "stackwright.resources.search:grant_cdk"
 
@@ -56,8 +57,8 @@ class Search(ResourceKind):
                       primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
         return [f"{workload} --> {prim}"]
 
-    def price_keys(self, res: SearchResource) -> list[str]:
-        return [f"opensearch.{res.instance_type}"]
+    def priced_instances(self, res: SearchResource) -> list[tuple[str, str, str, str]]:
+        return [("opensearch", res.instance_type, "instance_type", "search instance type")]
 
 
 def provision_cdk(stack: Any, name: str, res: SearchResource) -> None:
