@@ -137,6 +137,10 @@ class Postgres(ResourceKind):
         return url
 
     def check(self, system: Any, name: str, res: PostgresResource, fail: Fail) -> None:
+        # Folders are checked only for a spec loaded from a file (relative to it).
+        if res.migrations and system.source is not None and not (system.base_dir / res.migrations).is_dir():
+            raise fail(f"resource '{name}': migrations folder {res.migrations} does not exist",
+                       ("resources", name, "migrations"))
         if res.tenants is None:
             return
         if not res.per_tenant:
