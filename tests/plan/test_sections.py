@@ -121,3 +121,21 @@ def test_diagrams(voting: System) -> None:
             assert all(";" not in line.split(":", 1)[-1] for line in d.source.splitlines()[1:])
     network = diagrams["network"].source
     assert sum(f"NAT_us_east_1{az}[" in network for az in "abc") == 3 and "10.0.32.0/19" in network
+
+
+def test_metric_scaled_service_is_sized_from_the_metric_peak() -> None:
+    from tests.fixtures.load import fixture
+
+    gpu = fixture("gpu").model_copy(deep=True)
+    metric = gpu.services["transcriber"].autoscale.metric
+    assert metric is not None
+    metric.peak = 27  # streams at the peak, 8 per replica -> 4 replicas (ceil 3.4)
+    report, findings = build_capacity(gpu, None)
+    row = next(s for s in report.services if s.service == "transcriber")
+    assert row.replicas_needed == 4
+    assert "27 transcriber_streams_active at the peak / 8 per replica" in row.demand_basis
+    pool = next(p for p in report.pools if p.pool == "gpu")
+    assert pool.nodes_at_peak >= 4  # one T4 per g4dn.xlarge, one GPU per pod
+    metric.peak = 40  # 5 replicas needed, replicas.max is 4: a shortfall
+    _, findings = build_capacity(gpu, None)
+    assert any("transcriber" in f.message for f in findings)

@@ -209,13 +209,21 @@ def test_standby_region_is_created_at_the_standby_scale(deployed: dict[str, Any]
         pytest.skip("no standby region in this system")
     (region,) = standby
     groups = _of(deployed["templates"], "AWS::EKS::Nodegroup", _stacks_in(deployed, region))
-    assert [g["ScalingConfig"] for g in groups] == [{"MinSize": 1, "DesiredSize": 1, "MaxSize": 6}]
+    # Each node group starts at one node and keeps its maximum (for the failover).
+    assert sorted(g["ScalingConfig"]["MaxSize"] for g in groups) == sorted(p.max for p in system.cluster.node_pools)
+    assert all((g["ScalingConfig"]["MinSize"], g["ScalingConfig"]["DesiredSize"]) == (1, 1) for g in groups)
     overlay = {o["metadata"]["name"]: o for o in build_manifests(system, region, deployed["env"])
                if o["kind"] == "HorizontalPodAutoscaler"}
-    assert overlay["api"]["spec"]["minReplicas"] == 1 and overlay["api"]["spec"]["maxReplicas"] == 12
+    assert overlay
+    for name, hpa in overlay.items():
+        assert hpa["spec"]["minReplicas"] == 1, name
+        assert hpa["spec"]["maxReplicas"] == system.services[name].replicas.max, name
     plan = build_plan(system, deployed["env"])
-    api = next(s for s in plan.capacity.services if s.region == region and s.service == "api")
-    assert (api.replicas_min, api.replicas_max) == (1, 12)
-    pool = next(p for p in plan.capacity.pools if p.region == region)
-    assert (pool.nodes_min, pool.nodes_desired, pool.nodes_max) == (1, 1, 6)
+    services = [s for s in plan.capacity.services if s.region == region]
+    assert services
+    for svc in services:
+        assert (svc.replicas_min, svc.replicas_max) == (1, system.services[svc.service].replicas.max), svc.service
+    pools = [p for p in plan.capacity.pools if p.region == region]
+    assert sorted((p.nodes_min, p.nodes_desired, p.nodes_max) for p in pools) == sorted(
+        (1, 1, p.max) for p in system.cluster.node_pools)
     assert yaml.safe_load(STANDBY_SPEC)["regions"][1]["role"] == "standby"

@@ -67,4 +67,19 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
                 findings=collect(cap_findings, fail_findings, cost_findings, alert_findings),
                 subnets=[SubnetRow(name, s.az, s.tier, s.cidr, s.usable)
                          for name, rd in deployment.regions.items() for s in rd.network.subnets],
-                notes=notes)
+                notes=notes, slos=slo_rows(system))
+
+
+def slo_rows(system: System) -> list[tuple[str, str]]:
+    """The spec's objectives as (objective, target) rows for the plan's SLO table."""
+    slo = system.slo
+    rows = [("availability", f"{slo.availability:g}%")]
+    if slo.latency_p95_ms is not None:
+        rows.append(("latency p95", f"< {slo.latency_p95_ms} ms"))
+    rows.append(("latency p99", f"< {slo.latency_p99_ms} ms"))
+    if slo.error_rate_percent is not None:
+        rows.append(("error rate (5xx)", f"< {slo.error_rate_percent:g}%"))
+    rows += [("throughput (peak)", f"{slo.peak_rps:,.0f} req/s"),
+             ("recovery time (RTO / MTTR)", f"< {slo.rto_minutes:g} min"),
+             ("data loss (RPO)", f"< {slo.rpo_seconds:g} s")]
+    return rows

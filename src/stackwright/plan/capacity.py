@@ -202,6 +202,13 @@ def build_capacity(system: System, bench: BenchResults | None,
             tp, target = tputs[name], target_utilisation(system, name)
             low, high = ranges[name]
             needed = max(low, math.ceil(rps / (tp.rps_per_replica * target) - 1e-9) if rps else 0)
+            metric = svc.autoscale.metric if svc.autoscale else None
+            if metric is not None and metric.peak is not None:
+                # Scaled on what it carries (e.g. streams), not requests: size it the way its autoscaler will.
+                at_peak = metric.peak * shares[region.name]
+                needed = max(low, math.ceil(at_peak / metric.target - 1e-9))
+                basis = (f"{at_peak:g} {metric.name} at the peak / {metric.target:g} per replica "
+                         f"(autoscale.metric.peak)")
             sc = ServiceCapacity(region.name, name, svc.kind, rps, basis, tp, target, needed, low, high)
             services.append(sc)
         by_service = {s.service: s for s in services if s.region == region.name}

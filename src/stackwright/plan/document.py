@@ -58,6 +58,10 @@ def to_markdown(plan: Plan) -> str:
         ["findings", counts],
     ])
     md.append("")
+    if plan.slos:
+        md += ["### Service level objectives", ""]
+        md += _table(["objective", "target"], [list(row) for row in plan.slos])
+        md.append("")
 
     md += ["## 1. Diagrams", ""]
     for d in plan.diagrams:

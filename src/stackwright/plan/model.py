@@ -297,6 +297,8 @@ class Plan:
     findings: list[Finding]
     subnets: list[SubnetRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The spec's service level objectives as (objective, target) rows, in the order a design document lists them.
+    slos: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, severity: Severity) -> int:
         """How many findings have this severity."""

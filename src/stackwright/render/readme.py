@@ -102,6 +102,18 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
         "`podIdentity.aws.irsa.enabled=true` and `podIdentity.aws.irsa.roleArn` = the AWS app's "
         f"`KedaOperatorRoleArn` output (`{naming.keda_operator_role_name(system, '<env>', '<region>')}`).",
         "",
+    ]
+    gpu_pools = [p.name for p in system.cluster.node_pools if p.gpu]
+    if gpu_pools:
+        # The AL2023 NVIDIA AMI has the driver but not the device plugin: without it no node advertises
+        # nvidia.com/gpu and every pod requesting one stays Pending.
+        lines += [
+            f"GPU pools ({', '.join(f'`{p}`' for p in gpu_pools)}, AL2023 NVIDIA AMI, tainted "
+            "`nvidia.com/gpu=true:NoSchedule`) need the NVIDIA Kubernetes device plugin (Helm chart "
+            "`nvdp/nvidia-device-plugin`, which tolerates that taint), so that the nodes advertise `nvidia.com/gpu`.",
+            "",
+        ]
+    lines += [
         "## Names shared with the AWS side",
         "",
         "| what | name |",

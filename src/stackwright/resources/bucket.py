@@ -115,9 +115,19 @@ class Bucket(ResourceKind):
         # Every copy CDK creates is stored (and billed): the primary's and each replica (deploy.placement).
         if ctx.region in bucket_regions(ctx.system, name):
             copy = "" if ctx.is_primary else " (replica)"
-            ctx.out.add("storage", f"S3 {name}{copy}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb,
-                        "GB-month",
-                        assumption="priced as STANDARD; lifecycle transitions lower it" if res.lifecycle else "")
+            shares = storage_class_shares(res)
+            if len(shares) == 1:
+                ctx.out.add("storage", f"S3 {name}{copy}: {res.storage_gb:g} GB", "s3.STANDARD", res.storage_gb,
+                            "GB-month", assumption="monthly_upload_gb not set: all priced as STANDARD, lifecycle "
+                                                   "transitions lower it" if res.lifecycle else "")
+            else:
+                months = res.storage_gb / res.monthly_upload_gb
+                for storage_class, share in shares:
+                    gb = res.storage_gb * share
+                    ctx.out.add("storage", f"S3 {name}{copy}: {gb:,.0f} of {res.storage_gb:g} GB in {storage_class}",
+                                f"s3.{storage_class}", gb, "GB-month",
+                                assumption=f"steady uploads: {res.storage_gb:g} GB is {months:.1f} months of "
+                                           f"{res.monthly_upload_gb:g} GB, split by the lifecycle's ages")
         if ctx.region in res.replicate_to:
             ctx.out.add("network", f"S3 {name} replication to {ctx.region}: {res.monthly_upload_gb:g} GB",
                         "transfer.inter_region_gb", res.monthly_upload_gb, "GB",
@@ -190,6 +200,31 @@ def foundation_cdk(stack: Any, name: str, res: BucketResource) -> None:
     if res.events and "s3" not in stack.data_key_services:
         stack.data_key_services.add("s3")
         allow_s3_notifications(stack.keys.data, stack.account)
+
+
+def storage_class_shares(res: BucketResource) -> list[tuple[str, float]]:
+    """Share of a bucket's ``storage_gb`` in each storage class at steady state, for pricing.
+
+    Steady uploads of ``monthly_upload_gb`` make ``storage_gb`` hold ``storage_gb / monthly_upload_gb`` months
+    of data, of evenly spread ages; each lifecycle transition moves the data older than its ``after_days``
+    to its class (an ``EXPIRE`` rule ends the span). Without an upload rate (or rules) the age of the data is
+    unknown: all of it is STANDARD, the most expensive case. Shares sum to 1.
+    """
+    rules = sorted((r for r in res.lifecycle if r.storage_class != "EXPIRE"), key=lambda r: r.after_days)
+    if not rules or res.monthly_upload_gb <= 0 or res.storage_gb <= 0:
+        return [("STANDARD", 1.0)]
+    span = res.storage_gb / res.monthly_upload_gb * 30.0  # days of data held
+    expire = min((r.after_days for r in res.lifecycle if r.storage_class == "EXPIRE"), default=None)
+    if expire is not None:
+        span = min(span, float(expire))
+    bounds = [(0.0, "STANDARD")] + [(float(r.after_days), r.storage_class) for r in rules]
+    shares: list[tuple[str, float]] = []
+    for i, (start, storage_class) in enumerate(bounds):
+        end = bounds[i + 1][0] if i + 1 < len(bounds) else span
+        days = max(0.0, min(end, span) - min(start, span))
+        if days > 0:
+            shares.append((storage_class, days / span))
+    return shares
 
 
 KIND: ResourceKind = Bucket()

@@ -6,11 +6,11 @@ from .fastpath import FastRequest, Reply
 from .problems import Problem, problem_response, problem_responses
 from .service import Service
 from .settings import MissingSetting, Settings, resource_env, service_url_env
-from .storage import ObjectStore, store_from_url
+from .storage import ObjectInfo, ObjectStore, store_from_url
 from .worker import consume
 
 __all__ = [
-    "AuthError", "Database", "FastRequest", "JWTVerifier", "MissingSetting", "ObjectStore", "Principal", "Problem",
-    "Reply", "Service", "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response",
+    "AuthError", "Database", "FastRequest", "JWTVerifier", "MissingSetting", "ObjectInfo", "ObjectStore", "Principal",
+    "Problem", "Reply", "Service", "Settings", "TenantDatabases", "apply_migrations", "consume", "problem_response",
     "problem_responses", "resource_env", "service_url_env", "store_from_url",
 ]

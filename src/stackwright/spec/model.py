@@ -96,6 +96,9 @@ class CustomMetric(Strict):
     query: str | None = Field(
         None, description="PromQL giving the service's total; default: sum(<name>{namespace=\"<ns>\", "
                           "container=\"<service>\"}) over the series Prometheus scrapes from its pods")
+    peak: float | None = Field(
+        None, gt=0, description="the query's value at the SLO peak, all regions together (e.g. concurrent streams); "
+                                "plan then sizes the service as ceil(peak x region share / target) replicas")
 
 
 class Autoscale(Strict):
@@ -417,6 +420,9 @@ class Edge(Strict):
 class Slo(Strict):
     peak_rps: float = Field(gt=0)
     latency_p99_ms: int = Field(500, ge=1)
+    latency_p95_ms: int | None = Field(None, ge=1, description="a p95 objective as well, when the design states one")
+    error_rate_percent: float | None = Field(None, gt=0, lt=100,
+                                             description="share of requests that may fail (5xx), in percent")
     availability: float = Field(99.9, gt=90, lt=100)
     rto_minutes: float = Field(15, gt=0)
     rpo_seconds: float = Field(60, ge=0)

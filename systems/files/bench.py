@@ -1,0 +1,304 @@
+"""`stackwright bench files`: throughput of the file platform against bare references on the same machine.
+
+Scenarios (closed loop: one client, requests one after another; these are bandwidth and latency figures, not
+the open-loop rate search of the voting benchmark):
+
+- ``upload``: MB/s of 64 MiB uploads through the edge, and through a bare ASGI sink (uvicorn, same loop and
+  HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink.
+- ``download``: the same for 64 MiB downloads against a bare ASGI source (sends 1 MiB chunks from memory).
+- ``small``: p50/p99 latency of 1 KiB downloads through the edge (sequential, after a warm-up).
+- ``variants``: variants/s of image-processing (upload N photos, until every variant is recorded) against
+  the same Pillow steps called directly in this process on the same photos; target >= 0.8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SCENARIOS = ("upload", "download", "small", "variants")
+MiB = 1 << 20
+BIG = 64 * MiB
+REPEATS = 3
+SMALL_REQUESTS = 300
+PHOTOS = 8
+
+SINK_SOURCE = '''
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["method"] == "POST":
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = str(size).encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    chunk = b"\\x01" * (1 << 20)
+    total = int(scope["query_string"] or b"0")
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(total).encode())]})
+    sent = 0
+    while sent < total:
+        piece = chunk[: total - sent]
+        sent += len(piece)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+'''
+
+
+def _body(size: int) -> Any:
+    block = hashlib.sha256(b"bench").digest() * (MiB // 32)
+
+    def gen() -> Any:
+        sent = 0
+        while sent < size:
+            piece = block[: size - sent]
+            sent += len(piece)
+            yield piece
+
+    return gen()
+
+
+def _mbps(fn: Any) -> float:
+    """Median MB/s (MiB/s) of REPEATS runs of ``fn()``, which moves BIG bytes."""
+    rates = []
+    for _ in range(REPEATS):
+        began = time.perf_counter()
+        fn()
+        rates.append(BIG / MiB / (time.perf_counter() - began))
+    return statistics.median(rates)
+
+
+def _photos() -> list[bytes]:
+    from PIL import Image
+
+    out = []
+    for i in range(PHOTOS):
+        img = Image.effect_noise((2400, 1800), 40 + i).convert("RGB")
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=88)
+        out.append(buf.getvalue())
+    return out
+
+
+def _direct_variants(photos: list[bytes]) -> float:
+    """Variants/s of the service's Pillow steps (upright, fit, save JPEG 256 / WebP 1024) called directly."""
+    from PIL import Image, ImageOps
+
+    began = time.perf_counter()
+    made = 0
+    for data in photos:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            for side, fmt in ((256, "JPEG"), (1024, "WEBP")):
+                img = upright.copy()
+                img.thumbnail((side, side), Image.Resampling.LANCZOS)
+                img.save(io.BytesIO(), fmt, quality=82)
+                made += 1
+    return made / (time.perf_counter() - began)
+
+
+def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
+    """Bring the system up on a private state folder, measure, bring it down; the results document."""
+    from stackwright.bench import procs
+    from stackwright.local.control import start_detached, stop
+    from stackwright.local.idp import DevIdP
+    from stackwright.local.ports import free_port
+    from stackwright.spec import load_system
+
+    chosen = tuple(getattr(options, "only", None) or SCENARIOS)
+    started = datetime.now(UTC)
+    began = time.monotonic()
+    load_before = procs.load_average()
+    machine = procs.machine()
+    system = load_system(spec_path)
+    root = Path(tempfile.mkdtemp(prefix="files-bench-"))
+    scenarios: dict[str, Any] = {}
+    sink_dir = root / "sink"
+    sink_dir.mkdir()
+    (sink_dir / "sink.py").write_text(SINK_SOURCE)
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "uvicorn", "sink:app", "--port", str(sink_port), "--loop", "uvloop",
+                             "--http", "httptools", "--no-access-log", "--log-level", "warning"], cwd=sink_dir)
+    reporter.phase("starting the system")
+    state = start_detached(spec_path, port=free_port(), state_root=root, timeout_s=240)
+    try:
+        ident = system.edge.identity
+        assert ident is not None
+        idp = DevIdP(root / system.name / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
+        auth = {"authorization": f"Bearer {idp.mint('bench-user', ttl_s=6 * 3600)}"}
+        edge = httpx.Client(base_url=state["gateway"], timeout=600)
+        bare = httpx.Client(base_url=f"http://127.0.0.1:{sink_port}", timeout=600)
+        _wait_up(bare)
+        if "upload" in chosen or "download" in chosen:
+            reporter.phase("upload / download, 64 MiB each")
+            ids: list[str] = []
+
+            def up_edge() -> None:
+                r = edge.post("/files", params={"name": "big.bin"}, content=_body(BIG), headers=auth)
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+
+            def up_sink() -> None:
+                r = bare.post("/", content=_body(BIG))
+                assert r.status_code == 201 and r.text == str(BIG)
+
+            file_url = state["services"]["file"][0]["url"]
+
+            def up_direct() -> None:  # the file service alone: where the edge's share of the time shows
+                r = httpx.post(f"{file_url}/files", params={"name": "big.bin"}, content=_body(BIG), headers=auth,
+                               timeout=600)
+                assert r.status_code == 201, r.text
+
+            up_rate, direct_rate, sink_rate = _mbps(up_edge), _mbps(up_direct), _mbps(up_sink)
+            scenarios["upload"] = {"edge_mib_s": up_rate, "direct_mib_s": direct_rate, "sink_mib_s": sink_rate,
+                                   "ratio": up_rate / sink_rate}
+            reporter.note(f"upload: edge {up_rate:.0f} MiB/s, file service directly {direct_rate:.0f} MiB/s, "
+                          f"bare sink {sink_rate:.0f} MiB/s")
+
+            def down_edge() -> None:
+                with edge.stream("GET", f"/files/{ids[0]}/content", headers=auth) as r:
+                    assert r.status_code == 200
+                    assert sum(len(c) for c in r.iter_raw()) == BIG
+
+            def down_source() -> None:
+                with bare.stream("GET", f"/?{BIG}") as r:
+                    assert sum(len(c) for c in r.iter_raw()) == BIG
+
+            def down_direct() -> None:
+                with httpx.stream("GET", f"{file_url}/files/{ids[0]}/content", headers=auth, timeout=600) as r:
+                    assert sum(len(c) for c in r.iter_raw()) == BIG
+
+            dn_rate, dn_direct, src_rate = _mbps(down_edge), _mbps(down_direct), _mbps(down_source)
+            scenarios["download"] = {"edge_mib_s": dn_rate, "direct_mib_s": dn_direct, "source_mib_s": src_rate,
+                                     "ratio": dn_rate / src_rate}
+            reporter.note(f"download: edge {dn_rate:.0f} MiB/s, file service directly {dn_direct:.0f} MiB/s, "
+                          f"bare source {src_rate:.0f} MiB/s")
+        if "small" in chosen:
+            reporter.phase("small files, 1 KiB, sequential")
+            # Ten users in turn, each with their own file: the edge limits each user to 50 requests/s, which
+            # one sequential client would hit on its own.
+            owners = []
+            for n in range(10):
+                who = {"authorization": f"Bearer {idp.mint(f'bench-small-{n}', ttl_s=6 * 3600)}"}
+                small = edge.post("/files", params={"name": "small.txt"}, content=b"s" * 1024, headers=who).json()
+                owners.append((f"/files/{small['id']}/content", who))
+            for url, who in owners * 3:
+                edge.get(url, headers=who)
+            lat = []
+            for i in range(SMALL_REQUESTS):
+                url, who = owners[i % len(owners)]
+                t = time.perf_counter()
+                r = edge.get(url, headers=who)
+                lat.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, f"{r.status_code} {r.text[:200]}"
+            lat.sort()
+            scenarios["small"] = {"requests": SMALL_REQUESTS, "p50_ms": lat[len(lat) // 2],
+                                  "p99_ms": lat[int(len(lat) * 0.99) - 1]}
+            reporter.note(f"small: p50 {lat[len(lat) // 2]:.1f} ms, p99 {scenarios['small']['p99_ms']:.1f} ms")
+        if "variants" in chosen:
+            reporter.phase(f"variants of {PHOTOS} photos 2400x1800")
+            photos = _photos()
+            direct = _direct_variants(photos)
+            t = time.perf_counter()
+            made = [edge.post("/files", params={"name": f"p{i}.jpg"}, content=p, headers=auth).json()["id"]
+                    for i, p in enumerate(photos)]
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                done = sum(len(edge.get(f"/files/{i}", headers=auth).json()["variants"]) for i in made)
+                if done >= 2 * len(made):
+                    break
+                time.sleep(0.1)
+            service = 2 * len(made) / (time.perf_counter() - t)
+            scenarios["variants"] = {"service_per_s": service, "pillow_per_s": direct, "ratio": service / direct,
+                                     "photos": PHOTOS}
+            reporter.note(f"variants: service {service:.2f}/s, Pillow directly {direct:.2f}/s")
+    finally:
+        stop(system.name, root)
+        sink.terminate()
+        sink.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+    return {"system": system.name, "started_at": started.isoformat(timespec="seconds"), "machine": machine,
+            "machine_line": procs.describe(machine),
+            "load_generator": {"processes": 1, "kind": "closed loop, one httpx client in the bench process",
+                               "clients": "dev-token users (one for the bandwidth runs, ten in turn for small "
+                                          "files: the edge limits each to 50/s)"},
+            "load_average_before": load_before, "load_average_after": procs.load_average(),
+            "command": "stackwright bench files", "duration_s": time.monotonic() - began,
+            "criteria": {"text": "each figure is the median of 3 runs (bandwidth) or the percentile of 300 requests"},
+            "partial": chosen != SCENARIOS, "scenarios": scenarios}
+
+
+def _wait_up(client: httpx.Client) -> None:
+    for _ in range(100):
+        try:
+            client.get("/?0")
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    sc = doc.get("scenarios", {})
+    rows = []
+    for name, ref, share in (("upload", "sink_mib_s", 0.5), ("download", "source_mib_s", 0.5)):
+        if name in sc:
+            s = sc[name]
+            rows.append({"target": f"{name} MiB/s through the edge >= {share} x bare ASGI",
+                         "measured": f"{s['edge_mib_s']:.0f} vs {s[ref]:.0f} MiB/s = {s['ratio']:.2f}x",
+                         "met": s["ratio"] >= share})
+    if "variants" in sc:
+        s = sc["variants"]
+        rows.append({"target": "variants/s of image-processing >= 0.8 x Pillow directly",
+                     "measured": f"{s['service_per_s']:.2f} vs {s['pillow_per_s']:.2f}/s = {s['ratio']:.2f}x",
+                     "met": s["ratio"] >= 0.8})
+    return rows
+
+
+def markdown(doc: dict[str, Any]) -> list[str]:
+    sc = doc.get("scenarios", {})
+    lines = ["", "| scenario | measured |", "|---|---|"]
+    if "upload" in sc:
+        u = sc["upload"]
+        lines.append(f"| upload 64 MiB | edge {u['edge_mib_s']:.0f} MiB/s, file service directly "
+                     f"{u.get('direct_mib_s', 0):.0f} MiB/s, bare sink {u['sink_mib_s']:.0f} MiB/s |")
+    if "download" in sc:
+        d = sc["download"]
+        lines.append(f"| download 64 MiB | edge {d['edge_mib_s']:.0f} MiB/s, file service directly "
+                     f"{d.get('direct_mib_s', 0):.0f} MiB/s, bare source {d['source_mib_s']:.0f} MiB/s |")
+    if "small" in sc:
+        lines.append(f"| 1 KiB download through the edge | p50 {sc['small']['p50_ms']:.1f} ms, p99 "
+                     f"{sc['small']['p99_ms']:.1f} ms ({sc['small']['requests']} sequential requests) |")
+    if "variants" in sc:
+        v = sc["variants"]
+        lines.append(f"| variants ({v['photos']} photos 2400x1800, thumb + WebP preview) | service "
+                     f"{v['service_per_s']:.2f}/s, Pillow directly {v['pillow_per_s']:.2f}/s |")
+    return lines
+
+
+def summary(doc: dict[str, Any]) -> list[str]:
+    return markdown(doc)[3:]
+

@@ -1,0 +1,147 @@
+"""Image processing: makes the variants the spec names (``VARIANTS``) of each uploaded image.
+
+``VARIANTS`` is ``name:max_side:format`` entries, comma separated (e.g. ``thumb:256:jpeg,preview:1024:webp``):
+each variant fits in a ``max_side`` square, keeps the aspect ratio, is turned upright from the EXIF
+orientation and written without any metadata (EXIF, so GPS location, XMP, ICC comments are not copied).
+An image over ``MAX_IMAGE_PIXELS`` (a decompression bomb: small file, huge canvas) is refused before its
+pixels are decoded, and so is a file Pillow cannot read; both are recorded as failed and acked (retrying
+cannot help).
+
+Exactly-once effect on at-least-once delivery: each variant is written to the variants bucket atomically
+(temp + rename locally, a single PUT on S3) under a key derived from the file id and variant name, then
+recorded in Postgres with ``ON CONFLICT DO NOTHING``; the message is acked after both. A worker killed
+mid-job leaves at most an unrecorded complete object that the redelivered job overwrites with the same
+bytes: no half-written variant is ever visible and none is recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from stackwright.runtime import Service, consume
+
+svc = Service(title="image-processing")
+db = svc.postgres("db")
+originals = svc.store("originals")
+variants = svc.store("variants")
+jobs = svc.queue("variant-jobs")
+app = svc.app
+
+log = logging.getLogger("files.image-processing")
+
+MAX_IMAGE_PIXELS = int(svc.settings.get("MAX_IMAGE_PIXELS", "50000000") or 50_000_000)
+#: Files larger than this are not opened at all (the upload limit is larger; an image this big is hostile).
+MAX_IMAGE_BYTES = int(svc.settings.get("MAX_IMAGE_BYTES", str(100 << 20)) or 100 << 20)
+FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp"), "png": ("PNG", "image/png")}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant: ``name``, longest side in pixels, output format (a key of :data:`FORMATS`)."""
+
+    name: str
+    max_side: int
+    fmt: str
+
+
+def parse_variants(raw: str) -> list[VariantSpec]:
+    """``thumb:256:jpeg,preview:1024:webp`` -> specs; ValueError on a malformed entry."""
+    out = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        name, side, fmt = entry.split(":")
+        if fmt not in FORMATS or not name.replace("-", "").replace("_", "").isalnum() or int(side) < 16:
+            raise ValueError(f"bad variant {entry!r} (name:max_side:jpeg|webp|png)")
+        out.append(VariantSpec(name, int(side), fmt))
+    return out
+
+
+VARIANTS = parse_variants(svc.settings.get("VARIANTS", "thumb:256:jpeg,preview:1024:webp") or "")
+
+
+class Refused(Exception):
+    """The image cannot or must not be processed (not an image, too many pixels)."""
+
+
+def render_variants(data: bytes, specs: list[VariantSpec]) -> list[tuple[VariantSpec, bytes, int, int]]:
+    """Encoded bytes and size (w, h) of each variant of the image ``data``; Refused for a bomb or non-image.
+
+    CPU-bound: run it in a thread.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow raises DecompressionBombError at 2x; we check below
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            # The header gives the canvas size before any pixel is decoded.
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise Refused(f"{im.width}x{im.height} exceeds {MAX_IMAGE_PIXELS} pixels")
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            out = []
+            for spec in specs:
+                img = upright.copy()
+                img.thumbnail((spec.max_side, spec.max_side), Image.Resampling.LANCZOS)
+                pil_format, _ = FORMATS[spec.fmt]
+                if pil_format == "JPEG" and img.mode not in ("RGB", "L"):
+                    img = img.convert("RGB")
+                buf = io.BytesIO()
+                # No exif=, no icc_profile=, no xmp=: the new file carries pixels only (no GPS location).
+                img.save(buf, pil_format, quality=82)
+                out.append((spec, buf.getvalue(), img.width, img.height))
+            return out
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Refused(str(exc)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise Refused(f"not a readable image: {exc}") from None
+
+
+def variant_key(file_id: str, spec: VariantSpec) -> str:
+    return f"variants/{file_id}/{spec.name}.{spec.fmt}"
+
+
+async def process(file_id: str) -> str:
+    """Make and record every missing variant of one file; returns what happened (for the log)."""
+    row = await db.pool.fetchrow("SELECT object_key, size FROM files WHERE id = $1", uuid.UUID(file_id))
+    if row is None:
+        return "gone"  # purged before we got to it
+    have = {r["name"] for r in await db.pool.fetch("SELECT name FROM variants WHERE file_id = $1",
+                                                   uuid.UUID(file_id))}
+    todo = [s for s in VARIANTS if s.name not in have]
+    if not todo:
+        return "done already"
+    if row["size"] > MAX_IMAGE_BYTES:
+        return f"refused: {row['size']} bytes"
+    try:
+        data = await originals.get(row["object_key"])
+    except KeyError:
+        return "original missing"
+    try:
+        made = await asyncio.to_thread(render_variants, data, todo)
+    except Refused as exc:
+        log.warning("file %s: %s", file_id, exc)
+        return f"refused: {exc}"
+    for spec, blob, width, height in made:
+        key = variant_key(file_id, spec)
+        await variants.put(key, blob, FORMATS[spec.fmt][1])
+        await db.pool.execute(
+            """INSERT INTO variants (file_id, name, object_key, content_type, size, width, height)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (file_id, name) DO NOTHING""",
+            uuid.UUID(file_id), spec.name, key, FORMATS[spec.fmt][1], len(blob), width, height)
+    return f"made {', '.join(s.name for s in todo)}"
+
+
+async def handle(messages: list[Any]) -> None:
+    for m in messages:
+        outcome = await process(str(m.body["file_id"]))
+        log.info("file %s: %s", m.body["file_id"], outcome)
+
+
+@svc.background
+async def run() -> None:
+    # One image at a time per process: variants are CPU-bound, more replicas (KEDA on queue depth) add CPUs.
+    await consume(jobs, handle, batch_size=1, wait_seconds=1.0)

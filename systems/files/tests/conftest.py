@@ -1,0 +1,117 @@
+"""Bring the file platform up once per test session: real Postgres, Redis, every service, the gateway.
+
+The session runs a private copy of ``systems/files`` whose spec differs only where a test needs a smaller
+number: a 280 MiB upload limit (so 413 past the limit streams seconds, not a 2 GiB body) and short queue
+visibility timeouts (a job held by a killed worker comes back in seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+
+from stackwright.local.control import start_detached, stop
+from stackwright.local.idp import DevIdP
+from stackwright.local.ports import free_port
+from stackwright.local.state import read_state
+from stackwright.spec import System, load_system
+
+SYSTEM_DIR = Path(__file__).resolve().parents[1]
+TEST_MAX_UPLOAD = 280 << 20
+
+
+def private_copy(dest: Path) -> Path:
+    """Copy the system (spec, services, migrations) to ``dest`` with the test limits; returns the spec path."""
+    shutil.copytree(SYSTEM_DIR, dest, ignore=shutil.ignore_patterns("tests", "__pycache__", "bench*", "*.pyc"))
+    spec_path = dest / "system.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["services"]["file"]["env"]["MAX_UPLOAD_BYTES"] = str(TEST_MAX_UPLOAD)
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return spec_path
+
+
+class Files:
+    """Handle on the running system: tokens, a gateway client, direct service URLs, the databases."""
+
+    def __init__(self, system: System, state: dict[str, Any], state_root: Path) -> None:
+        self.system = system
+        self.state = state
+        self.state_root = state_root
+        self.base = state["gateway"]
+        ident = system.edge.identity
+        assert ident is not None
+        self.idp = DevIdP(state_root / "files" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
+        self.client = httpx.Client(base_url=self.base, timeout=60)
+
+    def token(self, sub: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.idp.mint(sub)}"}
+
+    def user(self, prefix: str = "u") -> tuple[str, dict[str, str]]:
+        """A fresh user id and its auth header (tests never share users, so they never see each other's files)."""
+        sub = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        return sub, self.token(sub)
+
+    def service_url(self, name: str) -> str:
+        now = read_state("files", self.state_root) or self.state
+        return str(now["services"][name][0]["url"])
+
+    def pid(self, name: str) -> int:
+        now = read_state("files", self.state_root) or self.state
+        return int(now["services"][name][0]["pid"])
+
+    def bucket_dir(self, name: str) -> Path:
+        return self.state_root / "files" / "buckets" / name
+
+    def visible_objects(self, bucket: str) -> list[str]:
+        """Object keys a reader can see (temp files of unfinished writes are dot files)."""
+        root = self.bucket_dir(bucket)
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    def upload(self, headers: dict[str, str], data: bytes, name: str = "f.bin", **params: str) -> dict[str, Any]:
+        resp = self.client.post("/files", params={"name": name, **params}, content=data, headers=headers)
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+    def sql(self, query: str, *args: Any, resource: str = "db") -> list[Any]:
+        async def run() -> list[Any]:
+            conn = await asyncpg.connect(self.state["resources"][resource])
+            try:
+                return list(await conn.fetch(query, *args))
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    @staticmethod
+    def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
+        """Poll ``check()`` every 0.2 s until it returns something truthy (returned) or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if value := check():
+                return value
+            time.sleep(0.2)
+        raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+    spec = private_copy(tmp_path_factory.mktemp("system") / "files")
+    root = tmp_path_factory.mktemp("state")
+    state = start_detached(spec, port=free_port(), state_root=root, timeout_s=240,
+                           extra_args=["--visibility-timeout", "variant-jobs=3",
+                                       "--visibility-timeout", "notifications=3",
+                                       "--visibility-timeout", "tasks=3"])
+    try:
+        yield Files(load_system(spec), state, root)
+    finally:
+        stop("files", root)

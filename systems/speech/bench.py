@@ -1,0 +1,254 @@
+"""``stackwright bench speech``: accuracy, latency and throughput of the speech system, measured in one run.
+
+Scenarios (each through the full path: client -> gateway -> ws-proxy -> stt-api, vosk protocol):
+
+``wer``
+    Every corpus clip streamed as fast as answers come (a stock vosk client), one stream at a time, then
+    the bare model (same decode call, same threads, in the bench process, with the system idle) on the same
+    audio: word error rate of both, and throughput (audio seconds per wall second) of both; the target is
+    the system's throughput >= 0.9 x the bare model's.
+``latency``
+    N concurrent real-time streams (N = 1..4), each playing clips followed by 2 s of silence: end of speech
+    (the last speech frame sent) -> the final text arriving, p50/p99 per N, and the largest N with
+    p99 <= the spec's ``slo.latency_p99_ms``.
+``idle_sockets``
+    1,000 clients (each its own user) open ``/asr`` through the gateway, send a config and then nothing:
+    how many the edge admits (``max_connections`` per ws-proxy replica) and refuses, how they are closed
+    (ws-proxy's ``IDLE_TIMEOUT_S``: 1001), and ws-proxy's and the gateway's memory (VmRSS) before, while
+    they are open, and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from stackwright.bench.harness import BenchOptions, Reporter, SystemBench
+from stackwright.bench.loadgen import RequestSource
+
+SCENARIOS = ("wer", "latency", "idle_sockets")
+IDLE_SOCKETS = 1000
+LATENCY_STREAMS = (1, 2, 3, 4)
+CLIPS_PER_STREAM = 4
+TRAILING_SILENCE_S = 2.0
+
+
+def _speechkit() -> ModuleType:
+    path = Path(__file__).resolve().parent / "speechkit.py"
+    spec = importlib.util.spec_from_file_location("speech_speechkit", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["speech_speechkit"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(spec_path: Path, options: BenchOptions, reporter: Reporter) -> dict[str, Any]:
+    """The plug-in entry point: one benchmark run of the speech system, as a results document."""
+    return SpeechBench(spec_path, options, reporter).run()
+
+
+class SpeechBench(SystemBench):
+    """The speech scenarios; no HTTP rate search (streams, not requests, are what this system serves)."""
+
+    SCENARIOS = SCENARIOS
+    CLIENTS = "one dev token per stream user"
+
+    def baseline_source(self) -> RequestSource:
+        raise NotImplementedError("the speech bench has no HTTP baseline: the bare model is its baseline")
+
+    def scenarios(self) -> None:
+        kit = _speechkit()
+        self.kit = kit
+        self.ws_url = self.state["gateway"].replace("http://", "ws://") + "/asr"
+        self.idp = self._idp()
+        if "wer" in self.opt.only:
+            self.results["wer"] = self._wer()
+        if "latency" in self.opt.only:
+            self.results["latency"] = self._latency()
+        if "idle_sockets" in self.opt.only:
+            self.results["idle_sockets"] = self._idle_sockets()
+
+    def _rss_mib(self) -> dict[str, float | None]:
+        from stackwright.bench import procs
+
+        pids = {"ws-proxy": self._pid("ws-proxy"), "gateway": self._group("gateway").pid}
+        out: dict[str, float | None] = {}
+        for name, pid in pids.items():
+            kib = procs.status_kib(pid, "VmRSS")
+            out[name] = round(kib / 1024, 1) if kib is not None else None
+        return out
+
+    def _idle_sockets(self) -> dict[str, Any]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        self.say.phase(f"idle_sockets: {IDLE_SOCKETS} sockets that send a config and then nothing")
+        tokens = [self.idp.mint(f"bench-idle-{i}", [], ttl_s=3600) for i in range(IDLE_SOCKETS)]
+        before = self._rss_mib()
+        outcome: dict[str, Any] = {"sockets": IDLE_SOCKETS, "rss_mib_before": before}
+
+        async def scenario() -> dict[str, Any]:
+            codes: dict[str, int] = {}
+            gate = asyncio.Semaphore(100)  # connect 100 at a time: a burst, not a SYN flood from one process
+
+            async def one(token: str) -> Any:
+                async with gate:
+                    try:
+                        ws = await connect(f"{self.ws_url}?access_token={token}", proxy=None, open_timeout=30)
+                    except InvalidStatus as exc:
+                        return exc.response.status_code
+                    except (OSError, TimeoutError):
+                        return "connect error"
+                await ws.send('{"config": {"sample_rate": 16000}}')
+                return ws
+
+            began = time.monotonic()
+            opened = await asyncio.gather(*(one(t) for t in tokens))
+            held = [ws for ws in opened if not isinstance(ws, int | str)]
+            for o in opened:
+                if isinstance(o, int | str):
+                    codes[f"handshake {o}"] = codes.get(f"handshake {o}", 0) + 1
+            await asyncio.sleep(2)
+            during = self._rss_mib()
+
+            async def wait_close(ws: Any) -> None:
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 120)
+                key = f"closed {ws.close_code}"
+                codes[key] = codes.get(key, 0) + 1
+
+            await asyncio.gather(*(wait_close(ws) for ws in held))
+            return {"accepted": len(held), "outcomes": codes, "rss_mib_while_open": during,
+                    "all_closed_s": round(time.monotonic() - began, 1)}
+
+        outcome.update(asyncio.run(scenario()))
+        time.sleep(2)
+        outcome["rss_mib_after"] = self._rss_mib()
+        return outcome
+
+    def _wer(self) -> dict[str, Any]:
+        kit = self.kit
+        clips = kit.load_corpus()
+        audio_s = sum(c.seconds for c in clips)
+        token = self.idp.mint("bench-wer", [], ttl_s=86400)
+        self.say.phase(f"wer: {len(clips)} clips ({audio_s:.0f} s) through the system, one stream at a time")
+
+        async def through() -> list[Any]:
+            return [await kit.stream(self.ws_url, c.pcm, token=token) for c in clips]
+
+        began = time.monotonic()
+        results = asyncio.run(through())
+        system_s = time.monotonic() - began
+        self.say.phase("wer: the bare model on the same clips (system idle)")
+        transcribe = kit.direct_model(cpu_threads=2)
+        began = time.monotonic()
+        direct = [transcribe(c.pcm) for c in clips]
+        direct_s = time.monotonic() - began
+        return {
+            "clips": len(clips), "audio_s": round(audio_s, 2),
+            "wer_system": round(kit.wer([(c.text, r.text) for c, r in zip(clips, results, strict=True)]), 4),
+            "wer_direct": round(kit.wer([(c.text, d) for c, d in zip(clips, direct, strict=True)]), 4),
+            "closed_normally": sum(r.close_code == 1000 for r in results),
+            "system_wall_s": round(system_s, 2), "direct_wall_s": round(direct_s, 2),
+            "throughput_system_x_realtime": round(audio_s / system_s, 3),
+            "throughput_direct_x_realtime": round(audio_s / direct_s, 3),
+            "throughput_ratio": round(direct_s / system_s, 3),
+            "transcripts": [{"clip": c.name, "reference": c.text, "system": r.text, "direct": d}
+                            for c, r, d in zip(clips, results, direct, strict=True)],
+        }
+
+    def _latency(self) -> dict[str, Any]:
+        kit = self.kit
+        clips = kit.load_corpus()
+        slo_s = self.system.slo.latency_p99_ms / 1000
+        out: dict[str, Any] = {"slo_p99_s": slo_s, "trailing_silence_s": TRAILING_SILENCE_S, "by_streams": {}}
+        for n in LATENCY_STREAMS:
+            self.say.phase(f"latency: {n} concurrent real-time stream(s), {CLIPS_PER_STREAM} clips each")
+
+            async def one(i: int, n: int = n) -> list[float]:
+                token = self.idp.mint(f"bench-lat-{n}-{i}", [], ttl_s=86400)
+                got: list[float] = []
+                for k in range(CLIPS_PER_STREAM):
+                    clip = clips[(i * CLIPS_PER_STREAM + k) % len(clips)]
+                    r = await kit.stream(self.ws_url, clip.pcm, token=token, realtime=True,
+                                         trailing_silence_s=TRAILING_SILENCE_S)
+                    if r.final_at is not None and r.speech_end_at is not None:
+                        got.append(r.final_at - r.speech_end_at)
+                return got
+
+            async def all_streams(n: int = n) -> list[list[float]]:
+                return await asyncio.gather(*(one(i) for i in range(n)))
+
+            samples = sorted(x for per in asyncio.run(all_streams()) for x in per)
+            row = {"streams": n, "finals": len(samples),
+                   "p50_s": round(statistics.median(samples), 3) if samples else None,
+                   "p99_s": round(_pct(samples, 0.99), 3) if samples else None,
+                   "max_s": round(samples[-1], 3) if samples else None}
+            out["by_streams"][str(n)] = row
+        ok = [int(k) for k, v in out["by_streams"].items() if v["p99_s"] is not None and v["p99_s"] <= slo_s]
+        out["max_streams_within_slo"] = max(ok) if ok else 0
+        return out
+
+
+def _pct(sorted_values: list[float], q: float) -> float:
+    # Nearest-rank percentile: with a few dozen samples p99 is the largest but none, honestly the tail.
+    index = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, measured."""
+    rows: list[dict[str, Any]] = []
+    wer = doc["scenarios"].get("wer")
+    if wer:
+        rows.append({"target": "WER <= 0.15 through the full path", "measured": f"{wer['wer_system']:.3f} "
+                     f"({wer['clips']} clips; bare model {wer['wer_direct']:.3f})", "met": wer["wer_system"] <= 0.15})
+        rows.append({"target": "WER through the system equal to the bare model's (within 0.01)",
+                     "measured": f"{wer['wer_system']:.3f} vs {wer['wer_direct']:.3f}",
+                     "met": abs(wer["wer_system"] - wer["wer_direct"]) <= 0.01})
+        rows.append({"target": "throughput through the system >= 0.9 x the bare model",
+                     "measured": f"{wer['throughput_system_x_realtime']:.2f}x vs "
+                                 f"{wer['throughput_direct_x_realtime']:.2f}x real time = "
+                                 f"{wer['throughput_ratio']:.2f}",
+                     "met": wer["throughput_ratio"] >= 0.9})
+    lat = doc["scenarios"].get("latency")
+    if lat:
+        rows.append({"target": f"end of speech -> final p99 <= {lat['slo_p99_s']:g} s: largest N concurrent streams",
+                     "measured": f"N = {lat['max_streams_within_slo']}", "met": lat["max_streams_within_slo"] >= 1})
+    return rows
+
+
+def markdown(doc: dict[str, Any]) -> list[str]:
+    """The speech scenarios' own lines in RESULTS.md."""
+    lines: list[str] = []
+    wer = doc["scenarios"].get("wer")
+    if wer:
+        lines += ["", f"**wer** ({wer['clips']} espeak-ng clips, {wer['audio_s']:.0f} s of audio, one stream at a "
+                      f"time, frames sent as fast as answered): WER system {wer['wer_system']:.3f}, bare model "
+                      f"{wer['wer_direct']:.3f}; {wer['closed_normally']}/{wer['clips']} streams closed 1000; "
+                      f"wall {wer['system_wall_s']:.1f} s through the system vs {wer['direct_wall_s']:.1f} s bare "
+                      f"(throughput ratio {wer['throughput_ratio']:.2f})."]
+    lat = doc["scenarios"].get("latency")
+    if lat:
+        lines += ["", f"**latency** (end of speech -> final text; real-time streams, {TRAILING_SILENCE_S:g} s of "
+                      "silence after each clip):", "", "| concurrent streams | finals | p50 s | p99 s | max s |",
+                  "|---:|---:|---:|---:|---:|"]
+        for row in lat["by_streams"].values():
+            lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} |")
+    idle = doc["scenarios"].get("idle_sockets")
+    if idle:
+        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(idle["outcomes"].items()))
+        lines += ["", f"**idle_sockets** ({idle['sockets']} sockets through the gateway, a config and then silence): "
+                      f"{idle['accepted']} accepted; {outcomes}; all closed after {idle['all_closed_s']} s. "
+                      f"VmRSS MiB before / while open / after: " + "; ".join(
+                          f"{k} {idle['rss_mib_before'].get(k)} / {idle['rss_mib_while_open'].get(k)} / "
+                          f"{idle['rss_mib_after'].get(k)}" for k in idle["rss_mib_before"]) + "."]
+    return lines

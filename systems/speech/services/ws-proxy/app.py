@@ -1,0 +1,332 @@
+"""ws-proxy: the public streaming endpoint (``/asr``, vosk-server's WebSocket protocol; see the README).
+
+Per stream it
+
+1. authenticates the caller on the handshake (``Authorization: Bearer`` or ``?access_token=``; the local
+   edge checks the token too, on EKS this is the only check): a missing, bad or expired token is refused
+   before accept (close 1008, an HTTP 403 handshake);
+2. admits it against the caller's concurrent-stream limit, kept in Redis as a sorted set of the user's
+   open sessions scored by a lease deadline that every open stream renews (``STREAM_LEASE_S``): a proxy
+   that dies leaves leases that expire on their own, and after a Redis restart the next renewal puts every
+   open session back, so limits recover without any rebuild. Over the limit: accept, close 1013;
+3. checks every client message before passing it to stt-api: binary frames of PCM16 up to
+   ``MAX_FRAME_BYTES`` (1009 over it, 1003 for an odd length), text messages that are a config with
+   ``sample_rate`` 16000 or ``{"eof": 1}`` (1003 otherwise), at most ``MAX_STREAM_S`` of audio or wall time
+   (then the last text is delivered and the stream closed with 1008), a message at least every
+   ``IDLE_TIMEOUT_S`` (1001), a client that reads its answers within ``SEND_TIMEOUT_S`` (1008);
+4. reports usage to imp-backend-api as numbered records per session (one per final result plus one at
+   the end, audio milliseconds since the previous record): the updater stores each (session, seq) once,
+   so a retried report is never counted twice.
+
+If stt-api goes away mid-stream (a crash, a deploy) the client gets 1012 (service restart: reconnect); at
+capacity stt-api's 1013 and its reason are passed on. Session state (user, started, audio ms, records
+reported, status) is the Redis hash ``session:<id>``, kept ``SESSION_TTL_S`` after the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import httpx
+from fastapi import WebSocket
+from prometheus_client import Counter, Gauge
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from stackwright.runtime import Problem, Service
+
+svc = Service(title="ws-proxy")
+app = svc.app
+cache = svc.redis("cache")
+log = logging.getLogger("speech.ws-proxy")
+
+SAMPLE_RATE = 16000
+MAX_STREAMS_PER_USER = int(svc.settings.get("MAX_STREAMS_PER_USER", "2") or 2)
+MAX_FRAME_BYTES = int(svc.settings.get("MAX_FRAME_BYTES", "65536") or 65536)
+MAX_STREAM_S = float(svc.settings.get("MAX_STREAM_S", "600") or 600)
+IDLE_TIMEOUT_S = float(svc.settings.get("IDLE_TIMEOUT_S", "30") or 30)
+SEND_TIMEOUT_S = float(svc.settings.get("SEND_TIMEOUT_S", "10") or 10)
+STREAM_LEASE_S = float(svc.settings.get("STREAM_LEASE_S", "30") or 30)
+SESSION_TTL_S = int(svc.settings.get("SESSION_TTL_S", "86400") or 86400)
+STT_URL = "ws://" + svc.settings.service_url("stt-api").split("://", 1)[-1] + "/stt"
+BACKEND_URL = svc.settings.service_url("imp-backend-api")
+
+OPEN = Gauge("ws_proxy_streams_open", "client streams open on this replica")
+CLOSED = Counter("ws_proxy_streams_closed_total", "client streams closed, by close code", ["code"])
+
+# KEYS[1] the user's open sessions (zset: session -> lease deadline); ARGV: now, deadline, session, limit.
+# Expired leases are dropped first, so a crashed proxy's sessions stop counting after one lease.
+ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2] - ARGV[1]) + 60)
+return 1
+"""
+
+_http: httpx.AsyncClient | None = None
+
+
+@svc.on_startup
+async def open_http() -> None:
+    global _http
+    _http = httpx.AsyncClient(base_url=BACKEND_URL, timeout=5)
+
+
+@svc.on_shutdown
+async def close_http() -> None:
+    if _http is not None:
+        await _http.aclose()
+
+
+class Close(Exception):
+    """End the client's stream with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class Session:
+    """One client stream: who, how much audio, which usage records went out."""
+
+    def __init__(self, user: str) -> None:
+        self.id = uuid.uuid4().hex
+        self.user = user
+        self.started = time.time()
+        self.audio_bytes = 0
+        self.reported_bytes = 0
+        self.seq = 0
+        self.over_limit = False  # hit MAX_STREAM_S: the last text is delivered, then close 1008
+        self.reports: set[asyncio.Task[None]] = set()
+
+    def report_soon(self) -> None:
+        """Report in the background, so a slow backend never delays a transcript."""
+        task = asyncio.create_task(self.report())
+        self.reports.add(task)
+        task.add_done_callback(self.reports.discard)
+
+    @property
+    def audio_ms(self) -> int:
+        return self.audio_bytes * 1000 // (2 * SAMPLE_RATE)
+
+    async def report(self, final: bool = False) -> None:
+        """Send the audio since the last record as record ``seq`` (retried: the updater is idempotent)."""
+        ms = (self.audio_bytes - self.reported_bytes) * 1000 // (2 * SAMPLE_RATE)
+        if ms <= 0 and not (final and self.seq == 0):
+            return
+        self.seq += 1
+        record = {"session_id": self.id, "seq": self.seq, "user_id": self.user, "audio_ms": max(ms, 0),
+                  "at": time.time(), "final": final}
+        self.reported_bytes = self.audio_bytes
+        assert _http is not None
+        for attempt in range(5):
+            try:
+                resp = await _http.post("/internal/usage", json=record)
+                if resp.status_code < 500:
+                    break
+            except httpx.HTTPError as exc:
+                log.warning("usage report %s/%d failed (%s); retrying", self.id, self.seq, exc)
+            await asyncio.sleep(0.2 * 2 ** attempt)
+        else:
+            log.error("usage report %s/%d not delivered", self.id, self.seq)
+        with contextlib.suppress(Exception):
+            await cache.hset(f"session:{self.id}", mapping={"audio_ms": self.audio_ms, "records": self.seq})
+
+
+@app.websocket("/asr")
+async def asr(ws: WebSocket) -> None:
+    authorization = ws.headers.get("authorization")
+    if authorization is None and (token := ws.query_params.get("access_token")):
+        authorization = f"Bearer {token}"
+    try:
+        who = await svc.authenticate(authorization)
+    except Problem as refused:
+        log.info("handshake refused: %s", refused)
+        await ws.close(1008)  # before accept: the handshake is refused (HTTP 403)
+        return
+    session = Session(who.sub)
+    await ws.accept()
+    OPEN.inc()
+    code, reason = 1000, ""
+    try:
+        if not await _admit(session):
+            raise Close(1013, f"stream limit reached: {MAX_STREAMS_PER_USER} open streams per user; "
+                              "retry when one has ended")
+        await _start_session(session)
+        lease = asyncio.create_task(_renew(session))
+        try:
+            code, reason = await _relay(ws, session)
+        finally:
+            lease.cancel()
+    except Close as close:
+        code, reason = close.code, close.reason
+    finally:
+        OPEN.dec()
+        CLOSED.labels(str(code)).inc()
+        with contextlib.suppress(RuntimeError, OSError):
+            await ws.close(code, reason[:120])
+        await _end_session(session, code)
+
+
+async def _admit(session: Session) -> bool:
+    now = time.time()
+    return bool(await cache.eval(ADMIT, 1, f"streams:{session.user}", now, now + STREAM_LEASE_S, session.id,
+                                 MAX_STREAMS_PER_USER))
+
+
+async def _renew(session: Session) -> None:
+    # ZADD re-creates the entry if Redis lost it (restart): the limit counts this stream again within a lease.
+    while True:
+        await asyncio.sleep(STREAM_LEASE_S / 3)
+        try:
+            await cache.zadd(f"streams:{session.user}", {session.id: time.time() + STREAM_LEASE_S})
+            await cache.hset(f"session:{session.id}", mapping={"user": session.user, "status": "open",
+                                                               "audio_ms": session.audio_ms})
+        except Exception as exc:  # Redis down: keep streaming, try again next round
+            log.warning("lease renewal failed: %s", exc)
+
+
+async def _start_session(session: Session) -> None:
+    await cache.hset(f"session:{session.id}", mapping={"user": session.user, "started": session.started,
+                                                        "status": "open", "audio_ms": 0, "records": 0})
+    await cache.expire(f"session:{session.id}", SESSION_TTL_S)
+
+
+async def _end_session(session: Session, code: int) -> None:
+    # The slot first, so the user can start another stream at once; then the last usage record.
+    try:
+        await cache.zrem(f"streams:{session.user}", session.id)
+        await cache.hset(f"session:{session.id}", mapping={"status": f"closed {code}", "ended": time.time()})
+        await cache.expire(f"session:{session.id}", SESSION_TTL_S)
+    except Exception as exc:  # the lease expires by itself
+        log.warning("could not close session %s in Redis: %s", session.id, exc)
+    await asyncio.gather(*session.reports, return_exceptions=True)
+    await session.report(final=True)
+
+
+async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
+    """Pump the stream both ways until it ends; the close code and reason for the client."""
+    deadline = time.monotonic() + MAX_STREAM_S
+    # stt-api is connected only once audio (or eof) arrives: a socket that never sends audio never takes one of
+    # the recognizer's slots, so idle sockets cost ws-proxy memory only (and are closed after IDLE_TIMEOUT_S).
+    held: list[str | bytes] = []
+    ended = False
+    while not ended and (not held or isinstance(held[-1], str)):  # configs are held until audio or eof
+        payload, ended = await _next_message(ws, session, deadline)
+        held.append(payload)
+    try:
+        upstream = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
+                                 user_agent_header=None)
+    except (OSError, TimeoutError, InvalidHandshake):
+        return 1013, "recognizer unavailable; retry in 2 s"
+    async with upstream:
+        to_client = asyncio.create_task(_stt_to_client(upstream, ws, session))
+        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, held, ended))
+        done, _ = await asyncio.wait({to_stt, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        if to_stt in done and to_stt.exception() is None:
+            # The client finished ({"eof": 1}) or hit a limit after which the last text is still delivered:
+            # let stt-api answer and close (bounded, so a stuck recognizer cannot hold the stream).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(to_client), 60)
+        for task in (to_stt, to_client):
+            task.cancel()
+        results = await asyncio.gather(to_stt, to_client, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Close):
+            return result.code, result.reason
+    outcome = results[1]
+    if isinstance(outcome, tuple):
+        return outcome
+    return 1000, ""
+
+
+async def _client_to_stt(ws: WebSocket, upstream: ClientConnection, session: Session, deadline: float,
+                         held: list[str | bytes], ended: bool) -> None:
+    """Forward the held messages, then check and forward client messages; returns after ``{"eof": 1}`` (or a
+    limit that ends the stream gracefully); raises Close for a client error, which ends the stream at once."""
+    for payload in held:
+        await upstream.send(payload)
+    while not ended:
+        payload, ended = await _next_message(ws, session, deadline)
+        await upstream.send(payload)
+
+
+async def _next_message(ws: WebSocket, session: Session, deadline: float) -> tuple[str | bytes, bool]:
+    """The client's next message, checked, as it goes to stt-api, and whether it ends the stream (eof, or the
+    maximum duration reached: then an eof goes instead, so the last text is still delivered)."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+    except TimeoutError:
+        raise Close(1001, f"no audio for {IDLE_TIMEOUT_S:g} s") from None
+    if message["type"] == "websocket.disconnect":
+        raise Close(message.get("code", 1000), "client left")
+    data = message.get("bytes")
+    if data is not None:
+        if len(data) > MAX_FRAME_BYTES:
+            raise Close(1009, f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+        if len(data) % 2:
+            raise Close(1003, "frames must be 16 kHz mono 16-bit PCM (an even number of bytes)")
+        session.audio_bytes += len(data)
+        if session.audio_bytes / (2 * SAMPLE_RATE) > MAX_STREAM_S or time.monotonic() > deadline:
+            session.over_limit = True
+            return '{"eof": 1}', True
+        return data, False
+    request = _check_text(message.get("text") or "")
+    return json.dumps(request), "eof" in request
+
+
+def _check_text(text: str) -> dict[str, Any]:
+    try:
+        request = json.loads(text)
+    except ValueError:
+        raise Close(1003, 'text messages must be JSON: {"config": {...}} or {"eof": 1}') from None
+    if not isinstance(request, dict) or not ({"config", "eof"} & request.keys()):
+        raise Close(1003, 'unknown message: expected {"config": {...}} or {"eof": 1}')
+    config = request.get("config")
+    if config is not None:
+        rate = config.get("sample_rate") if isinstance(config, dict) else None
+        if rate is not None and rate != SAMPLE_RATE:
+            raise Close(1003, f"sample_rate {rate} not supported: send {SAMPLE_RATE} Hz mono PCM16")
+    return request
+
+
+async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Session) -> tuple[int, str]:
+    """Pass stt-api's answers on (reporting usage at every final); the close code when stt-api closes."""
+    while True:
+        try:
+            answer = await upstream.recv()
+        except ConnectionClosed as exc:
+            frame = exc.rcvd
+            if frame is None or frame.code in (1006, 1011, 1001, 1012):
+                return 1012, "recognizer restarted; reconnect"  # crashed or went away mid-stream
+            if frame.code == 1000 and session.over_limit:
+                return 1008, f"stream exceeds the maximum of {MAX_STREAM_S:g} s"
+            return frame.code, frame.reason
+        try:
+            await asyncio.wait_for(ws.send_text(answer if isinstance(answer, str) else answer.decode()),
+                                   SEND_TIMEOUT_S)
+        except TimeoutError:
+            raise Close(1008, f"client did not read for {SEND_TIMEOUT_S:g} s") from None
+        except (RuntimeError, OSError):
+            raise Close(1001, "client left") from None
+        if _is_final(answer):
+            session.report_soon()
+
+
+def _is_final(answer: str | bytes) -> bool:
+    try:
+        return "text" in json.loads(answer)
+    except (ValueError, TypeError):
+        return False
+
+
+@app.get("/{path:path}", include_in_schema=False)
+async def not_found(path: str) -> None:
+    raise Problem(404, "no such endpoint: ws-proxy serves the WebSocket /asr")

@@ -1,0 +1,116 @@
+"""The speech system end to end: audio through the gateway, ws-proxy and stt-api, transcripts in vosk's
+protocol, accuracy equal to the bare model, usage counted exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+import speechkit as kit
+from speech_harness import Speech
+
+pytestmark = pytest.mark.integration
+
+# Clips streamed in CI: the full 32-clip corpus runs in bench.py.
+CLIPS = kit.load_corpus()[1:6]
+
+
+@pytest.fixture(scope="module")
+def direct() -> dict[str, str]:
+    """The bare model's text of each test clip (same decode call, in this process)."""
+    transcribe = kit.direct_model(cpu_threads=2)
+    return {c.name: transcribe(c.pcm) for c in CLIPS}
+
+
+def test_corpus_streams_through_the_gateway_as_accurately_as_the_bare_model(speech: Speech,
+                                                                           direct: dict[str, str]) -> None:
+    async def run() -> list[kit.StreamResult]:
+        return [await kit.stream(speech.ws_url, c.pcm, token=speech.token("wer-user")) for c in CLIPS]
+
+    results = asyncio.run(run())
+    for clip, result in zip(CLIPS, results, strict=True):
+        assert result.close_code == 1000, (clip.name, result.close_code, result.close_reason)
+        # vosk answers every frame once: one answer per 0.2 s frame plus the eof answer.
+        assert len(result.partials) + len(result.finals) == -(-len(clip.pcm) // kit.FRAME_BYTES) + 1
+        words = [w for f in result.finals for w in f["result"]]
+        assert words and all(set(w) == {"conf", "end", "start", "word"} for w in words)
+        assert all(0 <= w["start"] <= w["end"] <= clip.seconds + 0.5 for w in words)
+        assert result.text == " ".join(w["word"] for w in words)
+    system_wer = kit.wer([(c.text, r.text) for c, r in zip(CLIPS, results, strict=True)])
+    direct_wer = kit.wer([(c.text, direct[c.name]) for c in CLIPS])
+    print(f"WER through the system {system_wer:.3f}, bare model {direct_wer:.3f}")
+    assert system_wer <= 0.15
+    assert system_wer <= direct_wer + 0.02
+
+
+def test_live_stream_gets_partials_before_the_final(speech: Speech) -> None:
+    clip = CLIPS[0]
+    # Played at a third of real time (still live: audio never ahead of the clock), so the first partial is
+    # back before the speech ends even when a busy machine takes several seconds per decode.
+    result = asyncio.run(kit.stream(speech.ws_url, clip.pcm, token=speech.token("rt-user"), realtime=True,
+                                    speed=1 / 3, trailing_silence_s=1.0))
+    assert result.close_code == 1000
+    spoken = [p for p in result.partials if p]
+    assert spoken, "no partial transcript while the audio played"
+    assert kit.normalize(spoken[0])[0] == kit.normalize(clip.text)[0]
+    assert kit.word_errors(clip.text, result.text)[0] <= 2
+
+
+def test_usage_is_counted_once_per_session(speech: Speech) -> None:
+    user = f"usage-{uuid.uuid4().hex[:6]}"
+    clips = CLIPS[:2]
+
+    async def run() -> None:
+        for c in clips:
+            r = await kit.stream(speech.ws_url, c.pcm, token=speech.token(user))
+            assert r.close_code == 1000
+
+    asyncio.run(run())
+    expected_ms = sum(len(c.pcm) * 1000 // (2 * kit.SAMPLE_RATE) for c in clips)
+    usage = speech.wait_until(lambda: (u := speech.usage(user))["sessions"] == 2 and u)
+    assert abs(usage["audio_seconds"] * 1000 - expected_ms) <= 2  # whole ms per record
+    # The same record again (a retried report, a redelivered message) changes nothing.
+    session = usage["recent"][0]["session_id"]
+    rows = speech.db_rows("SELECT seq, audio_ms, recorded_at FROM usage_records WHERE session_id = $1 ORDER BY seq",
+                          session)
+    backend = speech.service_url("imp-backend-api")
+    for row in rows:
+        resp = httpx.post(f"{backend}/internal/usage", json={
+            "session_id": session, "seq": row["seq"], "user_id": user, "audio_ms": row["audio_ms"],
+            "at": row["recorded_at"].timestamp()})
+        assert resp.status_code == 202
+    speech.wait_until(lambda: speech.db_rows("SELECT 1 FROM usage_records WHERE session_id = $1", session))
+    asyncio.run(asyncio.sleep(2))  # the updater takes the duplicates within a second
+    again = speech.usage(user)
+    assert again["audio_seconds"] == usage["audio_seconds"]
+    assert again["sessions"] == 2
+
+
+def test_bad_usage_record_is_a_problem_not_a_crash(speech: Speech) -> None:
+    resp = httpx.post(f"{speech.service_url('imp-backend-api')}/internal/usage",
+                      json={"session_id": "x", "seq": 0, "user_id": "u", "audio_ms": -5, "at": 1})
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_account_and_api_keys(speech: Speech) -> None:
+    auth = {"authorization": f"Bearer {speech.token('key-owner')}"}
+    assert speech.client.get("/account", headers=auth).json()["user_id"] == "key-owner"
+    created = speech.client.post("/account/keys", json={"name": "laptop"}, headers=auth)
+    assert created.status_code == 201
+    key = created.json()
+    assert key["key"].startswith(key["prefix"])
+    listed = speech.client.get("/account/keys", headers=auth).json()
+    assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
+    assert speech.client.delete(f"/account/keys/{key['id']}", headers=auth).status_code == 204
+    again = speech.client.delete(f"/account/keys/{key['id']}", headers=auth)
+    assert again.status_code == 404
+    assert speech.client.get("/account/keys").status_code == 401
+
+
+def test_frontend_page_is_served(speech: Speech) -> None:
+    page = speech.client.get("/")
+    assert page.status_code == 200
+    assert "/asr?access_token=" in page.text and "/account/usage" in page.text
