@@ -21,7 +21,7 @@ def _state(tmp_path: Path, *, runner_alive: bool = True, api_alive: bool = True)
         "system": "fastapi-app", "status": "ready", "runner_pid": os.getpid() if runner_alive else 2**22 + 1,
         "runner_start": process_start(os.getpid()) if runner_alive else "0",
         # Nothing listens on port 9: probes fail fast, as for a process that is still starting.
-        "gateway": "http://127.0.0.1:9", "processes": processes,
+        "gateway": "http://127.0.0.1:9", "gateway_admin": "http://127.0.0.1:9", "processes": processes,
         "services": {"api": [{"url": "http://127.0.0.1:9", "pid": os.getpid(), "process": "api"}]},
         "backing": {"postgres": {"url": "postgresql://x", "pid": os.getpid()}},
         "restarts": {"postgres": 0, "gateway": 0, "api": 2},

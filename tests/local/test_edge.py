@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 from tests.helpers import AUD, ISS, edge_config, serve
 
-from stackwright.local.gateway import build_app
+from stackwright.local.gateway import build_admin_app, build_app
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.ratelimit import TokenBuckets, retry_after_header
@@ -111,7 +111,11 @@ def test_routes_and_forwards(edge: tuple[str, DevIdP]) -> None:
     _problem(httpx.get(f"{base}/nothing-here"), 404)
     _problem(httpx.get(f"{base}/small"), 405)
     assert _problem(httpx.get(f"{base}/down"), 502)["detail"] == "gone is unavailable"
-    metrics = httpx.get(f"{base}/_edge/metrics").text
+    # The gateway's own metrics are on its local-only admin app, not on the public edge (production has none).
+    _problem(httpx.get(f"{base}/_edge/metrics"), 404)
+    with serve(build_admin_app()) as admin:
+        assert httpx.get(f"{admin}/healthz").json() == {"status": "ok"}
+        metrics = httpx.get(f"{admin}/metrics").text
     assert 'app_name="edge",method="GET",path="/public",status_code="200"' in metrics
     assert 'path="/down",status_code="502"' in metrics
 

@@ -19,7 +19,7 @@ from tests.helpers import AUD, ISS, edge_config, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from stackwright.local.gateway import build_app
+from stackwright.local.gateway import build_admin_app, build_app
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.routing import EdgeRoute
@@ -231,7 +231,8 @@ def test_sessions_are_counted_in_edge_metrics(edge: tuple[str, DevIdP]) -> None:
     with connect(f"{base}/ws/open") as ws:
         _hello(ws)
     _refused(f"{base}/ws/plain")
-    text = httpx.get(f"{base.replace('ws://', 'http://')}/_edge/metrics").text
+    with serve(build_admin_app()) as admin:  # the gateway's own metrics: its local-only port
+        text = httpx.get(f"{admin}/metrics").text
     assert 'starlette_requests_total{app_name="edge",method="GET",path="/ws/open",status_code="101"}' in text
     assert 'starlette_requests_total{app_name="edge",method="GET",path="__unmatched__",status_code="403"}' in text
 
@@ -292,3 +293,12 @@ def test_runner_passes_websocket_limits_to_the_gateway(tmp_path: Path) -> None:
     routes = LocalSystem(system, UpOptions(state_root=tmp_path), report=lambda _: None).gateway_config()["routes"]
     route = EdgeRoute.from_dict(next(r for r in routes if r["pattern"] == ws_route.path))
     assert (route.max_connections, route.idle_timeout_s) == (7, 30)
+
+
+def test_a_handshake_over_the_albs_header_limit_gets_its_400(edge: tuple[str, DevIdP]) -> None:
+    """Headers of 7 KiB each (under the 8 KiB line the WebSocket server reads at most), 70 KiB in all."""
+    base, _ = edge
+    many = {f"x-part-{i}": "a" * (7 * 1024) for i in range(10)}
+    assert _refused(f"{base}/ws/open", additional_headers=many) == 400
+    with connect(f"{base}/ws/open", additional_headers={"x-fine": "a" * (7 * 1024)}) as ws:
+        _hello(ws)

@@ -208,22 +208,19 @@ def test_standby_region_is_created_at_the_standby_scale(deployed: dict[str, Any]
     if not standby:
         pytest.skip("no standby region in this system")
     (region,) = standby
+    # Every node group waits at one node and may grow to its pool's max when traffic fails over.
     groups = _of(deployed["templates"], "AWS::EKS::Nodegroup", _stacks_in(deployed, region))
-    # Each node group starts at one node and keeps its maximum (for the failover).
     assert sorted(g["ScalingConfig"]["MaxSize"] for g in groups) == sorted(p.max for p in system.cluster.node_pools)
     assert all((g["ScalingConfig"]["MinSize"], g["ScalingConfig"]["DesiredSize"]) == (1, 1) for g in groups)
     overlay = {o["metadata"]["name"]: o for o in build_manifests(system, region, deployed["env"])
                if o["kind"] == "HorizontalPodAutoscaler"}
     assert overlay
     for name, hpa in overlay.items():
-        assert hpa["spec"]["minReplicas"] == 1, name
-        assert hpa["spec"]["maxReplicas"] == system.services[name].replicas.max, name
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, system.services[name].replicas.max)
     plan = build_plan(system, deployed["env"])
-    services = [s for s in plan.capacity.services if s.region == region]
-    assert services
-    for svc in services:
-        assert (svc.replicas_min, svc.replicas_max) == (1, system.services[svc.service].replicas.max), svc.service
-    pools = [p for p in plan.capacity.pools if p.region == region]
-    assert sorted((p.nodes_min, p.nodes_desired, p.nodes_max) for p in pools) == sorted(
-        (1, 1, p.max) for p in system.cluster.node_pools)
+    for svc in (s for s in plan.capacity.services if s.region == region and s.service in overlay):
+        assert (svc.replicas_min, svc.replicas_max) == (1, system.services[svc.service].replicas.max)
+    pools = {p.pool: p for p in plan.capacity.pools if p.region == region}
+    assert {name: (p.nodes_min, p.nodes_desired, p.nodes_max) for name, p in pools.items()} == {
+        p.name: (1, 1, p.max) for p in system.cluster.node_pools}
     assert yaml.safe_load(STANDBY_SPEC)["regions"][1]["role"] == "standby"

@@ -249,8 +249,11 @@ def test_ingress(prod: list[dict[str, Any]]) -> None:
     by_path = [(p["path"], p["backend"]["service"]["name"]) for p in paths]
     assert ("/polls/*/votes", "vote-post") in by_path
     assert ("/polls/*", "results-get") in by_path
-    assert by_path[-1] == ("/*", "web-get")  # the catch-all comes last
-    assert ("/metrics", "blocked") in by_path[:3] and by_path[0] == ("/healthz", "auth")
+    # The catch-all comes last but for the edge's 405 for any other method (deploy.routes).
+    assert by_path[-2:] == [("/*", "web-get"), ("/*", "method-not-allowed")]
+    # Internal endpoints and the health check are the edge's own answers, ahead of every route.
+    assert by_path[0] == ("/healthz", "health") and ("/metrics", "blocked") in by_path[:3]
+    assert json.loads(a["alb.ingress.kubernetes.io/actions.health"])["fixedResponseConfig"]["statusCode"] == "200"
     assert "host" not in ing["spec"]["rules"][0]
     assert a["external-dns.alpha.kubernetes.io/hostname"] == "us-east-1.vote.example.com"
     assert a["alb.ingress.kubernetes.io/certificate-arn"] == "${ACM_CERTIFICATE_ARN}"

@@ -210,3 +210,29 @@ async def test_cache_and_queue_on_one_redis_share_one_connection(redis_server: L
         assert await cache.get("shared-conn") == "1"
     with pytest.raises(ConnectionError):  # closed once, at shutdown, after both users
         await cache.get("shared-conn")
+
+
+def test_platform_endpoints_answer_only_their_plain_spelling() -> None:
+    """The edges block /metrics, /readyz, /docs ... as sent; a percent-encoded spelling (decoded by the
+    server before routing) passes them, so the service itself refuses it."""
+    import http.client
+
+    from tests.helpers import serve
+
+    svc = Service(settings=Settings.from_env({"SERVICE_NAME": "plain", "SYSTEM_NAME": "test"}))
+
+    def status(base: str, path: str) -> int:
+        conn = http.client.HTTPConnection(base.removeprefix("http://").split(":")[0], int(base.rsplit(":", 1)[1]))
+        try:
+            conn.putrequest("GET", path)  # sent as written (httpx would normalise the escapes)
+            conn.endheaders()
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    with serve(svc.app) as base:
+        assert [status(base, p) for p in ("/metrics", "/healthz", "/openapi.json", "/metrics?x=1")] == [200] * 4
+        for encoded in ("/%6detrics", "/%6Detrics", "/healthz%3F", "/%72eadyz", "/openapi%2ejson", "/%64ocs"):
+            assert status(base, encoded) == 404, encoded

@@ -132,6 +132,8 @@ def _print_ready(state: dict) -> None:
                   f"(stop: stackwright down {state['system']})")
     if state.get("dashboard"):
         console.print(f"dashboard: {state['dashboard']}  (logs: stackwright logs {state['system']} -f)")
+    if state.get("gateway_admin"):  # not on the public port, which answers only what the ALB would
+        console.print(f"gateway health and metrics (local only): {state['gateway_admin']}/healthz, /metrics")
 
 
 def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:

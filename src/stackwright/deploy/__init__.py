@@ -9,7 +9,9 @@ plan must agree on is decided here, per region and environment:
 * :mod:`.network`: the exact subnet CIDRs CDK's ``ec2.Vpc`` creates;
 * :mod:`.scale`: replicas per service and nodes per node group, at a standby scale where the region's
   DR mode says so;
-* :mod:`.environments`: which environments are production and the default one.
+* :mod:`.environments`: which environments are production and the default one;
+* :mod:`.routes`: the edge's route table, what the internet can reach: the local gateway matches requests
+  against it and the ALB Ingress is rendered from it.
 
 This package imports only :mod:`stackwright.spec`: never ``render``, ``plan``, ``local`` or ``aws_cdk``.
 """
@@ -24,6 +26,7 @@ from .environments import default_environment, is_production
 from .errors import DeployError
 from .network import RegionNetwork, layout
 from .placement import Placement, bucket_regions, region_placement
+from .routes import EdgeTable, edge_table
 from .scale import node_pool, replicas
 
 
@@ -42,12 +45,14 @@ class RegionDeployment:
 
 @dataclass(frozen=True)
 class Deployment:
-    """A system deployed as one environment: its regions in spec order, and where each bucket is kept."""
+    """A system deployed as one environment: its regions in spec order, where each bucket is kept, and the
+    edge's route table (:func:`.routes.edge_table`)."""
 
     system: System
     environment: str
     regions: dict[str, RegionDeployment]
     buckets: dict[str, list[str]]
+    edge: EdgeTable
 
 
 def resolve(system: System, environment: str | None = None) -> Deployment:
@@ -74,12 +79,14 @@ def resolve(system: System, environment: str | None = None) -> Deployment:
     for r in system.regions:
         names.bucket_name(system, env, "access-logs", r.name)
         names.alb_log_bucket(system, env, r.name)
-    return Deployment(system=system, environment=env, regions=regions, buckets=buckets)
+    return Deployment(system=system, environment=env, regions=regions, buckets=buckets,
+                      edge=edge_table(system, env))
 
 
 __all__ = [
     "DeployError",
     "Deployment",
+    "EdgeTable",
     "RegionDeployment",
     "default_environment",
     "is_production",

@@ -1,9 +1,14 @@
 """The local edge: what ALB + API Gateway + WAF do in production, on one port.
 
-Path routing to service replicas (round robin), JWT validation and role checks for routes that need them,
-per-client rate limits (429 + Retry-After), body size limits, WebSocket proxying for ``websocket: true``
-routes (:mod:`.ws_proxy`), and the dev identity provider. Every
-error it produces is problem+json. Run as ``python -m stackwright.local.gateway CONFIG.json``.
+Path routing to service replicas (round robin) by the rules of :mod:`stackwright.deploy.routes`, the same
+ones the ALB Ingress is rendered from (internal endpoints answered 404, the health check 200, a wrong
+method 405, all by the edge itself), the ALB's request-line and header limits (400), JWT validation and
+role checks for routes that need them, per-client rate limits (429 + Retry-After), body size limits,
+WebSocket proxying for ``websocket: true`` routes (:mod:`.ws_proxy`), and the dev identity provider. Every
+error it produces is problem+json. The gateway's own health and metrics are on a second, local-only port
+(``admin_port``: ``/healthz``, ``/metrics``), which production does not have. Not applied locally: the
+WAF's rules (:func:`stackwright.deploy.routes.production_only`).
+Run as ``python -m stackwright.local.gateway CONFIG.json``.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
 from ..contract import EDGE_PROOF_HEADER
+from ..deploy.routes import ALB_LIMITS, AlbLimits, table_from_dict
 from ..runtime.auth import AuthError, EdgeProof, JWTVerifier, Principal, bearer_token
 from ..runtime.metrics import REQUESTS, UNMATCHED, MetricsMiddleware, metrics_endpoint
 from ..runtime.problems import PROBLEM_JSON, problem_bytes
 from .idp import DevIdP
 from .ratelimit import TokenBuckets, retry_after_header
-from .routing import EdgeRoute, RouteTable
+from .routing import EdgeRoute
 from .upstream import UpstreamPool, UpstreamResponse
 from .ws_proxy import proxy_websocket, refuse, split_access_token
 
@@ -47,7 +53,8 @@ class Gateway:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.table = RouteTable([EdgeRoute.from_dict(r) for r in config["routes"]])
+        self.table = table_from_dict(config)
+        self.limits_alb: AlbLimits = ALB_LIMITS
         self.upstreams = {name: itertools.cycle(urls) for name, urls in config["upstreams"].items()}
         self.max_body = int(config.get("max_body", 1048576))
         self.limits = {name: TokenBuckets(v["requests_per_second"], v["burst"]) for name, v in
@@ -73,7 +80,6 @@ class Gateway:
         # Our own keep-alive client rather than httpx (httpcore's pool bookkeeping is quadratic in concurrent
         # requests) or aiohttp (100-150 µs of client CPU per proxied POST, against 25-40 µs for UpstreamPool).
         self.pool = UpstreamPool(timeout=30, connect_timeout=2, max_connections=500)
-        self._metrics = metrics_endpoint()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -84,28 +90,25 @@ class Gateway:
             return
         if scope["type"] != "http":
             return
+        too_large = _over_limits(scope, self.limits_alb)
+        if too_large:
+            await _reply(send, self.limits_alb.status, too_large)
+            return
         path: str = scope["path"]
         if self.idp_app is not None and (path.startswith(self.idp_prefix + "/dev/")
                                          or path.startswith(self.idp_prefix + "/.well-known/")):
             await self.idp_app(scope, receive, send)
             return
-        if path == "/_edge/healthz":
-            await _json(send, 200, {"status": "ok"})
-            return
-        if path == "/_edge/metrics":
-            from starlette.requests import Request
-
-            response = await self._metrics(Request(scope, receive))
-            await response(scope, receive, send)
-            return
-        route, verdict = self.table.match(path, scope["method"])
+        outcome = self.table.match(scope["method"], _raw_path(scope), _host(scope))
+        route = outcome.route
         if route is None:
-            if verdict == 404:
-                await _reply(send, 404, "no route for this path")
-            else:
-                allow = ", ".join(self.table.allowed(path))
+            if outcome.status == 200:  # the health check the edge answers itself
+                await _json(send, 200, {"status": "ok"})
+            elif outcome.status == 405:
                 await _reply(send, 405, f"method {scope['method']} is not allowed here",
-                             [(b"allow", allow.encode("latin-1"))])
+                             [(b"allow", ", ".join(outcome.allow).encode("latin-1"))])
+            else:
+                await _reply(send, outcome.status or 404, "no route for this path")
             return
         scope["route"] = route  # request metrics label by the route template, as in the services
         headers = dict(scope["headers"])
@@ -160,7 +163,22 @@ class Gateway:
         """Admit a WebSocket like an HTTP GET, then proxy it (see ws_proxy); refusals are 403 handshakes."""
         if (await receive())["type"] != "websocket.connect":
             return
-        route, _ = self.table.match(scope["path"], "GET")  # the handshake is a GET
+        too_large = _over_limits(scope, self.limits_alb)
+        if too_large:
+            # The ALB answers such a handshake 400, as any request; with the server's denial-response
+            # extension the gateway does too, else it can only close before accept (a 403).
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                body = problem_bytes(self.limits_alb.status, too_large)
+                await send({"type": "websocket.http.response.start", "status": self.limits_alb.status,
+                            "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "websocket.http.response.body", "body": body})
+                _count_websocket(None, self.limits_alb.status)
+            else:
+                await refuse(send, 1009)
+                _count_websocket(None, 403)
+            return
+        route = self.table.match("GET", _raw_path(scope), _host(scope)).route  # the handshake is a GET
         if route is None or not route.websocket:
             await refuse(send, 1008)  # policy violation: not a WebSocket route
             _count_websocket(None, 403)
@@ -280,6 +298,44 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it (percent-encoding kept): what the ALB's path patterns compare with."""
+    raw = scope.get("raw_path")
+    if raw is None:
+        return str(scope["path"])
+    return raw.split(b"?", 1)[0].decode("latin-1")
+
+
+def _host(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value.decode("latin-1")
+    return None
+
+
+def _over_limits(scope: Scope, limits: AlbLimits) -> str | None:
+    """Why the ALB would refuse this request with a 400 (request line, one header, all headers), or None.
+
+    Sizes in bytes as :class:`~stackwright.deploy.routes.AlbLimits` counts them (its docstring has the
+    source); the client's own header bytes only, before the gateway adds any.
+    """
+    target = len(scope.get("raw_path") or scope["path"].encode()) + (
+        1 + len(scope["query_string"]) if scope.get("query_string") else 0)
+    line = len(scope.get("method", "GET")) + 1 + target + 1 + len(f"HTTP/{scope.get('http_version', '1.1')}")
+    if line > limits.request_line:
+        return f"request line of {line} bytes exceeds the edge's limit of {limits.request_line}"
+    total = 0
+    for name, value in scope["headers"]:
+        size = len(name) + 2 + len(value)
+        if size > limits.single_header:
+            return f"header {name.decode('latin-1')[:40]} of {size} bytes exceeds the edge's limit of " \
+                   f"{limits.single_header}"
+        total += size + 2
+    if total > limits.total_headers:
+        return f"request headers of {total} bytes exceed the edge's limit of {limits.total_headers}"
+    return None
+
+
 def _str(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
@@ -306,21 +362,56 @@ async def _json(send: Send, status: int, data: Any) -> None:
 
 
 def build_app(config: dict[str, Any]) -> Any:
-    """The gateway wrapped in request metrics (labelled as service 'edge')."""
-    return MetricsMiddleware(Gateway(config), app_name="edge")
+    """The gateway wrapped in request metrics (labelled as service 'edge'). Every public request counts,
+    /metrics and /readyz too: at the edge those are the internet's requests, answered by the edge."""
+    return MetricsMiddleware(Gateway(config), app_name="edge", skip_paths=frozenset())
+
+
+def build_admin_app() -> Starlette:
+    """The gateway's local-only port: ``/healthz`` and ``/metrics`` (Prometheus text of this process).
+
+    Kept off the public port so that the public edge answers exactly what the ALB answers (production has
+    no such paths); the runner, the dashboard and local Prometheus read it.
+    """
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def healthz(_: Any) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint())])
+
+
+async def _serve(config: dict[str, Any]) -> None:
+    import uvicorn
+
+    public = uvicorn.Server(uvicorn.Config(build_app(config), host=config.get("host", "127.0.0.1"),
+                                           port=int(config["port"]), log_level="warning", access_log=False,
+                                           server_header=False, timeout_graceful_shutdown=5))
+    if not config.get("admin_port"):
+        await public.serve()
+        return
+    # Loopback only, whatever the public port binds to. Its _serve() installs no signal handlers: the public
+    # server takes SIGINT/SIGTERM, and the admin port closes when it has stopped.
+    admin = uvicorn.Server(uvicorn.Config(build_admin_app(), host="127.0.0.1", port=int(config["admin_port"]),
+                                          log_level="warning", access_log=False, server_header=False,
+                                          lifespan="off"))
+    admin_task = asyncio.create_task(admin._serve())
+    try:
+        await public.serve()
+    finally:
+        admin.should_exit = True
+        await admin_task
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the gateway described by a config file on its configured port."""
-    import uvicorn
-
+    """Serve the gateway described by a config file on its configured port (and ``admin_port``)."""
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
         sys.exit("usage: python -m stackwright.local.gateway CONFIG.json")
     config = json.loads(Path(args[0]).read_text())
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(build_app(config), host=config.get("host", "127.0.0.1"), port=int(config["port"]),
-                log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=5)
+    asyncio.run(_serve(config))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 
 from ..contract import EDGE_PROOF_ENV
+from ..deploy.routes import edge_table, table_to_dict
 from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
@@ -28,7 +29,6 @@ from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis, LocalSMTP
 from .backing.smtp import smtp_ready
 from .ports import free_port, port_in_use
-from .routing import EdgeRoute
 from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
 from .supervisor import ProcessSpec, Supervisor
 from .wiring import Endpoints, service_env
@@ -66,6 +66,8 @@ class LocalSystem:
         self.dir = claim(system, options.state_root).resolve()
         self.supervisor = Supervisor(self.dir / "logs", echo=options.echo_logs, on_event=self._on_event)
         self.endpoints = Endpoints(gateway_url=f"http://127.0.0.1:{options.port}")
+        # The gateway's own health and metrics: a local-only port production has no equivalent of.
+        self.gateway_admin_url: str | None = None
         self.backing: dict[str, dict[str, Any]] = {}
         self.steps: list[str] = []
         self.status = "starting"
@@ -180,18 +182,14 @@ class LocalSystem:
     def gateway_config(self) -> dict[str, Any]:
         """The route table, limits and identity the gateway process runs with."""
         system = self.system
-        routes = []
-        for sname, svc in system.services.items():
-            for r in svc.routes:
-                routes.append(EdgeRoute(
-                    pattern=r.path, service=sname, methods=frozenset(r.methods) if r.methods else None,
-                    auth=r.auth, roles=tuple(r.roles), rate_limit=r.rate_limit,
-                    max_body=bytes_size(r.max_body) if r.max_body else None, websocket=r.websocket,
-                    max_connections=r.max_connections, idle_timeout_s=r.idle_timeout_s).to_dict())
         ident = system.edge.identity
+        if self.gateway_admin_url is None:
+            self.gateway_admin_url = f"http://127.0.0.1:{free_port()}"
         config: dict[str, Any] = {
             "port": self.options.port,
-            "routes": routes,
+            "admin_port": int(self.gateway_admin_url.rsplit(":", 1)[1]),
+            # The rules the rendered ALB Ingress has too (stackwright.deploy.routes), computed here once.
+            **table_to_dict(edge_table(system)),
             "upstreams": {s: urls for s, urls in self.endpoints.service_urls.items() if system.services[s].routes},
             "max_body": bytes_size(system.edge.max_body),
             "rate_limits": {n: rl.model_dump() for n, rl in system.edge.rate_limits.items()},
@@ -211,10 +209,10 @@ class LocalSystem:
         path.touch(mode=0o600)  # it holds the edge proof secret
         path.chmod(0o600)
         path.write_text(json.dumps(self.gateway_config(), indent=2, sort_keys=True))
-        url = self.endpoints.gateway_url
+        admin = self.gateway_admin_url
         await self.supervisor.start(ProcessSpec(
             name="gateway", argv=[sys.executable, "-m", "stackwright.local.gateway", str(path)],
-            ready=lambda: _http_ok(f"{url}/_edge/healthz")), ready_timeout_s=30)
+            ready=lambda: _http_ok(f"{admin}/healthz")), ready_timeout_s=30)
 
     async def _start_service(self, name: str) -> None:
         svc = self.system.services[name]
@@ -244,10 +242,10 @@ class LocalSystem:
         except ImportError as exc:
             raise StartError(f"--monitoring needs stackwright.monitoring ({exc})") from None
         targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.service_urls.items()}
-        targets["edge"] = [self.endpoints.gateway_url.removeprefix("http://")]
+        if self.gateway_admin_url is not None:  # the gateway's metrics are on its local-only port
+            targets["edge"] = [self.gateway_admin_url.removeprefix("http://")]
         port = 9090 if not port_in_use(9090) else free_port()
-        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus", port=port,
-                                          metrics_paths={"edge": "/_edge/metrics"})
+        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus", port=port)
         await asyncio.to_thread(self.prometheus.start)
 
     async def _start_dashboard(self) -> None:
@@ -280,7 +278,7 @@ class LocalSystem:
         return {
             "system": self.system.name, "spec": str(self.system.source), "status": self.status,
             "runner_pid": os.getpid(), "runner_start": self.started, "processes": self.supervisor.processes(),
-            "gateway": self.endpoints.gateway_url, "steps": self.steps,
+            "gateway": self.endpoints.gateway_url, "gateway_admin": self.gateway_admin_url, "steps": self.steps,
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
             "prometheus": getattr(self.prometheus, "url", None), "dashboard": self.dashboard_url,

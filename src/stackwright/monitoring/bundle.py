@@ -50,8 +50,8 @@ def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval
     labels. Other names (e.g. ``edge`` for the local gateway) become jobs too, labelled ``component``
     instead of ``service``, after the spec's services. ``rule_files`` points at ``rules_file``, which
     Prometheus resolves relative to the directory of prometheus.yml. Raises ValueError for a name that
-    cannot be a job name. ``metrics_paths`` overrides ``/metrics`` per job (the local gateway serves
-    ``/_edge/metrics`` so that ``/metrics`` stays free for routes).
+    cannot be a job name. ``metrics_paths`` overrides ``/metrics`` per job (the local gateway serves its
+    ``/metrics`` on a local-only port of its own, so its target is that port).
     """
     bad = sorted(n for n in targets if not _JOB_NAME.fullmatch(n))
     if bad:

@@ -4,6 +4,7 @@ account, and how to deploy it by hand."""
 from __future__ import annotations
 
 from ..deploy import names as naming
+from ..deploy.routes import production_only
 from ..spec import System
 from .ci import ARGO_ROLLOUTS_VERSION
 from .k8s.config import SECRET_URL_KINDS
@@ -151,8 +152,13 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
     if routed:
         lines += [f"Each region's ALB is published by external-dns as `<region>.{naming.public_host(system, env)}` "
                   f"(`<region>.<env>.{system.edge.domain}` outside production); the AWS app's Route 53 records "
-                  f"(`api.`, `writer.`) point there and health-check `{naming.HEALTH_CHECK_PATH}`. "
-                  "`/readyz` and `/metrics` are not reachable from outside.", ""]
+                  f"(`api.`, `writer.`) point there and health-check `{naming.HEALTH_CHECK_PATH}` (answered by the ALB "
+                  "itself). The services' `/metrics`, `/readyz`, `/healthz` and API docs are not reachable from "
+                  "outside unless a route names them; `stackwright up` applies the same rules "
+                  "(stackwright.deploy.routes).", ""]
+        only = production_only(system)
+        if only:
+            lines += ["Production only (not applied by the local gateway): " + "; ".join(only) + ".", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Files", "", *[f"- `{f}`" for f in sorted(files)], ""]

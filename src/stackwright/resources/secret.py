@@ -3,8 +3,10 @@ services read at run time. Secrets Manager in AWS (in the primary region, replic
 a mode-0600 JSON file under ``.stackwright/<system>/secrets/`` locally.
 
 A service that ``uses`` one gets ``<NAME>_URL``: ``secretsmanager://<secret name>?region=<region>``
-on EKS (its role may read that secret), ``file:///.../<name>.json`` locally. The URL is not itself a
-credential, so it is a plain setting; the values stay in the store.
+on EKS (its role may read that secret, and create, read and update the ``<secret name>/*`` secrets a
+service makes at run time with :class:`stackwright.runtime.secretstore.SecretStore`),
+``file:///.../<name>.json`` locally. The URL is not itself a credential, so it is a plain setting; the
+values stay in the store.
 """
 
 from __future__ import annotations
@@ -98,8 +100,17 @@ def provision_cdk(stack: Any, name: str, res: SecretResource) -> None:
 
 
 def grant_cdk(stack: Any, role: Any, service: str, name: str, res: SecretResource, secrets: list[str]) -> None:
-    """Services that use the secret may read it (and decrypt it with the data key)."""
-    secrets.append(secret_name(stack.plan.system, stack.plan.environment, name))
+    """Services that use the secret may read it (and decrypt it with the data key), and keep values made at
+    run time under it: the ``<secret name>/*`` secrets of :class:`stackwright.runtime.secretstore.SecretStore`
+    (e.g. a new tenant's credentials), in the primary region where the secret lives."""
+    from aws_cdk import aws_iam as iam
+
+    full = secret_name(stack.plan.system, stack.plan.environment, name)
+    secrets.append(full)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue",
+                 "secretsmanager:DescribeSecret"],
+        resources=[stack._arn("secretsmanager", stack.plan.primary.name, f"secret:{full}/*")]))
 
 
 KIND: ResourceKind = Secret()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -63,10 +64,13 @@ class TenantDatabases:
     more first closes the least recently used other pool (asyncpg's close waits for its connections to be
     released, so requests in flight finish). Call :meth:`get` per unit of work rather than keeping the
     returned Database, so a closed pool is reopened through here and counted.
+
+    ``url_for`` (async, tenant id -> URL) connects each pool with the tenant's own credentials (e.g. read
+    from a secret store) instead of the admin URL; it is called whenever a pool is (re)opened.
     """
 
     def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20,
-                 budget: int | None = None) -> None:
+                 budget: int | None = None, url_for: Callable[[str], Awaitable[str]] | None = None) -> None:
         if budget is not None and budget < max_size:
             raise ValueError(f"connection budget {budget} cannot hold one tenant pool of {max_size}")
         self.admin_url = admin_url
@@ -74,6 +78,7 @@ class TenantDatabases:
         self.min_size = min_size
         self.max_size = max_size
         self.budget = budget
+        self.url_for = url_for
         self._dbs: OrderedDict[str, Database] = OrderedDict()  # least recently used first
         self._lock = asyncio.Lock()
 
@@ -104,8 +109,9 @@ class TenantDatabases:
             async with self._lock:
                 db = self._dbs.get(name)
                 if db is None:
+                    url = await self.url_for(tenant) if self.url_for else database_url(self.admin_url, name)
                     await self._make_room()
-                    db = Database(database_url(self.admin_url, name), min_size=self.min_size,
+                    db = Database(url, min_size=self.min_size,
                                   max_size=self.max_size)
                     self._dbs[name] = db
         self._dbs.move_to_end(name)
@@ -121,7 +127,18 @@ class TenantDatabases:
             await evicted.close()
 
     def tenants(self) -> list[str]:
+        """Database names of the pools open now."""
         return sorted(self._dbs)
+
+    def connections(self) -> int:
+        """Connections held now over every open tenant pool (idle and in use)."""
+        return sum(db._pool.get_size() for db in self._dbs.values() if db._pool is not None)
+
+    async def forget(self, tenant: str) -> None:
+        """Close and drop the tenant's pool (e.g. its credentials changed); the next :meth:`get` reopens it."""
+        db = self._dbs.pop(self.name_for(tenant), None)
+        if db is not None:
+            await db.close()
 
     async def close(self) -> None:
         for db in self._dbs.values():

@@ -38,12 +38,14 @@ SKIP_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/health"})
 class MetricsMiddleware:
     """Count requests, time them and track in-flight requests, labelled by route template."""
 
-    def __init__(self, app: ASGIApp, app_name: str) -> None:
+    def __init__(self, app: ASGIApp, app_name: str, skip_paths: frozenset[str] | None = None) -> None:
         self.app = app
         self.app_name = app_name
+        # Paths not counted (default SKIP_PATHS: a service's own probes and scrapes).
+        self.skip_paths = SKIP_PATHS if skip_paths is None else skip_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in SKIP_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
             await self.app(scope, receive, send)
             return
         method = scope["method"]

@@ -29,7 +29,7 @@ from .db import Database, TenantDatabases
 from .fastpath import FastRoute, FastRouter, Handler, documented_endpoint
 from .limits import BodyLimitMiddleware
 from .metrics import DEPENDENCY_UP, MetricsMiddleware, metrics_endpoint
-from .problems import Problem, install_problem_handlers, problem_responses
+from .problems import Problem, install_problem_handlers, problem_response, problem_responses
 from .settings import Settings
 from .storage import ObjectStore, store_from_url
 
@@ -40,12 +40,26 @@ Check = Callable[[], Awaitable[Any]]
 CHECK_TIMEOUT_S = 2.0
 
 
+#: The platform's endpoints of every service (probes, scrapes, API docs).
+PLATFORM_PATHS = frozenset({"/metrics", "/readyz", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc",
+                            "/openapi.json"})
+
+
 class ServiceApp(FastAPI):
-    """FastAPI, except that requests on a fast route are served before FastAPI's middleware and routing."""
+    """FastAPI, except that requests on a fast route are served before FastAPI's middleware and routing,
+    and the platform's endpoints answer only their plain spelling."""
 
     fast_routes: FastRouter
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in PLATFORM_PATHS:
+            raw = scope.get("raw_path")
+            # Both edges (ALB and local gateway) block these paths as sent, byte for byte, and the server
+            # decodes percent-escapes before routing: /%6detrics would pass the edge and be served as
+            # /metrics. Kubelet and Prometheus never spell them encoded, so an encoded spelling is refused.
+            if raw is not None and raw.split(b"?", 1)[0] != scope["path"].encode():
+                await problem_response(404, "not found")(scope, receive, send)
+                return
         if scope["type"] == "http" and self.fast_routes:
             hit = self.fast_routes.match(scope["method"], scope["path"])
             if hit is not None:
@@ -108,6 +122,24 @@ class Service:
                               budget=int(budget) if budget else None)
         self._shutdown.append(dbs.close)
         return dbs
+
+    def topic(self, resource: str) -> Any:
+        """The :class:`~stackwright.runtime.topic.Topic` of a topic resource: ``publish`` for every user,
+        ``subscription()`` (its own consumer group, ``<R>_GROUP``) for a subscriber."""
+        from .topic import Topic
+
+        topic = Topic(self.settings.resource_url(resource),
+                      self.settings.resource_setting(resource, "TOPIC", resource) or resource,
+                      group=self.settings.resource_setting(resource, "GROUP"),
+                      visibility_timeout=float(self.settings.get("TOPIC_VISIBILITY_TIMEOUT_S", "30") or 30))
+        self._shutdown.append(topic.close)
+        return topic
+
+    def secret_store(self, resource: str) -> Any:
+        """The writable :class:`~stackwright.runtime.secretstore.SecretStore` of a secret resource."""
+        from .secretstore import SecretStore
+
+        return SecretStore(self.settings.resource_url(resource))
 
     def redis(self, resource: str) -> Any:
         """A Redis client for a Redis resource: redis-py's API (decode_responses=True), with the common

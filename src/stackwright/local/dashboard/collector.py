@@ -98,7 +98,8 @@ class Collector:
         for name in state.get("backing") or {}:
             procs.setdefault(name, Proc(name, "backing")).role = "backing"
         gw = procs.setdefault(GATEWAY, Proc(GATEWAY, "gateway"))
-        gw.role, gw.url = "gateway", state.get("gateway")
+        # Its health and metrics are on its local-only port (the public one answers what the ALB answers).
+        gw.role, gw.url = "gateway", state.get("gateway_admin")
         for service, replicas in (state.get("services") or {}).items():
             for rep in replicas:
                 p = procs.setdefault(rep["process"], Proc(rep["process"], "service"))
@@ -119,8 +120,8 @@ class Collector:
         """Readiness and a metrics reading of one live service or gateway process."""
         if not proc.alive or not proc.url:
             return
-        health_path, metrics_path = ("/_edge/healthz", "/_edge/metrics") if proc.role == "gateway" \
-            else ("/readyz", "/metrics")
+        health_path = "/healthz" if proc.role == "gateway" else "/readyz"
+        metrics_path = "/metrics"
         try:
             resp = await client.get(proc.url + health_path)
             proc.health = "up" if resp.status_code == 200 else "not ready"

@@ -1,20 +1,22 @@
 """The edge on EKS: one ALB Ingress (AWS Load Balancer Controller) for every routed service, and an
 NLB Service for each service with ``expose: load-balancer``.
 
-Route paths become ALB path patterns (``ImplementationSpecific``): ``{param}`` segments turn into
-``*``; a route without parameters matches its path and everything below it (``/polls`` and
-``/polls/*``). Routes limited to some methods go through a forward action with an
-``http-request-method`` condition, so ``GET /polls`` and ``POST /polls`` can reach different services.
+The Ingress's paths are the rules of :mod:`stackwright.deploy.routes`, in their order, the same rules the
+local gateway applies: ``ImplementationSpecific`` paths are ALB path patterns (``{param}`` segments turn into
+``*``; a route without parameters matches its path and everything below it, ``/polls`` and ``/polls/*``).
+Routes limited to some methods go through a forward action with an ``http-request-method`` condition, so
+``GET /polls`` and ``POST /polls`` can reach different services; what the edge answers itself (internal
+endpoints 404, the health check 200, a method no route of the path takes 405) are fixed-response actions.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from ...contract import ALB_IDLE_TIMEOUT_S
 from ...deploy import names as naming
+from ...deploy.routes import Rule, alb_patterns, edge_table
 from ...spec.model import Route
 from ...spec.shutdown import default_deregistration_delay, termination
 from .context import Target, obj
@@ -22,28 +24,14 @@ from .context import Target, obj
 ALB = "alb.ingress.kubernetes.io/"
 NLB = "service.beta.kubernetes.io/aws-load-balancer-"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-#: Runtime endpoints that are for the platform, never for the internet. (/healthz stays reachable:
-#: Route 53 health-checks every regional origin on it.)
-INTERNAL_PATHS = ("/metrics", "/readyz")
 EXTERNAL_DNS = "external-dns.alpha.kubernetes.io/hostname"
 BLOCKED_ACTION = "blocked"
+_FIXED_BODIES = {200: "ok", 404: "not found", 405: "method not allowed"}
 
 
 def alb_paths(route: Route) -> list[str]:
     """ALB path patterns of one route."""
-    if not route.is_prefix:
-        return [re.sub(r"\{[^}]*\}", "*", route.path)]
-    base = route.path.rstrip("/")
-    return ["/*"] if not base else [base, f"{base}/*"]
-
-
-def _specificity(path: str) -> tuple[int, str]:
-    return -len(path.replace("*", "")), path
-
-
-def action_name(service: str, methods: list[str]) -> str:
-    """Name of the forward action for a service limited to some methods (``vote-post``)."""
-    return f"{service}-{'-'.join(m.lower() for m in sorted(methods))}"[:63]
+    return alb_patterns(route.path)
 
 
 def routed_services(t: Target) -> list[str]:
@@ -58,42 +46,42 @@ def _lb_attributes(t: Target, prefix: str, extra: list[str]) -> str:
     return ",".join(attrs)
 
 
+def _backend(t: Target, rule: Rule) -> dict[str, Any]:
+    if rule.kind == "forward" and rule.methods is None:
+        assert rule.route is not None
+        port = t.system.services[rule.route.service].service_port
+        return {"service": {"name": rule.route.service, "port": {"number": port}}}
+    return {"service": {"name": rule.action, "port": {"name": "use-annotation"}}}
+
+
 def ingress(t: Target) -> dict[str, Any] | None:
     """The ALB Ingress, or None when nothing is routed."""
     system = t.system
-    services = routed_services(t)
-    if not services:
+    if not routed_services(t):
         return None
-    actions: dict[str, dict[str, Any]] = {BLOCKED_ACTION: {"type": "fixed-response", "fixedResponseConfig": {
-        "contentType": "text/plain", "statusCode": "404", "messageBody": "not found"}}}
+    table = edge_table(system, t.environment, alb_only=True)
+    actions: dict[str, dict[str, Any]] = {}
     conditions: dict[str, list[dict[str, Any]]] = {}
-    paths: list[tuple[str, str, dict[str, Any]]] = []  # (path, backend name, backend)
-    for p in INTERNAL_PATHS:
-        paths.append((p, BLOCKED_ACTION, {"service": {"name": BLOCKED_ACTION, "port": {"name": "use-annotation"}}}))
-    # The regional health check answers from the first routed service, whatever its routes' methods.
-    first = services[0]
-    health = (naming.HEALTH_CHECK_PATH, first,
-              {"service": {"name": first, "port": {"number": system.services[first].service_port}}})
-    for name in services:
-        svc = system.services[name]
-        for route in svc.routes:
-            if route.methods:
-                action = action_name(name, list(route.methods))
-                actions[action] = {"type": "forward", "forwardConfig": {"targetGroups": [
-                    {"serviceName": name, "servicePort": str(svc.service_port)}]}}
-                conditions[action] = [{"field": "http-request-method",
-                                       "httpRequestMethodConfig": {"Values": sorted(route.methods)}}]
-                backend = {"service": {"name": action, "port": {"name": "use-annotation"}}}
-            else:
-                action = name
-                backend = {"service": {"name": name, "port": {"number": svc.service_port}}}
-            for path in alb_paths(route):
-                if (path, action, backend) not in paths:
-                    paths.append((path, action, backend))
-    internal = [health, *(p for p in paths if p[1] == BLOCKED_ACTION)]
-    routed = sorted((p for p in paths if p[1] != BLOCKED_ACTION), key=lambda p: (*_specificity(p[0]), p[1]))
-    http_paths = [{"path": path, "pathType": "ImplementationSpecific", "backend": backend}
-                  for path, _, backend in [*internal, *routed]]
+    by_host: dict[str | None, list[dict[str, Any]]] = {}
+    for rule in table.rules:
+        if rule.kind == "fixed":
+            assert rule.status is not None
+            actions[rule.action] = {"type": "fixed-response", "fixedResponseConfig": {
+                "contentType": "text/plain", "statusCode": str(rule.status),
+                "messageBody": _FIXED_BODIES.get(rule.status, "")}}
+        elif rule.methods is not None:
+            assert rule.route is not None
+            svc = system.services[rule.route.service]
+            actions[rule.action] = {"type": "forward", "forwardConfig": {"targetGroups": [
+                {"serviceName": rule.route.service, "servicePort": str(svc.service_port)}]}}
+            conditions[rule.action] = [{"field": "http-request-method",
+                                        "httpRequestMethodConfig": {"Values": sorted(rule.methods)}}]
+        by_host.setdefault(rule.host, []).append(
+            {"path": rule.pattern, "pathType": "ImplementationSpecific", "backend": _backend(t, rule)})
+    # Rules for a named host first; the rule without a host answers for every name that points at the ALB
+    # (api., writer., the origin).
+    rules = [({"host": h} if h else {}) | {"http": {"paths": paths}}
+             for h, paths in sorted(by_host.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))]
     annotations = {
         ALB + "scheme": "internet-facing",
         ALB + "target-type": "ip",
@@ -127,8 +115,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
         annotations[f"{ALB}actions.{action}"] = json.dumps(config, sort_keys=True)
     for action, config in conditions.items():
         annotations[f"{ALB}conditions.{action}"] = json.dumps(config, sort_keys=True)
-    # No host on the rule: the ALB answers for every name that points at it (api., writer., the origin).
-    spec = {"ingressClassName": "alb", "rules": [{"http": {"paths": http_paths}}]}
+    spec = {"ingressClassName": "alb", "rules": rules}
     return obj("networking.k8s.io/v1", "Ingress", t.meta(system.name, component="edge", annotations=annotations),
                spec=spec)
 

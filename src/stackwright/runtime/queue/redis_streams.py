@@ -43,7 +43,9 @@ local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if acked == 1 then
   redis.call('XADD', KEYS[2], '*', 'b', ARGV[3], 'receive_count', ARGV[4], 'source_id', ARGV[2])
 end
-redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[5] == '1' then
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
 return acked
 """
 
@@ -119,12 +121,18 @@ class RedisStreamsQueue(Queue):
         visibility_timeout: float = 30.0,
         client: aioredis.Redis | None = None,
         producer: MultiplexedRedis | None = None,
+        stream: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.name = name
         self.max_receive_count = max_receive_count
         self.visibility_timeout = visibility_timeout
-        self.stream = f"sw:q:{name}"
-        self.dlq_stream = f"sw:q:{name}:dlq"
+        # A topic subscription (``stream`` and ``group`` given) reads a stream other groups read too: an ack
+        # must not delete the entry (XDEL) from under them, and its DLQ is its own.
+        self.shared = stream is not None
+        self.stream = stream or f"sw:q:{name}"
+        self.group = group or GROUP
+        self.dlq_stream = f"{self.stream}:{self.group}:dlq" if self.shared else f"sw:q:{name}:dlq"
         self.consumer = _consumer_name()
         self._redis = client or aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
             url,
@@ -163,7 +171,7 @@ class RedisStreamsQueue(Queue):
             # id "0", not "$": acked entries are deleted, so everything still in the stream
             # is unprocessed work — including messages sent before the group existed or sent
             # after a restart wiped the group.
-            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -215,7 +223,7 @@ class RedisStreamsQueue(Queue):
             block_ms = int(wait_seconds * 1000) if not out and wait_seconds > 0 else None
             response = await self._with_group(
                 lambda: self._redis.xreadgroup(
-                    GROUP, self.consumer, {self.stream: ">"}, count=remaining, block=block_ms
+                    self.group, self.consumer, {self.stream: ">"}, count=remaining, block=block_ms
                 )
             )
             for entry_id, fields in _stream_entries(response):
@@ -226,7 +234,7 @@ class RedisStreamsQueue(Queue):
         min_idle_ms = max(1, int(self.visibility_timeout * 1000))
         reply = await self._redis.xautoclaim(
             self.stream,
-            GROUP,
+            self.group,
             self.consumer,
             min_idle_time=min_idle_ms,
             start_id=self._claim_cursor,
@@ -242,7 +250,7 @@ class RedisStreamsQueue(Queue):
         # XAUTOCLAIM already bumped the delivery counter; XPENDING is where it can be read.
         async with self._redis.pipeline(transaction=False) as pipe:
             for eid, _ in claimed:
-                pipe.xpending_range(self.stream, GROUP, min=eid, max=eid, count=1)
+                pipe.xpending_range(self.stream, self.group, min=eid, max=eid, count=1)
             pending = await pipe.execute()
         out: list[Message] = []
         for (eid, fields), info in zip(claimed, pending, strict=True):
@@ -252,7 +260,7 @@ class RedisStreamsQueue(Queue):
             if delivered > self.max_receive_count:
                 await self._dead_letter(
                     keys=[self.stream, self.dlq_stream],
-                    args=[GROUP, eid, fields.get(BODY_FIELD, "null"), delivered - 1],
+                    args=[self.group, eid, fields.get(BODY_FIELD, "null"), delivered - 1, "0" if self.shared else "1"],
                 )
                 continue
             out.append(self._message(eid, fields, receive_count=delivered))
@@ -274,8 +282,9 @@ class RedisStreamsQueue(Queue):
 
         async def op() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self.stream, GROUP, entry_id)
-                pipe.xdel(self.stream, entry_id)
+                pipe.xack(self.stream, self.group, entry_id)
+                if not self.shared:
+                    pipe.xdel(self.stream, entry_id)
                 await pipe.execute()
 
         await self._with_group(op)
@@ -290,8 +299,9 @@ class RedisStreamsQueue(Queue):
             async with self._redis.pipeline(transaction=True) as pipe:
                 for start in range(0, len(ids), _ACK_CHUNK):
                     chunk = ids[start : start + _ACK_CHUNK]
-                    pipe.xack(self.stream, GROUP, *chunk)
-                    pipe.xdel(self.stream, *chunk)
+                    pipe.xack(self.stream, self.group, *chunk)
+                    if not self.shared:
+                        pipe.xdel(self.stream, *chunk)
                 await pipe.execute()
 
         await self._with_group(op)
@@ -301,14 +311,24 @@ class RedisStreamsQueue(Queue):
         entry_id, _, consumer = message.receipt.partition("/")
         if not consumer:
             raise QueueError("receipt was not issued by the Redis Streams backend")
-        held = await self._with_group(lambda: self._extend(keys=[self.stream], args=[GROUP, entry_id, consumer]))
+        held = await self._with_group(lambda: self._extend(keys=[self.stream], args=[self.group, entry_id, consumer]))
         return bool(held)
 
     # -- inspection and DLQ ----------------------------------------------------------------
 
     async def depth(self) -> int:
-        """XLEN of the stream: waiting plus in-flight, since acked entries are deleted."""
-        return int(await self._redis.xlen(self.stream))
+        """XLEN of the stream: waiting plus in-flight, since acked entries are deleted. A subscription's
+        stream keeps what other groups still need, so there it is the group's lag plus its pending entries."""
+        if not self.shared:
+            return int(await self._redis.xlen(self.stream))
+        for info in await self._redis.xinfo_groups(self.stream):
+            if info.get("name") == self.group:
+                lag = info.get("lag")
+                if lag is None:  # Redis < 7 reports no lag: count the entries after the group's last delivery
+                    last = info.get("last-delivered-id") or "0-0"
+                    lag = len(await self._redis.xrange(self.stream, min=f"({last}", max="+"))
+                return int(lag) + int(info.get("pending") or 0)
+        return 0
 
     async def dlq_depth(self) -> int:
         """XLEN of the DLQ stream."""
@@ -356,10 +376,10 @@ class RedisStreamsQueue(Queue):
             # Only a consumer with an empty PEL is removed: deleting one that still holds
             # messages would drop them from the PEL and they would never be redelivered.
             info = await self._redis.xpending_range(
-                self.stream, GROUP, min="-", max="+", count=1, consumername=self.consumer
+                self.stream, self.group, min="-", max="+", count=1, consumername=self.consumer
             )
             if not info:
-                await self._redis.xgroup_delconsumer(self.stream, GROUP, self.consumer)
+                await self._redis.xgroup_delconsumer(self.stream, self.group, self.consumer)
         except Exception as exc:  # best effort: a stale consumer entry is harmless
             log.debug("queue %s: consumer cleanup skipped: %s", self.name, exc)
         if self._owns_producer and self._producer is not None:

@@ -1,0 +1,149 @@
+"""Transaction service: the tenant's double-entry ledger.
+
+``POST /internal/transfers`` (called by payment and account with the caller's token; not routed by the
+edge) posts one transfer as two entries (-amount on the payer, +amount on the payee) and moves both
+balances, in one database transaction with both account rows locked (in id order, so two opposite
+transfers cannot deadlock). The transfer id is the payment's: posting it again answers the first posting
+(``replayed: true``) and changes nothing. Amounts are integer minor units. A payer without overdraft
+whose balance would go below zero gets 409 (``insufficient-funds``), and the table's CHECK refuses it too.
+
+``GET /ledger/check`` proves the invariant for the caller's tenant: per currency the entries sum to zero,
+and every account's balance equals the sum of its entries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import Depends
+from pydantic import BaseModel, Field
+
+from stackwright.runtime import Database, Principal, Problem, Service, consume, problem_responses
+from stackwright.runtime.tenancy import Tenancy, open_on_created
+
+svc = Service(title="transaction")
+app = svc.app
+
+# ---- tenancy (the same block in account, payment, fraud and transaction: each image carries only its folder)
+platform = svc.postgres("platform")
+store = svc.secret_store("tenant-secrets")
+tenant_events = svc.topic("tenant-events")
+dbs = svc.tenant_databases("db")
+
+
+async def _tenant_url(tenant: str) -> str:
+    # The tenant's own role (it can connect to its database only), never the admin URL.
+    url = await store.get(f"tenant_{tenant}_db_url")
+    if url is None:
+        raise Problem(409, "tenant credentials are not provisioned yet", tenant_status="provisioning")
+    return url
+
+
+async def _tenant_status(tenant: str) -> str | None:
+    return await platform.pool.fetchval("SELECT status FROM tenants WHERE id = $1", tenant)
+
+
+dbs.url_for = _tenant_url
+tenancy = Tenancy(dbs, _tenant_status)
+
+
+@svc.background
+async def follow_tenants() -> None:
+    """Consume tenant.created in this service's own group: mark the tenant active, open its pool."""
+    await consume(tenant_events.subscription(), lambda batch: open_on_created(tenancy, batch), batch_size=10)
+
+
+async def tenant_db(who: Principal = Depends(svc.principal())) -> tuple[str, Database]:
+    """The caller's tenant (from the verified token only) and its database."""
+    tenant = tenancy.tenant_of(who)
+    return tenant, await tenancy.database(tenant)
+# ---- end of the tenancy block
+
+
+MAX_AMOUNT = 10**15  # minor units; far above any real payment, far below bigint's 9.2e18
+
+
+class Transfer(BaseModel):
+    id: uuid.UUID
+    from_account: uuid.UUID
+    to_account: uuid.UUID
+    amount: int = Field(gt=0, le=MAX_AMOUNT, strict=True, description="integer minor units (cents)")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+def _transfer(row: Any) -> dict[str, Any]:
+    return {"id": str(row["id"]), "from_account": str(row["from_account"]), "to_account": str(row["to_account"]),
+            "amount": row["amount"], "currency": row["currency"].strip()}
+
+
+async def post_transfer(db: Database, t: Transfer) -> tuple[dict[str, Any], bool]:
+    """Post ``t`` once; returns (the transfer, whether it had been posted before). Problems: 404 unknown
+    account, 422 same account or currency mismatch, 409 insufficient funds."""
+    if t.from_account == t.to_account:
+        raise Problem(422, "a transfer needs two different accounts")
+    async with db.pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, currency, balance, allow_overdraft FROM accounts WHERE id = ANY($1::uuid[]) "
+            "ORDER BY id FOR UPDATE", [t.from_account, t.to_account])
+        # Checked after the locks: a concurrent posting of the same id has committed (or rolled back) by now.
+        done = await conn.fetchrow("SELECT * FROM transfers WHERE id = $1", t.id)
+        if done is not None:
+            return _transfer(done), True
+        accounts = {r["id"]: r for r in rows}
+        if len(accounts) != 2:
+            raise Problem(404, "unknown account")
+        payer, payee = accounts[t.from_account], accounts[t.to_account]
+        if payer["currency"].strip() != t.currency or payee["currency"].strip() != t.currency:
+            raise Problem(422, f"both accounts must hold {t.currency}")
+        if not payer["allow_overdraft"] and payer["balance"] < t.amount:
+            raise Problem(409, "insufficient funds", type="https://pay.example.com/problems/insufficient-funds",
+                          balance=payer["balance"])
+        row = await conn.fetchrow(
+            "INSERT INTO transfers (id, from_account, to_account, amount, currency) VALUES ($1, $2, $3, $4, $5) "
+            "RETURNING *", t.id, t.from_account, t.to_account, t.amount, t.currency)
+        await conn.executemany(
+            "INSERT INTO entries (transfer_id, account_id, amount, currency) VALUES ($1, $2, $3, $4)",
+            [(t.id, t.from_account, -t.amount, t.currency), (t.id, t.to_account, t.amount, t.currency)])
+        await conn.execute("UPDATE accounts SET balance = balance - $2 WHERE id = $1", t.from_account, t.amount)
+        await conn.execute("UPDATE accounts SET balance = balance + $2 WHERE id = $1", t.to_account, t.amount)
+        return _transfer(row), False
+
+
+@app.post("/internal/transfers", status_code=201, responses=problem_responses(401, 403, 404, 409))
+async def create_transfer(body: Transfer, scope: tuple[str, Database] = Depends(tenant_db)) -> dict[str, Any]:
+    transfer, replayed = await post_transfer(scope[1], body)
+    return {**transfer, "replayed": replayed}
+
+
+@app.get("/ledger/check", responses=problem_responses(401, 403, 404, 409))
+async def check(scope: tuple[str, Database] = Depends(tenant_db)) -> dict[str, Any]:
+    """The ledger invariant of the caller's tenant: ``balanced`` is true when every currency's entries sum
+    to zero and no account's balance differs from the sum of its entries (those are listed)."""
+    db = scope[1]
+    async with db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        sums = await conn.fetch("SELECT currency, sum(amount)::bigint AS total, count(*) AS n FROM entries "
+                                "GROUP BY currency ORDER BY currency")
+        off = await conn.fetch(
+            "SELECT a.id, a.balance, coalesce(sum(e.amount), 0)::bigint AS entries FROM accounts a "
+            "LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.id, a.balance "
+            "HAVING a.balance <> coalesce(sum(e.amount), 0)")
+        transfers = await conn.fetchval("SELECT count(*) FROM transfers")
+    currencies = {r["currency"].strip(): r["total"] for r in sums}
+    return {"tenant": scope[0], "currencies": currencies, "entries": sum(r["n"] for r in sums),
+            "transfers": transfers,
+            "mismatched_accounts": [{"id": str(r["id"]), "balance": r["balance"], "entries": r["entries"]}
+                                    for r in off],
+            "balanced": all(v == 0 for v in currencies.values()) and not off}
+
+
+@app.get("/ledger/accounts/{account_id}/entries", responses=problem_responses(401, 403, 404, 409))
+async def entries(account_id: uuid.UUID, scope: tuple[str, Database] = Depends(tenant_db)) -> list[dict[str, Any]]:
+    """The last 100 entries of one of the caller's accounts, newest first."""
+    rows = await scope[1].pool.fetch(
+        "SELECT e.id, e.transfer_id, e.amount, e.currency FROM entries e WHERE e.account_id = $1 "
+        "ORDER BY e.id DESC LIMIT 100", account_id)
+    if not rows and not await scope[1].pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", account_id):
+        raise Problem(404, "no such account")
+    return [{"id": r["id"], "transfer_id": str(r["transfer_id"]), "amount": r["amount"],
+             "currency": r["currency"].strip()} for r in rows]

@@ -1,0 +1,110 @@
+"""Bring the payments system up once per test session (real Postgres, Redis, every service, the gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from stackwright.local.control import start_detached, stop
+from stackwright.local.idp import DevIdP
+from stackwright.local.ports import free_port
+from stackwright.local.state import read_state
+from stackwright.spec import System, load_system
+
+SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
+#: Onboardings of tenants named slow-* pause this long after each step, so a test can kill -9 mid-way.
+PAUSE_S = "1.5"
+
+
+class Payments:
+    """Handle on the running system for tests."""
+
+    def __init__(self, system: System, state: dict[str, Any], state_root: Path) -> None:
+        self.system = system
+        self.state = state
+        self.state_root = state_root
+        ident = system.edge.identity
+        assert ident is not None
+        self.idp = DevIdP(state_root / "payments" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
+        self.client = httpx.Client(base_url=state["gateway"], timeout=30)
+        self.admin_url = state["resources"]["db"]
+        self.platform_url = state["resources"]["platform"]
+
+    def fresh_state(self) -> dict[str, Any]:
+        state = read_state("payments", self.state_root)
+        assert state is not None
+        return state
+
+    def admin(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.idp.mint('ops', ['platform-admin'])}"}
+
+    def token(self, tenant: str, sub: str = "user-1") -> dict[str, str]:
+        return {"authorization": f"Bearer {self.idp.mint(sub, [], extra={'tenant_id': tenant})}"}
+
+    def new_tenant(self, prefix: str = "t") -> str:
+        resp = self.client.post("/tenants", json={"name": f"{prefix}-{uuid.uuid4().hex[:8]}", "email": "ops@ex.com"},
+                                headers=self.admin())
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["status"] == "active"
+        return str(resp.json()["id"])
+
+    def account(self, tenant: str, balance: int = 0, currency: str = "USD", **extra: Any) -> str:
+        resp = self.client.post("/accounts", json={"name": "acct", "currency": currency, "opening_balance": balance,
+                                                   **extra}, headers=self.token(tenant))
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["balance"] == balance
+        return str(resp.json()["id"])
+
+    def pay(self, tenant: str, src: str, dst: str, amount: int, key: str | None = None,
+            currency: str = "USD") -> httpx.Response:
+        return self.client.post("/payments", json={"from_account": src, "to_account": dst, "amount": amount,
+                                                   "currency": currency},
+                                headers={**self.token(tenant), "Idempotency-Key": key or uuid.uuid4().hex})
+
+    def sql(self, url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(url)
+            try:
+                return list(await conn.fetch(query, *args))
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    @staticmethod
+    def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
+        """Poll ``check()`` every 0.2 s until it returns something truthy (returned) or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if value := check():
+                return value
+            time.sleep(0.2)
+        raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="session")
+def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
+    root = tmp_path_factory.mktemp("state")
+    # Inherited by the runner and so by the services: only tenants named slow-* pause (see tenant-registration).
+    saved = os.environ.get("ONBOARDING_PAUSE_S")
+    os.environ["ONBOARDING_PAUSE_S"] = PAUSE_S
+    try:
+        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240)
+    finally:
+        if saved is None:
+            os.environ.pop("ONBOARDING_PAUSE_S", None)
+        else:
+            os.environ["ONBOARDING_PAUSE_S"] = saved
+    try:
+        yield Payments(load_system(SPEC), state, root)
+    finally:
+        stop("payments", root)
