@@ -15,8 +15,8 @@ from stackwright.plan import build_plan
 from stackwright.plan import default_environment as plan_default
 from stackwright.render.k8s import build_manifests
 from stackwright.render.k8s.kustomize import base_target
-from stackwright.spec import System, load_system
-from tests.plan.specs import ROOT, SEED_003, make_system
+from stackwright.spec import System
+from tests.plan.specs import SEED_003, make_system
 
 
 def _standby(**region: Any) -> System:
@@ -87,9 +87,14 @@ def test_dr_modes() -> None:
 
 
 def test_cost_counts_bucket_replicas_where_cdk_creates_them() -> None:
-    voting = load_system("voting", root=ROOT)
-    assert resolve(voting).buckets == {"audit": ["us-east-1", "eu-west-1"]}
-    lines = [(ln.region, ln.item) for ln in build_plan(voting).cost.lines if ln.item.startswith("S3 audit")]
+    # A versioned bucket without replicate_to goes to the DR region: the first other region (no standby).
+    system = make_system(SEED_003, regions=[
+        {"name": "us-east-1", "role": "primary", "vpc_cidr": "10.0.0.0/16", "traffic_share": 0.4},
+        {"name": "eu-west-1", "role": "secondary", "vpc_cidr": "10.1.0.0/16", "traffic_share": 0.35},
+        {"name": "ap-southeast-1", "role": "secondary", "vpc_cidr": "10.2.0.0/16", "traffic_share": 0.25}],
+        resources={**SEED_003["resources"], "audit": {"kind": "bucket", "versioned": True, "storage_gb": 200}})
+    assert resolve(system).buckets == {"audit": ["us-east-1", "eu-west-1"]}
+    lines = [(ln.region, ln.item) for ln in build_plan(system).cost.lines if ln.item.startswith("S3 audit")]
     assert lines == [("us-east-1", "S3 audit: 200 GB"), ("eu-west-1", "S3 audit (replica): 200 GB")]
 
 

@@ -25,8 +25,9 @@ def line(cost: CostReport, prefix: str) -> Decimal:
 
 @pytest.fixture
 def classic_lb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seed 003 fronts the pods with a Classic LB: price what the seed describes, not what render emits now."""
-    monkeypatch.setattr("stackwright.plan.k8s._render_manifests", lambda *args: None)
+    """Seed 003 fronts the pods with a Classic LB: price what the seed describes, not what render emits now
+    (plan reads the NLB choice from this annotation on the rendered Service; without it a Service is a CLB)."""
+    monkeypatch.setattr("stackwright.plan.k8s.NLB_ANNOTATION", "not-an-annotation-render-sets")
 
 
 @pytest.mark.usefixtures("classic_lb")

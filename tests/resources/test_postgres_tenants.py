@@ -33,6 +33,14 @@ def test_tenant_migrations_folder_must_exist(tmp_path: Path) -> None:
     assert f"system.yaml:{line_of(path, 'migrations: nowhere')}" in str(info.value)
 
 
+def test_database_migrations_folder_must_exist(tmp_path: Path) -> None:
+    # The postgres kind's own check (the spec loader no longer knows about migrations).
+    path = edited("tenants", tmp_path, lambda s: s["resources"]["db"].update(migrations="missing-sql"))
+    with pytest.raises(SpecError, match="resource 'db': migrations folder missing-sql does not exist") as info:
+        load_system(path)
+    assert f"system.yaml:{line_of(path, 'migrations: missing-sql')}" in str(info.value)
+
+
 def test_a_budget_must_hold_one_tenant_pool(tmp_path: Path) -> None:
     path = edited("tenants", tmp_path, lambda s: s["resources"]["db"]["tenants"].update(connection_budget=4))
     with pytest.raises(SpecError, match=r"system\.yaml:\d+: .*connection_budget \(4\) cannot hold one tenant's pool"):

@@ -5,6 +5,7 @@ the earlier ones. If the server (or the generator) falls behind, requests wait i
 and that wait is part of their latency, so coordinated omission cannot hide a stall. The time between a
 request's due time and the moment it was actually written to a socket is reported separately as
 ``send_lag`` — when that grows, the generator (not the server) is the bottleneck and the step says so.
+The schedule itself is :func:`stackwright.bench.openloop.open_loop`, shared with the fault drills' sender.
 
 The client is deliberately lean so it is not the bottleneck on a small machine: raw asyncio protocols on
 uvloop, keep-alive HTTP/1.1 connections, requests pre-rendered to bytes, and responses parsed by
@@ -29,10 +30,10 @@ from typing import Any, Protocol
 
 import httptools
 
+from .openloop import open_loop
 from .stats import StepResult, percentile
 
 MAX_SAMPLES = 5
-MIN_TICK_S = 0.001
 _now = time.perf_counter  # loop.time() has only 1 ms resolution on uvloop
 
 
@@ -285,29 +286,15 @@ class _Generator:
         start_at = spec.start_at or time.time()  # 0 means "now" (a single process run directly)
         t0 = _now() + (start_at - time.time())
         measure_from = t0 + spec.warmup_s
-        interval = 1.0 / spec.rate
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
-        delay = t0 - _now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        k = 0
-        n = len(mine)
-        while k < n:
-            now = _now()
-            while k < n:
-                due = t0 + mine[k] * interval
-                if due > now:
-                    break
-                self.pending.append((mine[k], due, due >= measure_from))
-                k += 1
-            self.pump()
-            if k < n:
-                # The event loop's timers have 1 ms resolution: sleeping less would busy-wait and take
-                # CPU from the server on a small machine. Requests due within the tick go out together;
-                # their lateness is recorded as send lag and counts in their latency.
-                wait = t0 + mine[k] * interval - _now()
-                await asyncio.sleep(max(wait, MIN_TICK_S))
+
+        def queue(index: int, due: float) -> None:
+            # Requests due within one tick go out together; their lateness is recorded as send lag and
+            # counts in their latency.
+            self.pending.append((index, due, due >= measure_from))
+
+        await open_loop(spec.rate, queue, indices=mine, t0=t0, flush=self.pump)
         self.scheduled_all = True
         self._check_done()
         end_of_schedule = t0 + spec.duration_s

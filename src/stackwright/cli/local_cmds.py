@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
 from ..local.state import leftovers, read_state, runner_alive, system_dir
+from ..resources import kind_of
 from ..spec import System
 from .common import console, fail, load, load_for_local_run, require_system_extras
 
@@ -50,8 +51,8 @@ def _parse_visibility(values: list[str], spec: System) -> dict[str, float]:
         if value <= 0:
             fail(f"--visibility-timeout takes QUEUE=SECONDS with SECONDS > 0 (got {item!r})")
         res = spec.resources.get(name)
-        if res is None or res.kind != "queue":
-            queues = sorted(n for n, r in spec.resources.items() if r.kind == "queue")
+        if res is None or not kind_of(res).dead_letters:
+            queues = sorted(n for n, r in spec.resources.items() if kind_of(r).dead_letters)
             fail(f"--visibility-timeout names {name!r}, which is not a queue of {spec.name} "
                  f"(queues: {', '.join(queues) or 'none'})")
         out[name] = value

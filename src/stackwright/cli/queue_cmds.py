@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..local.control import running_state
+from ..resources import kind_of
 from ..runtime.queue import queue_from_url
 from .common import console, fail, load
 
@@ -32,7 +33,7 @@ def dlq(
 ) -> None:
     """List dead-lettered messages of each queue resource (``--redrive`` moves them back)."""
     spec = load(system)
-    queues = {n: r for n, r in spec.resources.items() if r.kind == "queue"}
+    queues = {n: r for n, r in spec.resources.items() if kind_of(r).dead_letters}
     if queue is not None:
         if queue not in queues:
             fail(f"{spec.name} has no queue {queue!r} (queues: {', '.join(queues) or 'none'})")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 
+from ..resources import kind_of
 from ..spec import System
 from ..spec.model import QueueResource
 from .environments import is_production
@@ -231,12 +232,9 @@ def service_secret_name(system: System, environment: str, service: str) -> str:
 def resource_secret(system: System, environment: str, resource: str, service: str) -> tuple[str, str]:
     """(secret name, JSON property) holding the connection URL of ``resource`` for ``service``."""
     res = system.resources[resource]
-    if res.kind == "postgres":
-        if res.engine == "external":
-            return external_url_secret_name(system, environment, resource), "url"
-        return db_user_secret_name(system, environment, resource, service), "url"
-    if res.kind == "redis":
-        return redis_auth_secret_name(system, environment, resource), "url"
+    own = kind_of(res).eks_secret(system, environment, resource, res, service)
+    if own is not None:
+        return own
     return service_secret_name(system, environment, service), f"{resource.replace('-', '_')}_url"
 
 

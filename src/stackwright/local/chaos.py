@@ -10,17 +10,20 @@ discovered through :mod:`stackwright.plugins`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+# The drills' open-loop sender is the benchmark's schedule (one implementation); re-exported for drills.py.
+from ..bench.openloop import OpenLoop as OpenLoop
+from ..bench.openloop import Outcome as Outcome
+from ..resources import kind_of
 from .state import read_state
 
 BACKING = ("postgres", "redis")
@@ -132,60 +135,6 @@ async def kill_and_recover(system: str, state_root: Path | None, target: str, *,
 # ---------------------------------------------------------------------------------------------- load
 
 
-@dataclass
-class Outcome:
-    """One request of an open-loop run."""
-
-    index: int
-    sent_at: float  # wall clock
-    status: int | None = None  # None: transport error / timeout
-    body: Any = None
-    latency_s: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class OpenLoop:
-    """Send ``request(i)`` at a fixed rate until stopped, never waiting for earlier answers (open loop)."""
-
-    rate: float
-    request: Callable[[int], Awaitable[tuple[int, Any]]]
-    outcomes: list[Outcome] = field(default_factory=list)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def _one(self, i: int) -> None:
-        out = Outcome(i, time.time())
-        self.outcomes.append(out)
-        t0 = time.perf_counter()
-        try:
-            out.status, out.body = await self.request(i)
-        except Exception as exc:  # transport errors are outcomes, not failures of the drill
-            out.error = exc.__class__.__name__
-        out.latency_s = time.perf_counter() - t0
-
-    async def run(self) -> None:
-        """Fire requests on schedule until :meth:`stop`, then wait for the ones in flight."""
-        began = time.perf_counter()
-        i = 0
-        while not self._stop.is_set():
-            due = began + i / self.rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                continue
-            task = asyncio.create_task(self._one(i))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            i += 1
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 # ---------------------------------------------------------------------------------------------- results
 
 
@@ -283,5 +232,5 @@ DRILL_VISIBILITY_TIMEOUT_S = 2.0
 
 def drill_up_args(system: Any, visibility_timeout_s: float = DRILL_VISIBILITY_TIMEOUT_S) -> list[str]:
     """Extra ``stackwright up`` arguments a drill run needs: short visibility timeouts on every queue."""
-    return [a for name, res in system.resources.items() if res.kind == "queue"
+    return [a for name, res in system.resources.items() if kind_of(res).dead_letters
             for a in ("--visibility-timeout", f"{name}={visibility_timeout_s:g}")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..resources import kind_of
 from ..spec import System
 from .model import Finding
 
@@ -48,10 +49,13 @@ def alert_coverage(system: System) -> tuple[str, list[Finding]]:
             findings.append(Finding("medium", "monitoring", f"slo.latency_p99_ms of {name} has no alert",
                                     "slo.latency_p99_ms", "render a p99 latency alert for it"))
     for name, res in sorted(system.resources.items()):
-        if res.kind == "queue" and not has(lambda lb, _a, _e, n=name: lb.get("queue") == n):
-            findings.append(Finding("medium", "monitoring", f"queue {name} has no backlog/DLQ alert",
-                                    f"resources.{name}", "render queue depth and DLQ alerts"))
-    cross = [n for n, r in system.resources.items() if r.kind == "postgres" and r.cross_region_replicas]
+        expected = kind_of(res).missing_alert(name, res)
+        if expected is None:
+            continue
+        label, text, hint = expected
+        if not has(lambda lb, _a, _e, n=name, k=label: lb.get(k) == n):
+            findings.append(Finding("medium", "monitoring", text, f"resources.{name}", hint))
+    cross = [n for n, r in system.resources.items() if kind_of(r).replicates_across_regions(r)]
     lag = has(lambda _lb, a, e: "replica" in a.lower() or ("lag" in a.lower() and "replic" in e.lower())
               or "AuroraGlobalDBReplicationLag" in e or "ReplicaLag" in e)
     if cross and not lag:

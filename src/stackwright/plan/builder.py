@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..deploy import resolve
 from ..deploy.environments import default_environment
+from ..resources import kind_of
 from ..spec import System
 from .alerts import alert_coverage
 from .capacity import build_capacity
@@ -30,12 +31,8 @@ def _priced_first(system: System, prices: PriceTable) -> None:
             except PriceError as exc:
                 raise PriceError(f"instance type '{itype}' of node pool {pool.name}: {exc}") from None
     for res in system.resources.values():
-        if res.kind == "postgres" and res.engine != "external":
-            prices.price(f"{'aurora' if res.engine == 'aurora-postgresql' else 'rds'}.{res.instance_class}")
-        elif res.kind == "redis":
-            prices.price(f"elasticache.{res.node_type}")
-        elif res.kind == "search":
-            prices.price(f"opensearch.{res.instance_type}")
+        for group, itype, _field, _what in kind_of(res).priced_instances(res):
+            prices.price(f"{group}.{itype}")
 
 
 def build_plan(system: System, environment: str | None = None, *, bench_file: Path | None = None,

@@ -22,6 +22,9 @@ from collections.abc import Mapping
 from ..deploy import scale
 from ..deploy.environments import default_environment
 from ..deploy.network import layout
+from ..resources import kind_of
+from ..resources import queue as _queue
+from ..resources import redis as _redis
 from ..spec import System
 from ..spec.accelerators import gpus_per_pod
 from .errors import PlanError
@@ -32,8 +35,9 @@ from .throughput import BenchResults, throughput
 
 HEADROOM = 0.7
 CDN_MISS_RATIO = 0.01
-REDIS_OPS_PER_SHARD = 100_000.0
-SQS_FIFO_MSGS = 3_000.0
+# Kept for importers: the figures live with their kinds.
+REDIS_OPS_PER_SHARD = _redis.REDIS_OPS_PER_SHARD
+SQS_FIFO_MSGS = _queue.SQS_FIFO_MSGS
 #: Requests of cluster add-ons on the default pool: CoreDNS x2, AWS LB controller x2, metrics-server,
 #: External Secrets x3, KEDA x2; with monitoring.prometheus also Prometheus (+operator) and Grafana.
 ADDONS = (900, 1_600, 10)
@@ -103,7 +107,8 @@ def service_demand(system: System, region_peak: float) -> dict[str, tuple[float,
                 rps += total(caller)[0]
                 parts.append(f"calls from {caller} (1 per request)")
         for queue in sorted(system.services[name].uses):
-            if system.resources[queue].kind == "queue" and name in queue_consumers(system, queue):
+            res = system.resources[queue]
+            if name in kind_of(res).consumed_by(system, queue, res):
                 rate = sum(total(p)[0] for p in queue_producers(system, queue))
                 rps += rate / len(queue_consumers(system, queue))
                 parts.append(f"messages from queue {queue} (1 per producer request)")
@@ -162,33 +167,9 @@ def _legend(system: System, environment: str) -> list[LegendRow]:
         row(f"{name.capitalize()} Service Replicas",
             {r: "{}-{} pods".format(*scale.replicas(system, r, environment, name)) for r in regions})
     for name, res in system.resources.items():
-        if res.kind == "postgres":
-            label = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
-                     "external": "PostgreSQL (external)"}[res.engine]
-            cell = {}
-            for r in regions:
-                if res.engine == "external":
-                    cell[r] = "external (not managed here)" if r == primary else f"external, in {primary}"
-                elif r == primary:
-                    readers = res.instances - 1
-                    cell[r] = (f"Primary ({res.instance_class})" + (f" + {readers} reader" + "s" * (readers > 1)
-                                                                     if readers else "")
-                               + (", Multi-AZ" if res.multi_az else ", single-AZ"))
-                elif res.cross_region_replicas:
-                    cell[r] = f"Read Replica ({res.instance_class}) x{max(1, res.instances - 1)}"
-                else:
-                    cell[r] = f"none: reads and writes go to {primary}"
-            row(f"{label} ({name})", cell)
-        elif res.kind == "redis":
-            nodes = res.shards * (1 + res.replicas_per_shard)
-            shape = f"{res.shards} shard{'s' * (res.shards > 1)} x {1 + res.replicas_per_shard}"
-            row(f"Redis Cluster ({name})",
-                {r: (f"{nodes} nodes ({res.node_type}; {shape})" if res.per_region or r == primary
-                     else f"none: uses {primary}") for r in regions})
-        elif res.kind == "queue":
-            text = f"FIFO {SQS_FIFO_MSGS:,.0f} msg/s (batched)" if res.fifo else "Unlimited"
-            row(f"SQS Throughput ({name})",
-                {r: text if res.per_region or r == primary else f"none: uses {primary}" for r in regions})
+        legend = kind_of(res).legend_row(system, name, res, regions=regions, primary=primary)
+        if legend is not None:
+            row(*legend)
     return rows
 
 
@@ -309,34 +290,10 @@ def _limits(system: System, region: str, peak: float, demand: dict[str, tuple[fl
                                     f"API Gateway in {region} runs at {util:.0%} of its {gw.rps_limit:,} rps limit at "
                                     "the peak: no headroom for bursts", "edge.api_gateway.rps_limit",
                                     "raise the throttle to keep ~20% headroom"))
-    primary = system.primary_region.name
     for name, res in sorted(system.resources.items()):
-        users = [s for s, svc in system.services.items() if name in svc.uses]
-        if res.kind == "queue" and (res.per_region or region == primary):
-            rate = sum(demand[p][0] for p in queue_producers(system, name))
-            limit = SQS_FIFO_MSGS if res.fifo else None
-            out.append(LimitCheck(region, f"SQS {name}", limit, "msg/s", rate,
-                                  "FIFO: 300 API calls/s x 10-message batches" if res.fifo
-                                  else "standard queue: nearly unlimited throughput"))
-            if limit and rate > limit:
-                findings.append(Finding("high", "capacity",
-                                        f"FIFO queue {name} in {region} gets {rate:,.0f} msg/s; FIFO allows "
-                                        f"~{limit:,.0f} msg/s", f"resources.{name}.fifo",
-                                        "use a standard queue with idempotent consumers or high-throughput FIFO"))
-        if res.kind == "redis" and (res.per_region or region == primary):
-            ops = sum(demand[s][0] for s in users)
-            limit = REDIS_OPS_PER_SHARD * res.shards
-            out.append(LimitCheck(region, f"Redis {name}", limit, "ops/s", ops,
-                                  f"ESTIMATE: >= 1 command per request of {', '.join(users)}; ~"
-                                  f"{REDIS_OPS_PER_SHARD / 1000:g}k ops/s per shard primary, unpipelined "
-                                  "(order of magnitude of redis-benchmark on one core; bench/RESULTS.md has "
-                                  "this project's measurements)"))
-            if ops > limit:
-                findings.append(Finding("medium", "capacity",
-                                        f"Redis {name} in {region} sees >= {ops:,.0f} ops/s at the peak; "
-                                        f"{res.shards} shard(s) give ~{limit:,.0f} ops/s (estimate)",
-                                        f"resources.{name}.shards",
-                                        f"use {math.ceil(ops / REDIS_OPS_PER_SHARD)} shards or pipeline/batch"))
+        checks, found = kind_of(res).limit_checks(system, name, res, region=region, demand=demand)
+        out += checks
+        findings += found
     return out
 
 

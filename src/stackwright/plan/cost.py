@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ..resources import kind_of
 from ..spec import System
-from .capacity import queue_consumers, region_shares
+from .capacity import region_shares
 from .k8s import SECRET_KINDS
 from .model import CapacityReport, CostLine, CostReport, CostScenario, Finding
 from .prices import PriceTable
@@ -210,10 +210,7 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
                                 "(requests, egress, logs) may be far off", "usage",
                                 "add a usage: section with monthly estimates"))
     for name, res in sorted(system.resources.items()):
-        if res.kind == "queue" and not res.monthly_requests_millions and queue_consumers(system, name):
-            findings.append(Finding("low", "cost", f"queue {name} has no monthly_requests_millions, so its "
-                                    "requests are not priced", f"resources.{name}.monthly_requests_millions",
-                                    "estimate ~3 requests (send, receive, delete) per message"))
+        findings += kind_of(res).cost_findings(system, name, res)
     return report, findings
 
 

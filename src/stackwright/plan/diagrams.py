@@ -16,12 +16,10 @@ from pathlib import Path
 from ..deploy import scale
 from ..deploy.network import layout
 from ..resources import kind_of
-from ..resources.postgres import ENGINE_LABEL
 from ..spec import System
 from ..spec.model import Route
-from .capacity import queue_consumers, region_shares
+from .capacity import region_shares
 from .model import Diagram
-from .roles import access
 
 STYLES = """    classDef primary fill:#e1f5fe,stroke:#01579b
     classDef secondary fill:#f3e5f5,stroke:#4a148c
@@ -141,25 +139,15 @@ def deployment(system: System, environment: str) -> Diagram:
         regional: list[str] = []
         for rname, res in sorted(system.resources.items()):
             nid = _id("D", r, rname)
-            if res.kind == "postgres" and res.engine != "external":
-                if r == primary:
-                    label = f"{ENGINE_LABEL[res.engine]} {rname}<br/>Primary {res.instance_class}" + (
-                        "<br/>Multi-AZ" if res.multi_az else "")
-                elif res.cross_region_replicas:
-                    label = f"{ENGINE_LABEL[res.engine]} {rname}<br/>Read replica {res.instance_class}"
-                else:
-                    continue
-                data_nodes.append(_node(nid, label, "db"))
+            node = kind_of(res).region_node(rname, res, region=r, primary=primary)
+            if node is None:
+                continue
+            where, label, shape = node
+            if where == "data":
+                data_nodes.append(_node(nid, label, shape))
                 classes["data"].append(nid)
-            elif res.kind == "redis" and (res.per_region or r == primary):
-                n = res.shards * (1 + res.replicas_per_shard)
-                data_nodes.append(_node(nid, f"ElastiCache Redis {rname}<br/>{n} x {res.node_type}"))
-                classes["data"].append(nid)
-            elif res.kind == "search" and r == primary:
-                data_nodes.append(_node(nid, f"OpenSearch {rname}<br/>{res.instances} x {res.instance_type}"))
-                classes["data"].append(nid)
-            elif res.kind == "queue" and (res.per_region or r == primary):
-                regional.append(_node(nid, f"SQS {rname}{' FIFO' if res.fifo else ''}" + (" + DLQ" if res.dlq else "")))
+            else:
+                regional.append(_node(nid, label, shape))
         indent = "                " if system.network.layout == "private" else "            "
         lines += [indent + d for d in data_nodes]
         if system.network.layout == "private":
@@ -178,35 +166,11 @@ def deployment(system: System, environment: str) -> Diagram:
                 links.append(f"    {wl} --> {_id('W', r, callee)}")
             for used in svc.uses:
                 res = system.resources[used]
-                local, prim = _id("D", r, used), _id("D", primary, used)
-                if res.kind == "postgres":
-                    writes = access(system, name) == "write"
-                    if res.engine == "external":
-                        links.append(f"    {wl} -->|{'reads + writes' if writes else 'reads'}| ExtDB_{_id(used)}")
-                    elif r == primary:
-                        if writes:
-                            links.append(f"    {wl} -->|reads + writes| {prim}")
-                        else:
-                            via = "reader endpoint" if res.instances > 1 else "primary: no readers"
-                            links.append(f"    {wl} -->|reads, {via}| {prim}")
-                    elif res.cross_region_replicas:
-                        links.append(f"    {wl} -->|reads| {local}")
-                        if writes:
-                            links.append(f"    {wl} -.->|writes| {prim}")
-                    else:
-                        links.append(f"    {wl} -.->|{'reads + writes' if writes else 'reads'}| {prim}")
-                elif res.kind in ("redis", "queue"):
-                    target = local if (res.per_region or r == primary) else prim
-                    if res.kind == "queue" and name in queue_consumers(system, used):
-                        links.append(f"    {target} -->|consume| {wl}")
-                    else:
-                        links.append(f"    {wl} --> {target}")
-                elif res.kind == "search":
-                    links.append(f"    {wl} --> {prim}")
-                elif res.kind == "bucket":
-                    links.append(f"    {wl} --> S3_{_id(used)}")
-                elif res.kind == "topic":
-                    links.append(f"    {wl} --> SNS_{_id(used)}")
+                kind = kind_of(res)
+                shared = kind.shared_node(used, res)
+                links += ["    " + ln for ln in kind.diagram_links(
+                    system, name, used, res, region=r, primary=primary, workload=wl, local=_id("D", r, used),
+                    prim=_id("D", primary, used), shared=shared[0] + _id(used) if shared else None)]
             external_idp = edge.identity is not None and edge.identity.provider != "dev"
             if external_idp and not edge.api_gateway and any(rt.auth == "required" for rt in svc.routes):
                 links.append(f"    {wl} -.->|JWKS| IdP")
@@ -214,8 +178,8 @@ def deployment(system: System, environment: str) -> Diagram:
             links.append(f"    {_id('APIGW', r)} -.->|JWKS| IdP")
         links.append(f"    {eks} -.-> Shared")
         for rname, res in sorted(system.resources.items()):
-            if res.kind == "postgres" and res.cross_region_replicas and r != primary and res.engine != "external":
-                links.append(f"    {_id('D', primary, rname)} -.->|async replication| {_id('D', r, rname)}")
+            links += ["    " + ln for ln in kind_of(res).region_links(
+                rname, res, region=r, primary=primary, local=_id("D", r, rname), prim=_id("D", primary, rname))]
     lines.append('    subgraph Shared["Shared services"]')
     lines.append(f"        {_node('Secrets', 'Secrets Manager<br/>credentials per resource')}")
     lines.append(f"        {_node('ECR', 'ECR<br/>one repository per service')}")
@@ -268,16 +232,6 @@ def edge_hops(system: System, *, via_cdn: bool) -> list[tuple[str, str]]:
     return hops
 
 
-def _read_target(system: System, resource: str) -> str:
-    """Where a read-only service's queries go: readers in its region when the spec has them."""
-    res = system.resources[resource]
-    if getattr(res, "engine", "") == "external":
-        return "the external database"
-    replicas = "cross-region replicas in secondary regions" if res.cross_region_replicas else ""
-    local = "the reader endpoint in the primary region" if res.instances > 1 else "the primary"
-    return f"{local}, {replicas}" if replicas else local
-
-
 def main_route(routes: list[Route]) -> Route:
     """The route that stands for a service's main use case: the first one not limited to a role."""
     return next((r for r in routes if not r.roles), routes[0])
@@ -304,8 +258,7 @@ def sequences(system: System) -> list[Diagram]:
             res = system.resources[used]
             label = kind_of(res).sequence_label(used, res, detailed=True)
             parts.append((_id("R", used), label))
-            if res.kind == "queue":
-                consumers += [(q, used) for q in queue_consumers(system, used) if q != name]
+            consumers += [(q, used) for q in kind_of(res).consumed_by(system, used, res) if q != name]
         for callee in svc.calls:
             parts.append((_id("S", callee), callee))
         for consumer, _ in consumers:
@@ -352,13 +305,8 @@ def sequences(system: System) -> list[Diagram]:
         for used in svc.uses:
             res = system.resources[used]
             rid = _id("R", used)
-            if res.kind == "postgres":
-                if access(system, name) == "write":
-                    lines.append(f"    {sid}->>{rid}: SQL (writes go to the primary in {primary})")
-                else:
-                    lines.append(f"    {sid}->>{rid}: SQL reads ({_read_target(system, used)})")
-            else:
-                lines.append(f"    {sid}->>{rid}: {kind_of(res).request_verb}")
+            request = kind_of(res).sequence_request(system, name, used, res, primary=primary)
+            lines.append(f"    {sid}->>{rid}: {request}")
             lines.append(f"    {rid}-->>{sid}: ok")
         for callee in svc.calls:
             lines.append(f"    {sid}->>{_id('S', callee)}: HTTP")
@@ -380,9 +328,8 @@ def sequences(system: System) -> list[Diagram]:
                 res = system.resources[used]
                 verb = kind_of(res).consumer_verb.format(primary=primary)
                 lines.append(f"    {cid}->>{_id('R', used)}: {verb}")
-            lines.append(f"    {cid}->>{qid}: delete (ack)" + (
-                f", or to the DLQ after {system.resources[queue].max_receive_count} failed receives"
-                if system.resources[queue].dlq else ""))
+            ack = kind_of(system.resources[queue]).sequence_ack(system, queue, system.resources[queue])
+            lines.append(f"    {cid}->>{qid}: {ack}")
         title = f"{name}: {req}" + (f" ({svc.description})" if svc.description else "")
         out.append(Diagram(f"sequence-{name}", title, "\n".join(_safe_message(ln) for ln in lines)))
     return out

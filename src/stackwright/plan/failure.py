@@ -1,14 +1,8 @@
 """Failure analysis: single points of failure, AZ spread and disruption budgets, RTO/RPO per data store.
 
-Recovery figures used (typical / worst, seconds), from AWS documentation as of 2025-01:
-
-* Aurora in-region failover to a reader: 30 / 60 (shared storage: no data loss).
-* Aurora without a reader: a new writer is created, "typically under 10 minutes": 600 / 900.
-* RDS Multi-AZ failover to the synchronous standby: 60 / 120 (no data loss).
-* RDS single-AZ: point-in-time restore, 1800 / 3600; up to 300 s of writes lost (log upload interval).
-* Aurora Global Database / cross-region replica promotion: 60 / 300, data loss ~1 s (replication lag).
-* ElastiCache Multi-AZ failover to a replica: 30 / 120; asynchronous replication loses the last writes.
-* SQS: messages are stored in several AZs before the send is acknowledged.
+Each resource kind says how it fails and recovers (:class:`~stackwright.resources.base.ResourceKind`'s
+``spofs``, ``recovery``, ``recovery_findings``, ``failure_scenarios`` and ``region_loss_step``); its
+recovery figures, from AWS documentation, live in its module (``resources/postgres.py``, ``redis.py``).
 
 Route 53 detects a failed region in health_check_interval_s x failure_threshold seconds, and clients move
 once their cached record expires (dns_ttl_s).
@@ -19,19 +13,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..resources import kind_of
 from ..spec import System
 from .capacity import region_shares
 from .k8s import Disruption, Workloads
 from .model import CapacityReport, FailureReport, FailureScenario, Finding, SpreadRow, StoreRecovery
 
-AURORA_FAILOVER = (30.0, 60.0)
-AURORA_RECREATE = (600.0, 900.0)
-RDS_MULTI_AZ = (60.0, 120.0)
-RDS_RESTORE = (1800.0, 3600.0)
-RDS_PITR_LOSS_S = 300.0
-CROSS_REGION_PROMOTION = (60.0, 300.0)
-CROSS_REGION_LAG_S = 1.0
-REDIS_FAILOVER = (30.0, 120.0)
 NODE_NOT_READY_S = 40
 UNREACHABLE_TOLERATION_S = 300
 
@@ -93,16 +80,8 @@ def build_failure(system: System, capacity: CapacityReport, work: Workloads) -> 
             spof("medium", f"node group {pool.name} may shrink to {pool.min} node: every pod on one machine",
                  f"cluster.node_pools.{pool.name}.min", f"set min to {min(net.azs, 3)} (one node per AZ)")
     for name, res in sorted(system.resources.items()):
-        if res.kind == "postgres" and res.engine != "external":
-            if res.instances == 1 and (res.engine == "aurora-postgresql" or not res.multi_az):
-                spof("high", f"database {name} has one instance: no failover target",
-                     f"resources.{name}.instances", "use 2 instances (writer + reader in another AZ)")
-            elif res.engine == "aurora-postgresql" and not res.multi_az:
-                spof("medium", f"database {name} keeps its instances in one AZ", f"resources.{name}.multi_az",
-                     "set multi_az: true")
-        if res.kind == "redis" and res.replicas_per_shard == 0:
-            spof("medium", f"Redis {name} has no replicas: a node loss empties it until replaced",
-                 f"resources.{name}.replicas_per_shard", "set replicas_per_shard: 1 or more")
+        for severity, text, where, hint in kind_of(res).spofs(name, res):
+            spof(severity, text, where, hint)
     if not multi_region:
         spofs.append(f"a single region ({primary}): a regional outage is a full outage")
 
@@ -138,35 +117,14 @@ def build_failure(system: System, capacity: CapacityReport, work: Workloads) -> 
         spread.append(SpreadRow(name, svc.replicas.min, net.azs, covered, pdb_text, drain_ok, after))
 
     # ---- data stores
-    stores = [_store(system, name, res, detect) for name, res in sorted(system.resources.items())
-              if res.kind in ("postgres", "redis", "queue", "bucket")]
-    slo_text = f"slo.rto_minutes ({system.slo.rto_minutes:g} min)"
+    stores: list[StoreRecovery] = []
+    for name, res in sorted(system.resources.items()):
+        store = kind_of(res).recovery(system, name, res, detect_s=detect)
+        if store is not None:
+            stores.append(store)
     for st in stores:
-        if st.kind == "postgres" and st.rto_s_typical is not None and st.rto_s_worst is not None:
-            checks = [("in-region failover", (st.rto_s_typical, st.rto_s_worst), st.rpo_s)]
-            if st.region_rto_s is not None:
-                checks.append(("region loss", st.region_rto_s, st.region_rpo_s))
-            for what, (typical, worst), rpo in checks:
-                if typical > rto_s:
-                    findings.append(Finding("high", "failure", f"database {st.store}: {what} takes ~{typical:.0f} s, "
-                                            f"over {slo_text}", f"resources.{st.store}",
-                                            "add a reader in another AZ / a cross-region replica"))
-                elif worst > rto_s:
-                    findings.append(Finding("medium", "failure", f"database {st.store}: {what} can take up to "
-                                            f"{worst:.0f} s (typical {typical:.0f} s), over {slo_text}",
-                                            f"resources.{st.store}", "automate the promotion and rehearse it"))
-                if rpo is not None and rpo > rpo_s:
-                    findings.append(Finding("high", "failure", f"database {st.store}: {what} can lose {rpo:g} s of "
-                                            f"writes, over slo.rpo_seconds ({rpo_s:g} s)", f"resources.{st.store}",
-                                            "use shared-storage or synchronous replication"))
-            if multi_region and st.region_rto_s is None:
-                findings.append(Finding("high", "failure", f"database {st.store} has no copy outside {primary}: "
-                                        "losing that region stops writes for hours",
-                                        f"resources.{st.store}.cross_region_replicas", "set cross_region_replicas"))
-        if st.kind == "postgres" and st.engine == "external":
-            findings.append(Finding("low", "failure", f"database {st.store} is external: its RTO/RPO are not "
-                                    "analysed here", f"resources.{st.store}.engine",
-                                    "document its recovery (backups, failover) next to the spec"))
+        res = system.resources[st.store]
+        findings += kind_of(res).recovery_findings(system, st.store, res, st)
 
     # ---- scenarios
     scenarios = _scenarios(system, capacity, detect, formula, findings)
@@ -175,58 +133,6 @@ def build_failure(system: System, capacity: CapacityReport, work: Workloads) -> 
                            spofs=spofs, spread=spread, stores=stores, scenarios=scenarios,
                            slo_rto_s=rto_s, slo_rpo_s=rpo_s)
     return report, findings
-
-
-def _store(system: System, name: str, res, detect: float) -> StoreRecovery:
-    multi = len(system.regions) > 1
-    if res.kind == "postgres":
-        if res.engine == "external":
-            return StoreRecovery(name, "postgres", "external", "outside this spec", "not analysed", None, None, None,
-                                 "not analysed", "not analysed")
-        aurora = res.engine == "aurora-postgresql"
-        if aurora:
-            repl = "Aurora shared storage (6 copies over 3 AZs)" + (
-                f" + {res.instances - 1} reader(s)" if res.instances > 1 else "")
-            rto = AURORA_FAILOVER if res.instances > 1 else AURORA_RECREATE
-            failover = ("promote a reader" if res.instances > 1 else "create a new writer")
-            rpo, rpo_text = 0.0, "0 (storage is shared)"
-        elif res.multi_az:
-            repl, rto, failover = "synchronous Multi-AZ standby", RDS_MULTI_AZ, "fail over to the standby"
-            rpo, rpo_text = 0.0, "0 (synchronous standby)"
-        else:
-            repl, rto, failover = "none (single instance)", RDS_RESTORE, "point-in-time restore"
-            rpo, rpo_text = RDS_PITR_LOSS_S, f"up to {RDS_PITR_LOSS_S:g} s (transaction log upload interval)"
-        if multi and res.cross_region_replicas:
-            kind = "Aurora Global Database" if aurora else "cross-region read replica"
-            promo = CROSS_REGION_PROMOTION
-            region_loss = (f"{kind}: promote a secondary after detection ({detect:.0f} s) + promotion "
-                           f"({promo[0]:.0f}-{promo[1]:.0f} s) = {detect + promo[0]:.0f}-{detect + promo[1]:.0f} s; "
-                           f"~{CROSS_REGION_LAG_S:g} s of writes lost (replication lag)")
-            return StoreRecovery(name, "postgres", res.engine, repl + f"; async {kind} to the secondaries",
-                                 failover, rto[0], rto[1], rpo, rpo_text, region_loss,
-                                 (detect + promo[0], detect + promo[1]), CROSS_REGION_LAG_S)
-        if multi:
-            region_loss = ("no copy outside the primary region: writes stop until it returns or a snapshot is "
-                           "restored elsewhere (hours)")
-        else:
-            region_loss = "single region: restore from backup elsewhere (hours)"
-        return StoreRecovery(name, "postgres", res.engine, repl, failover, rto[0], rto[1], rpo, rpo_text, region_loss)
-    if res.kind == "redis":
-        if res.replicas_per_shard:
-            return StoreRecovery(name, "redis", "elasticache", f"{res.replicas_per_shard} async replica(s) per shard",
-                                 "promote a replica (Multi-AZ)", REDIS_FAILOVER[0], REDIS_FAILOVER[1], None,
-                                 "the last writes not yet replicated (async)",
-                                 "per-region copy, not replicated across regions: rebuilt by the surviving region"
-                                 if res.per_region else "lost with the region")
-        return StoreRecovery(name, "redis", "elasticache", "none", "replace the node; data is gone", 300.0, 900.0,
-                             None, "everything (no replica)", "lost with the region")
-    if res.kind == "queue":
-        return StoreRecovery(name, "queue", "sqs-fifo" if res.fifo else "sqs", "SQS stores each message in several AZs",
-                             "none needed within a region", 0.0, 0.0, 0.0, "0 (stored before the send returns)",
-                             "messages in the failed region's queue wait until it returns (within retention "
-                             f"{res.retention}); lost if it never does")
-    return StoreRecovery(name, "bucket", "s3", "S3 stores objects in 3+ AZs", "none needed within a region", 0.0, 0.0,
-                         0.0, "0", "unavailable until the region returns (no cross-region replication in the spec)")
 
 
 def _scenarios(system: System, capacity: CapacityReport, detect: float, formula: str,
@@ -252,6 +158,9 @@ def _scenarios(system: System, capacity: CapacityReport, detect: float, formula:
         "none for Aurora/Multi-AZ RDS/SQS; Redis may lose its last unreplicated writes")
         if net.azs > 1 else FailureScenario("an AZ fails", "everything (one AZ)", "-", "rebuild", "per data store"))
     shares = region_shares(system)
+    # Steps of the primary's loss (promote a database replica), once each, in resource order.
+    steps = list(dict.fromkeys(step for r in system.resources.values()
+                               if (step := kind_of(r).region_loss_step(r)) is not None))
     if len(system.regions) > 1:
         for region in system.regions:
             rest = {r: s for r, s in shares.items() if r != region.name}
@@ -275,35 +184,15 @@ def _scenarios(system: System, capacity: CapacityReport, detect: float, formula:
                 f"its {shares[region.name]:.0%} of traffic moves to "
                 + ", ".join(f"{r} ({rps:,.0f} rps at peak)" for r, rps in moved.items()) + f"; {writes}",
                 f"Route 53: {formula}",
-                "DNS failover to the healthy regions" + (
-                    "; promote a secondary database (Aurora Global Database managed failover)"
-                    if region.name == primary and any(r.kind == "postgres" and r.cross_region_replicas
-                                                       for r in system.resources.values()) else ""),
+                "DNS failover to the healthy regions" + "".join(f"; {step}" for step in steps
+                                                                if region.name == primary),
                 "per data store (see the table)"))
     else:
         out.append(FailureScenario(f"region {primary} fails", "full outage", "-",
                                    "re-create the stack in another region from the spec and backups",
                                    "whatever is not backed up outside the region"))
     for name, res in sorted(system.resources.items()):
-        if res.kind == "postgres" and res.engine != "external":
-            st = _store(system, name, res, detect)
-            out.append(FailureScenario(f"the {name} primary fails", "writes fail; reads from readers continue",
-                                       "RDS event + connection errors (seconds)",
-                                       f"{st.failover}: {st.rto_s_typical:.0f}-{st.rto_s_worst:.0f} s"
-                                       if res.instances > 1 or res.multi_az else st.failover, st.rpo_text))
-        elif res.kind == "redis":
-            st = _store(system, name, res, detect)
-            out.append(FailureScenario(f"Redis {name} fails", "cache misses and errors on its users "
-                                       f"({', '.join(s for s, v in system.services.items() if name in v.uses)})",
-                                       "ElastiCache health checks (seconds)", st.failover, st.rpo_text))
-        elif res.kind == "queue":
-            out.append(FailureScenario(f"queue {name} is unavailable",
-                                       "producers cannot enqueue (they should answer 503 and clients retry); "
-                                       "consumers idle", "SQS API errors",
-                                       "SQS is regional and multi-AZ; it recovers on its own",
-                                       "none for acknowledged messages; failed messages go to the DLQ after "
-                                       f"{res.max_receive_count} receives" if res.dlq else
-                                       "none for acknowledged messages; poison messages retry forever (no DLQ)"))
+        out += kind_of(res).failure_scenarios(system, name, res, detect_s=detect)
     return out
 
 

@@ -1,8 +1,7 @@
 """The Kubernetes objects of one region's deployment, with their purpose.
 
-When ``stackwright.render.k8s.build_manifests(system, region, environment)`` is importable, the list is
-exactly what ``render`` emits (kind + metadata.name). Otherwise it is derived from the spec the way render
-is specified to build it, and the document says so.
+The list is exactly what ``render`` emits (kind + metadata.name), from
+``stackwright.render.k8s.build_manifests(system, region, environment)``: render is the one authority.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ SECRET_KINDS = frozenset(k for k, impl in KINDS.items() if impl.plan_secret)
 
 @dataclass(frozen=True)
 class Disruption:
-    """What a service's PodDisruptionBudget allows, as rendered or derived."""
+    """What a service's PodDisruptionBudget allows, as rendered."""
 
     min_available: int | str | None
     max_unavailable: int | str | None
@@ -38,11 +37,10 @@ class Workloads:
     spread_across_zones: dict[str, bool]
 
 
-def _render_manifests(system: System, region: str, environment: str) -> list[dict[str, Any]] | None:
-    try:
-        from ..render.k8s import build_manifests  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _render_manifests(system: System, region: str, environment: str) -> list[dict[str, Any]]:
+    # Imported on use: render.k8s is the heavier half and plan's other sections do not need it.
+    from ..render.k8s import build_manifests
+
     return list(build_manifests(system, region, environment))
 
 
@@ -98,50 +96,13 @@ def _purpose(system: System, kind: str, name: str, manifest: dict[str, Any] | No
     return text.get(kind, f"{kind} of {svc_name}")
 
 
-def _derive(system: System) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for name, svc in system.services.items():
-        out.append(("Rollout" if svc.rollout.strategy == "canary" else "Deployment", name))
-        out.append(("ServiceAccount", name))
-        out.append(("ConfigMap", f"{name}-config"))
-        if any(system.resources[r].kind in SECRET_KINDS for r in svc.uses):
-            out.append(("SecretStore", name))
-            out.append(("ExternalSecret", name))
-        has_service = svc.kind != "worker" or svc.expose == "load-balancer"
-        if has_service:
-            out.append(("Service", name))
-        if svc.autoscale and svc.autoscale.keda:
-            out.append(("ScaledObject", name))
-        elif svc.autoscale:
-            out.append(("HorizontalPodAutoscaler", name))
-        if svc.replicas.min >= 2:
-            out.append(("PodDisruptionBudget", name))
-        if system.monitoring.prometheus:
-            out.append(("ServiceMonitor" if has_service else "PodMonitor", name))
-        if svc.rollout.strategy == "canary":
-            out.append(("AnalysisTemplate", f"{name}-analysis"))
-    if any(s.routes and s.expose == "ingress" for s in system.services.values()):
-        out.append(("Ingress", system.name))
-    return out
-
-
 def workloads(system: System, environment: str) -> Workloads:
-    """Objects of the primary region's deployment (from render when available, else derived)."""
+    """Objects of the primary region's deployment, as render builds them."""
     region = system.primary_region.name
     manifests = _render_manifests(system, region, environment)
     lb_kinds = {n: "clb" for n, s in system.services.items() if s.expose == "load-balancer"}
     pdbs: dict[str, Disruption] = {}
     spread: dict[str, bool] = {}
-    if manifests is None:
-        pairs = _derive(system)
-        source = ("derived from the spec (stackwright.render.k8s.build_manifests is not available yet); "
-                  "render is the authority")
-        for name, svc in system.services.items():
-            if svc.replicas.min >= 2:
-                pdbs[name] = Disruption(None, 1)
-            spread[name] = True
-        objects = [K8sObject(kind, name, _purpose(system, kind, name)) for kind, name in pairs]
-        return Workloads(objects, source, lb_kinds, pdbs, spread)
     objects = []
     for m in manifests:
         kind, meta = m.get("kind", "?"), m.get("metadata", {}) or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..resources import kind_of
 from ..spec import System
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -19,8 +20,8 @@ Access = Literal["read", "write"]
 
 def _consumes_queue(system: System, service: str) -> bool:
     svc = system.services[service]
-    return any(system.resources[u].kind == "queue" and (
-        (svc.autoscale is not None and svc.autoscale.queue == u) or svc.kind == "worker") for u in svc.uses)
+    resources = system.resources
+    return any(service in kind_of(resources[u]).consumed_by(system, u, resources[u]) for u in svc.uses)
 
 
 def access(system: System, service: str) -> Access:

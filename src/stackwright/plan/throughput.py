@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..resources import kind_of
 from ..spec import System
 from .errors import PlanError
 from .model import Throughput
@@ -105,7 +106,7 @@ def load_bench(path: Path) -> BenchResults:
 
 def is_db_bound(system: System, service: str) -> bool:
     """Whether a service's requests wait on a database (it uses a postgres or search resource)."""
-    return any(system.resources[name].kind in ("postgres", "search") for name in system.services[service].uses)
+    return any(kind_of(system.resources[name]).database for name in system.services[service].uses)
 
 
 def throughput(system: System, service: str, bench: BenchResults | None) -> Throughput:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from ..resources import kind_of
 from ..spec import System
 from ..spec.shutdown import termination
 from .k8s.context import RUN_AS
@@ -61,8 +62,9 @@ def migration_sources(system: System, service: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in system.services[service].uses:
         res = system.resources[name]
-        if res.kind == "postgres" and res.migrations:
-            out[name] = _rel(system, system.base_dir / res.migrations, f"systems/{system.name}/{res.migrations}")
+        folder = kind_of(res).image_migrations(res)
+        if folder:
+            out[name] = _rel(system, system.base_dir / folder, f"systems/{system.name}/{folder}")
     return out
 
 

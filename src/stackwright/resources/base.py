@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    from ..plan.model import FailureScenario, Finding, LimitCheck, StoreRecovery
     from ..spec.model import System
     from ..spec.strict import Strict
 
@@ -82,6 +83,18 @@ class ResourceKind:
         """Real name of the resource locally when services need it besides the URL (queues)."""
         return None
 
+    #: Locally a queue with a visibility timeout and a dead-letter queue: ``stackwright dlq`` lists it,
+    #: ``up --visibility-timeout`` and the fault drills set its timeout.
+    dead_letters: ClassVar[bool] = False
+
+    def image_migrations(self, res: Any) -> str | None:
+        """Folder (relative to system.yaml) of migrations a user's image carries, or None."""
+        return None
+
+    def migrated_at_deploy(self, res: Any) -> bool:
+        """Whether a deploy runs a migration Job for the resource (with its first user's image and secret)."""
+        return False
+
     # ---- validation
     def check(self, system: System, name: str, res: Any, fail: Fail) -> None:
         """Cross-checks against the rest of the spec that the model alone cannot make (a subscriber
@@ -114,6 +127,12 @@ class ResourceKind:
     #: plan counts one Secrets Manager secret per resource of this kind and region (cost, k8s objects).
     plan_secret: ClassVar[bool] = False
 
+    def eks_secret(self, system: System, environment: str, name: str, res: Any,
+                   service: str) -> tuple[str, str] | None:
+        """(Secrets Manager secret name, JSON property) holding ``<NAME>_URL`` for ``service`` on EKS; None:
+        the service's own settings secret, property ``<name>_url``."""
+        return None
+
     def secret_props(self, name: str, res: Any, *, primary_region: bool) -> dict[str, str]:
         """Extra secret variables on EKS: ``suffix -> JSON property`` of the resource's secret
         (``READ_URL -> read_url``); only for :attr:`credential_url` kinds."""
@@ -142,9 +161,24 @@ class ResourceKind:
     #: (``fn(stack, name, res) -> None``), and ``cdk_grant`` giving a service's role access
     #: (``fn(stack, role, service, name, res, secrets) -> None``; ``secrets`` is the list of secret
     #: names the role may read). Imported on use only, so aws_cdk is never loaded by importing the
-    #: kind. None: render/aws/stacks.py still handles the kind itself (the six original kinds).
+    #: kind. ``stack`` is render/aws/stacks.py's RegionalStack: a hook reads its ``plan``, ``keys``,
+    #: ``network``, ``cluster``, ``replica_regions``, ``primary_stack`` and records the constructs it makes
+    #: in the stack's per-kind maps (``databases``, ``caches``, ``queues``, ``topics``, ``buckets``,
+    #: ``search``) that the backup plan, bucket notifications and outputs read. None: nothing to create.
     cdk_provision: ClassVar[str | None] = None
     cdk_grant: ClassVar[str | None] = None
+    #: Call :attr:`cdk_provision` in every regional stack, also where the resource has no copy (a region
+    #: without the database still gets its services' login secrets pointing at the primary).
+    cdk_every_region: ClassVar[bool] = False
+    #: ``"package.module:function"`` run per resource in every region's foundation stack, after its keys,
+    #: access-log bucket and backup vault (``fn(stack, name, res) -> None``): key policy grants to AWS
+    #: services and DR replicas that other regions' stacks refer to.
+    cdk_foundation: ClassVar[str | None] = None
+
+    def backup_retention_days(self, res: Any) -> int | None:
+        """Days AWS Backup keeps this resource's recovery points; the regional backup plan keeps the longest
+        (7 when no resource says)."""
+        return None
 
     # ---- plan
     def cost(self, name: str, res: Any, ctx: CostContext) -> None:
@@ -165,4 +199,95 @@ class ResourceKind:
     def shared_node(self, name: str, res: Any) -> tuple[str, str, str] | None:
         """A node in the "Shared services" box of the deployment diagram: (node id prefix, label,
         shape "box" | "db"), or None when the resource is drawn per region."""
+        return None
+
+    def region_node(self, name: str, res: Any, *, region: str, primary: str) -> tuple[str, str, str] | None:
+        """The resource's node inside one region of the deployment diagram: (where, label, shape) with
+        where ``"data"`` (in the data subnets) or ``"regional"`` (a regional AWS service beside the VPC)
+        and shape ``"box"`` | ``"db"``; None when ``region`` holds no copy of it."""
+        return None
+
+    def diagram_links(self, system: System, service: str, name: str, res: Any, *, region: str, primary: str,
+                      workload: str, local: str, prim: str, shared: str | None) -> list[str]:
+        """Deployment-diagram edges between ``service``'s workload in ``region`` and the resource, as
+        Mermaid link statements (``"W --> D"``, no indent). Node ids: ``workload`` the service's,
+        ``local`` / ``prim`` the resource's node in this / the primary region, ``shared`` its node in
+        "Shared services" (None when :meth:`shared_node` has none)."""
+        return []
+
+    def region_links(self, name: str, res: Any, *, region: str, primary: str, local: str,
+                     prim: str) -> list[str]:
+        """Deployment-diagram edges of the resource itself in ``region`` (replication from the primary)."""
+        return []
+
+    def consumed_by(self, system: System, name: str, res: Any) -> list[str]:
+        """Services that consume messages from the resource asynchronously (a queue's workers), sorted;
+        sequence diagrams follow a message to them and capacity spreads the message rate over them."""
+        return []
+
+    def sequence_request(self, system: System, service: str, name: str, res: Any, *, primary: str) -> str:
+        """Message text of a routed service's request to the resource in its sequence diagram."""
+        return self.request_verb
+
+    def sequence_ack(self, system: System, name: str, res: Any) -> str:
+        """Message text of a consumer finishing a message of :meth:`consumed_by` (a queue's delete)."""
+        return "ack"
+
+    # ---- plan: failure analysis (``stackwright.plan.failure``; build plan objects inside the hook)
+    def spofs(self, name: str, res: Any) -> list[tuple[str, str, str, str]]:
+        """Single points of failure of the resource: (severity "high" | "medium" | "low", text, spec path
+        such as ``resources.<name>.instances``, hint)."""
+        return []
+
+    def recovery(self, system: System, name: str, res: Any, *, detect_s: float) -> StoreRecovery | None:
+        """The resource's row in the data-store recovery table (replication, failover, RTO in seconds,
+        RPO); ``detect_s`` is how long clients take to leave a failed region. None: not a data store."""
+        return None
+
+    def recovery_findings(self, system: System, name: str, res: Any, store: StoreRecovery) -> list[Finding]:
+        """Findings from the resource's :meth:`recovery` row against the SLO (``slo.rto_minutes``,
+        ``slo.rpo_seconds``)."""
+        return []
+
+    def failure_scenarios(self, system: System, name: str, res: Any, *, detect_s: float) -> list[FailureScenario]:
+        """What happens when this resource fails (its rows in the failure scenarios table)."""
+        return []
+
+    def region_loss_step(self, res: Any) -> str | None:
+        """Recovery step the resource adds when the primary region fails (promote a replica), or None."""
+        return None
+
+    def replicates_across_regions(self, res: Any) -> bool:
+        """Whether ``slo.rpo_seconds`` relies on this resource's asynchronous cross-region replication (so
+        plan wants an alert on its replication lag)."""
+        return False
+
+    # ---- plan: capacity, prices, alerts (``stackwright.plan``)
+    #: Its users' requests wait on it like on a database: plan's throughput model sizes them as DB-bound.
+    database: ClassVar[bool] = False
+
+    def legend_row(self, system: System, name: str, res: Any, *, regions: list[str],
+                   primary: str) -> tuple[str, dict[str, str]] | None:
+        """The resource's row in the capacity legend: (component label, region -> cell text)."""
+        return None
+
+    def limit_checks(self, system: System, name: str, res: Any, *, region: str,
+                     demand: Mapping[str, tuple[float, str]]) -> tuple[list[LimitCheck], list[Finding]]:
+        """Service limits of the resource in ``region`` against the peak: the checks and the findings of
+        those exceeded. ``demand`` is every service's peak rps in the region (and its basis)."""
+        return [], []
+
+    def priced_instances(self, res: Any) -> list[tuple[str, str, str, str]]:
+        """Instance types of the resource that must be in the price table: (price group such as
+        ``elasticache``, instance type, spec field holding it, what to call it in an error). The spec check
+        refuses an unpriced one at its field; plan prices ``<group>.<type>`` before anything else."""
+        return []
+
+    def cost_findings(self, system: System, name: str, res: Any) -> list[Finding]:
+        """Findings about what the cost of this resource leaves out (an unset request estimate)."""
+        return []
+
+    def missing_alert(self, name: str, res: Any) -> tuple[str, str, str] | None:
+        """The alert plan expects for this resource: (label that names the resource on a rendered alert,
+        finding text when no alert carries it, hint); None: no alert expected."""
         return None

@@ -72,6 +72,9 @@ class Bucket(ResourceKind):
     product = "S3"
     consumer_verb = "append"
     request_verb = "put/get object"
+    cdk_provision = "stackwright.resources.bucket:provision_cdk"
+    cdk_grant = "stackwright.resources.bucket:grant_cdk"
+    cdk_foundation = "stackwright.resources.bucket:foundation_cdk"
 
     async def provision_local(self, name: str, res: BucketResource, ctx: LocalContext) -> str:
         path = ctx.state_dir / "buckets" / name
@@ -137,6 +140,66 @@ class Bucket(ResourceKind):
         extra += [f"events -> {', '.join(sorted({e.queue for e in res.events}))}"] if res.events else []
         extra += [f"replicas: {', '.join(res.replicate_to)}"] if res.replicate_to else []
         return "S3_", f"S3 {name}" + "".join(f"<br/>{x}" for x in extra), "box"
+
+    def diagram_links(self, system: Any, service: str, name: str, res: BucketResource, *, region: str,
+                      primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
+        return [f"{workload} --> {shared}"]
+
+    def recovery(self, system: Any, name: str, res: BucketResource, *, detect_s: float) -> Any:
+        from ..plan.model import StoreRecovery
+
+        return StoreRecovery(name, "bucket", "s3", "S3 stores objects in 3+ AZs", "none needed within a region", 0.0,
+                             0.0, 0.0, "0",
+                             "unavailable until the region returns (no cross-region replication in the spec)")
+
+
+def provision_cdk(stack: Any, name: str, res: BucketResource) -> None:
+    """The bucket, replicated to its replica regions' buckets (made by :func:`foundation_cdk`)."""
+    from ..render.aws.constructs.buckets import DataBucket
+
+    plan = stack.plan
+    # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
+    kind = "Bucket" if res.versioned else "UnversionedBucket"
+    stack.buckets[name] = DataBucket(
+        stack, f"{kind}-{name}", spec=res, name=plan.bucket(name, stack.region_spec.name),
+        key=stack.keys.data, access_logs=stack.foundation.access_logs.bucket, log_prefix=name,
+        replicate_to=[(r, plan.bucket(name, r), stack.keys.alias_arn("data", r)) for r in plan.replica_regions(res)])
+
+
+def grant_cdk(stack: Any, role: Any, service: str, name: str, res: BucketResource, secrets: list[str]) -> None:
+    """Read and write objects in the bucket here, else in the primary's bucket (and the local replica)."""
+    from aws_cdk import aws_iam as iam
+
+    plan, region = stack.plan, stack.region_spec.name
+    if plan.hosts(name, region):
+        stack.buckets[name].bucket.grant_read_write(role)
+        return
+    # Buckets live in the primary region (and a replica in the DR region).
+    stores = [(plan.primary.name, plan.bucket(name, plan.primary.name))]
+    if region in plan.replica_regions(res):
+        stores.append((region, plan.bucket(name, region)))
+    for store_region, bucket in stores:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject*", "s3:PutObject", "s3:DeleteObject*", "s3:AbortMultipartUpload"],
+            resources=[f"arn:{stack.partition}:s3:::{bucket}/*"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket", "s3:GetBucketLocation"],
+            resources=[f"arn:{stack.partition}:s3:::{bucket}"]))
+        stack.remote_key(role, store_region)
+
+
+def foundation_cdk(stack: Any, name: str, res: BucketResource) -> None:
+    """The replica bucket in a replica region, and S3's use of the data key for event queues (once)."""
+    from ..render.aws.constructs.buckets import DataBucket, allow_s3_notifications
+
+    plan, region = stack.plan, stack.region_spec.name
+    if region in plan.replica_regions(res):
+        stack.replica_buckets[name] = DataBucket(
+            stack, f"ReplicaBucket-{name}", spec=res, name=plan.bucket(name, region),
+            key=stack.keys.data, access_logs=stack.access_logs.bucket, log_prefix=name)
+    if res.events and "s3" not in stack.data_key_services:
+        stack.data_key_services.add("s3")
+        allow_s3_notifications(stack.keys.data, stack.account)
 
 
 def storage_class_shares(res: BucketResource) -> list[tuple[str, float]]:

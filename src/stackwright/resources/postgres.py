@@ -83,6 +83,22 @@ class PostgresResource(Strict):
     monthly_io_millions: float = Field(0, ge=0)
 
 
+# Recovery figures (typical, worst) in seconds, from AWS documentation as of 2025-01 (plan's failure analysis).
+#: Aurora in-region failover to a reader (shared storage: no data loss).
+AURORA_FAILOVER = (30.0, 60.0)
+#: Aurora without a reader: a new writer is created, "typically under 10 minutes".
+AURORA_RECREATE = (600.0, 900.0)
+#: RDS Multi-AZ failover to the synchronous standby (no data loss).
+RDS_MULTI_AZ = (60.0, 120.0)
+#: RDS single-AZ: point-in-time restore ...
+RDS_RESTORE = (1800.0, 3600.0)
+#: ... losing up to this many seconds of writes (the transaction log upload interval).
+RDS_PITR_LOSS_S = 300.0
+#: Aurora Global Database / cross-region replica promotion ...
+CROSS_REGION_PROMOTION = (60.0, 300.0)
+#: ... losing about this many seconds of writes (replication lag).
+CROSS_REGION_LAG_S = 1.0
+
 #: Diagram names of the engines.
 ENGINE_LABEL = {"aurora-postgresql": "Aurora PostgreSQL", "rds-postgresql": "RDS PostgreSQL",
                 "external": "PostgreSQL (external)"}
@@ -98,6 +114,10 @@ class Postgres(ResourceKind):
     writes_to_primary = True
     product = "PostgreSQL"
     consumer_verb = "write (primary in {primary})"
+    database = True
+    cdk_provision = "stackwright.resources.postgres:provision_cdk"
+    cdk_grant = "stackwright.resources.postgres:grant_cdk"
+    cdk_every_region = True
 
     async def provision_local(self, name: str, res: PostgresResource, ctx: LocalContext) -> str:
         # asyncpg and the migration runner are only needed by `stackwright up`.
@@ -117,6 +137,10 @@ class Postgres(ResourceKind):
         return url
 
     def check(self, system: Any, name: str, res: PostgresResource, fail: Fail) -> None:
+        # Folders are checked only for a spec loaded from a file (relative to it).
+        if res.migrations and system.source is not None and not (system.base_dir / res.migrations).is_dir():
+            raise fail(f"resource '{name}': migrations folder {res.migrations} does not exist",
+                       ("resources", name, "migrations"))
         if res.tenants is None:
             return
         if not res.per_tenant:
@@ -184,6 +208,281 @@ class Postgres(ResourceKind):
 
     def shared_node(self, name: str, res: PostgresResource) -> tuple[str, str, str] | None:
         return ("ExtDB_", f"External PostgreSQL {name}", "db") if res.engine == "external" else None
+
+    def region_node(self, name: str, res: PostgresResource, *, region: str,
+                    primary: str) -> tuple[str, str, str] | None:
+        if res.engine == "external":
+            return None  # drawn once, in "Shared services"
+        if region == primary:
+            label = f"{ENGINE_LABEL[res.engine]} {name}<br/>Primary {res.instance_class}" + (
+                "<br/>Multi-AZ" if res.multi_az else "")
+        elif res.cross_region_replicas:
+            label = f"{ENGINE_LABEL[res.engine]} {name}<br/>Read replica {res.instance_class}"
+        else:
+            return None
+        return "data", label, "db"
+
+    def diagram_links(self, system: Any, service: str, name: str, res: PostgresResource, *, region: str,
+                      primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
+        from ..plan.roles import access
+
+        writes = access(system, service) == "write"
+        if res.engine == "external":
+            return [f"{workload} -->|{'reads + writes' if writes else 'reads'}| {shared}"]
+        if region == primary:
+            if writes:
+                return [f"{workload} -->|reads + writes| {prim}"]
+            via = "reader endpoint" if res.instances > 1 else "primary: no readers"
+            return [f"{workload} -->|reads, {via}| {prim}"]
+        if res.cross_region_replicas:
+            return [f"{workload} -->|reads| {local}"] + ([f"{workload} -.->|writes| {prim}"] if writes else [])
+        return [f"{workload} -.->|{'reads + writes' if writes else 'reads'}| {prim}"]
+
+    def region_links(self, name: str, res: PostgresResource, *, region: str, primary: str, local: str,
+                     prim: str) -> list[str]:
+        if res.cross_region_replicas and region != primary and res.engine != "external":
+            return [f"{prim} -.->|async replication| {local}"]
+        return []
+
+    def spofs(self, name: str, res: PostgresResource) -> list[tuple[str, str, str, str]]:
+        if res.engine == "external":
+            return []
+        if res.instances == 1 and (res.engine == "aurora-postgresql" or not res.multi_az):
+            return [("high", f"database {name} has one instance: no failover target",
+                     f"resources.{name}.instances", "use 2 instances (writer + reader in another AZ)")]
+        if res.engine == "aurora-postgresql" and not res.multi_az:
+            return [("medium", f"database {name} keeps its instances in one AZ", f"resources.{name}.multi_az",
+                     "set multi_az: true")]
+        return []
+
+    def recovery(self, system: Any, name: str, res: PostgresResource, *, detect_s: float) -> Any:
+        from ..plan.model import StoreRecovery
+
+        multi = len(system.regions) > 1
+        if res.engine == "external":
+            return StoreRecovery(name, "postgres", "external", "outside this spec", "not analysed", None, None, None,
+                                 "not analysed", "not analysed")
+        aurora = res.engine == "aurora-postgresql"
+        if aurora:
+            repl = "Aurora shared storage (6 copies over 3 AZs)" + (
+                f" + {res.instances - 1} reader(s)" if res.instances > 1 else "")
+            rto = AURORA_FAILOVER if res.instances > 1 else AURORA_RECREATE
+            failover = ("promote a reader" if res.instances > 1 else "create a new writer")
+            rpo, rpo_text = 0.0, "0 (storage is shared)"
+        elif res.multi_az:
+            repl, rto, failover = "synchronous Multi-AZ standby", RDS_MULTI_AZ, "fail over to the standby"
+            rpo, rpo_text = 0.0, "0 (synchronous standby)"
+        else:
+            repl, rto, failover = "none (single instance)", RDS_RESTORE, "point-in-time restore"
+            rpo, rpo_text = RDS_PITR_LOSS_S, f"up to {RDS_PITR_LOSS_S:g} s (transaction log upload interval)"
+        if multi and res.cross_region_replicas:
+            kind = "Aurora Global Database" if aurora else "cross-region read replica"
+            promo = CROSS_REGION_PROMOTION
+            detect = detect_s
+            region_loss = (f"{kind}: promote a secondary after detection ({detect:.0f} s) + promotion "
+                           f"({promo[0]:.0f}-{promo[1]:.0f} s) = {detect + promo[0]:.0f}-{detect + promo[1]:.0f} s; "
+                           f"~{CROSS_REGION_LAG_S:g} s of writes lost (replication lag)")
+            return StoreRecovery(name, "postgres", res.engine, repl + f"; async {kind} to the secondaries",
+                                 failover, rto[0], rto[1], rpo, rpo_text, region_loss,
+                                 (detect + promo[0], detect + promo[1]), CROSS_REGION_LAG_S)
+        if multi:
+            region_loss = ("no copy outside the primary region: writes stop until it returns or a snapshot is "
+                           "restored elsewhere (hours)")
+        else:
+            region_loss = "single region: restore from backup elsewhere (hours)"
+        return StoreRecovery(name, "postgres", res.engine, repl, failover, rto[0], rto[1], rpo, rpo_text, region_loss)
+
+    def recovery_findings(self, system: Any, name: str, res: PostgresResource, store: Any) -> list[Any]:
+        from ..plan.model import Finding
+
+        st, findings = store, []
+        if res.engine == "external":
+            return [Finding("low", "failure", f"database {st.store} is external: its RTO/RPO are not "
+                            "analysed here", f"resources.{st.store}.engine",
+                            "document its recovery (backups, failover) next to the spec")]
+        if st.rto_s_typical is None or st.rto_s_worst is None:
+            return []
+        rto_s, rpo_s = system.slo.rto_minutes * 60, system.slo.rpo_seconds
+        slo_text = f"slo.rto_minutes ({system.slo.rto_minutes:g} min)"
+        checks = [("in-region failover", (st.rto_s_typical, st.rto_s_worst), st.rpo_s)]
+        if st.region_rto_s is not None:
+            checks.append(("region loss", st.region_rto_s, st.region_rpo_s))
+        for what, (typical, worst), rpo in checks:
+            if typical > rto_s:
+                findings.append(Finding("high", "failure", f"database {st.store}: {what} takes ~{typical:.0f} s, "
+                                        f"over {slo_text}", f"resources.{st.store}",
+                                        "add a reader in another AZ / a cross-region replica"))
+            elif worst > rto_s:
+                findings.append(Finding("medium", "failure", f"database {st.store}: {what} can take up to "
+                                        f"{worst:.0f} s (typical {typical:.0f} s), over {slo_text}",
+                                        f"resources.{st.store}", "automate the promotion and rehearse it"))
+            if rpo is not None and rpo > rpo_s:
+                findings.append(Finding("high", "failure", f"database {st.store}: {what} can lose {rpo:g} s of "
+                                        f"writes, over slo.rpo_seconds ({rpo_s:g} s)", f"resources.{st.store}",
+                                        "use shared-storage or synchronous replication"))
+        if len(system.regions) > 1 and st.region_rto_s is None:
+            findings.append(Finding("high", "failure", f"database {st.store} has no copy outside "
+                                    f"{system.primary_region.name}: losing that region stops writes for hours",
+                                    f"resources.{st.store}.cross_region_replicas", "set cross_region_replicas"))
+        return findings
+
+    def failure_scenarios(self, system: Any, name: str, res: PostgresResource, *, detect_s: float) -> list[Any]:
+        from ..plan.model import FailureScenario
+
+        if res.engine == "external":
+            return []
+        st = self.recovery(system, name, res, detect_s=detect_s)
+        return [FailureScenario(f"the {name} primary fails", "writes fail; reads from readers continue",
+                                "RDS event + connection errors (seconds)",
+                                f"{st.failover}: {st.rto_s_typical:.0f}-{st.rto_s_worst:.0f} s"
+                                if res.instances > 1 or res.multi_az else st.failover, st.rpo_text)]
+
+    def replicates_across_regions(self, res: PostgresResource) -> bool:
+        return res.cross_region_replicas
+
+    def legend_row(self, system: Any, name: str, res: PostgresResource, *, regions: list[str],
+                   primary: str) -> tuple[str, dict[str, str]]:
+        cell = {}
+        for r in regions:
+            if res.engine == "external":
+                cell[r] = "external (not managed here)" if r == primary else f"external, in {primary}"
+            elif r == primary:
+                readers = res.instances - 1
+                cell[r] = (f"Primary ({res.instance_class})" + (f" + {readers} reader" + "s" * (readers > 1)
+                                                                 if readers else "")
+                           + (", Multi-AZ" if res.multi_az else ", single-AZ"))
+            elif res.cross_region_replicas:
+                cell[r] = f"Read Replica ({res.instance_class}) x{max(1, res.instances - 1)}"
+            else:
+                cell[r] = f"none: reads and writes go to {primary}"
+        return f"{ENGINE_LABEL[res.engine]} ({name})", cell
+
+    def priced_instances(self, res: PostgresResource) -> list[tuple[str, str, str, str]]:
+        if res.engine == "external":
+            return []
+        group = "aurora" if res.engine == "aurora-postgresql" else "rds"
+        return [(group, res.instance_class, "instance_class", f"{res.engine} instance class")]
+
+    def image_migrations(self, res: PostgresResource) -> str | None:
+        return res.migrations
+
+    def migrated_at_deploy(self, res: PostgresResource) -> bool:
+        # Per-tenant databases get their schema when a tenant is created, not at deploy.
+        return bool(res.migrations) and not res.per_tenant
+
+    def eks_secret(self, system: Any, environment: str, name: str, res: PostgresResource,
+                   service: str) -> tuple[str, str]:
+        from ..deploy import names as naming
+
+        if res.engine == "external":
+            return naming.external_url_secret_name(system, environment, name), "url"
+        return naming.db_user_secret_name(system, environment, name, service), "url"
+
+    def backup_retention_days(self, res: PostgresResource) -> int:
+        return res.backup_retention_days
+
+    def region_loss_step(self, res: PostgresResource) -> str | None:
+        # Any cross_region_replicas database names the step, also an external one (as plan always did).
+        return "promote a secondary database (Aurora Global Database managed failover)" \
+            if res.cross_region_replicas else None
+
+    def sequence_request(self, system: Any, service: str, name: str, res: PostgresResource, *,
+                         primary: str) -> str:
+        from ..plan.roles import access
+
+        if access(system, service) == "write":
+            return f"SQL (writes go to the primary in {primary})"
+        return f"SQL reads ({_read_target(res)})"
+
+
+def _read_target(res: PostgresResource) -> str:
+    """Where a read-only service's queries go: readers in its region when the spec has them."""
+    if res.engine == "external":
+        return "the external database"
+    replicas = "cross-region replicas in secondary regions" if res.cross_region_replicas else ""
+    local = "the reader endpoint in the primary region" if res.instances > 1 else "the primary"
+    return f"{local}, {replicas}" if replicas else local
+
+
+def provision_cdk(stack: Any, name: str, res: PostgresResource) -> None:
+    """The database (writer or replica) and, per service using it, the login secret with ``url``
+    (writes: the primary, or the local Aurora secondary that forwards them) and ``read_url``."""
+    from ..deploy import names as naming
+    from ..render.aws.constructs.database import Database
+    from ..render.aws.constructs.secrets import dynamic_reference, secret, value_secret
+
+    plan, system, env, keys = stack.plan, stack.plan.system, stack.plan.environment, stack.keys
+    region = stack.region_spec.name
+    primary = plan.is_primary(region)
+    if res.engine == "external":
+        if primary:
+            value_secret(stack, f"ExternalUrl-{name}", name=naming.external_url_secret_name(system, env, name),
+                         key=keys.data, description=f"URL of the external database {name}: set url by hand",
+                         fields={"url": ""}, replica_regions=stack.replica_regions or None)
+        return
+    if plan.hosts(name, region):
+        stack.databases[name] = Database(
+            stack, f"Db-{name}", spec=res, role="primary" if primary else "replica",
+            identifier=naming.db_cluster_identifier(system, env, name),
+            global_identifier=naming.global_db_identifier(system, env, name),
+            primary_region=plan.primary.name, network=stack.network, keys=keys,
+            clients=stack.cluster.security_group, log_retention_days=system.monitoring.log_retention_days,
+            admin_secret_name=naming.db_admin_secret_name(system, env, name),
+            replica_regions=stack.replica_regions)
+    home = stack.primary_stack.databases[name]
+    here = stack.databases.get(name)
+    writer = here.writer_endpoint if here is not None and (primary or here.cluster is not None) \
+        else home.writer_endpoint
+    reader = (here or home).reader_endpoint
+    for service in stack.users_of(name):
+        password_name = naming.db_password_secret_name(system, env, name, service)
+        password = None
+        if primary:
+            password = secret(stack, f"DbPassword-{name}-{service}", name=password_name, key=keys.data,
+                              description=f"Password of service {service} on database {name}",
+                              replica_regions=stack.replica_regions or None)
+        user = service.replace("-", "_")
+        pw = dynamic_reference(password_name, "password")
+        login = value_secret(
+            stack, f"DbLogin-{name}-{service}", name=naming.db_user_secret_name(system, env, name, service),
+            key=keys.data, description=f"Login of service {service} to database {name} in {region}",
+            fields={
+                "username": user, "password": pw, "dbname": res.database, "port": "5432",
+                "host": writer, "read_host": reader,
+                "url": f"postgresql://{user}:{pw}@{writer}:5432/{res.database}?sslmode=require",
+                "read_url": f"postgresql://{user}:{pw}@{reader}:5432/{res.database}?sslmode=require",
+            })
+        if password is not None:
+            login.node.add_dependency(password)
+
+
+def grant_cdk(stack: Any, role: Any, service: str, name: str, res: PostgresResource, secrets: list[str]) -> None:
+    """IAM database authentication as the service's own user, its login secret, and for a per-tenant
+    database the tenants' secrets it creates."""
+    from aws_cdk import aws_iam as iam
+
+    from ..deploy import names as naming
+
+    plan, system, env = stack.plan, stack.plan.system, stack.plan.environment
+    region = stack.region_spec.name
+    if res.engine == "external":
+        secrets.append(naming.external_url_secret_name(system, env, name))
+        return
+    secrets.append(naming.db_user_secret_name(system, env, name, service))
+    db_user = service.replace("-", "_")
+    if plan.hosts(name, region):
+        stack.databases[name].grant_connect(role, db_user)
+    else:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["rds-db:connect"],
+            resources=[stack.arn("rds-db", plan.primary.name, f"dbuser:*/{db_user}")]))
+    if res.per_tenant:
+        tenants = naming.tenant_secret_prefix(system, env, name)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                     "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                     "secretsmanager:TagResource"],
+            resources=[stack.arn("secretsmanager", region, f"secret:{tenants}*")]))
 
 
 KIND: ResourceKind = Postgres()

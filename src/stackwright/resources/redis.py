@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,6 +35,16 @@ class RedisKeys(Strict):
         return v
 
 
+#: ElastiCache Multi-AZ failover to a replica, (typical, worst) seconds (AWS documentation as of 2025-01);
+#: asynchronous replication loses the last writes.
+REDIS_FAILOVER = (30.0, 120.0)
+
+
+#: Commands per second one shard's primary serves, unpipelined: an order-of-magnitude ESTIMATE
+#: (redis-benchmark on one core; bench/RESULTS.md has this project's measurements).
+REDIS_OPS_PER_SHARD = 100_000.0
+
+
 class RedisResource(Strict):
     kind: Literal["redis"]
     description: str = ""
@@ -54,6 +65,9 @@ class Redis(ResourceKind):
     product = "Redis"
     consumer_verb = "update"
     request_verb = "commands"
+    cdk_provision = "stackwright.resources.redis:provision_cdk"
+    cdk_grant = "stackwright.resources.redis:grant_cdk"
+    cdk_every_region = True
 
     async def provision_local(self, name: str, res: RedisResource, ctx: LocalContext) -> str:
         return str(ctx.backing["redis"]["url"])
@@ -66,6 +80,126 @@ class Redis(ResourceKind):
             nodes = res.shards * (1 + res.replicas_per_shard)
             ctx.out.add("cache", f"ElastiCache {name}: {nodes} x {res.node_type}", f"elasticache.{res.node_type}",
                         nodes * ctx.hours, "node-hours", discount="elasticache")
+
+    def region_node(self, name: str, res: RedisResource, *, region: str,
+                    primary: str) -> tuple[str, str, str] | None:
+        if not (res.per_region or region == primary):
+            return None
+        n = res.shards * (1 + res.replicas_per_shard)
+        return "data", f"ElastiCache Redis {name}<br/>{n} x {res.node_type}", "box"
+
+    def diagram_links(self, system: Any, service: str, name: str, res: RedisResource, *, region: str,
+                      primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
+        return [f"{workload} --> {local if (res.per_region or region == primary) else prim}"]
+
+    def spofs(self, name: str, res: RedisResource) -> list[tuple[str, str, str, str]]:
+        if res.replicas_per_shard == 0:
+            return [("medium", f"Redis {name} has no replicas: a node loss empties it until replaced",
+                     f"resources.{name}.replicas_per_shard", "set replicas_per_shard: 1 or more")]
+        return []
+
+    def recovery(self, system: Any, name: str, res: RedisResource, *, detect_s: float) -> Any:
+        from ..plan.model import StoreRecovery
+
+        if res.replicas_per_shard:
+            return StoreRecovery(name, "redis", "elasticache", f"{res.replicas_per_shard} async replica(s) per shard",
+                                 "promote a replica (Multi-AZ)", REDIS_FAILOVER[0], REDIS_FAILOVER[1], None,
+                                 "the last writes not yet replicated (async)",
+                                 "per-region copy, not replicated across regions: rebuilt by the surviving region"
+                                 if res.per_region else "lost with the region")
+        return StoreRecovery(name, "redis", "elasticache", "none", "replace the node; data is gone", 300.0, 900.0,
+                             None, "everything (no replica)", "lost with the region")
+
+    def failure_scenarios(self, system: Any, name: str, res: RedisResource, *, detect_s: float) -> list[Any]:
+        from ..plan.model import FailureScenario
+
+        st = self.recovery(system, name, res, detect_s=detect_s)
+        return [FailureScenario(f"Redis {name} fails", "cache misses and errors on its users "
+                                f"({', '.join(s for s, v in system.services.items() if name in v.uses)})",
+                                "ElastiCache health checks (seconds)", st.failover, st.rpo_text)]
+
+    def legend_row(self, system: Any, name: str, res: RedisResource, *, regions: list[str],
+                   primary: str) -> tuple[str, dict[str, str]]:
+        nodes = res.shards * (1 + res.replicas_per_shard)
+        shape = f"{res.shards} shard{'s' * (res.shards > 1)} x {1 + res.replicas_per_shard}"
+        return f"Redis Cluster ({name})", {r: (f"{nodes} nodes ({res.node_type}; {shape})"
+                                               if res.per_region or r == primary else f"none: uses {primary}")
+                                           for r in regions}
+
+    def limit_checks(self, system: Any, name: str, res: RedisResource, *, region: str,
+                     demand: Mapping[str, tuple[float, str]]) -> tuple[list[Any], list[Any]]:
+        import math
+
+        from ..plan.model import Finding, LimitCheck
+
+        if not (res.per_region or region == system.primary_region.name):
+            return [], []
+        users = [s for s, svc in system.services.items() if name in svc.uses]
+        ops = sum(demand[s][0] for s in users)
+        limit = REDIS_OPS_PER_SHARD * res.shards
+        check = LimitCheck(region, f"Redis {name}", limit, "ops/s", ops,
+                           f"ESTIMATE: >= 1 command per request of {', '.join(users)}; ~"
+                           f"{REDIS_OPS_PER_SHARD / 1000:g}k ops/s per shard primary, unpipelined "
+                           "(order of magnitude of redis-benchmark on one core; bench/RESULTS.md has "
+                           "this project's measurements)")
+        if ops <= limit:
+            return [check], []
+        return [check], [Finding("medium", "capacity",
+                                 f"Redis {name} in {region} sees >= {ops:,.0f} ops/s at the peak; "
+                                 f"{res.shards} shard(s) give ~{limit:,.0f} ops/s (estimate)",
+                                 f"resources.{name}.shards",
+                                 f"use {math.ceil(ops / REDIS_OPS_PER_SHARD)} shards or pipeline/batch")]
+
+    def priced_instances(self, res: RedisResource) -> list[tuple[str, str, str, str]]:
+        return [("elasticache", res.node_type, "node_type", "cache node type")]
+
+    def eks_secret(self, system: Any, environment: str, name: str, res: RedisResource,
+                   service: str) -> tuple[str, str]:
+        from ..deploy import names as naming
+
+        return naming.redis_auth_secret_name(system, environment, name), "url"
+
+
+def provision_cdk(stack: Any, name: str, res: RedisResource) -> None:
+    """The replication group (if this region has one), its AUTH token, and the ``url`` secret."""
+    from ..deploy import names as naming
+    from ..render.aws.constructs.cache import Cache
+    from ..render.aws.constructs.secrets import dynamic_reference, secret, value_secret
+
+    plan, system, env, keys = stack.plan, stack.plan.system, stack.plan.environment, stack.keys
+    region = stack.region_spec.name
+    primary = plan.is_primary(region)
+    token_name = naming.redis_token_secret_name(system, env, name)
+    token = None
+    if res.per_region or primary:
+        # One token per replication group; a primary-only cache shares its token with every region.
+        token = secret(stack, f"CacheToken-{name}", name=token_name, key=keys.data, generate_key="token",
+                       length=64, description=f"AUTH token of Redis {name}",
+                       replica_regions=None if res.per_region else (stack.replica_regions or None))
+    if plan.hosts(name, region):
+        cache = Cache(stack, f"Cache-{name}", spec=res, group_id=naming.redis_group_id(system, env, name),
+                      token_secret_name=token_name, network=stack.network, keys=keys,
+                      clients=stack.cluster.security_group, log_retention_days=system.monitoring.log_retention_days)
+        assert token is not None
+        cache.group.node.add_dependency(token)
+        stack.caches[name] = cache
+    if not stack.users_of(name):
+        return
+    endpoint = (stack.caches.get(name) or stack.primary_stack.caches[name]).endpoint
+    tok = dynamic_reference(token_name, "token")
+    url = value_secret(stack, f"CacheUrl-{name}", name=naming.redis_auth_secret_name(system, env, name),
+                       key=keys.data, description=f"Connection to Redis {name} in {region}",
+                       fields={"token": tok, "host": endpoint, "port": "6379",
+                               "url": f"rediss://:{tok}@{endpoint}:6379"})
+    if token is not None:
+        url.node.add_dependency(token)
+
+
+def grant_cdk(stack: Any, role: Any, service: str, name: str, res: RedisResource, secrets: list[str]) -> None:
+    """The service reads the region's connection secret (AUTH token inside)."""
+    from ..deploy import names as naming
+
+    secrets.append(naming.redis_auth_secret_name(stack.plan.system, stack.plan.environment, name))
 
 
 KIND: ResourceKind = Redis()

@@ -110,7 +110,7 @@ def grant_cdk(stack: Any, role: Any, service: str, name: str, res: SecretResourc
     role.add_to_principal_policy(iam.PolicyStatement(
         actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue",
                  "secretsmanager:DescribeSecret"],
-        resources=[stack._arn("secretsmanager", stack.plan.primary.name, f"secret:{full}/*")]))
+        resources=[stack.arn("secretsmanager", stack.plan.primary.name, f"secret:{full}/*")]))
 
 
 KIND: ResourceKind = Secret()

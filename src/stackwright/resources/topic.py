@@ -102,6 +102,9 @@ class Topic(ResourceKind):
     aws_api = False
     product = "SNS"
     consumer_verb = "publish"
+    cdk_provision = "stackwright.resources.topic:provision_cdk"
+    cdk_grant = "stackwright.resources.topic:grant_cdk"
+    cdk_foundation = "stackwright.resources.topic:foundation_cdk"
 
     async def provision_local(self, name: str, res: TopicResource, ctx: LocalContext) -> str:
         url = str(ctx.backing["redis"]["url"])
@@ -171,6 +174,35 @@ class Topic(ResourceKind):
     def shared_node(self, name: str, res: TopicResource) -> tuple[str, str, str] | None:
         subs = f"<br/>-> SQS per subscriber: {', '.join(res.subscribers)}" if res.subscribers else ""
         return "SNS_", f"SNS {name}{subs}", "box"
+
+    def diagram_links(self, system: Any, service: str, name: str, res: TopicResource, *, region: str,
+                      primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
+        return [f"{workload} --> {shared}"]
+
+
+def provision_cdk(stack: Any, name: str, res: TopicResource) -> None:
+    """The SNS topic and one SQS queue (with its DLQ) per subscriber."""
+    from ..deploy import names as naming
+    from ..render.aws.constructs.topics import Topic as TopicConstruct
+
+    topic_name = naming.topic_name(stack.plan.system, stack.plan.environment, name)
+    stack.topics[name] = TopicConstruct(
+        stack, f"Topic-{name}", spec=res, name=topic_name, key=stack.keys.data,
+        subscribers={s: (group_name(topic_name, s), dlq_name(topic_name, s)) for s in res.subscribers})
+
+
+def grant_cdk(stack: Any, role: Any, service: str, name: str, res: TopicResource, secrets: list[str]) -> None:
+    """Publish for every user; receive/delete on its own subscriber queue for a subscriber."""
+    stack.topics[name].grant(role, service)
+
+
+def foundation_cdk(stack: Any, name: str, res: TopicResource) -> None:
+    """SNS may encrypt deliveries into the subscriber queues with the region's data key (once per key)."""
+    from ..render.aws.constructs.topics import allow_sns
+
+    if res.subscribers and "sns" not in stack.data_key_services:
+        stack.data_key_services.add("sns")
+        allow_sns(stack.keys.data, stack.account)
 
 
 KIND: ResourceKind = Topic()

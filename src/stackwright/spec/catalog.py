@@ -50,11 +50,9 @@ def check_priced(system: System, fail: Fail, table: Path = PRICE_TABLE) -> None:
     for i, pool in enumerate(system.cluster.node_pools):
         for j, itype in enumerate(pool.instance_types):
             need("ec2", itype, ("cluster", "node_pools", i, "instance_types", j), "instance type")
+    # Imported here: the resources package loads the spec first (see stackwright.resources).
+    from ..resources import kind_of
+
     for rname, res in system.resources.items():
-        if res.kind == "postgres" and res.engine != "external":
-            group = "aurora" if res.engine == "aurora-postgresql" else "rds"
-            need(group, res.instance_class, ("resources", rname, "instance_class"), f"{res.engine} instance class")
-        elif res.kind == "redis":
-            need("elasticache", res.node_type, ("resources", rname, "node_type"), "cache node type")
-        elif res.kind == "search":
-            need("opensearch", res.instance_type, ("resources", rname, "instance_type"), "search instance type")
+        for group, itype, field, what in kind_of(res).priced_instances(res):
+            need(group, itype, ("resources", rname, field), what)

@@ -215,12 +215,6 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
         if name not in system.services:
             raise fail(f"slo.peak_mix names '{name}', which is not a declared service", ("slo", "peak_mix", name),
                        suggest(name, list(system.services)))
-    for rname, res in system.resources.items():
-        if res.kind == "postgres" and res.migrations:
-            mig = system.base_dir / res.migrations if path else None
-            if mig is not None and not mig.is_dir():
-                raise fail(f"resource '{rname}': migrations folder {res.migrations} does not exist",
-                           ("resources", rname, "migrations"))
     # Imported here: the resources package loads the spec first (see stackwright.resources).
     from ..resources import kind_of
 

@@ -26,29 +26,23 @@ from typing import cast
 
 from aws_cdk import App, Aspects, Aws, CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_backup as backup
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
 from stackwright.resources import kind_of
-from stackwright.resources.topic import dlq_name, group_name
 from stackwright.spec.model import (
     BucketResource,
-    PostgresResource,
     QueueResource,
-    RedisResource,
     Region,
-    SearchResource,
     System,
-    TopicResource,
 )
 
 from ...deploy import names as naming
 from ...deploy import network, placement, scale
 from ...deploy.environments import default_environment
 from .constructs.backup import BackupPlan, BackupVault
-from .constructs.buckets import AccessLogBucket, DataBucket, allow_s3_notifications
+from .constructs.buckets import AccessLogBucket, DataBucket
 from .constructs.cache import Cache
 from .constructs.cluster import EksCluster
 from .constructs.database import Database
@@ -61,8 +55,8 @@ from .constructs.queues import Queue
 from .constructs.registry import Registry
 from .constructs.scaler import ScalerRoles
 from .constructs.search import SearchDomain
-from .constructs.secrets import dynamic_reference, grant_read_by_name, replicas, secret, value_secret
-from .constructs.topics import Topic, allow_sns
+from .constructs.secrets import grant_read_by_name, replicas, secret
+from .constructs.topics import Topic
 from .constructs.waf import WebAcl
 from .context import app_context
 from .skips import CheckovSkips
@@ -137,19 +131,16 @@ class FoundationStack(Stack):
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", name=plan.bucket("access-logs", region.name),
             retention_days=max(system.monitoring.log_retention_days, 90))
-        if any(isinstance(r, TopicResource) and r.subscribers for r in system.resources.values()):
-            allow_sns(self.keys.data, self.account)
         self.vault = BackupVault(self, "Backup", name=naming.backup_vault_name(system, plan.environment),
                                  key=self.keys.backup)
+        self.plan = plan
+        self.region_spec = region
         self.replica_buckets: dict[str, DataBucket] = {}
-        for name, res in system.resources_of("bucket").items():
-            assert isinstance(res, BucketResource)
-            if region.name in plan.replica_regions(res):
-                self.replica_buckets[name] = DataBucket(
-                    self, f"ReplicaBucket-{name}", spec=res, name=plan.bucket(name, region.name),
-                    key=self.keys.data, access_logs=self.access_logs.bucket, log_prefix=name)
-        if any(isinstance(r, BucketResource) and r.events for r in system.resources.values()):
-            allow_s3_notifications(self.keys.data, self.account)
+        #: AWS services already allowed to use the data key (a kind's foundation hook grants each once).
+        self.data_key_services: set[str] = set()
+        for name, res in system.resources.items():
+            if (foundation := kind_of(res).cdk_foundation) is not None:
+                _hook(foundation)(self, name, res)
 
 
 class RegionalStack(Stack):
@@ -189,7 +180,6 @@ class RegionalStack(Stack):
             service_accounts={s: naming.service_account(s) for s in system.services},
             role_names={s: naming.service_role_name(system, env, region.name, s) for s in system.services})
         self.scalers = self._scalers()
-        clients = self.cluster.security_group
         self.replica_regions = replicas(self, plan.other_regions, naming.key_alias(system, env, "data")) \
             if primary else []
 
@@ -200,39 +190,9 @@ class RegionalStack(Stack):
         self.buckets: dict[str, DataBucket] = {}
         self.search: dict[str, SearchDomain] = {}
         for name, res in system.resources.items():
-            if isinstance(res, PostgresResource):
-                self._postgres(name, res, clients)
-                continue
-            if isinstance(res, RedisResource):
-                self._redis(name, res, clients)
-                continue
-            if not plan.hosts(name, region.name):
-                continue
-            if isinstance(res, QueueResource):
-                self.queues[name] = Queue(
-                    self, f"Queue-{name}", spec=res, name=naming.queue_name(system, env, name),
-                    dlq_name=naming.queue_name(system, env, name, dlq=True), key=keys.data)
-            elif isinstance(res, TopicResource):
-                topic_name = naming.topic_name(system, env, name)
-                self.topics[name] = Topic(
-                    self, f"Topic-{name}", spec=res, name=topic_name, key=keys.data,
-                    subscribers={s: (group_name(topic_name, s), dlq_name(topic_name, s)) for s in res.subscribers})
-            elif isinstance(res, BucketResource):
-                # Unversioned buckets (the spec's choice) get their own id so the skips file can name them.
-                kind = "Bucket" if res.versioned else "UnversionedBucket"
-                self.buckets[name] = DataBucket(
-                    self, f"{kind}-{name}", spec=res, name=plan.bucket(name, region.name),
-                    key=keys.data, access_logs=foundation.access_logs.bucket, log_prefix=name,
-                    replicate_to=[(r, plan.bucket(name, r), keys.alias_arn("data", r))
-                                  for r in plan.replica_regions(res)])
-            elif isinstance(res, SearchResource):
-                self.search[name] = SearchDomain(
-                    self, f"Search-{name}", spec=res, name=naming.search_domain_name(system, env, name),
-                    network=self.network, keys=keys, clients=clients, log_retention_days=days,
-                    azs=system.network.azs)
-            elif (provision := kind_of(res).cdk_provision) is not None:
-                # Kinds that bring their own construct (see ResourceKind.cdk_provision).
-                _hook(provision)(self, name, res)
+            kind = kind_of(res)
+            if kind.cdk_provision is not None and (kind.cdk_every_region or plan.hosts(name, region.name)):
+                _hook(kind.cdk_provision)(self, name, res)
 
         for bucket in self.buckets.values():
             for event in bucket.spec.events:
@@ -271,8 +231,8 @@ class RegionalStack(Stack):
                 elif db.instance is not None:
                     resources.append(backup.BackupResource.from_rds_database_instance(db.instance))
             resources += [backup.BackupResource.from_arn(b.bucket.bucket_arn) for b in self.buckets.values()]
-            retention = max([r.backup_retention_days for r in system.resources.values()
-                             if isinstance(r, PostgresResource)] or [7])
+            retention = max([d for r in system.resources.values()
+                             if (d := kind_of(r).backup_retention_days(r)) is not None] or [7])
             BackupPlan(self, "Backup", vault=foundation.vault, retention_days=retention, resources=resources,
                        copy_to=plan.dr_region)
 
@@ -280,158 +240,20 @@ class RegionalStack(Stack):
             self._grant(service)
         self._outputs()
 
-    # ------------------------------------------------------------------ data stores and their secrets
-
-    def _postgres(self, name: str, res: PostgresResource, clients: ec2.ISecurityGroup) -> None:
-        """The database (writer or replica) and, per service using it, the login secret with ``url``
-        (writes: the primary, or the local Aurora secondary that forwards them) and ``read_url``."""
-        plan, system, env, keys = self.plan, self.plan.system, self.plan.environment, self.keys
-        region = self.region_spec.name
-        primary = plan.is_primary(region)
-        if res.engine == "external":
-            if primary:
-                value_secret(self, f"ExternalUrl-{name}", name=naming.external_url_secret_name(system, env, name),
-                             key=keys.data, description=f"URL of the external database {name}: set url by hand",
-                             fields={"url": ""}, replica_regions=self.replica_regions or None)
-            return
-        local = plan.hosts(name, region)
-        if local:
-            self.databases[name] = Database(
-                self, f"Db-{name}", spec=res, role="primary" if primary else "replica",
-                identifier=naming.db_cluster_identifier(system, env, name),
-                global_identifier=naming.global_db_identifier(system, env, name),
-                primary_region=plan.primary.name, network=self.network, keys=keys, clients=clients,
-                log_retention_days=self.plan.system.monitoring.log_retention_days,
-                admin_secret_name=naming.db_admin_secret_name(system, env, name),
-                replica_regions=self.replica_regions)
-        home = self.primary_stack.databases[name]
-        here = self.databases.get(name)
-        writer = here.writer_endpoint if here is not None and (primary or here.cluster is not None) \
-            else home.writer_endpoint
-        reader = (here or home).reader_endpoint
-        for service in self._users_of(name):
-            password_name = naming.db_password_secret_name(system, env, name, service)
-            password = None
-            if primary:
-                password = secret(self, f"DbPassword-{name}-{service}", name=password_name, key=keys.data,
-                                  description=f"Password of service {service} on database {name}",
-                                  replica_regions=self.replica_regions or None)
-            user = service.replace("-", "_")
-            pw = dynamic_reference(password_name, "password")
-            login = value_secret(
-                self, f"DbLogin-{name}-{service}", name=naming.db_user_secret_name(system, env, name, service),
-                key=keys.data, description=f"Login of service {service} to database {name} in {region}",
-                fields={
-                    "username": user, "password": pw, "dbname": res.database, "port": "5432",
-                    "host": writer, "read_host": reader,
-                    "url": f"postgresql://{user}:{pw}@{writer}:5432/{res.database}?sslmode=require",
-                    "read_url": f"postgresql://{user}:{pw}@{reader}:5432/{res.database}?sslmode=require",
-                })
-            if password is not None:
-                login.node.add_dependency(password)
-
-    def _redis(self, name: str, res: RedisResource, clients: ec2.ISecurityGroup) -> None:
-        """The replication group (if this region has one), its AUTH token, and the ``url`` secret."""
-        plan, system, env, keys = self.plan, self.plan.system, self.plan.environment, self.keys
-        region = self.region_spec.name
-        primary = plan.is_primary(region)
-        token_name = naming.redis_token_secret_name(system, env, name)
-        token = None
-        if res.per_region or primary:
-            # One token per replication group; a primary-only cache shares its token with every region.
-            token = secret(self, f"CacheToken-{name}", name=token_name, key=keys.data, generate_key="token",
-                           length=64, description=f"AUTH token of Redis {name}",
-                           replica_regions=None if res.per_region else (self.replica_regions or None))
-        if plan.hosts(name, region):
-            cache = Cache(self, f"Cache-{name}", spec=res, group_id=naming.redis_group_id(system, env, name),
-                          token_secret_name=token_name, network=self.network, keys=keys, clients=clients,
-                          log_retention_days=system.monitoring.log_retention_days)
-            assert token is not None
-            cache.group.node.add_dependency(token)
-            self.caches[name] = cache
-        if not self._users_of(name):
-            return
-        endpoint = (self.caches.get(name) or self.primary_stack.caches[name]).endpoint
-        tok = dynamic_reference(token_name, "token")
-        url = value_secret(self, f"CacheUrl-{name}", name=naming.redis_auth_secret_name(system, env, name),
-                           key=keys.data, description=f"Connection to Redis {name} in {region}",
-                           fields={"token": tok, "host": endpoint, "port": "6379",
-                                   "url": f"rediss://:{tok}@{endpoint}:6379"})
-        if token is not None:
-            url.node.add_dependency(token)
-
     # ------------------------------------------------------------------ permissions
 
-    def _users_of(self, resource: str) -> list[str]:
+    def users_of(self, resource: str) -> list[str]:
+        """Services that use ``resource``, in spec order."""
         return [s for s, svc in self.plan.system.services.items() if resource in svc.uses]
 
     def _grant(self, service: str) -> None:
         """Give a service's role exactly what its ``uses`` need, in this region."""
-        plan, system, env = self.plan, self.plan.system, self.plan.environment
+        system, env = self.plan.system, self.plan.environment
         role = self.roles.role(service)
-        region = self.region_spec.name
         secrets = [naming.service_secret_name(system, env, service)]
         for name in system.services[service].uses:
             res = system.resources[name]
-            local = plan.hosts(name, region)
-            if isinstance(res, PostgresResource):
-                if res.engine == "external":
-                    secrets.append(naming.external_url_secret_name(system, env, name))
-                    continue
-                secrets.append(naming.db_user_secret_name(system, env, name, service))
-                db_user = service.replace("-", "_")
-                if local:
-                    self.databases[name].grant_connect(role, db_user)
-                else:
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["rds-db:connect"],
-                        resources=[self._arn("rds-db", plan.primary.name, f"dbuser:*/{db_user}")]))
-                if res.per_tenant:
-                    tenants = naming.tenant_secret_prefix(system, env, name)
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
-                                 "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
-                                 "secretsmanager:TagResource"],
-                        resources=[self._arn("secretsmanager", region, f"secret:{tenants}*")]))
-            elif isinstance(res, RedisResource):
-                secrets.append(naming.redis_auth_secret_name(system, env, name))
-            elif isinstance(res, QueueResource):
-                if local:
-                    self.queues[name].grant(role)
-                else:
-                    names = [naming.queue_name(system, env, name), naming.queue_name(system, env, name, True)]
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                 "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
-                        resources=[self._arn("sqs", plan.primary.name, n) for n in names]))
-                    self._remote_key(role, plan.primary.name)
-            elif isinstance(res, TopicResource):
-                self.topics[name].grant(role, service)
-            elif isinstance(res, BucketResource):
-                if local:
-                    self.buckets[name].bucket.grant_read_write(role)
-                    continue
-                # Buckets live in the primary region (and a replica in the DR region).
-                stores = [(plan.primary.name, plan.bucket(name, plan.primary.name))]
-                if region in plan.replica_regions(res):
-                    stores.append((region, plan.bucket(name, region)))
-                for store_region, bucket in stores:
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["s3:GetObject*", "s3:PutObject", "s3:DeleteObject*", "s3:AbortMultipartUpload"],
-                        resources=[f"arn:{self.partition}:s3:::{bucket}/*"]))
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["s3:ListBucket", "s3:GetBucketLocation"],
-                        resources=[f"arn:{self.partition}:s3:::{bucket}"]))
-                    self._remote_key(role, store_region)
-            elif isinstance(res, SearchResource):
-                if local:
-                    self.search[name].grant(role)
-                else:
-                    domain = naming.search_domain_name(system, env, name)
-                    role.add_to_principal_policy(iam.PolicyStatement(
-                        actions=["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"],
-                        resources=[self._arn("es", plan.primary.name, f"domain/{domain}/*")]))
-            elif (grant := kind_of(res).cdk_grant) is not None:
+            if (grant := kind_of(res).cdk_grant) is not None:
                 _hook(grant)(self, role, service, name, res, secrets)
         grant_read_by_name(role, self, secrets, self.keys.data)
 
@@ -447,22 +269,28 @@ class RegionalStack(Stack):
             assert isinstance(res, QueueResource)
             hosted = region if plan.hosts(name, region) else plan.primary.name
             queues[service] = (naming.scaler_role_name(system, env, region, service),
-                               self._arn("sqs", hosted, naming.queue_name(system, env, name)))
+                               self.arn("sqs", hosted, naming.queue_name(system, env, name)))
         if not queues:
             return None
         return ScalerRoles(self, "ScalerRoles", cluster=self.cluster, queues=queues,
                            operator_role_name=naming.keda_operator_role_name(system, env, region))
 
-    def _arn(self, service: str, region: str, resource: str) -> str:
+    def arn(self, service: str, region: str, resource: str) -> str:
+        """ARN of ``resource`` of AWS ``service`` in ``region`` of this account."""
         return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
 
-    def _remote_key(self, role: iam.IRole, region: str) -> None:
+    def remote_key(self, role: iam.IRole, region: str) -> None:
         """Use of another region's data key, matched by its alias (its ARN is not known here)."""
         alias = naming.key_alias(self.plan.system, self.plan.environment, "data")
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
-            resources=[self._arn("kms", region, "key/*")],
+            resources=[self.arn("kms", region, "key/*")],
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}}))
+
+    # The names kind hooks written before the hooks moved out of this module used.
+    _arn = arn
+    _remote_key = remote_key
+    _users_of = users_of
 
     def _outputs(self) -> None:
         CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)

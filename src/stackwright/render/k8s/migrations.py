@@ -12,6 +12,7 @@ from typing import Any
 
 from ...contract import resource_env
 from ...deploy import names as naming
+from ...resources import kind_of
 from ...spec import System
 from .context import Target, obj
 from .secrets import secret_name
@@ -36,7 +37,7 @@ def migrated_databases(system: System) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for name, res in system.resources.items():
-        if res.kind != "postgres" or not res.migrations or res.per_tenant:
+        if not kind_of(res).migrated_at_deploy(res):
             continue
         user = next((s for s, svc in system.services.items() if name in svc.uses), None)
         if user is not None:
