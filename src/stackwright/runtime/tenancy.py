@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .auth import Principal
 from .db import Database, TenantDatabases
@@ -80,3 +81,54 @@ async def open_on_created(tenancy: Tenancy, messages: list[object], *, event_typ
         if body.get("type") == event_type and isinstance(tenant, str) and TENANT_ID.fullmatch(tenant):
             tenancy.mark_active(tenant)
             await tenancy.dbs.get(tenant)
+
+
+#: Registry query of :func:`tenant_scope`: the tenant's lifecycle status from a ``tenants(id, status)`` table.
+STATUS_QUERY = "SELECT status FROM tenants WHERE id = $1"
+
+
+def tenant_scope(svc: Any, *, registry: str, secrets: str, events: str, databases: str,
+                 url_key: str = "tenant_{tenant}_db_url", status_query: str = STATUS_QUERY,
+                 ) -> tuple[Tenancy, Callable[..., Awaitable[tuple[str, Database]]]]:
+    """Wire a service of a database-per-tenant system, the same way in every service that serves tenants.
+
+    * ``registry``: the Postgres resource holding ``tenants(id, status)`` (``status_query`` reads it);
+    * ``secrets``: the secret store holding each tenant's own connection URL under ``url_key`` (its role
+      can connect to its own database only; the admin URL is never used for tenant requests);
+    * ``events``: the topic whose ``tenant.created`` events this service consumes in its own group
+      (a background task marks the tenant active and opens its pool);
+    * ``databases``: the per-tenant Postgres resource (pools bounded by its connection budget).
+
+    Returns the :class:`Tenancy` and a FastAPI dependency giving ``(tenant id, its Database)`` for the
+    verified caller (403/404/409 problem+json as :meth:`Tenancy.database`).
+    """
+    from fastapi import Depends
+
+    from .worker import consume
+
+    platform = svc.postgres(registry)
+    store = svc.secret_store(secrets)
+    topic = svc.topic(events)
+    dbs = svc.tenant_databases(databases)
+
+    async def url_for(tenant: str) -> str:
+        url = await store.get(url_key.format(tenant=tenant))
+        if url is None:
+            raise Problem(409, "tenant credentials are not provisioned yet", tenant_status="provisioning")
+        return str(url)
+
+    async def status_of(tenant: str) -> str | None:
+        return await platform.pool.fetchval(status_query, tenant)
+
+    dbs.url_for = url_for
+    tenancy = Tenancy(dbs, status_of)
+
+    @svc.background
+    async def follow_tenants() -> None:
+        await consume(topic.subscription(), lambda batch: open_on_created(tenancy, batch), batch_size=10)
+
+    async def tenant_db(who: Principal = Depends(svc.principal())) -> tuple[str, Database]:  # noqa: B008
+        tenant = tenancy.tenant_of(who)
+        return tenant, await tenancy.database(tenant)
+
+    return tenancy, tenant_db

@@ -28,8 +28,8 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from stackwright.runtime import Database, Principal, Problem, Service, consume, problem_responses
-from stackwright.runtime.tenancy import Tenancy, open_on_created
+from stackwright.runtime import Database, Problem, Service, problem_responses
+from stackwright.runtime.tenancy import tenant_scope
 
 log = logging.getLogger("payment")
 
@@ -44,40 +44,9 @@ BREAKER_OPEN_S = float(os.environ.get("FRAUD_BREAKER_OPEN_S", "10"))
 CURRENCIES = ("USD", "EUR", "GBP", "BRL", "JPY", "CAD", "MXN", "CHF", "AUD")
 MAX_AMOUNT = 10**15
 
-# ---- tenancy (the same block in account, payment, fraud and transaction: each image carries only its folder)
-platform = svc.postgres("platform")
-store = svc.secret_store("tenant-secrets")
-tenant_events = svc.topic("tenant-events")
-dbs = svc.tenant_databases("db")
-
-
-async def _tenant_url(tenant: str) -> str:
-    # The tenant's own role (it can connect to its database only), never the admin URL.
-    url = await store.get(f"tenant_{tenant}_db_url")
-    if url is None:
-        raise Problem(409, "tenant credentials are not provisioned yet", tenant_status="provisioning")
-    return url
-
-
-async def _tenant_status(tenant: str) -> str | None:
-    return await platform.pool.fetchval("SELECT status FROM tenants WHERE id = $1", tenant)
-
-
-dbs.url_for = _tenant_url
-tenancy = Tenancy(dbs, _tenant_status)
-
-
-@svc.background
-async def follow_tenants() -> None:
-    """Consume tenant.created in this service's own group: mark the tenant active, open its pool."""
-    await consume(tenant_events.subscription(), lambda batch: open_on_created(tenancy, batch), batch_size=10)
-
-
-async def tenant_db(who: Principal = Depends(svc.principal())) -> tuple[str, Database]:
-    """The caller's tenant (from the verified token only) and its database."""
-    tenant = tenancy.tenant_of(who)
-    return tenant, await tenancy.database(tenant)
-# ---- end of the tenancy block
+# The caller's tenant from its verified token, and that tenant's own database.
+tenancy, tenant_db = tenant_scope(svc, registry="platform", secrets="tenant-secrets",
+                                  events="tenant-events", databases="db")
 
 _http = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_connections=200))
 svc.on_shutdown(_http.aclose)
