@@ -59,3 +59,14 @@ def write_spec(folder: Path, text: str) -> Path:
 def line_of(text: str, needle: str) -> int:
     """1-based number of the first line of ``text`` containing ``needle``."""
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def wait_until(check: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:
+    """Poll ``check()`` every ``interval_s`` until it returns something truthy (returned); AssertionError
+    when ``timeout_s`` passes first. For tests of running systems, where state settles asynchronously."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met in {timeout_s:g} s")

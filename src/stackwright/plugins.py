@@ -59,7 +59,20 @@ def load_plugin(system: System, kind: Kind) -> ModuleType:
     path = plugin_path(system, kind)
     if not path.is_file():
         raise PluginMissing(system, kind)
-    name = f"stackwright_systems.{_identifier(system.name)}.{kind}"
+    return _load(f"stackwright_systems.{_identifier(system.name)}.{kind}", path)
+
+
+def load_helper(plugin_file: str, module: str) -> ModuleType:
+    """Import ``<module>.py`` that sits next to a plug-in (a system's own helper shared by its demo, bench
+    and drills), once per process, under a name private to that system folder. ``plugin_file`` is the
+    calling plug-in's ``__file__``. Raises FileNotFoundError when the file does not exist."""
+    path = Path(plugin_file).resolve().parent / f"{module}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}")
+    return _load(f"stackwright_systems.{_identifier(path.parent.name)}.{_identifier(module)}", path)
+
+
+def _load(name: str, path: Path) -> ModuleType:
     loaded = sys.modules.get(name)
     if loaded is not None and Path(getattr(loaded, "__file__", "")) == path:
         return loaded

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import statistics
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from stackwright.bench.harness import BenchOptions, Reporter, SystemBench
 from stackwright.bench.loadgen import RequestSource
+from stackwright.plugins import load_helper
 
 SCENARIOS = ("wer", "latency", "idle_sockets")
 IDLE_SOCKETS = 1000
@@ -40,14 +38,6 @@ CLIPS_PER_STREAM = 4
 TRAILING_SILENCE_S = 2.0
 
 
-def _speechkit() -> ModuleType:
-    path = Path(__file__).resolve().parent / "speechkit.py"
-    spec = importlib.util.spec_from_file_location("speech_speechkit", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speech_speechkit"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(spec_path: Path, options: BenchOptions, reporter: Reporter) -> dict[str, Any]:
@@ -65,7 +55,7 @@ class SpeechBench(SystemBench):
         raise NotImplementedError("the speech bench has no HTTP baseline: the bare model is its baseline")
 
     def scenarios(self) -> None:
-        kit = _speechkit()
+        kit = load_helper(__file__, "speechkit")
         self.kit = kit
         self.ws_url = self.state["gateway"].replace("http://", "ws://") + "/asr"
         self.idp = self._idp()

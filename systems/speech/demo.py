@@ -5,37 +5,26 @@ imp-backend-api reports it once sqs-data-updator has stored it."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 import uuid
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from rich.table import Table
 
 from stackwright.local.demokit import Client, DemoContext, bearer
+from stackwright.plugins import load_helper
 
 SIZE_HELP = "corpus clips to stream (at most 32)"
 DEFAULT_SIZE = 32
 STREAMS_AT_ONCE = 2  # stt-api decodes one utterance at a time; two streams keep it busy without queueing long
 
 
-def _speechkit() -> ModuleType:
-    path = Path(__file__).resolve().parent / "speechkit.py"
-    spec = importlib.util.spec_from_file_location("speech_speechkit", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speech_speechkit"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 async def run(ctx: DemoContext) -> bool:
     """Stream ``ctx.size`` clips; True when every stream ended normally, WER <= 0.15 and the usage shown
     equals the audio sent."""
-    kit = _speechkit()
+    kit = load_helper(__file__, "speechkit")
     clips = kit.load_corpus(max(1, min(ctx.size, 32)))
     base = ctx.state["gateway"]
     ws_url = base.replace("http://", "ws://") + "/asr"

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -29,17 +26,8 @@ import asyncpg
 from stackwright.local.chaos import ChaosError, DrillRow, kill_and_recover
 from stackwright.local.demokit import idp_for
 from stackwright.local.state import system_dir
+from stackwright.plugins import load_helper
 from stackwright.spec import System
-
-
-def _speechkit() -> ModuleType:
-    path = Path(__file__).resolve().parent / "speechkit.py"
-    spec = importlib.util.spec_from_file_location("speech_speechkit", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speech_speechkit"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -73,7 +61,7 @@ class Drill:
         self.system = system
         self.state = state
         self.state_root = state_root
-        self.kit = _speechkit()
+        self.kit = load_helper(__file__, "speechkit")
         self.clips = self.kit.load_corpus(8)
         self.ws_url = state["gateway"].replace("http://", "ws://") + "/asr"
         self.db_url = state["resources"]["db"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from tests.helpers import wait_until
 
 from stackwright.local.control import start_detached, stop
 from stackwright.local.idp import DevIdP
@@ -92,15 +92,7 @@ class Files:
 
         return asyncio.run(run())
 
-    @staticmethod
-    def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
-        """Poll ``check()`` every 0.2 s until it returns something truthy (returned) or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if value := check():
-                return value
-            time.sleep(0.2)
-        raise AssertionError("condition not met in time")
+    wait_until = staticmethod(wait_until)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from tests.helpers import wait_until
 
 from stackwright.local.idp import DevIdP
 from stackwright.local.state import read_state
@@ -59,10 +59,5 @@ class Speech:
 
     @staticmethod
     def wait_until(check: Any, timeout_s: float = 60.0) -> Any:
-        """Poll ``check()`` every 0.3 s until it returns something truthy (returned) or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if value := check():
-                return value
-            time.sleep(0.3)
-        raise AssertionError("condition not met in time")
+        """Poll ``check()`` until it returns something truthy (returned) or time runs out."""
+        return wait_until(check, timeout_s, interval_s=0.3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from tests.helpers import wait_until
 
 from stackwright.local.control import start_detached, stop
 from stackwright.local.idp import DevIdP
@@ -64,15 +64,7 @@ class Voting:
 
         return asyncio.run(count())
 
-    @staticmethod
-    def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
-        """Poll ``check()`` every 0.2 s until it returns something truthy (returned) or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if value := check():
-                return value
-            time.sleep(0.2)
-        raise AssertionError("condition not met in time")
+    wait_until = staticmethod(wait_until)
 
 
 @pytest.fixture(scope="session")
