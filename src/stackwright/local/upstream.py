@@ -10,7 +10,8 @@ Failure semantics:
 - refused, reset or closed before a response → ``UpstreamUnavailable`` (a ``ConnectionError``); idle connections
   the server has closed are detected (``is_closing`` and a one-byte peek) and never used; a reused connection that
   still dies before any response byte is retried once on a new connection, for idempotent methods only;
-- no response headers within ``timeout`` (``read()`` of the body shares that deadline; ``iter_chunks()`` has none,
+- a streamed request body of which the upstream reads nothing for ``timeout``, or no response headers within
+  ``timeout`` (``read()`` of the body shares that deadline; ``iter_chunks()`` has none,
   since event streams last as long as the client stays), or a connect slower than ``connect_timeout`` → the
   builtin ``TimeoutError``.
 
@@ -189,9 +190,15 @@ class _Connection(asyncio.Protocol):
         return await self.head
 
     async def _drain(self) -> None:
+        # A slow reader is fine (that is the backpressure), one that takes no byte for ``timeout`` seconds is not:
+        # without this an upstream that stopped reading would hold the client's upload forever.
         while self.write_paused and not self.closed:
             self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+            try:
+                await asyncio.wait_for(self.drain_waiter, self.pool.timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{self.origin.name} read none of the request body for {self.pool.timeout}s") \
+                    from None
 
     def pause_writing(self) -> None:
         self.write_paused = True
