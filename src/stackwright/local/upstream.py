@@ -192,7 +192,7 @@ class _Connection(asyncio.Protocol):
     async def _drain(self) -> None:
         # A slow reader is fine (that is the backpressure), one that takes no byte for ``timeout`` seconds is not:
         # without this an upstream that stopped reading would hold the client's upload forever.
-        while self.write_paused and not self.closed:
+        while self.write_paused and not self.closed and not self.head.done():  # type: ignore[union-attr]
             self.drain_waiter = self.loop.create_future()
             try:
                 await asyncio.wait_for(self.drain_waiter, self.pool.timeout)
@@ -238,6 +238,7 @@ class _Connection(asyncio.Protocol):
         resp.status, self.keep_alive = status, self.parser.should_keep_alive() and not self.head_only
         if not self.head.done():  # else the caller was cancelled and this connection is being closed
             self.head.set_result(resp)
+        self._wake_drain()  # an early answer to a streamed body: stop waiting to send the rest
         if self.head_only:  # the parser does not know this was HEAD and would wait for a body; don't reuse it
             self.on_message_complete()
 
