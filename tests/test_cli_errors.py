@@ -95,3 +95,12 @@ def test_only_takes_comma_separated_parts_and_names_an_unknown_one(tmp_path: Pat
 def test_token_refuses_what_would_mint_a_useless_token(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     line = _one_line(_cli("token", "voting", *args, "--state-dir", str(tmp_path)))
     assert expected in line
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_a_system_needing_an_unknown_extra_is_refused_before_anything_starts(tmp_path: Path, command: str) -> None:
+    spec = _copy(tmp_path)
+    spec.write_text(spec.read_text().replace('seed: "003"\n', 'seed: "003"\nextras: [telepathy]\n', 1))
+    line = _one_line(_cli(command, str(spec), "--state-dir", str(tmp_path / "state")))
+    assert "fastapi-app system's services need 'telepathy' is not an extra" in line
+    assert not (tmp_path / "state").exists()

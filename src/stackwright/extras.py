@@ -4,7 +4,9 @@ The core (spec, local run, render to files, plan) needs only the base dependenci
 optional because they are heavy: ``aws`` (synthesizing the CDK app needs aws-cdk-lib, which brings a
 Node.js runtime through jsii, plus cfn-lint) and ``checks`` (the Kubernetes schema checkers of
 ``render --check``). A command that needs one calls :func:`require` first, so a user without it gets
-one line naming the packages and the exact install command instead of an ``ImportError``.
+one line naming the packages and the exact install command instead of an ``ImportError``. Other extras
+hold what some system's services import; a system lists them under ``extras:`` in its system.yaml and
+the commands that start it check them with :func:`missing_for_system`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,37 @@ def requirements(extra: str) -> list[str]:
         return []
     marker = re.compile(r"""extra\s*==\s*["']""" + re.escape(extra) + r"""["']""")
     return sorted(r.split(";")[0].strip() for r in declared if marker.search(r))
+
+
+def missing_distributions(extra: str) -> list[str]:
+    """Distributions ``extra`` pins (package metadata) that are not installed here, e.g. ``["pillow"]``;
+    for an extra the installed package does not declare, ``[extra]`` itself (nothing can install it)."""
+    pins = requirements(extra)
+    if not pins:
+        return [extra]
+    missing = []
+    for pin in pins:
+        name = re.split(r"[\s\[<>=!~;]", pin, maxsplit=1)[0]
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def missing_for_system(system_name: str, extras: list[str]) -> str | None:
+    """One line naming what a system's declared ``extras`` lack and how to install it, or None when all are
+    installed. Extras are checked by their pinned distributions, so no import name needs listing."""
+    problems = []
+    for extra in extras:
+        gone = missing_distributions(extra)
+        if gone == [extra]:
+            problems.append(f"'{extra}' is not an extra of this stackwright")
+        elif gone:
+            problems.append(f"the '{extra}' extra ({', '.join(gone)} not installed): {install_command(extra)}")
+    if not problems:
+        return None
+    return f"the {system_name} system's services need " + "; ".join(problems)
 
 
 def install_command(extra: str) -> str:

@@ -39,19 +39,8 @@ async def _wait(check: Any, timeout_s: float = 60.0) -> Any:
     return None
 
 
-def _require_extra() -> None:
-    """The services need the ``files`` extra; say so in one line rather than fail mid-demo."""
-    import importlib.util
-
-    missing = [m for m in ("PIL", "python_multipart", "filetype") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise RuntimeError(f"the files system needs the 'files' extra ({', '.join(missing)} not installed): "
-                           "pip install -e '.[files]'")
-
-
 async def run(ctx: DemoContext) -> bool:
     """Run the scenario against the running system; True when every step behaved as it should."""
-    _require_extra()
     console, idp = ctx.console, ctx.idp()
     tag = uuid.uuid4().hex[:6]
     alice_id, bob_id = f"alice-{tag}", f"bob-{tag}"

@@ -123,6 +123,20 @@ def test_a_second_systems_run_keeps_the_first_systems_figures(tmp_path: Path) ->
     assert paths["markdown"].read_text().count(begin_marker("voting")) == 1
 
 
+def test_a_system_without_per_replica_rows_leaves_the_file_and_shows_no_empty_table(tmp_path: Path) -> None:
+    paths = write_all(_doc(), load_system(VOTING), tmp_path, _plugin())
+    before = paths["per_replica"].read_bytes()
+    # A system whose bench measures streams, not a rate search: no rows, no rate-searched scenarios.
+    doc = {**_doc(), "system": "fastapi-app", "started_at": "2026-03-04T00:00:00+00:00",
+           "scenarios": {"wer": {"clips": 3}}}
+    plugin = SimpleNamespace(markdown=lambda d: ["", "**wer**: 0.1"])
+    write_all(doc, load_system(FASTAPI), tmp_path, plugin)
+    assert paths["per_replica"].read_bytes() == before  # voting's rows and the file's stamp untouched
+    text = paths["markdown"].read_text()
+    block = text[text.index(begin_marker("fastapi-app")):text.index(end_marker("fastapi-app"))]
+    assert "**wer**: 0.1" in block and "max sustained rps" not in block
+
+
 def test_proc_readings_of_this_process() -> None:
     group = procs.ProcessGroup("me", os.getpid())
     window = procs.CpuWindow([group]).start()

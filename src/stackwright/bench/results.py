@@ -83,11 +83,11 @@ def markdown(doc: dict[str, Any], plugin: ModuleType | None = None) -> str:
              f"`bench/{raw_path(doc)}`. Run took {doc['duration_s']:.0f} s.",
              f"- **Load:** {doc['load_generator']['kind']}; {_clients(doc['load_generator'])}. "
              f"**Sustained** means {doc['criteria']['text']}.", ""]
-    lines += ["| scenario | processes | max sustained rps | p50 / p99 / p99.9 ms @ 50% | p50 / p99 / p99.9 ms @ 90% "
-              "| CPU ms/req @ 90% | peak RSS MiB |", "|---|---|---:|---|---|---|---|"]
-    for name, sc in doc["scenarios"].items():
-        if name.startswith("_") or "max_rps" not in sc:  # not rate-searched: the plug-in describes it
-            continue
+    searched = {n: sc for n, sc in doc["scenarios"].items() if not n.startswith("_") and "max_rps" in sc}
+    if searched:  # scenarios that are not rate-searched are described by the plug-in's own lines
+        lines += ["| scenario | processes | max sustained rps | p50 / p99 / p99.9 ms @ 50% "
+                  "| p50 / p99 / p99.9 ms @ 90% | CPU ms/req @ 90% | peak RSS MiB |", "|---|---|---:|---|---|---|---|"]
+    for name, sc in searched.items():
         pts = sc.get("points") or {}
 
         def lat(p: dict[str, Any] | None) -> str:
@@ -211,7 +211,18 @@ def write_all(doc: dict[str, Any], system: System, bench_dir: Path,
     md = bench_dir / "RESULTS.md"
     update_results_md(md, doc, plugin)
     replica = bench_dir / "per_replica.json"
-    merged = merge_per_replica(replica, per_replica(doc, system, plugin), system.name,
-                               partial=bool(doc.get("partial")))
-    replica.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    fresh = per_replica(doc, system, plugin)
+    if fresh["services"] or _has_rows(replica, system.name):
+        merged = merge_per_replica(replica, fresh, system.name, partial=bool(doc.get("partial")))
+        replica.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    # else: a system whose plug-in gives no per-replica rows leaves the file (other systems' figures) as it is
     return {"results": raw, "markdown": md, "per_replica": replica}
+
+
+def _has_rows(path: Path, system: str) -> bool:
+    """Whether the per_replica.json at ``path`` holds rows of ``system``."""
+    try:
+        services = json.loads(path.read_text()).get("services") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(k.startswith(f"{system}/") for k in services)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .common import console, fail, load
+from .common import console, fail, load, require_system_extras
 from .local_cmds import RedisFsync
 
 
@@ -86,6 +86,7 @@ def bench(
     from ..plugins import PluginMissing, load_plugin
 
     spec = load(system)
+    require_system_extras(spec)
     try:
         plugin = load_plugin(spec, "bench")
     except PluginMissing as exc:

@@ -23,7 +23,7 @@ from ..local.chaos import (
 )
 from ..local.control import ControlError, start_detached, stop
 from ..local.ports import free_port
-from .common import console, fail, load
+from .common import console, fail, load, require_system_extras
 
 SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or path to its system.yaml.")]
 
@@ -54,6 +54,7 @@ def chaos(
     if visibility_timeout <= 0:
         fail("--visibility-timeout must be > 0")
     spec = load(system)
+    require_system_extras(spec)
     try:
         fault_list = ([f.strip() for f in faults.split(",") if f.strip()] if faults is not None
                       else list(scenario_class(spec).FAULTS))

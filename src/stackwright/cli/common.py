@@ -65,3 +65,12 @@ def load_for_local_run(system: str) -> System | SystemIdentity:
     console.print(f"[yellow]warning:[/] {escape(str(error))} (using the local run of {escape(name)!r} anyway)",
                   soft_wrap=True)
     return SystemIdentity(name=name, base_dir=path.parent)
+
+
+def require_system_extras(spec: System) -> None:
+    """Exit with one line when the extras the system's services import (its ``extras:``) are missing."""
+    from ..extras import missing_for_system
+
+    problem = missing_for_system(spec.name, spec.extras)
+    if problem:
+        fail(problem)

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
 from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..spec import System
-from .common import console, fail, load, load_for_local_run
+from .common import console, fail, load, load_for_local_run, require_system_extras
 
 
 class RedisFsync(enum.StrEnum):
@@ -81,6 +81,7 @@ def up(
 ) -> None:
     """Run the whole system on this machine: real Postgres and Redis, every service, the edge gateway."""
     spec = load(system)
+    require_system_extras(spec)
     if running_state(spec, state_dir):
         fail(f"{spec.name} is already running (see 'stackwright status {spec.name}'; stop it with "
              f"'stackwright down {spec.name}')")
@@ -241,6 +242,7 @@ def demo(
     from ..plugins import PluginMissing, load_plugin
 
     spec = load(system)
+    require_system_extras(spec)
     try:
         module = load_plugin(spec, "demo")
     except PluginMissing as exc:

@@ -475,6 +475,10 @@ class System(Strict):
     name: Name
     description: str = ""
     seed: str | None = None
+    extras: list[Name] = Field(
+        default_factory=list,
+        description="stackwright extras (pyproject optional dependencies) the services import, e.g. [files]; "
+                    "up, demo, bench and chaos check they are installed before starting anything")
     environments: list[Name] = Field(default_factory=lambda: ["prod"])
     regions: list[Region] = Field(min_length=1)
     network: Network = Field(default_factory=Network)
