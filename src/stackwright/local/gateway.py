@@ -22,7 +22,7 @@ import itertools
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,7 @@ class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
 
-async def _request_body(receive: Receive, first: bytes, limit: int) -> AsyncIterator[bytes]:
+async def _request_body(receive: Receive, first: bytes, limit: int) -> AsyncGenerator[bytes, None]:
     """The request body as it arrives: ``first`` (the first message's bytes), then each message's.
 
     Raises ``_BodyTooLarge`` once more than ``limit`` bytes came, ``_ClientGone`` on a disconnect. uvicorn stops
