@@ -5,9 +5,13 @@ ones the ALB Ingress is rendered from (internal endpoints answered 404, the heal
 method 405, all by the edge itself), the ALB's request-line and header limits (400), JWT validation and
 role checks for routes that need them, per-client rate limits (429 + Retry-After), body size limits,
 WebSocket proxying for ``websocket: true`` routes (:mod:`.ws_proxy`), and the dev identity provider. Every
-error it produces is problem+json. The gateway's own health and metrics are on a second, local-only port
-(``admin_port``: ``/healthz``, ``/metrics``), which production does not have. Not applied locally: the
-WAF's rules (:func:`stackwright.deploy.routes.production_only`).
+error it produces is problem+json. Bodies stream both ways as through the ALB: a request body that did not come
+complete in the first message and is over ``BUFFER_UP_TO`` goes to the upstream as it arrives (with backpressure),
+a response not complete in the first read and over ``BUFFER_UP_TO`` (or of unknown length) goes to the client as
+it arrives; small ones are buffered and sent in one write, the cheap path that most API calls take.
+The gateway's own health and metrics are on a second, local-only port (``admin_port``:
+``/healthz``, ``/metrics``), which production does not have. Not applied locally: the WAF's rules
+(:func:`stackwright.deploy.routes.production_only`).
 Run as ``python -m stackwright.local.gateway CONFIG.json``.
 """
 
@@ -18,6 +22,7 @@ import itertools
 import json
 import logging
 import sys
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,7 @@ _FORWARDED = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", _PROOF}
 # unless turned off) on every response, so the upstream's copies went out as a second date: / server: header.
 _SERVER_SET = frozenset({b"date", b"server"})
 _NOT_RETURNED = HOP_BY_HOP | _SERVER_SET
+BUFFER_UP_TO = 65536  # bytes: bodies up to this size (when known) are read whole and sent in one write
 
 
 class Gateway:
@@ -130,7 +136,23 @@ class Gateway:
             if int(length) > max_body:
                 await _reply(send, 413, f"request body exceeds {max_body} bytes")
                 return
-        body = await _read_body(receive, max_body)
+        first: Message = await receive()
+        if first["type"] == "http.disconnect":
+            return
+        chunk: bytes = first.get("body", b"")
+        if first.get("more_body") and (length is None or int(length) > BUFFER_UP_TO):
+            # A large or chunked body streams: counted against max_body as it goes (see _request_body).
+            if len(chunk) > max_body:
+                await _reply(send, 413, f"request body exceeds {max_body} bytes")
+                return
+            stream = _request_body(receive, chunk, max_body)
+            try:
+                await self._proxy(scope, receive, send, route, b"", proof, stream,
+                                  int(length) if length is not None else None)
+            finally:
+                await stream.aclose()
+            return
+        body = await _read_body(receive, max_body, chunk, bool(first.get("more_body")))
         if body is None:
             await _reply(send, 413, f"request body exceeds {max_body} bytes")
             return
@@ -202,7 +224,14 @@ class Gateway:
         _count_websocket(route, 101 if accepted else 403)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: EdgeRoute, body: bytes,
-                     proof: str | None = None) -> None:
+                     proof: str | None = None, stream: AsyncIterator[bytes] | None = None,
+                     length: int | None = None) -> None:
+        """Forward one request and its answer. ``body`` goes in one write with the head unless ``stream`` is
+        given: then the body comes from it (``length`` bytes, or chunked when None), never retried.
+
+        A streamed body over the route's limit is answered 413 and the upstream exchange aborted: the client's
+        response never starts before the whole request body has been forwarded (or the upstream has answered
+        early), so the 413 can always be sent. A client that leaves mid-upload aborts the exchange too."""
         origin = next(self.upstreams[route.service])
         target = scope["raw_path"]
         if scope.get("query_string"):
@@ -213,7 +242,16 @@ class Gateway:
         if proof is not None:
             out_headers.append((_PROOF, proof.encode("latin-1")))
         try:
-            response = await self.pool.request(scope["method"], origin, target, out_headers, body)
+            if stream is None:
+                response = await self.pool.request(scope["method"], origin, target, out_headers, body)
+            else:
+                response = await self.pool.stream_request(scope["method"], origin, target, out_headers, stream,
+                                                          length)
+        except _BodyTooLarge as exc:
+            await _reply(send, 413, f"request body exceeds {exc.limit} bytes")
+            return
+        except _ClientGone:
+            return
         except TimeoutError:
             await _reply(send, 504, f"{route.service} did not answer in time")
             return
@@ -224,17 +262,30 @@ class Gateway:
         try:
             resp_headers = [(k, v) for k, v in response.headers if k not in _NOT_RETURNED]
             streaming = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in response.headers)
-            if not streaming:
+            declared = _content_length(response.headers)
+            if scope["method"] == "HEAD":  # no body, but the length of the one a GET would get
+                await response.read()
+                if declared is not None:
+                    resp_headers.append((b"content-length", str(declared).encode()))
+                started = True
+                await send({"type": "http.response.start", "status": response.status, "headers": resp_headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if not streaming and (response.complete or (declared is not None and declared <= BUFFER_UP_TO)):
                 content = await response.read()
                 resp_headers.append((b"content-length", str(len(content)).encode()))
                 started = True
                 await send({"type": "http.response.start", "status": response.status, "headers": resp_headers})
                 await send({"type": "http.response.body", "body": content})
                 return
+            if declared is not None:  # else uvicorn sends it chunked
+                resp_headers.append((b"content-length", str(declared).encode()))
             started = True
             await send({"type": "http.response.start", "status": response.status, "headers": resp_headers})
-            # uvicorn's send() is a no-op once the client has gone, so an endless event stream would keep its
-            # upstream connection forever: watch for the disconnect and drop the upstream response then.
+            # uvicorn's send() is a no-op once the client has gone, so an endless event stream (or a large
+            # download) would keep its upstream connection: watch for the disconnect and drop the upstream
+            # response then. Flow control both ways: send() waits while the client's socket buffer is full, and
+            # the upstream connection stops reading once 1 MiB is buffered (upstream._PAUSE_AT).
             watcher = asyncio.create_task(_release_on_disconnect(receive, response))
             try:
                 async for chunk in response.iter_chunks():
@@ -281,9 +332,53 @@ async def _release_on_disconnect(receive: Receive, response: UpstreamResponse) -
     response.release()  # ends the proxy's iter_chunks()
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
+class _BodyTooLarge(Exception):
+    """A streamed request body passed the route's limit (``limit`` bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+async def _request_body(receive: Receive, first: bytes, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request body as it arrives: ``first`` (the first message's bytes), then each message's.
+
+    Raises ``_BodyTooLarge`` once more than ``limit`` bytes came, ``_ClientGone`` on a disconnect. uvicorn stops
+    reading the client's socket while it holds unread body bytes, so the client is slowed down with us."""
+    size = len(first)
+    yield first
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge(limit)
+        yield chunk
+        if not message.get("more_body"):
+            return
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _read_body(receive: Receive, limit: int, first: bytes = b"", more: bool = True) -> bytes | None:
+    """The whole request body (``first`` plus the following messages if ``more``), or None past ``limit``."""
+    if len(first) > limit:
+        return None
+    if not more:
+        return first
+    chunks: list[bytes] = [first]
+    size = len(first)
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":

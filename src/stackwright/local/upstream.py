@@ -10,16 +10,23 @@ Failure semantics:
 - refused, reset or closed before a response → ``UpstreamUnavailable`` (a ``ConnectionError``); idle connections
   the server has closed are detected (``is_closing`` and a one-byte peek) and never used; a reused connection that
   still dies before any response byte is retried once on a new connection, for idempotent methods only;
-- no response headers within ``timeout`` (``read()`` of the body shares that deadline; ``iter_chunks()`` has none,
+- a streamed request body of which the upstream reads nothing for ``timeout``, or no response headers within
+  ``timeout`` (``read()`` of the body shares that deadline; ``iter_chunks()`` has none,
   since event streams last as long as the client stays), or a connect slower than ``connect_timeout`` → the
   builtin ``TimeoutError``.
+
+Request bodies either go in one write with the head (``request``: the small-request hot path) or stream
+(``stream_request``: large uploads). A streamed body is written as it comes from its iterator, waiting while the
+transport's write buffer is above its high-water mark (``pause_writing``/``resume_writing``), so a slow upstream
+slows the producer instead of growing a buffer; its response deadline starts when the last body byte is written,
+and it is never retried (the body is consumed).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -53,6 +60,11 @@ class UpstreamResponse:
         self._complete = False
         self._error: BaseException | None = None
         self._released = False
+
+    @property
+    def complete(self) -> bool:
+        """True when the whole body has been received (``read()`` then returns without waiting)."""
+        return self._complete
 
     async def read(self) -> bytes:
         """The whole body; raises ``UpstreamUnavailable`` or ``TimeoutError`` if it breaks off."""
@@ -134,6 +146,8 @@ class _Connection(asyncio.Protocol):
         self.head_only = False
         self.informational = False
         self.paused = False
+        self.write_paused = False  # the transport's write buffer is above its high-water mark
+        self.drain_waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.idle_since = 0.0
 
@@ -143,6 +157,59 @@ class _Connection(asyncio.Protocol):
         self.timer = self.loop.call_later(self.pool.timeout, self._timed_out)
         self.transport.write(payload)  # type: ignore[union-attr]
         return self.head
+
+    async def exchange_streaming(self, head: bytes, body: AsyncIterable[bytes], chunked: bool) -> UpstreamResponse:
+        """Write ``head`` then each chunk of ``body`` (chunk-framed if ``chunked``) with backpressure; return the
+        response once its headers are in. The response deadline starts after the last body byte is written, so
+        a long upload is not cut off. If the upstream answers (or closes) before the body is all sent, sending
+        stops there and the connection is not reused. Exceptions from ``body`` propagate (the caller closes)."""
+        self.response, self.head = UpstreamResponse(self), self.loop.create_future()
+        self.got_bytes, self.head_only = False, False
+        transport = self.transport
+        assert transport is not None
+        pending = head  # the head goes out with the first chunk: one write for a body that fits in one
+        async for chunk in body:
+            if self.head.done() or self.closed:  # answered early (e.g. a 4xx) or gone: stop sending
+                break
+            if not chunk:
+                continue
+            if chunked:
+                transport.writelines([pending, b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+            else:
+                transport.writelines([pending, chunk])
+            pending = b""
+            if self.write_paused:
+                await self._drain()
+        else:
+            if not self.closed:
+                transport.write(pending + b"0\r\n\r\n" if chunked else pending)
+        if self.head.done() or self.closed:
+            self.keep_alive = False  # whatever is left of the request body would be read as the next request
+        elif not self.response._complete:
+            self.timer = self.loop.call_later(self.pool.timeout, self._timed_out)
+        return await self.head
+
+    async def _drain(self) -> None:
+        # A slow reader is fine (that is the backpressure), one that takes no byte for ``timeout`` seconds is not:
+        # without this an upstream that stopped reading would hold the client's upload forever.
+        while self.write_paused and not self.closed and not self.head.done():  # type: ignore[union-attr]
+            self.drain_waiter = self.loop.create_future()
+            try:
+                await asyncio.wait_for(self.drain_waiter, self.pool.timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{self.origin.name} read none of the request body for {self.pool.timeout}s") \
+                    from None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -171,6 +238,7 @@ class _Connection(asyncio.Protocol):
         resp.status, self.keep_alive = status, self.parser.should_keep_alive() and not self.head_only
         if not self.head.done():  # else the caller was cancelled and this connection is being closed
             self.head.set_result(resp)
+        self._wake_drain()  # an early answer to a streamed body: stop waiting to send the rest
         if self.head_only:  # the parser does not know this was HEAD and would wait for a body; don't reuse it
             self.on_message_complete()
 
@@ -212,6 +280,7 @@ class _Connection(asyncio.Protocol):
             return
         self.closed = True
         self.cancel_timer()
+        self._wake_drain()  # a streamed body waiting for the write buffer to drain stops sending
         if self.probe is not None:
             self.probe.close()
         if exc is None and self._body_ends_at_eof():
@@ -278,9 +347,7 @@ class UpstreamPool:
         ``headers`` are sent as given after ``host`` (and ``content-length``, added when there is a body or the
         method is POST/PUT/PATCH); they must not contain either. Returns once the response headers are in.
         """
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        o = self._origins.get(origin) or self._origins.setdefault(origin, _Origin(origin))
+        o = self._origin(origin)
         raw = target.encode("latin-1") if isinstance(target, str) else target
         out = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), raw, o.host_header)]
         if body or method in _BODY_METHODS:
@@ -303,6 +370,36 @@ class UpstreamPool:
             except asyncio.CancelledError:
                 conn.close()  # a response may still arrive: this connection is out of step
                 raise
+
+    async def stream_request(self, method: str, origin: str, target: str | bytes,
+                             headers: list[tuple[bytes, bytes]], body: AsyncIterable[bytes],
+                             length: int | None = None) -> UpstreamResponse:
+        """Like ``request``, but the body streams from ``body`` as it is produced, with backpressure.
+
+        ``length`` (bytes) is sent as Content-Length when known (the iterator must then yield exactly that
+        many bytes), else the body goes ``Transfer-Encoding: chunked``. Never retried: a connection that dies
+        raises ``UpstreamUnavailable``. An exception raised by ``body`` (e.g. the client left, or a size limit)
+        closes the connection and propagates unchanged. The response deadline (``timeout``) starts once the
+        last body byte has been written.
+        """
+        o = self._origin(origin)
+        raw = target.encode("latin-1") if isinstance(target, str) else target
+        out = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), raw, o.host_header),
+               b"content-length: %d\r\n" % length if length is not None else b"transfer-encoding: chunked\r\n"]
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        out.append(b"\r\n")
+        conn = await self._acquire(o, False)
+        try:
+            return await conn.exchange_streaming(b"".join(out), body, length is None)
+        except BaseException:
+            conn.close()  # part of a body may have gone out, or a response may still arrive: out of step
+            raise
+
+    def _origin(self, origin: str) -> _Origin:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._origins.get(origin) or self._origins.setdefault(origin, _Origin(origin))
 
     async def aclose(self) -> None:
         """Close idle connections; connections in use close when released, and new requests fail."""
