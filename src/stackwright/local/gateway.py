@@ -152,7 +152,10 @@ class Gateway:
             finally:
                 await stream.aclose()
             return
-        body = await _read_body(receive, max_body, chunk, bool(first.get("more_body")))
+        try:
+            body = await _read_body(receive, max_body, chunk, bool(first.get("more_body")))
+        except _ClientGone:  # a cut-off body must not reach the service as if it were the whole request
+            return
         if body is None:
             await _reply(send, 413, f"request body exceeds {max_body} bytes")
             return
@@ -372,7 +375,8 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 async def _read_body(receive: Receive, limit: int, first: bytes = b"", more: bool = True) -> bytes | None:
-    """The whole request body (``first`` plus the following messages if ``more``), or None past ``limit``."""
+    """The whole request body (``first`` plus the following messages if ``more``), or None past ``limit``;
+    raises :class:`_ClientGone` when the client disconnects before the body is complete."""
     if len(first) > limit:
         return None
     if not more:
@@ -382,7 +386,7 @@ async def _read_body(receive: Receive, limit: int, first: bytes = b"", more: boo
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
