@@ -104,7 +104,7 @@ class LocalSystem:
         await asyncio.to_thread(self._stop_leftovers)
         if port_in_use(self.options.port):
             raise StartError(f"port {self.options.port} is already in use (is the system already up? "
-                             f"try 'stackwright status' or pass --port)")
+                             f"try 'stackwright status {self.system.name}' or pass --port)")
         try:
             await self._step("backing services", self._start_backing)
             await self._step("databases and migrations", self._prepare_databases)
