@@ -91,6 +91,8 @@ def test_only_takes_comma_separated_parts_and_names_an_unknown_one(tmp_path: Pat
     (("--ttl", "-5"), "--ttl must be at least 1 second"),
     (("--sub", " "), "--sub must not be empty"),
     (("--role", "admn"), "voting has no role 'admn'; its routes use: admin"),
+    (("--claim", "tenant_id"), "--claim must be NAME=VALUE"),
+    (("--claim", "exp=1"), "--claim 'exp' is set by the token itself"),
 ])
 def test_token_refuses_what_would_mint_a_useless_token(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     line = _one_line(_cli("token", "voting", *args, "--state-dir", str(tmp_path)))
@@ -104,3 +106,12 @@ def test_a_system_needing_an_unknown_extra_is_refused_before_anything_starts(tmp
     line = _one_line(_cli(command, str(spec), "--state-dir", str(tmp_path / "state")))
     assert "fastapi-app system's services need 'telepathy' is not an extra" in line
     assert not (tmp_path / "state").exists()
+
+
+def test_token_carries_extra_claims(tmp_path: Path) -> None:
+    import jwt
+
+    proc = _cli("token", "voting", "--sub", "alice", "--claim", "tenant_id=acme", "--state-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    claims = jwt.decode(proc.stdout.strip(), options={"verify_signature": False})
+    assert claims["tenant_id"] == "acme" and claims["sub"] == "alice"

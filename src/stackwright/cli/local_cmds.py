@@ -241,6 +241,8 @@ def token(
     sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "dev-user",
     role: Annotated[list[str], typer.Option(help="Role to grant; repeat for several.")] = [],  # noqa: B006
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    claim: Annotated[list[str], typer.Option(
+        help="Extra claim NAME=VALUE, e.g. --claim tenant_id=acme (payments' tenant); repeat for several.")] = [],  # noqa: B006
     state_dir: StateDir = None,
 ) -> None:
     """Mint a dev token signed by the local identity provider (prints the bare token)."""
@@ -257,10 +259,19 @@ def token(
     unknown = [r for r in role if r not in known]
     if unknown:  # a typo here would mint a token that every role-gated route refuses, with no clue why
         fail(f"{spec.name} has no role {', '.join(map(repr, unknown))}; its routes use: {', '.join(known) or 'none'}")
+    extra: dict[str, str] = {}
+    reserved = {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", spec.edge.identity.roles_claim}
+    for item in claim:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--claim must be NAME=VALUE, not {item!r}")
+        if name.strip() in reserved:
+            fail(f"--claim {name.strip()!r} is set by the token itself (use --sub, --role or --ttl)")
+        extra[name.strip()] = value
     ident = spec.edge.identity
     idp = DevIdP(system_dir(spec, state_dir) / "idp-key.pem", issuer=ident.issuer, audience=ident.audience,
                  roles_claim=ident.roles_claim)
-    print(idp.mint(sub, list(role), ttl_s=ttl))
+    print(idp.mint(sub, list(role), ttl_s=ttl, extra=extra))
 
 
 def demo(
