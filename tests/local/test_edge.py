@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def test_routes_and_forwards(edge: tuple[str, DevIdP]) -> None:
     # The gateway's own metrics are on its local-only admin app, not on the public edge (production has none).
     _problem(httpx.get(f"{base}/_edge/metrics"), 404)
     with serve(build_admin_app()) as admin:
-        assert httpx.get(f"{admin}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{admin}/healthz").json()["status"] == "ok"
         metrics = httpx.get(f"{admin}/metrics").text
     assert 'app_name="edge",method="GET",path="/public",status_code="200"' in metrics
     assert 'path="/down",status_code="502"' in metrics
@@ -299,3 +300,32 @@ def test_token_buckets_forget_full_buckets_as_new_clients_arrive() -> None:
         capped.take(f"c{i}", now=0.0)
     assert len(capped._buckets) <= 100
     assert capped.take("c999", now=0.0) > 0  # the most recent client is still limited
+
+
+def test_gateway_process_runs_on_the_services_event_loop(tmp_path: Path) -> None:
+    """``python -m stackwright.local.gateway`` serves on uvloop, as every service does under uvicorn: it once ran
+    on asyncio's stdlib loop (asyncio.run), whose Python-level selector and transports cost the edge a third of
+    its busy time on the vote path."""
+    import subprocess
+    import sys
+    import time
+
+    port, admin_port = free_port(), free_port()
+    config = edge_config(port, tmp_path / "key.pem", routes=[], upstreams={}, rate_limits={}, admin_port=admin_port,
+                         default_rate_limit=None)
+    (tmp_path / "gateway.json").write_text(json.dumps(config))
+    proc = subprocess.Popen([sys.executable, "-m", "stackwright.local.gateway", str(tmp_path / "gateway.json")])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{admin_port}/healthz").json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
+                time.sleep(0.1)
+        assert health == {"status": "ok", "event_loop": "uvloop"}
+        assert httpx.get(f"http://127.0.0.1:{port}/anything").status_code == 404  # the public port serves too
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)  # uvicorn re-raises SIGTERM once it has shut down: the status is -15
