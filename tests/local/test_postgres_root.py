@@ -75,7 +75,14 @@ def test_binaries_and_data_in_an_untraversable_home_still_run_without_loosening_
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert asyncio.run(_select_one(pg.url)) == 1
+        # The port opens before the server has finished starting ("the database system is starting up").
+        while True:
+            try:
+                assert asyncio.run(_select_one(pg.url)) == 1
+                break
+            except asyncpg.exceptions.CannotConnectNowError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

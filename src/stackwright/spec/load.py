@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..resources.registry import KINDS
 from .accelerators import check_accelerators
 from .addresses import check_addresses
 from .catalog import check_priced
@@ -73,7 +74,7 @@ def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: 
     elif kind == "missing":
         message = f"missing required key '{where}'"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        message = f"{where}: resource kind must be one of postgres, redis, queue, bucket, topic, search"
+        message = f"{where}: resource kind must be one of {', '.join(KINDS)}"
         loc = (*loc, "kind")
     else:
         msg = err["msg"].removeprefix("Value error, ")

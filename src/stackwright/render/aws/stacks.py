@@ -287,11 +287,6 @@ class RegionalStack(Stack):
             resources=[self.arn("kms", region, "key/*")],
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}}))
 
-    # The names kind hooks written before the hooks moved out of this module used.
-    _arn = arn
-    _remote_key = remote_key
-    _users_of = users_of
-
     def _outputs(self) -> None:
         CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         CfnOutput(self, "AdminRoleArn", value=self.cluster.admin_role.role_arn)
