@@ -350,7 +350,13 @@ class RedisStreamsQueue(Queue):
         ]
 
     async def redrive(self, limit: int | None = None) -> int:
-        """Move DLQ entries (oldest first) back onto the main stream as fresh messages."""
+        """Move DLQ entries (oldest first) back onto the main stream as fresh messages.
+
+        Raises QueueError for a topic subscription: its stream is the topic's, so an entry added back would
+        reach every subscriber again, not only this one (SQS redrives to the subscriber's own queue)."""
+        if self.shared:
+            raise QueueError(f"the dead letters of topic subscription {self.group} cannot be redriven locally: "
+                             "they would be delivered to every subscriber of the topic again")
         moved = 0
         await self._ensure_group()
         # Start after the last seen id so entries another redriver keeps failing on cannot
