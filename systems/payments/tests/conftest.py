@@ -47,8 +47,12 @@ class Payments:
     def admin(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.idp.mint('ops', ['platform-admin'])}"}
 
-    def token(self, tenant: str, sub: str = "user-1") -> dict[str, str]:
-        return {"authorization": f"Bearer {self.idp.mint(sub, [], extra={'tenant_id': tenant})}"}
+    def token(self, tenant: str, sub: str = "user-1", roles: tuple[str, ...] = ()) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.idp.mint(sub, list(roles), extra={'tenant_id': tenant})}"}
+
+    def reviewer(self, tenant: str) -> dict[str, str]:
+        """A token of ``tenant`` that may release or decline held payments."""
+        return self.token(tenant, "reviewer-1", ("payments-reviewer",))
 
     def new_tenant(self, prefix: str = "t") -> str:
         resp = self.client.post("/tenants", json={"name": f"{prefix}-{uuid.uuid4().hex[:8]}", "email": "ops@ex.com"},
