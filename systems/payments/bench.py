@@ -202,9 +202,9 @@ class PaymentsBench(SystemBench):
         self._onboard(count)
         chosen = self.tenants[:count]
         # Request i: tenant i % T, a fresh Idempotency-Key each (the harness hands out fresh index ranges).
+        tag = f"{name}-{uuid.uuid4().hex[:6]}"
         self.gen_add(name, KeyedRequests("/payments", [t["tokens"] for t in chosen],
-                                         [payment_bodies(t["accounts"]) for t in chosen],
-                                         tag=f"{name}-{uuid.uuid4().hex[:6]}"))
+                                         [payment_bodies(t["accounts"]) for t in chosen], tag=tag))
         host, port = self._url("edge")
         groups = self._groups("gateway", "payment", "fraud", "transaction", "audit", "notification", "postgres",
                               "redis")
@@ -214,7 +214,7 @@ class PaymentsBench(SystemBench):
         out["tenants"] = count
         out["peak_connections"] = sampler.peak
         out["max_connections"] = self.max_connections
-        out["outcome"] = asyncio.run(_tally(self.admin_url, [t["id"] for t in chosen]))
+        out["outcome"] = asyncio.run(_tally(self.admin_url, [t["id"] for t in chosen], tag))
         return out
 
 
@@ -240,14 +240,16 @@ def _with_database(url: str, database: str) -> str:
     return database_url(url, database)
 
 
-async def _tally(admin_url: str, tenants: list[str]) -> dict[str, Any]:
-    """Payments by status over the tenants' databases, and whether every tenant's ledger balances."""
+async def _tally(admin_url: str, tenants: list[str], tag: str) -> dict[str, Any]:
+    """This scenario's payments (keys ``<tag>-*``) by status over the tenants' databases, and whether every
+    tenant's whole ledger balances."""
     statuses: dict[str, int] = {}
     unbalanced = []
     for tenant in tenants:
         conn = await asyncpg.connect(_with_database(admin_url, f"tenant_{tenant}"))
         try:
-            for r in await conn.fetch("SELECT status, count(*) AS n FROM payments GROUP BY status"):
+            for r in await conn.fetch("SELECT status, count(*) AS n FROM payments WHERE idempotency_key LIKE $1 "
+                                      "GROUP BY status", f"{tag}-%"):
                 statuses[r["status"]] = statuses.get(r["status"], 0) + r["n"]
             off = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM (SELECT currency FROM entries GROUP BY currency "
