@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -182,7 +183,9 @@ class Drill:
         all_answered = {k: b for p in self.phases for k, b in p.answered().items()}
         events = {f"payment:{b['id']}:{b['status']}" for b in all_answered.values()}
         recorded = await self._events_recorded(events)
-        mails = Counter(m["To"] for m in read_mailbox(self.state_root, self.system.name))
+        # One email per payment outcome: keyed by (payment id from the body, subject).
+        mails = Counter((_payment_id(m), str(m["Subject"])) for m in read_mailbox(self.state_root, self.system.name))
+        mailed = {pid for pid, _ in mails}
         rows: list[DrillRow] = []
         for phase in self.phases:
             answered = phase.answered()
@@ -207,7 +210,7 @@ class Drill:
             row.failed = sum(phase.retries.values())
             missing_events = [k for k, b in answered.items() if f"payment:{b['id']}:{b['status']}" not in recorded]
             unmailed = [k for k, b in answered.items() if b["status"] == "settled"
-                        and b["from_account"] in self.emails and not mails[self.emails[b["from_account"]]]]
+                        and b["from_account"] in self.emails and b["id"] not in mailed]
             row.aggregates_ok = bool(ledger.body and ledger.body.get("balanced")) and conserved and \
                 bool(audit.body and audit.body.get("ok")) and not missing_events and not unmailed
             if phase.recovery is not None:
@@ -229,7 +232,7 @@ class Drill:
                 row.aggregates_ok = False
             row.note = "; ".join(notes)
             rows.append(row)
-        dupes = sum(n - 1 for n in mails.values() if n > 1)
+        dupes = sum(n - 1 for n in mails.values() if n > 1)  # the same outcome emailed twice
         if rows and dupes:
             rows[-1].note += f"; {dupes} duplicate emails over the run (at-least-once)"
         return rows
@@ -264,3 +267,10 @@ class Drill:
                 rows[-1].aggregates_ok = False
                 rows[-1].note += f"; {differ} replays answered differently"
             return rows
+
+
+def _payment_id(message: Any) -> str | None:
+    """The payment id an outcome email is about (its body starts ``Payment <id>: ...``)."""
+    found = re.search(r"Payment ([0-9a-f-]{36})", message.get_content() if hasattr(message, "get_content")
+                      else str(message))
+    return found.group(1) if found else None

@@ -10,7 +10,8 @@
   behind a circuit breaker (``FRAUD_BREAKER_FAILURES`` consecutive failures open it for
   ``FRAUD_BREAKER_OPEN_S``); when fraud is unavailable the payment is ``held`` for review, never approved.
 * Outcomes (201): ``settled`` (posted), ``declined`` (fraud), ``held`` (fraud review or unavailable),
-  ``rejected`` (insufficient funds). Each is published on payment-events after the commit.
+  ``rejected`` (insufficient funds). Each is published on payment-events after the commit (retried in the
+  background while Redis or Postgres is away).
 * Review: a held payment waits in ``GET /payments?status=held`` until a reviewer (a tenant token with the
   role ``PAYMENT_REVIEWER_ROLE``, default ``payments-reviewer``) releases it (``POST /payments/{id}/release``:
   posted to the ledger, ``settled``, or ``rejected`` if the payer's funds are gone meanwhile) or declines it
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -122,16 +124,47 @@ def _request_hash(body: NewPayment) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-async def _publish(db: Database, tenant: str, payment: dict[str, Any]) -> None:
-    """Publish the payment's outcome once it is committed; a failure leaves ``published`` false and the
-    next replay of the key publishes it (consumers record an event id once)."""
+async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
+    """Publish the payment's outcome event and mark the row ``published``; raises on any failure."""
+    await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
+                                  "id": f"payment:{payment['id']}:{payment['status']}",
+                                  "type": f"payment.{payment['status']}"})
+    # The tenant's pool afresh: the one the request started with may have been evicted meanwhile.
+    db = await tenancy.dbs.get(tenant)
+    await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+
+
+async def _publish(tenant: str, payment: dict[str, Any]) -> None:
+    """Publish the payment's outcome once it is committed. When that fails (Redis or Postgres away), this
+    process keeps trying in the background (:func:`_publish_later`), so notification and audit get it
+    without a client replaying the key; consumers record an event id once, so a repeat is harmless."""
     try:
-        await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
-                                      "id": f"payment:{payment['id']}:{payment['status']}",
-                                      "type": f"payment.{payment['status']}"})
-        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
-    except Exception:
-        log.exception("publishing payment %s failed; the next replay of its key publishes it", payment["id"])
+        await _publish_once(tenant, payment)
+    except Exception as exc:
+        log.warning("publishing payment %s failed (%s); retrying in the background", payment["id"], exc)
+        task = asyncio.create_task(_publish_later(tenant, payment))
+        _retrying.add(task)
+        task.add_done_callback(_retrying.discard)
+
+
+_retrying: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+
+async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float = 0.5, max_s: float = 10.0,
+                         give_up_s: float = 600.0) -> None:
+    """Retry :func:`_publish_once` with exponential backoff (``first_s`` doubling up to ``max_s``) for up to
+    ``give_up_s`` seconds; after that (or if this process dies first) ``published`` stays false and a
+    replay of the key publishes it."""
+    delay, deadline = first_s, time.monotonic() + give_up_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        try:
+            await _publish_once(tenant, payment)
+            log.info("published payment %s after a retry", payment["id"])
+            return
+        except Exception:
+            delay = min(delay * 2, max_s)
+    log.error("gave up publishing payment %s; a replay of its key publishes it", payment["id"])
 
 
 @app.post("/payments", status_code=201, responses=problem_responses(401, 403, 404, 409, 503))
@@ -167,7 +200,7 @@ async def create_payment(body: NewPayment, request: Request,
                                    json.dumps(response.get("fraud")), status, json.dumps(response))
     # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
     if status == 201 and not (replayed and row["published"]):
-        await _publish(db, tenant, response)
+        await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return JSONResponse(response, status_code=status, headers=headers,
                         media_type="application/problem+json" if status >= 400 else None)
@@ -289,7 +322,7 @@ async def _review(decision: str, payment_id: uuid.UUID, body: Review | None, req
                                "WHERE id = $1", payment_id, status, json.dumps(review))
     answer = {**json.loads(row["response"]), "status": status, "reasons": review["reasons"], "review": review}
     if not (replayed and row["published"]):
-        await _publish(db, tenant, answer)
+        await _publish(tenant, answer)
     return JSONResponse(answer, headers={"Idempotent-Replayed": "true"} if replayed else {})
 
 
