@@ -93,3 +93,23 @@ def test_schema_documents_tenants() -> None:
 
     props = json_schema()["$defs"]["Tenants"]["properties"]
     assert "least recently used" in props["connection_budget"]["description"]
+
+
+def _with_onboarding(spec: dict, admin_only: list[str]) -> None:
+    """An onboarding service (4 replicas) that only creates tenant databases through the admin URL."""
+    spec["services"]["onboarding"] = {"replicas": {"min": 1, "max": 4}, "uses": ["db"]}
+    spec["resources"]["db"]["tenants"]["admin_only"] = admin_only
+
+
+def test_admin_only_services_count_one_connection_per_process(tmp_path: Path) -> None:
+    counted, _ = _connections(edited("tenants", tmp_path / "a", lambda s: _with_onboarding(s, [])))
+    assert counted.demand == 8 * 40 + 5 * 40  # onboarding's 4 + 1 surge pods counted as tenant-pool openers
+    row, _ = _connections(edited("tenants", tmp_path / "b", lambda s: _with_onboarding(s, ["onboarding"])))
+    assert row.demand == 8 * 40 + 5 * 1
+    assert "onboarding 5 pods x 1 (admin only)" in row.basis
+
+
+def test_admin_only_names_a_service_using_the_database(tmp_path: Path) -> None:
+    path = edited("tenants", tmp_path, lambda s: s["resources"]["db"]["tenants"].update(admin_only=["nobody"]))
+    with pytest.raises(SpecError, match=r"tenants\.admin_only names 'nobody', which is not a service using it"):
+        load_system(path)

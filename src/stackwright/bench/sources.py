@@ -72,6 +72,32 @@ class TokenRequests:
                               headers={"authorization": f"Bearer {self.tokens[index % len(self.tokens)]}"})
 
 
+@dataclass
+class KeyedRequests:
+    """``method path`` spread round robin over groups (e.g. tenants), each request with a key header of its
+    own (e.g. an ``Idempotency-Key``), so no two requests of a run are the same operation.
+
+    Request ``i`` goes as group ``g = i % G``: token ``tokens[g][j % len]`` and JSON body
+    ``bodies[g][j % len]`` with ``j = i // G``, and header ``key_header: <tag>-<i>``. Callers hand each step
+    a fresh index range (so keys never repeat) and a fresh ``tag`` per run.
+    """
+
+    path: str
+    tokens: list[list[str]]
+    bodies: list[list[bytes]]
+    tag: str
+    key_header: str = "idempotency-key"
+    method: str = "POST"
+    expected: frozenset[int] = frozenset({201})
+
+    def build(self, index: int, host: str) -> bytes:
+        g, j = index % len(self.tokens), index // len(self.tokens)
+        body = self.bodies[g][j % len(self.bodies[g])]
+        return render_request(self.method, self.path, host, body=body, headers={
+            "authorization": f"Bearer {self.tokens[g][j % len(self.tokens[g])]}",
+            "content-type": "application/json", self.key_header: f"{self.tag}-{index}"})
+
+
 def cached_tokens(cache: Path, kid: str, count: int, mint: Callable[[str], str], *, ttl_s: int = 86400,
                   min_left_s: int = 3 * 3600, on_progress: Callable[[int], None] | None = None) -> list[str]:
     """``count`` client tokens (subjects ``bench-client-<i>``) signed with key ``kid``, minted once and kept

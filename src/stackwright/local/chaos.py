@@ -132,6 +132,23 @@ async def kill_and_recover(system: str, state_root: Path | None, target: str, *,
     raise ChaosError(f"{target} was not running and ready again {timeout_s:.0f}s after kill -9 of pid {pid}")
 
 
+async def kill_mid_flow(system: str, state_root: Path | None, target: str, report: Callable[[str], None], *,
+                        warmup_s: float, tail_s: float, timeout_s: float = 60.0) -> tuple[Recovery | None, str | None]:
+    """The middle of a drill phase while the caller's load flows: wait ``warmup_s``, ``kill -9`` ``target``
+    and wait for it to be back (:func:`kill_and_recover`), then let the load run ``tail_s`` more. Returns
+    (the recovery, None) or (None, the reason) when it did not come back; progress goes to ``report``."""
+    await asyncio.sleep(warmup_s)
+    report(f"kill -9 {target} …")
+    try:
+        rec = await kill_and_recover(system, state_root, target, timeout_s=timeout_s)
+    except ChaosError as exc:
+        report(f"  [red]{exc}")
+        return None, str(exc)
+    report(f"  {target} back as pid {rec.new_pid}: respawned in {rec.respawned_s:.2f}s, ready in {rec.ready_s:.2f}s")
+    await asyncio.sleep(tail_s)
+    return rec, None
+
+
 # ---------------------------------------------------------------------------------------------- load
 
 

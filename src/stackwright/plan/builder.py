@@ -18,6 +18,7 @@ from .findings import collect
 from .k8s import workloads
 from .model import Plan, SubnetRow
 from .prices import DEFAULT_TABLE, PriceTable, load_prices
+from .reference import reconcile
 from .throughput import find_bench_file, load_bench
 
 
@@ -70,7 +71,7 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
                 findings=collect(cap_findings, fail_findings, cost_findings, alert_findings),
                 subnets=[SubnetRow(name, s.az, s.tier, s.cidr, s.usable)
                          for name, rd in deployment.regions.items() for s in rd.network.subnets],
-                notes=notes, slos=slo_rows(system))
+                notes=notes, slos=slo_rows(system), reference=reconcile(system, cost))
 
 
 def slo_rows(system: System) -> list[tuple[str, str]]:

@@ -136,6 +136,7 @@ def to_markdown(plan: Plan) -> str:
     md += ["", "Spot applies to on-demand node groups whose services all keep 2+ replicas (they tolerate an "
            "interruption); savings plans and reservations apply to nodes, databases and caches.", "",
            "Assumptions:", ""] + [f"- {a}" for a in cost.assumptions] + [""]
+    md += _reference(plan.reference)
 
     md += ["## 5. Failure analysis", "",
            f"Region failure detection: {fail.detection_formula}. SLO: RTO {fail.slo_rto_s / 60:g} min, "
@@ -164,6 +165,23 @@ def to_markdown(plan: Plan) -> str:
                   for f in plan.findings]) if plan.findings else ["No findings."]
     md += ["", "## Notes", ""] + [f"- {n}" for n in plan.notes] + [""]
     return "\n".join(md)
+
+
+def _reference(ref: Any) -> list[str]:
+    """The reconciled reference cost (:mod:`.reference`): sections stated vs their lines vs this plan."""
+    if ref is None:
+        return []
+    md = [f"### Reference estimate reconciled: {ref.source}", ""]
+    md += _table(["section", "stated", "sum of its lines", "this plan (categories)"],
+                 [[s.name, _money(s.stated), _money(s.lines_sum) if s.lines_sum is not None else "-",
+                   f"{_money(s.plan_usd)} ({', '.join(s.categories)})" if s.plan_usd is not None else "-"]
+                  for s in ref.sections]
+                 + [["**total**", f"**{_money(ref.stated_total)}** (sections as stated: "
+                     f"{_money(ref.sections_total)})", f"**{_money(ref.corrected_total)}**",
+                     f"**{_money(ref.plan_total)}**"]])
+    issues = ref.issues()
+    md += [""] + ([f"- {i}" for i in issues] if issues else ["- the reference adds up"]) + [""]
+    return md
 
 
 def _measured_failover(fail: Any) -> list[str]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .reference import ReferenceReport
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
@@ -301,6 +304,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: The spec's service level objectives as (objective, target) rows, in the order a design document lists them.
     slos: list[tuple[str, str]] = field(default_factory=list)
+    #: The spec's reference_cost reconciled (:mod:`.reference`), or None.
+    reference: ReferenceReport | None = None
 
     def count(self, severity: Severity) -> int:
         """How many findings have this severity."""

@@ -58,7 +58,7 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
         if not users:
             continue
         per_pod = connections_per_process(res)
-        conns = {s: pods_at_most(system, s) * per_pod for s in users}
+        conns = {s: pods_at_most(system, s) * connections_per_process(res, s) for s in users}
         readers = [s for s in users if access(system, s) == "read"]
         writers = [s for s in users if s not in readers]
         if res.engine == "external":
@@ -75,8 +75,11 @@ def postgres_connections(system: System, findings: list[Finding]) -> list[LimitC
             return max(1, res.instances - 1) if res.cross_region_replicas else 0
 
         def parts(services: list[str], pool: int = per_pod, res: PostgresResource = res) -> str:
-            label = str(pool) if res.tenants is None else _tenant_label(res)
-            return " + ".join(f"{s} {pods_at_most(system, s)} pods x {label}" for s in services)
+            def label(s: str) -> str:
+                if res.tenants is None:
+                    return str(pool)
+                return "1 (admin only)" if s in res.tenants.admin_only else _tenant_label(res)
+            return " + ".join(f"{s} {pods_at_most(system, s)} pods x {label(s)}" for s in services)
 
         at_primary = float(sum(conns[s] for s in writers)) * len(regions)
         basis = [f"writers ({parts(writers)}) x {len(regions)} region(s)"] if writers else []

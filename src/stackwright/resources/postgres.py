@@ -11,7 +11,8 @@ it by itself yet). Services get ``<DB>_POOL_MIN`` / ``<DB>_POOL_MAX`` from ``ten
 ``connection_budget // pool.max`` tenant pools open, closing the least recently used one first.
 
 Plan: a process of a per-tenant database's user opens up to :func:`connections_per_process`
-(``tenants.max x pool.max``, bounded by the budget); the connection check multiplies that by its pods
+(``tenants.max x pool.max``, bounded by the budget; one for a service in ``tenants.admin_only``, which
+only creates tenant databases and roles through the admin URL); the connection check multiplies that by its pods
 and flags a HIGH finding when the total exceeds the instance's ``max_connections`` and no budget bounds it.
 """
 
@@ -24,13 +25,19 @@ from pydantic import Field, model_validator
 from ..spec.strict import Strict
 from .base import CostContext, Fail, LocalContext, ResourceKind
 
+#: Connections a process of a ``tenants.admin_only`` service holds: one admin connection at a time.
+ADMIN_ONLY_CONNECTIONS = 1
 
-def connections_per_process(res: PostgresResource) -> int:
+
+def connections_per_process(res: PostgresResource, service: str | None = None) -> int:
     """Connections one process of a service using ``res`` may open: ``pool.max``, or for a per-tenant
     database with ``tenants`` every tenant's pool (``tenants.max x tenants.pool.max``) bounded by
-    ``tenants.connection_budget``."""
+    ``tenants.connection_budget``; a service listed in ``tenants.admin_only`` opens no tenant pool
+    (:data:`ADMIN_ONLY_CONNECTIONS`)."""
     if res.tenants is None:
         return res.pool.max
+    if service is not None and service in res.tenants.admin_only:
+        return ADMIN_ONLY_CONNECTIONS
     every = res.tenants.max * res.tenants.pool.max
     return min(every, res.tenants.connection_budget) if res.tenants.connection_budget else every
 
@@ -50,6 +57,10 @@ class Tenants(Strict):
     connection_budget: int | None = Field(
         None, ge=1, description="most connections one process holds over all its tenant pools (the runtime closes "
                                 "the least recently used tenant pool to stay within it); unset: tenants.max x pool.max")
+    admin_only: list[str] = Field(
+        default_factory=list, description="services that use this database only through its admin URL, one "
+                                          "connection at a time (creating tenant databases and roles): they open no "
+                                          "tenant pool, so the plan counts one connection per process for them")
 
     @model_validator(mode="after")
     def _budget_fits_a_pool(self) -> Tenants:
@@ -146,6 +157,10 @@ class Postgres(ResourceKind):
         if not res.per_tenant:
             raise fail(f"resource '{name}': tenants applies to a per-tenant database", ("resources", name, "tenants"),
                        "set per_tenant: true")
+        for service in res.tenants.admin_only:
+            if service not in system.services or name not in system.services[service].uses:
+                raise fail(f"resource '{name}': tenants.admin_only names '{service}', which is not a service using it",
+                           ("resources", name, "tenants", "admin_only"))
         if res.tenants.migrations and system.source is not None \
                 and not (system.base_dir / res.tenants.migrations).is_dir():
             raise fail(f"resource '{name}': tenant migrations folder {res.tenants.migrations} does not exist",

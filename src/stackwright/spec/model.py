@@ -459,6 +459,34 @@ class Usage(Strict):
     image_storage_gb: float | None = Field(None, ge=0, description="ECR image storage")
 
 
+class ReferenceCostLine(Strict):
+    """One line of a reference estimate's cost table, as that reference states it."""
+
+    item: str
+    stated: float = Field(description="monthly USD as the reference states it")
+    factors: list[float] = Field(default_factory=list, description="the reference's own arithmetic for the line "
+                                                                   "(multiplied: count, unit price, hours, ...)")
+
+
+class ReferenceCostSection(Strict):
+    """One section of a reference estimate's cost table (e.g. "Aurora"): its stated total and its lines."""
+
+    name: str
+    stated: float = Field(description="the section's total as the reference states it, monthly USD")
+    lines: list[ReferenceCostLine] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list, description="plan cost categories pricing the same "
+                                                                    "things (cluster, compute, database, ...)")
+
+
+class ReferenceCost(Strict):
+    """A cost estimate the design started from (e.g. the seed's), which ``stackwright plan`` reconciles: its
+    lines' arithmetic, its sections' sums, its total, and this plan's figures for the same categories."""
+
+    source: str = Field(description="where the estimate comes from, e.g. seed 001's Cost Breakdown")
+    stated_total: float = Field(description="the estimate's total as stated, monthly USD")
+    sections: list[ReferenceCostSection] = Field(min_length=1)
+
+
 class Monitoring(Strict):
     prometheus: bool = True
     prometheus_url: str = Field(
@@ -489,6 +517,8 @@ class System(Strict):
     slo: Slo
     monitoring: Monitoring = Field(default_factory=Monitoring)
     usage: Usage = Field(default_factory=Usage)
+    reference_cost: ReferenceCost | None = Field(
+        None, description="a cost estimate to reconcile (e.g. the seed's): plan checks its sums and compares")
     shutdown: Shutdown = Field(default_factory=Shutdown)
 
     _source: Path | None = PrivateAttr(default=None)

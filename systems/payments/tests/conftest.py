@@ -23,6 +23,8 @@ from stackwright.spec import System, load_system
 SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
 #: Onboardings of tenants named slow-* pause this long after each step, so a test can kill -9 mid-way.
 PAUSE_S = "1.5"
+#: The payment service's fraud call timeout in the tests (see the fixture).
+FRAUD_TIMEOUT_S = "5"
 
 
 class Payments:
@@ -47,8 +49,12 @@ class Payments:
     def admin(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.idp.mint('ops', ['platform-admin'])}"}
 
-    def token(self, tenant: str, sub: str = "user-1") -> dict[str, str]:
-        return {"authorization": f"Bearer {self.idp.mint(sub, [], extra={'tenant_id': tenant})}"}
+    def token(self, tenant: str, sub: str = "user-1", roles: tuple[str, ...] = ()) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.idp.mint(sub, list(roles), extra={'tenant_id': tenant})}"}
+
+    def reviewer(self, tenant: str) -> dict[str, str]:
+        """A token of ``tenant`` that may release or decline held payments."""
+        return self.token(tenant, "reviewer-1", ("payments-reviewer",))
 
     def new_tenant(self, prefix: str = "t") -> str:
         resp = self.client.post("/tenants", json={"name": f"{prefix}-{uuid.uuid4().hex[:8]}", "email": "ops@ex.com"},
@@ -86,16 +92,20 @@ class Payments:
 @pytest.fixture(scope="session")
 def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     root = tmp_path_factory.mktemp("state")
-    # Inherited by the runner and so by the services: only tenants named slow-* pause (see tenant-registration).
-    saved = os.environ.get("ONBOARDING_PAUSE_S")
-    os.environ["ONBOARDING_PAUSE_S"] = PAUSE_S
+    # Inherited by the runner and so by the services: only tenants named slow-* pause (see tenant-registration);
+    # fraud gets 5 s instead of 1 s before a payment is held as fraud_unavailable, so a busy CI machine (a
+    # tenant's first request opens its pools) does not turn an approved payment into a held one.
+    knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S}
+    saved = {k: os.environ.get(k) for k in knobs}
+    os.environ.update(knobs)
     try:
         state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240)
     finally:
-        if saved is None:
-            os.environ.pop("ONBOARDING_PAUSE_S", None)
-        else:
-            os.environ["ONBOARDING_PAUSE_S"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         yield Payments(load_system(SPEC), state, root)
     finally:

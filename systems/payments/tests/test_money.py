@@ -34,7 +34,7 @@ def test_same_key_same_body_replays_the_first_answer(payments: Payments, tenant:
     other = payments.pay(tenant, src, dst, 1_201, key)
     assert other.status_code == 422
     balance = payments.client.get(f"/accounts/{src}", headers=payments.token(tenant)).json()["balance"]
-    assert balance == 3_800  # moved once
+    assert balance == 3_800, first.json()  # moved once
 
 
 def test_concurrent_duplicates_make_one_payment(payments: Payments, tenant: str) -> None:

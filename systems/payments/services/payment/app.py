@@ -10,25 +10,32 @@
   behind a circuit breaker (``FRAUD_BREAKER_FAILURES`` consecutive failures open it for
   ``FRAUD_BREAKER_OPEN_S``); when fraud is unavailable the payment is ``held`` for review, never approved.
 * Outcomes (201): ``settled`` (posted), ``declined`` (fraud), ``held`` (fraud review or unavailable),
-  ``rejected`` (insufficient funds). Each is published on payment-events after the commit.
+  ``rejected`` (insufficient funds). Each is published on payment-events after the commit (retried in the
+  background while Redis or Postgres is away).
+* Review: a held payment waits in ``GET /payments?status=held`` until a reviewer (a tenant token with the
+  role ``PAYMENT_REVIEWER_ROLE``, default ``payments-reviewer``) releases it (``POST /payments/{id}/release``:
+  posted to the ledger, ``settled``, or ``rejected`` if the payer's funds are gone meanwhile) or declines it
+  (``POST /payments/{id}/decline``: nothing posted). The first decision stands; the outcome is published.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from stackwright.runtime import Database, Problem, Service, problem_responses
+from stackwright.runtime import Database, Principal, Problem, Service, problem_responses
 from stackwright.runtime.tenancy import tenant_scope
 
 log = logging.getLogger("payment")
@@ -43,6 +50,8 @@ BREAKER_FAILURES = int(os.environ.get("FRAUD_BREAKER_FAILURES", "5"))
 BREAKER_OPEN_S = float(os.environ.get("FRAUD_BREAKER_OPEN_S", "10"))
 CURRENCIES = ("USD", "EUR", "GBP", "BRL", "JPY", "CAD", "MXN", "CHF", "AUD")
 MAX_AMOUNT = 10**15
+#: The token role that may release or decline held payments (besides the tenant_id claim).
+REVIEWER_ROLE = os.environ.get("PAYMENT_REVIEWER_ROLE", "payments-reviewer")
 
 # The caller's tenant from its verified token, and that tenant's own database.
 tenancy, tenant_db = tenant_scope(svc, registry="platform", secrets="tenant-secrets",
@@ -115,16 +124,47 @@ def _request_hash(body: NewPayment) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-async def _publish(db: Database, tenant: str, payment: dict[str, Any]) -> None:
-    """Publish the payment's outcome once it is committed; a failure leaves ``published`` false and the
-    next replay of the key publishes it (consumers record an event id once)."""
+async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
+    """Publish the payment's outcome event and mark the row ``published``; raises on any failure."""
+    await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
+                                  "id": f"payment:{payment['id']}:{payment['status']}",
+                                  "type": f"payment.{payment['status']}"})
+    # The tenant's pool afresh: the one the request started with may have been evicted meanwhile.
+    db = await tenancy.dbs.get(tenant)
+    await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+
+
+async def _publish(tenant: str, payment: dict[str, Any]) -> None:
+    """Publish the payment's outcome once it is committed. When that fails (Redis or Postgres away), this
+    process keeps trying in the background (:func:`_publish_later`), so notification and audit get it
+    without a client replaying the key; consumers record an event id once, so a repeat is harmless."""
     try:
-        await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
-                                      "id": f"payment:{payment['id']}:{payment['status']}",
-                                      "type": f"payment.{payment['status']}"})
-        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
-    except Exception:
-        log.exception("publishing payment %s failed; the next replay of its key publishes it", payment["id"])
+        await _publish_once(tenant, payment)
+    except Exception as exc:
+        log.warning("publishing payment %s failed (%s); retrying in the background", payment["id"], exc)
+        task = asyncio.create_task(_publish_later(tenant, payment))
+        _retrying.add(task)
+        task.add_done_callback(_retrying.discard)
+
+
+_retrying: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+
+async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float = 0.5, max_s: float = 10.0,
+                         give_up_s: float = 600.0) -> None:
+    """Retry :func:`_publish_once` with exponential backoff (``first_s`` doubling up to ``max_s``) for up to
+    ``give_up_s`` seconds; after that (or if this process dies first) ``published`` stays false and a
+    replay of the key publishes it."""
+    delay, deadline = first_s, time.monotonic() + give_up_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        try:
+            await _publish_once(tenant, payment)
+            log.info("published payment %s after a retry", payment["id"])
+            return
+        except Exception:
+            delay = min(delay * 2, max_s)
+    log.error("gave up publishing payment %s; a replay of its key publishes it", payment["id"])
 
 
 @app.post("/payments", status_code=201, responses=problem_responses(401, 403, 404, 409, 503))
@@ -160,7 +200,7 @@ async def create_payment(body: NewPayment, request: Request,
                                    json.dumps(response.get("fraud")), status, json.dumps(response))
     # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
     if status == 201 and not (replayed and row["published"]):
-        await _publish(db, tenant, response)
+        await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return JSONResponse(response, status_code=status, headers=headers,
                         media_type="application/problem+json" if status >= 400 else None)
@@ -186,30 +226,123 @@ async def _decide(conn: Any, auth: str, row: Any, body: NewPayment) -> tuple[int
         return 201, {**payment, "status": "declined", "reasons": verdict["reasons"]}
     if verdict["decision"] != "approve":
         return 201, {**payment, "status": "held", "reasons": verdict["reasons"]}
+    if await _post_transfer(auth, payment, "retry with the same Idempotency-Key"):
+        return 201, {**payment, "status": "settled", "reasons": []}
+    return 201, {**payment, "status": "rejected", "reasons": ["insufficient_funds"]}
+
+
+async def _post_transfer(auth: str, payment: dict[str, Any], retry: str) -> bool:
+    """Post ``payment`` to the ledger as the transfer with the payment's id (posting it again is a no-op
+    there, so a retry after a crash cannot move money twice). True when posted (or posted before), False
+    when the payer has insufficient funds; Problem 503 (nothing changed here) when the ledger cannot be
+    reached or fails; ``retry`` says how the caller retries."""
     try:
         resp = await _http.post(f"{TRANSACTION_URL}/internal/transfers", headers={"authorization": auth}, json={
-            "id": str(row["id"]), "from_account": str(body.from_account), "to_account": str(body.to_account),
-            "amount": body.amount, "currency": body.currency})
+            key: payment[key] for key in ("id", "from_account", "to_account", "amount", "currency")})
     except httpx.HTTPError:
-        raise Problem(503, "the ledger is unavailable; retry with the same Idempotency-Key",
-                      headers={"Retry-After": "1"}) from None
+        raise Problem(503, f"the ledger is unavailable; {retry}", headers={"Retry-After": "1"}) from None
     if resp.status_code == 409:
-        return 201, {**payment, "status": "rejected", "reasons": ["insufficient_funds"]}
+        return False
     if resp.status_code != 201:
-        raise Problem(503, f"the ledger answered {resp.status_code}; retry with the same Idempotency-Key",
-                      headers={"Retry-After": "1"})
-    return 201, {**payment, "status": "settled", "reasons": []}
+        raise Problem(503, f"the ledger answered {resp.status_code}; {retry}", headers={"Retry-After": "1"})
+    return True
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {"id": str(row["id"]), "status": row["status"], "amount": row["amount"], "currency": row["currency"].strip(),
+            "from_account": str(row["from_account"]), "to_account": str(row["to_account"]),
+            "fraud": json.loads(row["fraud"]) if row["fraud"] else None,
+            "review": json.loads(row["review"]) if row["review"] else None, "created_at": row["created_at"].isoformat()}
 
 
 @app.get("/payments/{payment_id}", responses=problem_responses(401, 403, 404, 409))
 async def get_payment(payment_id: uuid.UUID, scope: tuple[str, Database] = Depends(tenant_db)) -> dict[str, Any]:
-    row = await scope[1].pool.fetchrow("SELECT id, status, amount, currency, from_account, to_account, fraud "
-                                       "FROM payments WHERE id = $1", payment_id)
+    """One payment of the caller's tenant: its current status, fraud verdict and review (null if none)."""
+    row = await scope[1].pool.fetchrow("SELECT * FROM payments WHERE id = $1", payment_id)
     if row is None:
         raise Problem(404, "no such payment")
-    return {"id": str(row["id"]), "status": row["status"], "amount": row["amount"], "currency": row["currency"].strip(),
-            "from_account": str(row["from_account"]), "to_account": str(row["to_account"]),
-            "fraud": json.loads(row["fraud"]) if row["fraud"] else None}
+    return _summary(row)
+
+
+STATUSES = ("pending", "settled", "declined", "held", "rejected")
+
+
+@app.get("/payments", responses=problem_responses(401, 403, 404, 409))
+async def list_payments(status: str = Query("held", pattern="^(" + "|".join(STATUSES) + ")$"),
+                        limit: int = Query(50, ge=1, le=500),
+                        scope: tuple[str, Database] = Depends(tenant_db)) -> list[dict[str, Any]]:
+    """The caller's payments in one status, oldest first (default ``held``: the review queue)."""
+    rows = await scope[1].pool.fetch("SELECT * FROM payments WHERE status = $1 ORDER BY created_at LIMIT $2",
+                                     status, limit)
+    return [_summary(r) for r in rows]
+
+
+class Review(BaseModel):
+    note: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$", description="the reviewer's reason")
+
+
+#: What a review decision makes of a held payment: release posts it (settled, or rejected when the payer
+#: no longer has the funds), decline ends it without touching the ledger.
+REVIEW_REASONS = {"settled": [], "rejected": ["insufficient_funds"], "declined": ["review_declined"]}
+
+
+async def _review(decision: str, payment_id: uuid.UUID, body: Review | None, request: Request, who: Principal,
+                  scope: tuple[str, Database]) -> JSONResponse:
+    """Apply a reviewer's ``decision`` (``release`` or ``decline``) to a held payment, once.
+
+    The payment row is locked for the whole decision, so concurrent reviews serialise; the first decision
+    is stored in ``review`` and a repeat of it answers the same (``Idempotent-Replayed: true``), the other
+    decision afterwards is 409. Release posts the transfer with the payment's id (a no-op if a crashed
+    earlier release already posted it); a ledger failure is 503 with nothing recorded (retry the release).
+    The outcome is published on payment-events (``payment.settled`` / ``.rejected`` / ``.declined`` with
+    the ``review``) after the commit. Problems: 404 unknown payment, 409 not held or decided otherwise.
+    """
+    tenant, db = scope
+    async with db.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1 FOR UPDATE", payment_id)
+        if row is None:
+            raise Problem(404, "no such payment")
+        review = json.loads(row["review"]) if row["review"] else None
+        replayed = review is not None
+        if review is not None and review["decision"] != decision:
+            raise Problem(409, f"this payment was already reviewed ({review['decision']})", review=review)
+        if review is None and row["status"] != "held":
+            raise Problem(409, f"this payment is {row['status']}, not held for review", payment_status=row["status"])
+        status = row["status"]
+        if review is None:
+            if decision == "release":
+                posted = await _post_transfer(request.headers.get("authorization", ""), json.loads(row["response"]),
+                                              "retry the release")
+                status = "settled" if posted else "rejected"
+            else:
+                status = "declined"
+            review = {"decision": decision, "by": who.sub, "at": datetime.now(UTC).isoformat(),
+                      "note": body.note if body else None, "reasons": REVIEW_REASONS[status]}
+            await conn.execute("UPDATE payments SET status = $2, review = $3, published = false, updated_at = now() "
+                               "WHERE id = $1", payment_id, status, json.dumps(review))
+    answer = {**json.loads(row["response"]), "status": status, "reasons": review["reasons"], "review": review}
+    if not (replayed and row["published"]):
+        await _publish(tenant, answer)
+    return JSONResponse(answer, headers={"Idempotent-Replayed": "true"} if replayed else {})
+
+
+reviewer = svc.principal(REVIEWER_ROLE)
+
+
+@app.post("/payments/{payment_id}/release", responses=problem_responses(401, 403, 404, 409, 503))
+async def release(payment_id: uuid.UUID, request: Request, body: Review | None = None,
+                  who: Principal = Depends(reviewer), scope: tuple[str, Database] = Depends(tenant_db)) -> Any:
+    """Release a held payment (role ``PAYMENT_REVIEWER_ROLE``): it is posted to the ledger, ``settled`` or
+    ``rejected`` (insufficient funds now). 200 with the payment and its ``review``."""
+    return await _review("release", payment_id, body, request, who, scope)
+
+
+@app.post("/payments/{payment_id}/decline", responses=problem_responses(401, 403, 404, 409))
+async def decline(payment_id: uuid.UUID, request: Request, body: Review | None = None,
+                  who: Principal = Depends(reviewer), scope: tuple[str, Database] = Depends(tenant_db)) -> Any:
+    """Decline a held payment (role ``PAYMENT_REVIEWER_ROLE``): ``declined``, nothing posted. 200 with the
+    payment and its ``review``."""
+    return await _review("decline", payment_id, body, request, who, scope)
 
 
 @app.get("/payments-breaker", include_in_schema=False)
