@@ -42,11 +42,12 @@ class Client:
 
 def rehearse(system: System, service: str, path: Path, state_root: Path, rate: float,
              request: Callable[[Client, int], Awaitable[tuple[int, Any]]], base_url: str,
-             inject: str | None = None) -> tuple[RehearsalResult, list[Outcome], list[str]]:
+             inject: str | None = None, **overrides: Any) -> tuple[RehearsalResult, list[Outcome], list[str]]:
     """Rehearse ``service`` from ``path`` under ``rate`` requests/s of ``request(client, i)`` through the
-    gateway at ``base_url``; returns the result, every request's outcome and the printed lines."""
+    gateway at ``base_url`` (``overrides``: RehearsalOptions fields replacing :data:`FAST`'s); returns the
+    result, every request's outcome and the printed lines."""
     lines: list[str] = []
-    options = RehearsalOptions(inject=inject, state_root=state_root, **FAST)  # type: ignore[arg-type]
+    options = RehearsalOptions(inject=inject, state_root=state_root, **{**FAST, **overrides})
     rehearsal = Rehearsal(system, service, path, options, report=lines.append)
 
     async def run() -> tuple[RehearsalResult, list[Outcome]]:

@@ -90,7 +90,8 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     saved = os.environ.get("ONBOARDING_PAUSE_S")
     os.environ["ONBOARDING_PAUSE_S"] = PAUSE_S
     try:
-        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240)
+        # --monitoring: Prometheus for the canary rehearsal (test_rollout).
+        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240, extra_args=["--monitoring"])
     finally:
         if saved is None:
             os.environ.pop("ONBOARDING_PAUSE_S", None)
