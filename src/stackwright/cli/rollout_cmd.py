@@ -52,8 +52,8 @@ def rollout(
     against the local Prometheus, with its failure and inconclusive limits. Ends promoted (exit 0), aborted on
     a failed gate or a canary that never becomes ready (exit 1), or paused because there was too little canary
     traffic to judge (exit 3). Either way all traffic is back on the running version and the canary stopped
-    when it returns. Drive traffic meanwhile (e.g. `stackwright demo SYSTEM` or your own load): the analysis
-    needs rollout.analysis.min_requests canary requests per window.
+    when it returns. Send the service traffic meanwhile (the rehearsal sends none): the analysis needs
+    rollout.analysis.min_requests canary requests per window, else it pauses. See docs/rollout.md.
     """
     from ..local.rollout import Rehearsal, RehearsalOptions, RolloutError
 
