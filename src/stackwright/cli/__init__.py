@@ -19,7 +19,7 @@ app = typer.Typer(
 
 # Modules that add commands to ``app``. A missing module is skipped so a partial checkout still runs.
 COMMAND_MODULES = ["local_cmds", "render_cmd", "plan_cmd", "monitoring_cmds", "bench_cmds", "chaos_cmds", "queue_cmds",
-                   "schema_cmd", "logs_cmd", "drill_cmds"]
+                   "schema_cmd", "logs_cmd", "drill_cmds", "rollout_cmd"]
 
 
 def _register() -> None:

@@ -18,7 +18,6 @@ Run as ``python -m stackwright.local.gateway CONFIG.json``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import sys
@@ -37,6 +36,7 @@ from ..runtime.problems import PROBLEM_JSON, problem_bytes
 from .idp import DevIdP
 from .ratelimit import TokenBuckets, retry_after_header
 from .routing import EdgeRoute
+from .traffic_split import TrafficSplit, admin_routes
 from .upstream import UpstreamPool, UpstreamResponse
 from .ws_proxy import proxy_websocket, refuse, split_access_token
 
@@ -61,7 +61,8 @@ class Gateway:
         self.config = config
         self.table = table_from_dict(config)
         self.limits_alb: AlbLimits = ALB_LIMITS
-        self.upstreams = {name: itertools.cycle(urls) for name, urls in config["upstreams"].items()}
+        # Round robin over each service's replicas, plus a canary's weighted share during `stackwright rollout`.
+        self.upstreams = TrafficSplit(config["upstreams"])
         self.max_body = int(config.get("max_body", 1048576))
         self.limits = {name: TokenBuckets(v["requests_per_second"], v["burst"]) for name, v in
                        config.get("rate_limits", {}).items()}
@@ -221,7 +222,7 @@ class Gateway:
             await refuse(send, 1013 if refused.status == 429 else 1008)
             _count_websocket(route, 403)
             return
-        accepted = await proxy_websocket(scope, receive, send, next(self.upstreams[route.service]), authorization)
+        accepted = await proxy_websocket(scope, receive, send, self.upstreams.pick(route.service), authorization)
         if not accepted:
             log.warning("upstream %s refused or did not answer a WebSocket handshake", route.service)
         _count_websocket(route, 101 if accepted else 403)
@@ -235,7 +236,7 @@ class Gateway:
         A streamed body over the route's limit is answered 413 and the upstream exchange aborted: the client's
         response never starts before the whole request body has been forwarded (or the upstream has answered
         early), so the 413 can always be sent. A client that leaves mid-upload aborts the exchange too."""
-        origin = next(self.upstreams[route.service])
+        origin = self.upstreams.pick(route.service)
         target = scope["raw_path"]
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
@@ -466,8 +467,9 @@ def build_app(config: dict[str, Any]) -> Any:
     return MetricsMiddleware(Gateway(config), app_name="edge", skip_paths=frozenset())
 
 
-def build_admin_app() -> Starlette:
-    """The gateway's local-only port: ``/healthz`` and ``/metrics`` (Prometheus text of this process).
+def build_admin_app(split: TrafficSplit | None = None) -> Starlette:
+    """The gateway's local-only port: ``/healthz`` and ``/metrics`` (Prometheus text of this process), and,
+    given the gateway's ``split``, the canary weights a rehearsal sets (:func:`.traffic_split.admin_routes`).
 
     Kept off the public port so that the public edge answers exactly what the ALB answers (production has
     no such paths); the runner, the dashboard and local Prometheus read it.
@@ -480,20 +482,23 @@ def build_admin_app() -> Starlette:
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         return JSONResponse({"status": "ok", "event_loop": loop})
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint())])
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics_endpoint())]
+    return Starlette(routes=routes + (admin_routes(split) if split is not None else []))
 
 
 def _servers(config: dict[str, Any]) -> tuple[Any, Any]:
     """The public server and, when the config has an ``admin_port``, the local-only admin server."""
     import uvicorn
 
-    public = uvicorn.Server(uvicorn.Config(build_app(config), host=config.get("host", "127.0.0.1"),
+    app = build_app(config)
+    public = uvicorn.Server(uvicorn.Config(app, host=config.get("host", "127.0.0.1"),
                                            port=int(config["port"]), log_level="warning", access_log=False,
                                            server_header=False, timeout_graceful_shutdown=5))
     if not config.get("admin_port"):
         return public, None
     # Loopback only, whatever the public port binds to.
-    admin = uvicorn.Server(uvicorn.Config(build_admin_app(), host="127.0.0.1", port=int(config["admin_port"]),
+    split = app.app.upstreams  # the Gateway's (build_app wraps it in metrics): the admin port sets its canaries
+    admin = uvicorn.Server(uvicorn.Config(build_admin_app(split), host="127.0.0.1", port=int(config["admin_port"]),
                                           log_level="warning", access_log=False, server_header=False,
                                           lifespan="off"))
     return public, admin

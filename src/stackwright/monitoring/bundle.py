@@ -43,7 +43,8 @@ def dump_yaml(data: Any) -> str:
 
 
 def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval: str = "5s",
-                  rules_file: str = RULES_FILE, metrics_paths: dict[str, str] | None = None) -> dict[str, Any]:
+                  rules_file: str = RULES_FILE, metrics_paths: dict[str, str] | None = None,
+                  target_labels: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """prometheus.yml content: one scrape job per target group (``job`` = service name) over ``targets``.
 
     ``targets`` maps a service to its ``host:port`` addresses; those targets get ``service`` and ``system``
@@ -51,7 +52,9 @@ def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval
     instead of ``service``, after the spec's services. ``rule_files`` points at ``rules_file``, which
     Prometheus resolves relative to the directory of prometheus.yml. Raises ValueError for a name that
     cannot be a job name. ``metrics_paths`` overrides ``/metrics`` per job (the local gateway serves its
-    ``/metrics`` on a local-only port of its own, so its target is that port).
+    ``/metrics`` on a local-only port of its own, so its target is that port). ``target_labels`` adds labels
+    to single ``host:port`` targets (a canary rehearsal's pod-template hashes); a job's targets with different
+    extra labels go into separate static configs, in the order first met.
     """
     bad = sorted(n for n in targets if not _JOB_NAME.fullmatch(n))
     if bad:
@@ -60,11 +63,15 @@ def scrape_config(system: System, targets: dict[str, list[str]], scrape_interval
     jobs = []
     for name in names:
         kind = "service" if name in system.services else "component"
+        groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        for target in targets[name]:
+            groups.setdefault(tuple(sorted((target_labels or {}).get(target, {}).items())), []).append(target)
         jobs.append({
             "job_name": name,
             "metrics_path": (metrics_paths or {}).get(name, "/metrics"),
             "scrape_interval": scrape_interval,
-            "static_configs": [{"targets": list(targets[name]), "labels": {kind: name, "system": system.name}}],
+            "static_configs": [{"targets": group, "labels": {kind: name, "system": system.name, **dict(extra)}}
+                               for extra, group in groups.items()],
         })
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,

@@ -45,8 +45,10 @@ class LocalPrometheus:
 
     def __init__(self, system: System, targets: dict[str, list[str]], data_dir: str | Path, port: int = 9090,
                  scrape_interval: str = "5s", binary: str | None = None,
-                 metrics_paths: dict[str, str] | None = None) -> None:
+                 metrics_paths: dict[str, str] | None = None,
+                 target_labels: dict[str, dict[str, str]] | None = None) -> None:
         self.system = system
+        self.target_labels = target_labels
         self.metrics_paths = metrics_paths
         self.targets = targets
         self.data_dir = Path(data_dir)
@@ -71,7 +73,8 @@ class LocalPrometheus:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(dump_yaml(scrape_config(self.system, self.targets, self.scrape_interval,
                                                             rules_file=c.RULES_FILE,
-                                                            metrics_paths=self.metrics_paths)),
+                                                            metrics_paths=self.metrics_paths,
+                                                            target_labels=self.target_labels)),
                                 encoding="utf-8")
         (self.data_dir / c.RULES_FILE).write_text(dump_yaml(alert_rules(self.system)), encoding="utf-8")
         return self.config_path

@@ -131,6 +131,9 @@ class FastRouter:
         status = 500
         try:
             try:
+                fault = self.service.fault  # set only in canary rehearsals (runtime.faults)
+                if fault is not None and await fault.before_request():
+                    raise Problem(500, f"injected fault ({fault.describe()})")
                 reply = await self._run(route, params, scope, receive)
             except _Disconnected:
                 status = 499  # what nginx logs for a client that left; nothing is sent

@@ -16,6 +16,7 @@ import uvicorn
 
 from ..contract import DEFAULT_WS_PING_INTERVAL_S, SHUTDOWN_GRACE_ENV, WS_PING_INTERVAL_ENV
 from . import shutdown
+from .faults import CRASH_EXIT_CODE, FAULT_ENV, FaultSpecError, fault_from_env
 
 
 class _DrainingServer(uvicorn.Server):
@@ -44,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and serve the ASGI app until SIGTERM/SIGINT."""
     args = parse_args(argv)
+    try:
+        fault = fault_from_env()
+    except FaultSpecError as exc:
+        sys.exit(f"{FAULT_ENV}: {exc}")
+    if fault is not None and fault.crash:  # a canary rehearsal's version that never comes up
+        print(f"exiting with code {CRASH_EXIT_CODE}: injected fault {FAULT_ENV}=crash", flush=True)
+        sys.exit(CRASH_EXIT_CODE)
     sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level,

@@ -27,6 +27,7 @@ from . import shutdown
 from .auth import AuthError, EdgeProof, JWTVerifier, Principal, bearer_token
 from .db import Database, TenantDatabases
 from .fastpath import FastRoute, FastRouter, Handler, documented_endpoint
+from .faults import FaultMiddleware, fault_from_env
 from .limits import BodyLimitMiddleware
 from .metrics import DEPENDENCY_UP, MetricsMiddleware, metrics_endpoint
 from .problems import Problem, install_problem_handlers, problem_response, problem_responses
@@ -94,6 +95,10 @@ class Service:
                               responses=problem_responses(400, 413, 422, 503))
         self.app.fast_routes = FastRouter(self, limit)
         install_problem_handlers(self.app)
+        # Only canary rehearsals set it (runtime.faults); added first, so it acts inside the request metrics.
+        self.fault = fault_from_env()
+        if self.fault is not None:
+            self.app.add_middleware(FaultMiddleware, fault=self.fault, spared=PLATFORM_PATHS)
         self.app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
         self.app.add_middleware(MetricsMiddleware, app_name=self.name)
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)

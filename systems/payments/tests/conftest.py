@@ -99,7 +99,8 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     saved = {k: os.environ.get(k) for k in knobs}
     os.environ.update(knobs)
     try:
-        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240)
+        # --monitoring: Prometheus for the canary rehearsal (test_rollout).
+        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240, extra_args=["--monitoring"])
     finally:
         for k, v in saved.items():
             if v is None:

@@ -70,9 +70,10 @@ class Voting:
 @pytest.fixture(scope="session")
 def voting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Voting]:
     root = tmp_path_factory.mktemp("state")
-    # A short visibility timeout so a vote held by a killed worker comes back in seconds, not 30 s.
+    # A short visibility timeout so a vote held by a killed worker comes back in seconds, not 30 s; Prometheus
+    # for the canary rehearsal (test_rollout).
     state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=180,
-                           extra_args=["--visibility-timeout", "votes=3"])
+                           extra_args=["--visibility-timeout", "votes=3", "--monitoring"])
     try:
         yield Voting(load_system(SPEC), state, root)
     finally:

@@ -9,7 +9,8 @@ an empty or NaN result, which Argo Rollouts records as Inconclusive. After :data
 such measurements the analysis run is Inconclusive and the Rollout pauses until someone promotes or
 aborts it, so a canary that served nothing is neither promoted nor rolled back.
 
-:func:`analysis_metrics` is public so a local canary rehearsal can evaluate exactly the same PromQL.
+:func:`template_metrics` is public so the local canary rehearsal (``stackwright rollout``) evaluates exactly
+the same PromQL with the same limits.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ OK = 'status_code!~"5.."'
 #: Quiet measurements tolerated (the first window after a step, before Prometheus has scraped the new
 #: pods, may have no data); one more makes the analysis Inconclusive and pauses the Rollout.
 INCONCLUSIVE_LIMIT = 2
+#: Query errors in a row (Prometheus unreachable) after which the analysis errs and the Rollout aborts.
+CONSECUTIVE_ERROR_LIMIT = 4
 #: True only when the query answered with a number: an empty vector (too little traffic) or NaN (0/0)
 #: makes both conditions false, i.e. Inconclusive.
 KNOWN = "len(result) > 0 && !isNaN(result[0])"
@@ -68,10 +71,14 @@ def analysis_metrics(service: str, analysis: CanaryAnalysis) -> list[dict[str, A
     """
     w = _window(analysis)
     canary_all = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG)}[{w}]))"
-    canary_err = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG, ERR)}[{w}]))"
-    canary_ok = f"sum(rate({REQUESTS}{_sel(service, CANARY_ARG, OK)}[{w}]))"
+    # A status class nobody answered has no series at all, so its sum is an empty vector, not 0: the
+    # numerators default to 0 (``or on() vector(0)``), else a canary without a single 5xx would never pass the
+    # error-rate gate and one with nothing but 5xx would never fail the success-rate gate. The denominators
+    # stay empty without traffic, which keeps no-data Inconclusive.
+    canary_err = f"(sum(rate({REQUESTS}{_sel(service, CANARY_ARG, ERR)}[{w}])) or on() vector(0))"
+    canary_ok = f"(sum(rate({REQUESTS}{_sel(service, CANARY_ARG, OK)}[{w}])) or on() vector(0))"
     stable_all = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG)}[{w}]))"
-    stable_ok = f"sum(rate({REQUESTS}{_sel(service, STABLE_ARG, OK)}[{w}]))"
+    stable_ok = f"(sum(rate({REQUESTS}{_sel(service, STABLE_ARG, OK)}[{w}])) or on() vector(0))"
     p99 = (f"histogram_quantile(0.99, sum by (le) (rate({DURATION_BUCKET}{_sel(service, CANARY_ARG)}[{w}])))")
     enough = f" and on() (sum(increase({REQUESTS}{_sel(service, CANARY_ARG)}[{w}])) >= {analysis.min_requests})"
     max_p99_s = analysis.max_p99_ms / 1000
@@ -96,24 +103,38 @@ def effective_analysis(system: System, service: str) -> CanaryAnalysis:
     return analysis
 
 
+def template_metrics(system: System, service: str) -> list[dict[str, Any]]:
+    """The AnalysisTemplate's ``metrics`` list for a canary service: each check's name, interval,
+    failureLimit, consecutiveErrorLimit, inconclusiveLimit, conditions and Prometheus query (with Argo's
+    ``{{args.*}}`` placeholders). The rendered template and ``stackwright rollout``'s rehearsal both take
+    their queries and limits from here, so the rehearsal runs exactly what production's analysis runs."""
+    analysis = effective_analysis(system, service)
+    return [{
+        "name": m["name"],
+        "interval": analysis.interval,
+        "failureLimit": analysis.failure_limit,
+        "consecutiveErrorLimit": CONSECUTIVE_ERROR_LIMIT,
+        "inconclusiveLimit": INCONCLUSIVE_LIMIT,
+        "successCondition": m["successCondition"],
+        "failureCondition": m["failureCondition"],
+        "provider": {"prometheus": {"address": naming.PROMETHEUS_URL, "query": m["query"], "timeout": 30}},
+    } for m in analysis_metrics(service, analysis)]
+
+
+def resolve_args(query: str, *, canary_hash: str, stable_hash: str) -> str:
+    """The query as Argo Rollouts runs it: ``{{args.canary-hash}}``/``{{args.stable-hash}}`` replaced by the
+    pod-template hashes of the canary and stable ReplicaSets."""
+    return (query.replace(f"{{{{args.{CANARY_ARG}}}}}", canary_hash)
+            .replace(f"{{{{args.{STABLE_ARG}}}}}", stable_hash))
+
+
 def analysis_template(t: Target, service: str) -> dict[str, Any]:
     """AnalysisTemplate that fails the canary on error rate, p99 latency or a success-rate drop, and
     pauses it (Inconclusive) when there is too little traffic to judge."""
     if not t.system.monitoring.prometheus:
         raise RenderError(f"service '{service}' is released as a canary, whose analysis needs Prometheus; "
                           "set monitoring.prometheus: true or rollout.strategy: rolling")
-    analysis = effective_analysis(t.system, service)
-    metrics = [{
-        "name": m["name"],
-        "interval": analysis.interval,
-        "failureLimit": analysis.failure_limit,
-        "consecutiveErrorLimit": 4,
-        "inconclusiveLimit": INCONCLUSIVE_LIMIT,
-        "successCondition": m["successCondition"],
-        "failureCondition": m["failureCondition"],
-        "provider": {"prometheus": {"address": naming.PROMETHEUS_URL, "query": m["query"], "timeout": 30}},
-    } for m in analysis_metrics(service, analysis)]
-    spec = {"args": [{"name": CANARY_ARG}, {"name": STABLE_ARG}], "metrics": metrics}
+    spec = {"args": [{"name": CANARY_ARG}, {"name": STABLE_ARG}], "metrics": template_metrics(t.system, service)}
     return obj(ROLLOUTS_API, "AnalysisTemplate", t.meta(template_name(service), service), spec=spec)
 
 
