@@ -1,10 +1,11 @@
 """File service: streaming upload and download, folders and the trash.
 
 Upload (``POST /files``, raw body or ``multipart/form-data`` with one ``file`` part) streams the bytes to the
-originals bucket as they arrive (a multipart upload on S3): the process holds one chunk (plus one S3 part)
-whatever the size. The sha256 is computed on the way (a client-sent ``X-Content-SHA256`` is verified), the
-size is capped by ``MAX_UPLOAD_BYTES`` (413 past it) and the content type comes from the bytes (magic
-numbers; UTF-8 text without NUL is text/plain), never from the client. The file's row is inserted only
+originals bucket as they arrive (a multipart upload on S3): the process holds a couple of 1 MiB batches
+(plus one S3 part) whatever the size; receiving, hashing and writing a batch overlap (see UploadBody). The
+sha256 is computed on the way (a client-sent ``X-Content-SHA256`` is verified), the size is capped by
+``MAX_UPLOAD_BYTES`` (413 past it) and the content type comes from the bytes (magic numbers; UTF-8 text
+without NUL is text/plain), never from the client. The file's row is inserted only
 once its object is complete, so a killed upload leaves nothing visible and the client simply retries.
 
 Every route asks Postgres for the caller's role on the file or folder (``file_rank``/``folder_rank`` of
