@@ -298,8 +298,7 @@ def _rss(edge: httpx.Client, auth: dict[str, str], state: dict[str, Any]) -> dic
 
     import psutil
 
-    watched = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
-               "gateway": psutil.Process(state["runner_pid"])}
+    watched = {"file": psutil.Process(state["services"]["file"][0]["pid"]), "gateway": _gateway_process(state)}
     before = {k: p.memory_info().rss for k, p in watched.items()}
     peak = dict(before)
     done = threading.Event()
@@ -326,6 +325,16 @@ def _rss(edge: httpx.Client, auth: dict[str, str], state: dict[str, Any]) -> dic
     return {"bytes": RSS_UPLOAD, "mib_s": RSS_UPLOAD / MiB / secs,
             "file_before_mib": before["file"] / MiB, "file_growth_mib": (peak["file"] - before["file"]) / MiB,
             "gateway_growth_mib": (peak["gateway"] - before["gateway"]) / MiB}
+
+
+def _gateway_process(state: dict[str, Any]) -> Any:
+    """The local gateway's process: the runner's child running ``stackwright.local.gateway``."""
+    import psutil
+
+    for child in psutil.Process(state["runner_pid"]).children():
+        if "stackwright.local.gateway" in " ".join(child.cmdline()):
+            return child
+    raise RuntimeError("the local gateway's process is not among the runner's children")
 
 
 def _wait_up(client: httpx.Client) -> None:
