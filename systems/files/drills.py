@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
-from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
+from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_mid_flow
 from stackwright.local.demokit import bearer, idp_for
 from stackwright.local.mailbox import read_maildir
 from stackwright.local.state import system_dir
@@ -177,14 +177,13 @@ class Drill:
                 extra = asyncio.create_task(self._big_upload(session, phase, report))
             elif fault == "image-processing":
                 extra = asyncio.create_task(self._photos(session, phase))
-            await asyncio.sleep(self.warmup_s)
-            report(f"kill -9 {fault} …")
-            phase.recovery = await kill_and_recover(self.system.name, self.state_root, fault,
-                                                    timeout_s=self.recover_timeout_s)
-            report(f"  {fault} back as pid {phase.recovery.new_pid}: respawned in "
-                   f"{phase.recovery.respawned_s:.2f}s, ready in {phase.recovery.ready_s:.2f}s")
-            await self._wait_for_flow(phase)
-            await asyncio.sleep(self.tail_s)
+            async def flowing(recovery: Recovery) -> None:
+                phase.recovery = recovery
+                await self._wait_for_flow(phase)
+
+            await kill_mid_flow(self.system.name, self.state_root, fault, warmup_s=self.warmup_s,
+                                tail_s=self.tail_s, recover_timeout_s=self.recover_timeout_s, report=report,
+                                flowing=flowing)
             if extra is not None:
                 await extra
         except ChaosError as exc:

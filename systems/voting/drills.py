@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
+from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_mid_flow
 from stackwright.local.demokit import Client, bearer, idp_for
 from stackwright.local.state import system_dir
 from stackwright.runtime.queue import queue_from_url
@@ -123,14 +123,13 @@ class Drill:
         phase.outcomes = sender.outcomes
         sending = asyncio.create_task(sender.run())
         try:
-            await asyncio.sleep(self.warmup_s)
-            report(f"kill -9 {fault} …")
-            phase.recovery = await kill_and_recover(self.system.name, self.state_root, fault,
-                                                    timeout_s=self.recover_timeout_s)
-            report(f"  {fault} back as pid {phase.recovery.new_pid}: respawned in "
-                   f"{phase.recovery.respawned_s:.2f}s, ready in {phase.recovery.ready_s:.2f}s")
-            await self._wait_for_flow(phase)
-            await asyncio.sleep(self.tail_s)
+            async def flowing(recovery: Recovery) -> None:
+                phase.recovery = recovery
+                await self._wait_for_flow(phase)
+
+            await kill_mid_flow(self.system.name, self.state_root, fault, warmup_s=self.warmup_s,
+                                tail_s=self.tail_s, recover_timeout_s=self.recover_timeout_s, report=report,
+                                flowing=flowing)
         except ChaosError as exc:
             phase.error = str(exc)
             report(f"  [red]{exc}")

@@ -132,6 +132,22 @@ async def kill_and_recover(system: str, state_root: Path | None, target: str, *,
     raise ChaosError(f"{target} was not running and ready again {timeout_s:.0f}s after kill -9 of pid {pid}")
 
 
+async def kill_mid_flow(system: str, state_root: Path | None, fault: str, *, warmup_s: float, tail_s: float,
+                        recover_timeout_s: float, report: Callable[[str], None],
+                        flowing: Callable[[Recovery], Awaitable[None]]) -> Recovery:
+    """One fault while the caller's traffic flows: ``warmup_s`` of traffic, kill -9 of ``fault``, its recovery,
+    ``flowing(recovery)`` (the drill's own wait until a request sent after the kill has gone through; it may
+    raise ChaosError), then ``tail_s`` more of traffic. ChaosError if the process does not come back."""
+    await asyncio.sleep(warmup_s)
+    report(f"kill -9 {fault} …")
+    recovery = await kill_and_recover(system, state_root, fault, timeout_s=recover_timeout_s)
+    report(f"  {fault} back as pid {recovery.new_pid}: respawned in {recovery.respawned_s:.2f}s, "
+           f"ready in {recovery.ready_s:.2f}s")
+    await flowing(recovery)
+    await asyncio.sleep(tail_s)
+    return recovery
+
+
 # ---------------------------------------------------------------------------------------------- load
 
 
