@@ -38,10 +38,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
-from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_mid_flow
-from stackwright.local.demokit import bearer, idp_for
+from stackwright.local.chaos import ChaosError, DrillRow, FlowDrill, Outcome, Recovery
+from stackwright.local.demokit import bearer
 from stackwright.local.mailbox import read_maildir
-from stackwright.local.state import system_dir
 from stackwright.spec import System
 
 MiB = 1 << 20
@@ -96,28 +95,17 @@ class Phase:
                 if o.status == 201 and isinstance(o.body, dict) and "id" in o.body}
 
 
-class Drill:
+class Drill(FlowDrill):
     """The files drills against a running copy of the system (``state`` from ``start_detached``)."""
 
     FAULTS = ("file", "image-processing", "postgres", "redis")
 
     def __init__(self, system: System, state: dict[str, Any], state_root: Path | None, *,
-                 key_file: Path | None = None, warmup_s: float = 2.0, tail_s: float = 1.5,
-                 recover_timeout_s: float = 60.0, drain_timeout_s: float = 180.0) -> None:
-        self.system = system
-        self.state = state
-        self.state_root = state_root
-        self.base = state["gateway"]
-        self.db_url = state["resources"]["db"]
-        self.dir = system_dir(system, state_root)
-        self.idp = idp_for(system, key_file or self.dir / "idp-key.pem")
+                 drain_timeout_s: float = 180.0, **timings: Any) -> None:
+        # Draining waits for variants of every acknowledged image and an email per upload: longer than votes.
+        super().__init__(system, state, state_root, drain_timeout_s=drain_timeout_s, **timings)
         self.variant_count = len([v for v in system.services["image-processing"].env.get(
             "VARIANTS", "thumb:256:jpeg,preview:1024:webp").split(",") if v.strip()])
-        self.run_id = uuid.uuid4().hex[:8]
-        self.warmup_s = warmup_s
-        self.tail_s = tail_s
-        self.recover_timeout_s = recover_timeout_s
-        self.drain_timeout_s = drain_timeout_s
         self.phases: list[Phase] = []
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -168,35 +156,9 @@ class Drill:
             phase.sent[i] = sent
             return await self._upload(session, sent.user, f"u{i}.{'jpg' if image else 'txt'}", data, sent.sha256)
 
-        sender = OpenLoop(rate, upload)
-        phase.outcomes = sender.outcomes
-        sending = asyncio.create_task(sender.run())
-        extra: asyncio.Task[None] | None = None
-        try:
-            if fault == "file":
-                extra = asyncio.create_task(self._big_upload(session, phase, report))
-            elif fault == "image-processing":
-                extra = asyncio.create_task(self._photos(session, phase))
-            async def flowing(recovery: Recovery) -> None:
-                phase.recovery = recovery
-                await self._wait_for_flow(phase)
-
-            await kill_mid_flow(self.system.name, self.state_root, fault, warmup_s=self.warmup_s,
-                                tail_s=self.tail_s, recover_timeout_s=self.recover_timeout_s, report=report,
-                                flowing=flowing)
-            if extra is not None:
-                await extra
-        except ChaosError as exc:
-            phase.error = str(exc)
-            report(f"  [red]{exc}")
-        finally:
-            sender.stop()
-            await sending
-            if extra is not None and not extra.done():
-                extra.cancel()
-                with contextlib.suppress(BaseException):
-                    await extra
-        self.phases.append(phase)
+        alongside = (self._big_upload(session, phase, report) if fault == "file" else
+                     self._photos(session, phase) if fault == "image-processing" else None)
+        await self.flow_and_kill(phase, fault, rate, upload, report, alongside)
         return phase
 
     async def _big_upload(self, session: aiohttp.ClientSession, phase: Phase, report: Callable[[str], None]) -> None:
@@ -255,7 +217,7 @@ class Drill:
             status, body = await self._upload(session, sent.user, f"photo{n}.jpg", data, sent.sha256)
             phase.outcomes.append(Outcome(index, began, status, body))
 
-    async def _wait_for_flow(self, phase: Phase) -> None:
+    async def wait_for_flow(self, phase: Phase) -> None:
         """Until an upload sent after the kill has been acknowledged (or the time is up)."""
         assert phase.recovery is not None
         deadline = time.monotonic() + self.recover_timeout_s
@@ -389,9 +351,7 @@ class Drill:
     async def run(self, faults: list[str], *, rate: float = 40.0,
                   report: Callable[[str], None] = print) -> list[DrillRow]:
         """Run the faults in turn while uploads flow, wait for variants and emails, and check every upload."""
-        unknown = [f for f in faults if f not in self.FAULTS]
-        if unknown:
-            raise ChaosError(f"unknown fault(s) {', '.join(unknown)} (files drills: {', '.join(self.FAULTS)})")
+        self.check_faults(faults)
         connector = aiohttp.TCPConnector(limit=128)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
             for fault in faults:
