@@ -4,7 +4,9 @@ Scenarios (closed loop: one client, requests one after another; these are bandwi
 the open-loop rate search of the voting benchmark):
 
 - ``upload``: MB/s of 64 MiB uploads through the edge, and through a bare ASGI sink (uvicorn, same loop and
-  HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink.
+  HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink. Both get the same
+  request: a raw body, sent chunked, as the API's clients send it (``POST /files?name=``). The CPU seconds
+  each process spends per upload are recorded too (the MiB/s on a shared machine depend on its load).
 - ``download``: the same for 64 MiB downloads against a bare ASGI source (sends 1 MiB chunks from memory).
 - ``small``: p50/p99 latency of 1 KiB downloads through the edge (sequential, after a warm-up).
 - ``variants``: variants/s of image-processing (upload N photos, until Postgres records every variant) against
@@ -86,13 +88,23 @@ def _body(size: int) -> Any:
     return gen()
 
 
-def _mbps(fn: Any) -> float:
-    """Median MB/s (MiB/s) of REPEATS runs of ``fn()``, which moves BIG bytes."""
+def _mbps(fn: Any, cpu: dict[str, Any] | None = None, into: dict[str, Any] | None = None) -> float:
+    """Median MB/s (MiB/s) of REPEATS runs of ``fn()``, which moves BIG bytes.
+
+    ``cpu``: name -> psutil.Process whose CPU seconds per run (user + system, all threads; median) go into
+    ``into[name]``: unlike the MiB/s, they hardly depend on what else the machine is running.
+    """
     rates = []
+    spent: dict[str, list[float]] = {name: [] for name in cpu or {}}
     for _ in range(REPEATS):
+        before = {name: sum(p.cpu_times()[:2]) for name, p in (cpu or {}).items()}
         began = time.perf_counter()
         fn()
         rates.append(BIG / MiB / (time.perf_counter() - began))
+        for name, p in (cpu or {}).items():
+            spent[name].append(sum(p.cpu_times()[:2]) - before[name])
+    if into is not None:
+        into.update({name: statistics.median(v) for name, v in spent.items()})
     return statistics.median(rates)
 
 
@@ -211,9 +223,16 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
                                timeout=600)
                 assert r.status_code == 201, r.text
 
-            up_rate, direct_rate, sink_rate = _mbps(up_edge), _mbps(up_direct), _mbps(up_sink)
+            import psutil
+
+            procs = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
+                     "gateway": _gateway_process(state), "sink": psutil.Process(sink.pid)}
+            cpu: dict[str, dict[str, float]] = {"edge": {}, "direct": {}, "sink": {}}
+            up_rate = _mbps(up_edge, {k: procs[k] for k in ("gateway", "file")}, cpu["edge"])
+            direct_rate = _mbps(up_direct, {"file": procs["file"]}, cpu["direct"])
+            sink_rate = _mbps(up_sink, {"sink": procs["sink"]}, cpu["sink"])
             scenarios["upload"] = {"edge_mib_s": up_rate, "direct_mib_s": direct_rate, "sink_mib_s": sink_rate,
-                                   "ratio": up_rate / sink_rate}
+                                   "ratio": up_rate / sink_rate, "cpu_s_per_upload": cpu}
             reporter.note(f"upload: edge {up_rate:.0f} MiB/s, file service directly {direct_rate:.0f} MiB/s, "
                           f"bare sink {sink_rate:.0f} MiB/s")
 
@@ -374,6 +393,11 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         u = sc["upload"]
         lines.append(f"| upload 64 MiB | edge {u['edge_mib_s']:.0f} MiB/s, file service directly "
                      f"{u.get('direct_mib_s', 0):.0f} MiB/s, bare sink {u['sink_mib_s']:.0f} MiB/s |")
+        if "cpu_s_per_upload" in u:
+            c = u["cpu_s_per_upload"]
+            lines.append(f"| CPU seconds per 64 MiB upload | bare sink {c['sink']['sink']:.2f}; file service "
+                         f"directly {c['direct']['file']:.2f}; through the edge gateway {c['edge']['gateway']:.2f} "
+                         f"+ file service {c['edge']['file']:.2f} |")
     if "download" in sc:
         d = sc["download"]
         lines.append(f"| download 64 MiB | edge {d['edge_mib_s']:.0f} MiB/s, file service directly "
