@@ -288,7 +288,7 @@ class Drill(FlowDrill):
                 "SELECT id::text AS id, owner_id, sha256, size, object_key, created_at FROM files "
                 "WHERE owner_id = ANY($1::text[])", users)
             variants = await self._fetch(
-                "SELECT file_id::text AS file_id, name, object_key, size, width, height FROM variants "
+                "SELECT file_id::text AS file_id, name, object_key, size, width, height, created_at FROM variants "
                 "WHERE file_id = ANY($1::uuid[])", [uuid.UUID(r["id"]) for r in stored])
             by_id = {r["id"]: r for r in stored}
             mails = self._mails(set(acked))
@@ -327,6 +327,13 @@ class Drill(FlowDrill):
                          if r["id"] in acked and r["created_at"].timestamp() >= killed]
                 row.flow_s = max(0.0, min(after) - killed) if after else None
             notes = list(phase.notes)
+            if phase.fault == "image-processing" and phase.recovery is not None:
+                # Photos whose variants were finished only after the kill: the job the worker died in, and any
+                # queued behind it. None would mean the kill missed the work it is meant to interrupt.
+                photos = {r["id"] for r in stored if "-photo" in r["owner_id"]}
+                late = {v["file_id"] for v in variants if v["file_id"] in photos
+                        and v["created_at"].timestamp() > phase.recovery.killed_at}
+                notes.append(f"{len(late)} of {len(photos)} photos got their variants after the kill")
             if failures:
                 notes.append("errors: " + ", ".join(f"{k} x{n}" for k, n in sorted(failures.items())))
             if row.duplicated:
