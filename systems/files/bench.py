@@ -225,12 +225,12 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
 
             import psutil
 
-            procs = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
+            measured = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
                      "gateway": _gateway_process(state), "sink": psutil.Process(sink.pid)}
             cpu: dict[str, dict[str, float]] = {"edge": {}, "direct": {}, "sink": {}}
-            up_rate = _mbps(up_edge, {k: procs[k] for k in ("gateway", "file")}, cpu["edge"])
-            direct_rate = _mbps(up_direct, {"file": procs["file"]}, cpu["direct"])
-            sink_rate = _mbps(up_sink, {"sink": procs["sink"]}, cpu["sink"])
+            up_rate = _mbps(up_edge, {k: measured[k] for k in ("gateway", "file")}, cpu["edge"])
+            direct_rate = _mbps(up_direct, {"file": measured["file"]}, cpu["direct"])
+            sink_rate = _mbps(up_sink, {"sink": measured["sink"]}, cpu["sink"])
             scenarios["upload"] = {"edge_mib_s": up_rate, "direct_mib_s": direct_rate, "sink_mib_s": sink_rate,
                                    "ratio": up_rate / sink_rate, "cpu_s_per_upload": cpu}
             reporter.note(f"upload: edge {up_rate:.0f} MiB/s, file service directly {direct_rate:.0f} MiB/s, "
