@@ -4,11 +4,16 @@ Scenarios (closed loop: one client, requests one after another; these are bandwi
 the open-loop rate search of the voting benchmark):
 
 - ``upload``: MB/s of 64 MiB uploads through the edge, and through a bare ASGI sink (uvicorn, same loop and
-  HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink.
+  HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink. Both get the same
+  request: a raw body, sent chunked, as the API's clients send it (``POST /files?name=``). The CPU seconds
+  each process spends per upload are recorded too (the MiB/s on a shared machine depend on its load).
 - ``download``: the same for 64 MiB downloads against a bare ASGI source (sends 1 MiB chunks from memory).
 - ``small``: p50/p99 latency of 1 KiB downloads through the edge (sequential, after a warm-up).
-- ``variants``: variants/s of image-processing (upload N photos, until every variant is recorded) against
-  the same Pillow steps called directly in this process on the same photos; target >= 0.8.
+- ``variants``: variants/s of image-processing (upload N photos, until Postgres records every variant) against
+  its own Pillow steps (``services/image-processing/imaging.py``) called directly in this process on the same
+  photos, one after another: what the service adds (queue, store, database) shows; target >= 0.8.
+- ``rss``: one 1 GiB upload through the edge while the file service's resident memory is sampled every 20 ms;
+  the target is a rise of < 64 MiB (the gateway's process, which streams the body on, is reported too).
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from typing import Any
 
 import httpx
 
-SCENARIOS = ("upload", "download", "small", "variants")
+SCENARIOS = ("upload", "download", "small", "variants", "rss")
 MiB = 1 << 20
 BIG = 64 * MiB
 REPEATS = 3
 SMALL_REQUESTS = 300
 PHOTOS = 8
+#: The upload whose memory cost the ``rss`` scenario measures (the issue: < 64 MiB of file service RSS).
+RSS_UPLOAD = 1 << 30
 
 SINK_SOURCE = '''
 async def app(scope, receive, send):
@@ -81,13 +88,23 @@ def _body(size: int) -> Any:
     return gen()
 
 
-def _mbps(fn: Any) -> float:
-    """Median MB/s (MiB/s) of REPEATS runs of ``fn()``, which moves BIG bytes."""
+def _mbps(fn: Any, cpu: dict[str, Any] | None = None, into: dict[str, Any] | None = None) -> float:
+    """Median MB/s (MiB/s) of REPEATS runs of ``fn()``, which moves BIG bytes.
+
+    ``cpu``: name -> psutil.Process whose CPU seconds per run (user + system, all threads; median) go into
+    ``into[name]``: unlike the MiB/s, they hardly depend on what else the machine is running.
+    """
     rates = []
+    spent: dict[str, list[float]] = {name: [] for name in cpu or {}}
     for _ in range(REPEATS):
+        before = {name: sum(p.cpu_times()[:2]) for name, p in (cpu or {}).items()}
         began = time.perf_counter()
         fn()
         rates.append(BIG / MiB / (time.perf_counter() - began))
+        for name, p in (cpu or {}).items():
+            spent[name].append(sum(p.cpu_times()[:2]) - before[name])
+    if into is not None:
+        into.update({name: statistics.median(v) for name, v in spent.items()})
     return statistics.median(rates)
 
 
@@ -103,22 +120,55 @@ def _photos() -> list[bytes]:
     return out
 
 
-def _direct_variants(photos: list[bytes]) -> float:
-    """Variants/s of the service's Pillow steps (upright, fit, save JPEG 256 / WebP 1024) called directly."""
-    from PIL import Image, ImageOps
+def _imaging(system: Any) -> tuple[Any, list[Any], int]:
+    """image-processing's own Pillow steps (``imaging.py``, loaded by path) and the spec's variants."""
+    import importlib.util
 
+    name = "files_bench_imaging"
+    module = sys.modules.get(name)
+    if module is None:
+        path = Path(__file__).resolve().parent / "services" / "image-processing" / "imaging.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+    env = system.services["image-processing"].env
+    return module, module.parse_variants(env["VARIANTS"]), int(env["MAX_IMAGE_PIXELS"])
+
+
+def _direct_variants(system: Any, photos: list[bytes]) -> float:
+    """Variants/s of image-processing's Pillow steps (``render_variants``) called directly, one photo after
+    another: the same decode, resampling and encoders as the service, without its queue, store and database."""
+    imaging, specs, max_pixels = _imaging(system)
     began = time.perf_counter()
-    made = 0
-    for data in photos:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            upright = ImageOps.exif_transpose(im)
-            for side, fmt in ((256, "JPEG"), (1024, "WEBP")):
-                img = upright.copy()
-                img.thumbnail((side, side), Image.Resampling.LANCZOS)
-                img.save(io.BytesIO(), fmt, quality=82)
-                made += 1
+    made = sum(len(imaging.render_variants(data, specs, max_pixels=max_pixels)) for data in photos)
     return made / (time.perf_counter() - began)
+
+
+def _wait_variants(db_url: str, ids: list[str], want: int, timeout_s: float = 300) -> None:
+    """Until Postgres records ``want`` variants of the files ``ids``: one query per 50 ms (polling the API for
+    each file would load the machine the worker runs on)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    async def poll() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                n = await conn.fetchval("SELECT count(*) FROM variants WHERE file_id = ANY($1::uuid[])",
+                                        [uuid.UUID(i) for i in ids])
+                if n >= want:
+                    return
+                await asyncio.sleep(0.05)
+            raise TimeoutError(f"{want} variants not recorded within {timeout_s:.0f}s")
+        finally:
+            await conn.close()
+
+    asyncio.run(poll())
 
 
 def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
@@ -173,9 +223,16 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
                                timeout=600)
                 assert r.status_code == 201, r.text
 
-            up_rate, direct_rate, sink_rate = _mbps(up_edge), _mbps(up_direct), _mbps(up_sink)
+            import psutil
+
+            measured = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
+                     "gateway": _gateway_process(state), "sink": psutil.Process(sink.pid)}
+            cpu: dict[str, dict[str, float]] = {"edge": {}, "direct": {}, "sink": {}}
+            up_rate = _mbps(up_edge, {k: measured[k] for k in ("gateway", "file")}, cpu["edge"])
+            direct_rate = _mbps(up_direct, {"file": measured["file"]}, cpu["direct"])
+            sink_rate = _mbps(up_sink, {"sink": measured["sink"]}, cpu["sink"])
             scenarios["upload"] = {"edge_mib_s": up_rate, "direct_mib_s": direct_rate, "sink_mib_s": sink_rate,
-                                   "ratio": up_rate / sink_rate}
+                                   "ratio": up_rate / sink_rate, "cpu_s_per_upload": cpu}
             reporter.note(f"upload: edge {up_rate:.0f} MiB/s, file service directly {direct_rate:.0f} MiB/s, "
                           f"bare sink {sink_rate:.0f} MiB/s")
 
@@ -222,20 +279,22 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
         if "variants" in chosen:
             reporter.phase(f"variants of {PHOTOS} photos 2400x1800")
             photos = _photos()
-            direct = _direct_variants(photos)
+            direct = _direct_variants(system, photos)
+            want = len(_imaging(system)[1]) * len(photos)
             t = time.perf_counter()
             made = [edge.post("/files", params={"name": f"p{i}.jpg"}, content=p, headers=auth).json()["id"]
                     for i, p in enumerate(photos)]
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                done = sum(len(edge.get(f"/files/{i}", headers=auth).json()["variants"]) for i in made)
-                if done >= 2 * len(made):
-                    break
-                time.sleep(0.1)
-            service = 2 * len(made) / (time.perf_counter() - t)
+            _wait_variants(state["resources"]["db"], made, want)
+            service = want / (time.perf_counter() - t)
             scenarios["variants"] = {"service_per_s": service, "pillow_per_s": direct, "ratio": service / direct,
                                      "photos": PHOTOS}
             reporter.note(f"variants: service {service:.2f}/s, Pillow directly {direct:.2f}/s")
+        if "rss" in chosen:
+            reporter.phase("1 GiB upload through the edge, file service RSS")
+            scenarios["rss"] = _rss(edge, auth, state)
+            reporter.note(f"rss: file service +{scenarios['rss']['file_growth_mib']:.1f} MiB, gateway "
+                          f"+{scenarios['rss']['gateway_growth_mib']:.1f} MiB during a 1 GiB upload "
+                          f"({scenarios['rss']['mib_s']:.0f} MiB/s)")
     finally:
         stop(system.name, root)
         sink.terminate()
@@ -250,6 +309,51 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
             "command": "stackwright bench files", "duration_s": time.monotonic() - began,
             "criteria": {"text": "each figure is the median of 3 runs (bandwidth) or the percentile of 300 requests"},
             "partial": chosen != SCENARIOS, "scenarios": scenarios}
+
+
+def _rss(edge: httpx.Client, auth: dict[str, str], state: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS rise of the file service (and the gateway's process) during one RSS_UPLOAD upload."""
+    import threading
+
+    import psutil
+
+    watched = {"file": psutil.Process(state["services"]["file"][0]["pid"]), "gateway": _gateway_process(state)}
+    before = {k: p.memory_info().rss for k, p in watched.items()}
+    peak = dict(before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for k, p in watched.items():
+                peak[k] = max(peak[k], p.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    began = time.perf_counter()
+    try:
+        r = edge.post("/files", params={"name": "one-gib.bin"}, content=_body(RSS_UPLOAD), headers=auth)
+    finally:
+        done.set()
+        sampler.join()
+    secs = time.perf_counter() - began
+    assert r.status_code == 201 and r.json()["size"] == RSS_UPLOAD, r.text[:300]
+    # The gigabyte is not kept on the bench machine's disk longer than needed.
+    assert edge.delete(f"/files/{r.json()['id']}", headers=auth).status_code == 204
+    assert edge.delete(f"/trash/{r.json()['id']}", headers=auth).status_code == 204
+    return {"bytes": RSS_UPLOAD, "mib_s": RSS_UPLOAD / MiB / secs,
+            "file_before_mib": before["file"] / MiB, "file_growth_mib": (peak["file"] - before["file"]) / MiB,
+            "gateway_growth_mib": (peak["gateway"] - before["gateway"]) / MiB}
+
+
+def _gateway_process(state: dict[str, Any]) -> Any:
+    """The local gateway's process: the runner's child running ``stackwright.local.gateway``."""
+    import psutil
+
+    for child in psutil.Process(state["runner_pid"]).children():
+        if "stackwright.local.gateway" in " ".join(child.cmdline()):
+            return child
+    raise RuntimeError("the local gateway's process is not among the runner's children")
 
 
 def _wait_up(client: httpx.Client) -> None:
@@ -270,6 +374,10 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"target": f"{name} MiB/s through the edge >= {share} x bare ASGI",
                          "measured": f"{s['edge_mib_s']:.0f} vs {s[ref]:.0f} MiB/s = {s['ratio']:.2f}x",
                          "met": s["ratio"] >= share})
+    if "rss" in sc:
+        s = sc["rss"]
+        rows.append({"target": "a 1 GiB upload raises the file service's RSS by < 64 MiB",
+                     "measured": f"+{s['file_growth_mib']:.1f} MiB", "met": s["file_growth_mib"] < 64})
     if "variants" in sc:
         s = sc["variants"]
         rows.append({"target": "variants/s of image-processing >= 0.8 x Pillow directly",
@@ -285,6 +393,11 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         u = sc["upload"]
         lines.append(f"| upload 64 MiB | edge {u['edge_mib_s']:.0f} MiB/s, file service directly "
                      f"{u.get('direct_mib_s', 0):.0f} MiB/s, bare sink {u['sink_mib_s']:.0f} MiB/s |")
+        if "cpu_s_per_upload" in u:
+            c = u["cpu_s_per_upload"]
+            lines.append(f"| CPU seconds per 64 MiB upload | bare sink {c['sink']['sink']:.2f}; file service "
+                         f"directly {c['direct']['file']:.2f}; through the edge gateway {c['edge']['gateway']:.2f} "
+                         f"+ file service {c['edge']['file']:.2f} |")
     if "download" in sc:
         d = sc["download"]
         lines.append(f"| download 64 MiB | edge {d['edge_mib_s']:.0f} MiB/s, file service directly "
@@ -296,6 +409,11 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         v = sc["variants"]
         lines.append(f"| variants ({v['photos']} photos 2400x1800, thumb + WebP preview) | service "
                      f"{v['service_per_s']:.2f}/s, Pillow directly {v['pillow_per_s']:.2f}/s |")
+    if "rss" in sc:
+        r = sc["rss"]
+        lines.append(f"| 1 GiB upload through the edge | file service RSS +{r['file_growth_mib']:.1f} MiB (from "
+                     f"{r['file_before_mib']:.0f} MiB), gateway +{r['gateway_growth_mib']:.1f} MiB, "
+                     f"{r['mib_s']:.0f} MiB/s |")
     return lines
 
 

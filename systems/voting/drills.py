@@ -22,9 +22,8 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
-from stackwright.local.demokit import Client, bearer, idp_for
-from stackwright.local.state import system_dir
+from stackwright.local.chaos import ChaosError, DrillRow, FlowDrill, Outcome, Recovery
+from stackwright.local.demokit import Client, bearer
 from stackwright.runtime.queue import queue_from_url
 from stackwright.spec import System
 
@@ -53,30 +52,18 @@ class Phase:
                 and o.sent_at >= self.recovery.killed_at]
 
 
-class Drill:
+class Drill(FlowDrill):
     """The voting drills against a running copy of the system (``state`` from ``start_detached``)."""
 
     FAULTS = ("worker", "vote", "redis", "postgres")
 
-    def __init__(self, system: System, state: dict[str, Any], state_root: Path | None, *,
-                 key_file: Path | None = None, warmup_s: float = 2.0, tail_s: float = 1.5,
-                 recover_timeout_s: float = 60.0, drain_timeout_s: float = 90.0) -> None:
-        self.system = system
-        self.state = state
-        self.state_root = state_root
-        self.base = state["gateway"]
-        self.db_url = state["resources"]["db"]
+    def __init__(self, system: System, state: dict[str, Any], state_root: Path | None, **timings: Any) -> None:
+        super().__init__(system, state, state_root, **timings)
         self.cache_url = state["resources"]["cache"]
         self.queue_url = state["resources"]["votes"]
         self.queue_name = f"{system.name}-votes"
         self.max_receive = system.resources["votes"].max_receive_count
-        self.idp = idp_for(system, key_file or system_dir(system, state_root) / "idp-key.pem")
         self.admin = bearer(self.idp.mint("chaos-admin", ["admin"], ttl_s=3600))
-        self.run_id = uuid.uuid4().hex[:8]
-        self.warmup_s = warmup_s
-        self.tail_s = tail_s
-        self.recover_timeout_s = recover_timeout_s
-        self.drain_timeout_s = drain_timeout_s
         self.phases: list[Phase] = []
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -119,28 +106,10 @@ class Drill:
             reply = await client.post(url, json={"option": OPTIONS[i % len(OPTIONS)]}, headers=bearer(token))
             return reply.status, reply.body
 
-        sender = OpenLoop(rate, vote)
-        phase.outcomes = sender.outcomes
-        sending = asyncio.create_task(sender.run())
-        try:
-            await asyncio.sleep(self.warmup_s)
-            report(f"kill -9 {fault} …")
-            phase.recovery = await kill_and_recover(self.system.name, self.state_root, fault,
-                                                    timeout_s=self.recover_timeout_s)
-            report(f"  {fault} back as pid {phase.recovery.new_pid}: respawned in "
-                   f"{phase.recovery.respawned_s:.2f}s, ready in {phase.recovery.ready_s:.2f}s")
-            await self._wait_for_flow(phase)
-            await asyncio.sleep(self.tail_s)
-        except ChaosError as exc:
-            phase.error = str(exc)
-            report(f"  [red]{exc}")
-        finally:
-            sender.stop()
-            await sending
-        self.phases.append(phase)
+        await self.flow_and_kill(phase, fault, rate, vote, report)
         return phase
 
-    async def _wait_for_flow(self, phase: Phase) -> None:
+    async def wait_for_flow(self, phase: Phase) -> None:
         """Until a vote sent after the kill has been acknowledged and counted (or the time is up)."""
         deadline = time.monotonic() + self.recover_timeout_s
         while time.monotonic() < deadline:
@@ -246,9 +215,7 @@ class Drill:
     async def run(self, faults: list[str], *, rate: float = 40.0,
                   report: Callable[[str], None] = print) -> list[DrillRow]:
         """Run the faults in turn while votes flow, wait for the queue to drain, and check every vote."""
-        unknown = [f for f in faults if f not in self.FAULTS]
-        if unknown:
-            raise ChaosError(f"unknown fault(s) {', '.join(unknown)} (voting drills: {', '.join(self.FAULTS)})")
+        self.check_faults(faults)
         async with Client(self.base, concurrency=256, timeout_s=15) as client:
             for fault in faults:
                 await self.run_fault(client, fault, rate, report)

@@ -10,9 +10,11 @@ discovered through :mod:`stackwright.plugins`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +149,85 @@ async def kill_mid_flow(system: str, state_root: Path | None, target: str, repor
     report(f"  {target} back as pid {rec.new_pid}: respawned in {rec.respawned_s:.2f}s, ready in {rec.ready_s:.2f}s")
     await asyncio.sleep(tail_s)
     return rec, None
+
+
+class FlowDrill:
+    """Common ground of a system's drills that kill processes while requests flow (its ``Drill`` subclasses this).
+
+    Holds the running copy (``state`` from ``start_detached``), its dev identity provider (``idp``), a run id
+    for names no other run uses, the timings (seconds), and ``phases`` (one per fault, the subclass's own
+    type, each with a ``recovery`` attribute). The subclass provides ``wait_for_flow(phase)``.
+    """
+
+    def __init__(self, system: Any, state: dict[str, Any], state_root: Path | None, *,
+                 key_file: Path | None = None, warmup_s: float = 2.0, tail_s: float = 1.5,
+                 recover_timeout_s: float = 60.0, drain_timeout_s: float = 90.0) -> None:
+        from .demokit import idp_for
+        from .state import system_dir
+
+        self.system = system
+        self.state = state
+        self.state_root = state_root
+        self.base = state["gateway"]
+        self.db_url = state["resources"]["db"]
+        self.idp = idp_for(system, key_file or system_dir(system, state_root) / "idp-key.pem")
+        self.run_id = uuid.uuid4().hex[:8]
+        self.warmup_s = warmup_s
+        self.tail_s = tail_s
+        self.recover_timeout_s = recover_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.phases: list[Any] = []
+
+    FAULTS: tuple[str, ...] = ()
+
+    def check_faults(self, faults: list[str]) -> None:
+        """ChaosError unless every fault is one of ``FAULTS``."""
+        unknown = [f for f in faults if f not in self.FAULTS]
+        if unknown:
+            raise ChaosError(f"unknown fault(s) {', '.join(unknown)} ({self.system.name} drills: "
+                             f"{', '.join(self.FAULTS)})")
+
+    async def wait_for_flow(self, phase: Any) -> None:
+        """Until a request sent after the kill (``phase.recovery.killed_at``) has gone through; ChaosError if
+        none does within ``recover_timeout_s``."""
+        raise NotImplementedError
+
+    async def kill_phase(self, phase: Any, fault: str, report: Callable[[str], None]) -> None:
+        """While the caller's requests flow: ``warmup_s``, kill -9 of ``fault``, its recovery (into
+        ``phase.recovery``), ``wait_for_flow(phase)``, then ``tail_s`` more. ChaosError if it does not recover."""
+        await asyncio.sleep(self.warmup_s)
+        report(f"kill -9 {fault} …")
+        phase.recovery = await kill_and_recover(self.system.name, self.state_root, fault,
+                                                timeout_s=self.recover_timeout_s)
+        report(f"  {fault} back as pid {phase.recovery.new_pid}: respawned in {phase.recovery.respawned_s:.2f}s, "
+               f"ready in {phase.recovery.ready_s:.2f}s")
+        await self.wait_for_flow(phase)
+        await asyncio.sleep(self.tail_s)
+
+    async def flow_and_kill(self, phase: Any, fault: str, rate: float, request: Callable[[int], Awaitable[Any]],
+                            report: Callable[[str], None], alongside: Awaitable[None] | None = None) -> None:
+        """``request(i)`` at ``rate`` per second (open loop; outcomes into ``phase.outcomes``) while
+        :meth:`kill_phase` runs, plus ``alongside`` (a fault's own traffic, awaited after the recovery). A
+        ChaosError ends up in ``phase.error``; the phase is appended to ``phases``."""
+        sender = OpenLoop(rate, request)
+        phase.outcomes = sender.outcomes
+        sending = asyncio.create_task(sender.run())
+        extra = asyncio.ensure_future(alongside) if alongside is not None else None
+        try:
+            await self.kill_phase(phase, fault, report)
+            if extra is not None:
+                await extra
+        except ChaosError as exc:
+            phase.error = str(exc)
+            report(f"  [red]{exc}")
+        finally:
+            sender.stop()
+            await sending
+            if extra is not None and not extra.done():
+                extra.cancel()
+                with contextlib.suppress(BaseException):
+                    await extra
+        self.phases.append(phase)
 
 
 # ---------------------------------------------------------------------------------------------- load

@@ -69,6 +69,30 @@ class ObjectStore:
         return None
 
 
+#: Chunks smaller than this are written on the event loop (a thread hop costs more than the write).
+INLINE_WRITE = 64 << 10
+#: Dirty bytes between writeback kicks in ``LocalStore.put_stream``.
+WRITEBACK_EVERY = 8 << 20
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` (which starts at byte ``offset`` of the file) to ``fd``.
+
+    Each time the file crosses a :data:`WRITEBACK_EVERY` boundary, the kernel is asked to start writing the
+    finished stretch to disk now (``POSIX_FADV_DONTNEED`` starts writeback without waiting for it, and drops
+    the pages once clean): the closing fsync then waits for the last few MiB, not for the whole file, and a
+    large upload does not fill the page cache.
+    """
+    view = memoryview(data)
+    while view:  # os.write may write less than asked
+        view = view[os.write(fd, view):]
+    end = offset + len(data)
+    if end // WRITEBACK_EVERY > offset // WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
+        # From one stretch back: the previous stretch, clean by now, is dropped from the cache as well.
+        start = max(0, offset // WRITEBACK_EVERY - 1) * WRITEBACK_EVERY
+        os.posix_fadvise(fd, start, end // WRITEBACK_EVERY * WRITEBACK_EVERY - start, os.POSIX_FADV_DONTNEED)
+
+
 def _safe_key(key: str) -> str:
     if not key or key.startswith("/") or ".." in key.split("/"):
         raise ValueError(f"invalid object key: {key!r}")
@@ -114,16 +138,30 @@ class LocalStore(ObjectStore):
         # are not listed, so a temp left by a killed process is invisible (and removed by no one: see list).
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(chunks):x}.tmp")
         size = 0
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Future[None] | None = None
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             async for chunk in chunks:
-                view = memoryview(chunk)
-                while view:  # os.write may write less than asked
-                    view = view[os.write(fd, view):]
+                # One write in flight in a thread while the next chunk arrives (os.write releases the GIL):
+                # receiving and writing overlap, and memory holds at most two chunks.
+                if writing is not None:
+                    await writing
+                if len(chunk) < INLINE_WRITE:
+                    _write_all(fd, chunk, size)  # a small body: a thread hop would cost more than the write
+                    writing = None
+                else:
+                    writing = loop.run_in_executor(None, _write_all, fd, chunk, size)
                 size += len(chunk)
+            if writing is not None:
+                await writing
             # On disk before it gets its name: after a crash the name never points at missing bytes.
             await asyncio.to_thread(os.fsync, fd)
         except BaseException:
+            if writing is not None:
+                # The thread may still be writing to fd: wait for it before closing (never close under it).
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise

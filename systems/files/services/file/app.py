@@ -1,10 +1,11 @@
 """File service: streaming upload and download, folders and the trash.
 
 Upload (``POST /files``, raw body or ``multipart/form-data`` with one ``file`` part) streams the bytes to the
-originals bucket as they arrive (a multipart upload on S3): the process holds one chunk (plus one S3 part)
-whatever the size. The sha256 is computed on the way (a client-sent ``X-Content-SHA256`` is verified), the
-size is capped by ``MAX_UPLOAD_BYTES`` (413 past it) and the content type comes from the bytes (magic
-numbers; UTF-8 text without NUL is text/plain), never from the client. The file's row is inserted only
+originals bucket as they arrive (a multipart upload on S3): the process holds a couple of 1 MiB batches
+(plus one S3 part) whatever the size; receiving, hashing and writing a batch overlap (see UploadBody). The
+sha256 is computed on the way (a client-sent ``X-Content-SHA256`` is verified), the size is capped by
+``MAX_UPLOAD_BYTES`` (413 past it) and the content type comes from the bytes (magic numbers; UTF-8 text
+without NUL is text/plain), never from the client. The file's row is inserted only
 once its object is complete, so a killed upload leaves nothing visible and the client simply retries.
 
 Every route asks Postgres for the caller's role on the file or folder (``file_rank``/``folder_rank`` of
@@ -49,6 +50,10 @@ TRASH_RETENTION_DAYS = float(settings.get("TRASH_RETENTION_DAYS", "30") or 30)
 TRASH_SWEEP_S = float(settings.get("TRASH_SWEEP_S", "60") or 60)
 PRESIGN = (settings.get("PRESIGN_DOWNLOADS", "") or "").lower() in ("1", "true", "yes")
 SNIFF_BYTES = 8192
+# Upload bytes travel in batches of about this size (see UploadBody); batches smaller than INLINE_HASH (a
+# small file) are hashed on the event loop, where a thread hop would cost more than the hash.
+BATCH = 1 << 20
+INLINE_HASH = 64 * 1024
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp"})
 
 svc = Service(settings=settings, title="file", max_body_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK)
@@ -195,7 +200,13 @@ def folder_json(row: Any) -> dict[str, Any]:
 
 
 class UploadBody:
-    """The file bytes of a request body, raw or the ``file`` part of multipart/form-data, as a stream."""
+    """The file bytes of a request body, raw or the ``file`` part of multipart/form-data, as a stream.
+
+    ``chunks()`` yields the bytes in batches of about :data:`BATCH` bytes; the sha256 of a batch is computed
+    in a thread while the next batch arrives (hashlib releases the GIL), so receiving, hashing and writing
+    (the store's own thread) run side by side on separate cores. Memory: the batch being received, the one
+    being hashed and written, whatever the file's size.
+    """
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -208,21 +219,31 @@ class UploadBody:
         self.size += len(data)
         if self.size > MAX_UPLOAD_BYTES:
             raise Problem(413, f"file exceeds {MAX_UPLOAD_BYTES} bytes")
-        self.hash.update(data)
         if len(self.head) < SNIFF_BYTES:
             self.head += data[:SNIFF_BYTES - len(self.head)]
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes in batches; Problem 413 past MAX_UPLOAD_BYTES, 400 for a malformed multipart body.
+
+        ``self.hash`` is complete once the iteration has ended.
+        """
         ctype = self.request.headers.get("content-type", "")
-        if ctype.lower().startswith("multipart/form-data"):
-            async for data in self._multipart(ctype):
-                self._account(data)
-                yield data
-            return
-        async for data in self.request.stream():
-            if data:
-                self._account(data)
-                yield data
+        pieces = (self._multipart(ctype) if ctype.lower().startswith("multipart/form-data")
+                  else self.request.stream())
+        loop = asyncio.get_running_loop()
+        hashing: asyncio.Future[None] | None = None
+        async for batch in _batched(pieces):
+            self._account(batch)
+            if hashing is not None:
+                await hashing  # sha256 is sequential: one batch at a time, in order
+            if len(batch) < INLINE_HASH:
+                self.hash.update(batch)
+                hashing = None
+            else:
+                hashing = loop.run_in_executor(None, self.hash.update, batch)
+            yield batch
+        if hashing is not None:
+            await hashing
 
     async def _multipart(self, ctype: str) -> AsyncIterator[bytes]:
         from python_multipart.exceptions import MultipartParseError
@@ -287,6 +308,24 @@ class UploadBody:
             raise Problem(400, "multipart body ends before its closing boundary")
         if state["files"] == 0:
             raise Problem(400, "multipart body has no part named 'file'")
+
+
+async def _batched(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Join the body's small pieces (the HTTP server hands them out 64 KiB or less at a time) into batches of
+    about BATCH bytes: one thread hop and one write per MiB rather than per piece."""
+    held: list[bytes] = []
+    count = 0
+    async for piece in pieces:
+        if not piece:
+            continue
+        held.append(piece)
+        count += len(piece)
+        if count >= BATCH:
+            yield b"".join(held)
+            held.clear()
+            count = 0
+    if held:
+        yield b"".join(held)
 
 
 def _tags_param(tags: str | None) -> list[str]:

@@ -7,12 +7,14 @@ knows of a user (a directory lookup would replace this function, nothing else).
 
 At-least-once delivery, at-most-once mail per event: a message whose ``event_id`` is marked as sent in
 Redis (``notified:<event_id>``, kept 2 days) is acked without sending; the mark is set right after the
-send. A worker killed between the SMTP/SES acceptance and the mark sends that one mail again on
-redelivery: the window is one network round trip (mail cannot join a transaction with Redis).
+send (retried through a Redis outage, up to two minutes: a mark that failed would mean a second mail). A
+worker killed between the SMTP/SES acceptance and the mark sends that one mail again on redelivery: the
+window is one network round trip (mail cannot join a transaction with Redis).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -28,6 +30,8 @@ log = logging.getLogger("files.notification")
 
 EMAIL_DOMAIN = svc.settings.get("EMAIL_DOMAIN", "users.example.com") or "users.example.com"
 SENT_TTL_S = 2 * 24 * 3600
+#: How long a sent mail's mark waits for Redis before giving up (then the message may be mailed again).
+MARK_PATIENCE_S = 120.0
 _mailer: Any = None
 
 
@@ -74,8 +78,29 @@ async def handle(messages: list[Any]) -> None:
             continue
         subject, text = compose(body)
         message_id = await mailer().send(to=to, subject=subject, body=text)
-        await cache.set(key, message_id or "1", ex=SENT_TTL_S)
+        await _mark_sent(key, message_id or "1")
         log.info("event %s: mailed %s (%s)", body["event_id"], to, message_id)
+
+
+async def _mark_sent(key: str, value: str) -> None:
+    """Record that the mail of ``key`` went out, waiting out a Redis outage (up to MARK_PATIENCE_S).
+
+    Once the mail is accepted, failing here would leave the message unacked and unmarked: its redelivery
+    would mail the user again. Holding on until Redis answers keeps the duplicate window to a kill of this
+    process between the send and the mark.
+    """
+    delay = 0.1
+    deadline = asyncio.get_running_loop().time() + MARK_PATIENCE_S
+    while True:
+        try:
+            await cache.set(key, value, ex=SENT_TTL_S)
+            return
+        except Exception as exc:  # redis errors and timeouts alike: the mark matters, not why it failed
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("marking %s as sent failed (%s); retrying in %.1fs", key, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 @svc.background

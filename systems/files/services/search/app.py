@@ -1,8 +1,8 @@
 """Search: files by name, tags, type, owner and (for text files) content, filtered to what the caller may read.
 
-The index is the ``index`` search resource: a Postgres database with full-text search locally (a generated
-``tsvector`` over name, tags and content, GIN-indexed); OpenSearch on AWS is what the resource renders, and
-this service's OpenSearch client is not written yet (see the README). The index holds no permissions:
+The index is the ``index`` search resource (``engines.py``): a Postgres database with full-text search locally
+(a weighted ``tsvector`` over name, tags and content, GIN-indexed), the OpenSearch domain the AWS render
+makes when ``INDEX_URL`` is its https endpoint. The index holds no permissions:
 candidates come from the index and every one is checked against the record (``file_rank`` in the main
 database) in the same request, so a revoked share or trashed file drops out of results at once.
 
@@ -18,13 +18,13 @@ import unicodedata
 import uuid
 from typing import Annotated, Any
 
+from engines import Doc, Index, OpenSearchIndex, PostgresIndex, SearchQuery, is_opensearch
 from fastapi import Depends, Query
 
 from stackwright.runtime import Principal, Problem, Service, consume, problem_responses
 
 svc = Service(title="search")
 db = svc.postgres("db")
-index = svc.postgres("index")
 originals = svc.store("originals")
 tasks = svc.queue("tasks")
 app = svc.app
@@ -37,31 +37,11 @@ CONTENT_LIMIT = int(svc.settings.get("INDEX_CONTENT_BYTES", str(1 << 20)) or 1 <
 PAGE = 200
 MAX_PAGES = 20
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS docs (
-    file_id       uuid PRIMARY KEY,
-    name          text NOT NULL,
-    tags          text[] NOT NULL,
-    content_type  text NOT NULL,
-    owner_id      text NOT NULL,
-    content       text NOT NULL DEFAULT '',
-    -- Written with the row (array_to_string is not immutable, so this cannot be a generated column).
-    tsv           tsvector NOT NULL
-);
-CREATE INDEX IF NOT EXISTS docs_tsv ON docs USING gin (tsv);
-CREATE INDEX IF NOT EXISTS docs_tags ON docs USING gin (tags);
-CREATE INDEX IF NOT EXISTS docs_owner ON docs (owner_id);
-"""
-
-
-@svc.on_startup
-async def create_schema() -> None:
-    async with index.pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock(4114)")  # replicas starting together create it once
-        try:
-            await conn.execute(SCHEMA)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(4114)")
+_index_url = svc.settings.resource_url("index")
+index: Index = (OpenSearchIndex(_index_url, index_name=svc.settings.get("INDEX_NAME", "files-docs") or "files-docs")
+                if is_opensearch(_index_url) else PostgresIndex(svc.postgres("index")))
+svc.on_startup(index.open)  # after the pools (a Postgres index creates its table on its pool)
+svc.on_shutdown(index.close)
 
 
 async def reindex(file_id: uuid.UUID) -> str:
@@ -70,7 +50,7 @@ async def reindex(file_id: uuid.UUID) -> str:
         "SELECT id, name, tags, content_type, owner_id, object_key, size FROM files "
         "WHERE id = $1 AND deleted_at IS NULL", file_id)
     if row is None:
-        await index.pool.execute("DELETE FROM docs WHERE file_id = $1", file_id)
+        await index.delete(file_id)
         return "removed"
     content = ""
     if row["content_type"].startswith("text/"):
@@ -80,15 +60,7 @@ async def reindex(file_id: uuid.UUID) -> str:
             content = raw.decode("utf-8", "ignore").replace("\x00", " ")
         except KeyError:
             content = ""
-    await index.pool.execute(
-        """INSERT INTO docs (file_id, name, tags, content_type, owner_id, content, tsv)
-           VALUES ($1, $2, $3, $4, $5, $6, setweight(to_tsvector('simple', $2), 'A')
-                   || setweight(to_tsvector('simple', array_to_string($3::text[], ' ')), 'B')
-                   || setweight(to_tsvector('simple', $6), 'C'))
-           ON CONFLICT (file_id) DO UPDATE SET name = EXCLUDED.name, tags = EXCLUDED.tags,
-               content_type = EXCLUDED.content_type, owner_id = EXCLUDED.owner_id, content = EXCLUDED.content,
-               tsv = EXCLUDED.tsv""",
-        row["id"], row["name"], list(row["tags"]), row["content_type"], row["owner_id"], content)
+    await index.upsert(Doc(row["id"], row["name"], list(row["tags"]), row["content_type"], row["owner_id"], content))
     return "indexed"
 
 
@@ -99,7 +71,7 @@ async def handle(messages: list[Any]) -> None:
 
 async def rebuild_if_empty() -> int:
     """Index every live file when the index holds nothing (a new or lost index); returns files indexed."""
-    if await index.pool.fetchval("SELECT EXISTS (SELECT 1 FROM docs)"):
+    if not await index.is_empty():
         return 0
     done = 0
     last = uuid.UUID(int=0)
@@ -123,10 +95,6 @@ async def follow_record() -> None:
     await consume(tasks, handle, batch_size=50, wait_seconds=1.0)
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _clean(v: str | None, what: str) -> str | None:
     if v is None:
         return None
@@ -144,30 +112,10 @@ async def search(who: Caller,
                  owner: Annotated[str | None, Query(max_length=200)] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
     """Files the caller may read that match every given filter, best matches first."""
-    q, tag, type, owner = _clean(q, "q"), _clean(tag, "tag"), _clean(type, "type"), _clean(owner, "owner")
-    where: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    order = "file_id"
-    if q:
-        tsq = f"websearch_to_tsquery('simple', {arg(q)})"
-        where.append(f"(tsv @@ {tsq} OR name ILIKE {arg(_like(q))})")
-        order = f"ts_rank(tsv, {tsq}) DESC, file_id"
-    if tag:
-        where.append(f"{arg(tag.lower())} = ANY(tags)")
-    if type:
-        where.append(f"content_type LIKE {arg(_like(type.lower())[1:] if '/' in type else type.lower() + '/%')}")
-    if owner:
-        where.append(f"owner_id = {arg(owner)}")
-    sql = (f"SELECT file_id FROM docs {'WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY {order} LIMIT {PAGE} OFFSET ")
+    query = SearchQuery(_clean(q, "q"), _clean(tag, "tag"), _clean(type, "type"), _clean(owner, "owner"))
     found: list[Any] = []
     for page in range(MAX_PAGES):
-        ids = [r["file_id"] for r in await index.pool.fetch(sql + str(page * PAGE), *args)]
+        ids = await index.candidates(query, page * PAGE, PAGE)
         if not ids:
             break
         # The record decides, not the index: live files the caller may read, in the index's order.
