@@ -160,20 +160,30 @@ def pcm16_to_float(data: bytes) -> Any:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def decode(model: Any, audio: Any, *, beam_size: int, words: bool,
-           window_pad_s: float = 2.0) -> tuple[str, list[dict[str, Any]]]:
+#: Most tokens a decode may emit per second of audio (fast speech is ~4), plus a constant: Whisper sometimes
+#: repeats a phrase until its 448-token limit, which made one greedy partial of 1 s of audio take 20 CPU-s.
+TOKENS_PER_S, TOKENS_EXTRA = 8, 16
+#: Whisper's temperature fallback (a decode that looks like a loop is retried at higher temperatures).
+FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def decode(model: Any, audio: Any, *, beam_size: int, words: bool, window_pad_s: float = 2.0,
+           fallback: bool = True) -> tuple[str, list[dict[str, Any]]]:
     """Transcribe one utterance (float32 16 kHz): (text, [{word, start, end, conf}] in seconds from its start).
 
-    The encoder window is :func:`window_seconds` of the audio (``window_pad_s=0``: Whisper's 30 s). The same
-    call the direct baseline in tests and bench uses, so "through the system" and "the bare model" differ
-    only in what the system does around it.
+    The encoder window is :func:`window_seconds` of the audio (``window_pad_s=0``: Whisper's 30 s); at most
+    ``TOKENS_PER_S`` tokens per second of audio come out; ``fallback=False`` (partials) decodes once, at
+    temperature 0. The same call the direct baseline in tests and bench uses, so "through the system" and
+    "the bare model" differ only in what the system does around it.
     """
     window_s = window_seconds(len(audio), window_pad_s)
     _window.frames = window_s * 100  # 100 feature frames per second
     try:
         segments, _ = model.transcribe(audio, language="en", beam_size=beam_size, word_timestamps=words,
                                        without_timestamps=not words, condition_on_previous_text=False,
-                                       vad_filter=False, chunk_length=window_s)
+                                       vad_filter=False, chunk_length=window_s,
+                                       temperature=FALLBACK if fallback else 0.0,
+                                       max_new_tokens=int(TOKENS_PER_S * len(audio) / SAMPLE_RATE) + TOKENS_EXTRA)
         text_parts: list[str] = []
         found: list[dict[str, Any]] = []
         for seg in segments:  # a generator: the decoding happens here, inside the window
@@ -235,7 +245,8 @@ class Decoder:
     async def partial(self, audio: Any, wanted: Callable[[], bool]) -> str | None:
         """A greedy partial text of the open utterance; None if ``wanted()`` was false when its turn came."""
         result = await self._submit(Job(1, lambda: decode(self.model, audio, beam_size=1, words=False,
-                                                          window_pad_s=self.cfg.window_pad_s), wanted))
+                                                          window_pad_s=self.cfg.window_pad_s, fallback=False),
+                                        wanted))
         return None if result is None else str(result[0])
 
     async def vad(self, audio: Any) -> list[dict[str, int]]:
@@ -243,7 +254,9 @@ class Decoder:
         the decoder instead of queueing behind it."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        opts = VadOptions(min_silence_duration_ms=int(self.cfg.end_silence_s * 1000), speech_pad_ms=100)
+        # Segments end after 0.1 s of silence, so the caller sees a pause as it begins (and stops partials);
+        # it cuts the utterance once the silence after the last segment reaches END_SILENCE_S.
+        opts = VadOptions(min_silence_duration_ms=100, speech_pad_ms=100)
         return await asyncio.to_thread(get_speech_timestamps, audio, opts)
 
     async def _submit(self, job: Job) -> Any:
