@@ -362,7 +362,9 @@ class StreamState:
         reads exactly one message after ``{"eof": 1}``)."""
         if self.vad_task is not None:
             await asyncio.gather(self.vad_task, return_exceptions=True)
-        if self.open_len:
+        # What is left is decoded only if VAD hears speech in it: after a live stream's last utterance it is
+        # mostly trailing silence, and decoding that would only hold up other streams' finals.
+        if self.open_len and await self.decoder.vad(self._open_audio()):
             self._cut(self.open_len)
         results = [await task for task in self.finals]
         self.finals.clear()
