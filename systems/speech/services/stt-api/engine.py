@@ -129,7 +129,8 @@ def _window_encoder() -> None:
     faster-whisper pads every window of features to 3000 frames (30 s) with a module-level ``pad_or_trim``
     before encoding; CTranslate2's Whisper encoder takes shorter input. This wraps that one function so it pads
     to the window the running decode set (``decode(..., window_s=)``); without one it is the stock 30 s.
-    Pinned faster-whisper 1.2.1: tests compare the decode with and without it on the corpus.
+    Written against faster-whisper 1.2.1 (the pinned version); the corpus WER with and without it is in the
+    speech reading of bench/RESULTS.md.
     """
     from faster_whisper import transcribe as fw_transcribe
 
