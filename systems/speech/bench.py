@@ -66,6 +66,10 @@ class SpeechBench(SystemBench):
         if "idle_sockets" in self.opt.only:
             self.results["idle_sockets"] = self._idle_sockets()
 
+    def _stt_stats(self) -> dict[str, float]:
+        """stt-api's counters (``GET /stats``): finals, final_wait_s, final_decode_s, partials, ..."""
+        return _stats_of(str(self.state["services"]["stt-api"][0]["url"]))
+
     def _rss_mib(self) -> dict[str, float | None]:
         from stackwright.bench import procs
 
@@ -177,15 +181,33 @@ class SpeechBench(SystemBench):
             async def all_streams(n: int = n) -> list[list[float]]:
                 return await asyncio.gather(*(one(i) for i in range(n)))
 
+            before = self._stt_stats()
             samples = sorted(x for per in asyncio.run(all_streams()) for x in per)
+            spent = {k: v - before.get(k, 0) for k, v in self._stt_stats().items()}
+            finals = int(spent.get("finals") or 0)
             row = {"streams": n, "finals": len(samples),
                    "p50_s": round(statistics.median(samples), 3) if samples else None,
                    "p99_s": round(_pct(samples, 0.99), 3) if samples else None,
-                   "max_s": round(samples[-1], 3) if samples else None}
+                   "max_s": round(samples[-1], 3) if samples else None,
+                   # stt-api's own account of the same finals: queued behind other decodes, then decoding.
+                   "decoded_finals": finals,
+                   "final_wait_mean_s": round(spent["final_wait_s"] / finals, 3) if finals else None,
+                   "final_decode_mean_s": round(spent["final_decode_s"] / finals, 3) if finals else None,
+                   "partials": int(spent.get("partials") or 0),
+                   "partials_dropped": int(spent.get("partials_dropped") or 0),
+                   "partial_decode_mean_s": round(spent["partial_decode_s"] / spent["partials"], 3)
+                   if spent.get("partials") else None}
             out["by_streams"][str(n)] = row
         ok = [int(k) for k, v in out["by_streams"].items() if v["p99_s"] is not None and v["p99_s"] <= slo_s]
         out["max_streams_within_slo"] = max(ok) if ok else 0
         return out
+
+
+def _stats_of(url: str) -> dict[str, float]:
+    import httpx
+
+    doc = httpx.get(f"{url}/stats", timeout=10).json()
+    return {k: float(v) for k, v in doc.items() if k.startswith(("final", "partial"))}
 
 
 def _pct(sorted_values: list[float], q: float) -> float:
@@ -229,10 +251,16 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     lat = doc["scenarios"].get("latency")
     if lat:
         lines += ["", f"**latency** (end of speech -> final text; real-time streams, {TRAILING_SILENCE_S:g} s of "
-                      "silence after each clip):", "", "| concurrent streams | finals | p50 s | p99 s | max s |",
-                  "|---:|---:|---:|---:|---:|"]
+                      "silence after each clip; stt-api's mean per final: queued behind other decodes, decoding; "
+                      "partials decoded and dropped as stale):", "",
+                  "| concurrent streams | finals | p50 s | p99 s | max s | final queued s | final decode s "
+                  "| partials (dropped) | partial decode s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in lat["by_streams"].values():
-            lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} |")
+            lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} "
+                         f"| {row.get('final_wait_mean_s')} | {row.get('final_decode_mean_s')} "
+                         f"| {row.get('partials')} ({row.get('partials_dropped')}) "
+                         f"| {row.get('partial_decode_mean_s')} |")
     idle = doc["scenarios"].get("idle_sockets")
     if idle:
         outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(idle["outcomes"].items()))

@@ -171,7 +171,8 @@ def direct_model(cpu_threads: int = 2) -> Any:
     model = engine.load_model(cfg)
 
     def transcribe(pcm: bytes) -> str:
-        text, _ = engine.decode(model, engine.pcm16_to_float(pcm), beam_size=cfg.beam_size, words=True)
+        text, _ = engine.decode(model, engine.pcm16_to_float(pcm), beam_size=cfg.beam_size, words=True,
+                                window_pad_s=cfg.window_pad_s)
         return str(text)
 
     return transcribe

@@ -146,7 +146,8 @@ def test_nat_gateway_per_az(system: System, synthesized: dict[str, Any]) -> None
         template.resource_count_is("AWS::EC2::FlowLog", 1)
         endpoints = _resources(t, "AWS::EC2::VPCEndpoint")
         services = json.dumps([e["Properties"]["ServiceName"] for e in endpoints.values()])
-        for service in ("ecr.api", "ecr.dkr", "sts", "logs", "secretsmanager", "sqs", ".s3"):
+        for service in ("ecr.api", "ecr.dkr", "sts", "logs", "secretsmanager", "sqs", ".s3", ".ssm\"",
+                        ".ssmmessages", ".ec2messages"):
             assert service in services
 
 

@@ -35,6 +35,13 @@ AWS_RESERVED_PER_SUBNET = 5
 #: Smallest subnet AWS allows (and the largest mask CDK accepts).
 SMALLEST_MASK = 28
 
+#: Interface VPC endpoints of a private VPC with ``vpc_endpoints`` (the S3 gateway endpoint, free, comes too):
+#: image pulls (ecr.api, ecr.dkr), IRSA and pod identity (sts, eks-auth), logs, secretsmanager, sqs, ec2 (the
+#: VPC CNI), and ssm, ssmmessages, ec2messages: Session Manager shells on nodes with no SSH or bastion. The CDK
+#: app renders exactly these and the plan prices them.
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "eks-auth", "logs", "secretsmanager", "sqs", "ec2", "ssm",
+                       "ssmmessages", "ec2messages")
+
 
 @dataclass(frozen=True)
 class SubnetGroup:

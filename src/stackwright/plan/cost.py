@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
+from ..deploy.network import INTERFACE_ENDPOINTS
 from ..resources import kind_of
 from ..spec import System
 from .capacity import region_shares
@@ -21,8 +22,6 @@ from .usage import resolve_usage
 
 CENT = Decimal("0.01")
 ROOT_VOLUME_GB = 20
-#: Interface endpoints plan assumes a private VPC gets (the S3 gateway endpoint is free).
-VPC_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "logs", "secretsmanager")
 WAF_MANAGED_RULE_GROUPS = 3
 CATEGORIES = ("cluster", "compute", "database", "cache", "search", "network", "edge", "messaging", "storage",
               "secrets", "observability", "data transfer")
@@ -131,11 +130,11 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
             out.add("network", f"NAT gateways: {nats}", "nat.hour", nats * hours, "gateway-hours")
             out.add("network", "NAT data processed", "nat.gb", usage["nat_gb"] * share, "GB")
             if system.network.vpc_endpoints:
-                n_ep = len(VPC_ENDPOINTS) + (1 if system.resources_of("queue") else 0)
+                # What the CDK app renders (the S3 gateway endpoint is free).
+                n_ep = len(INTERFACE_ENDPOINTS)
                 out.add("network", f"VPC interface endpoints: {n_ep} x {system.network.azs} AZs",
                         "vpc_endpoint.az_hour", n_ep * system.network.azs * hours, "endpoint-AZ-hours",
-                        assumption=f"endpoints for {', '.join(VPC_ENDPOINTS)}"
-                                   + (", sqs" if system.resources_of("queue") else ""))
+                        assumption=f"endpoints for {', '.join(INTERFACE_ENDPOINTS)}")
 
         if system.edge.api_gateway is not None:
             out.add("edge", "API Gateway (HTTP API) requests", "apigateway.http_api_million", req_m, "million requests")

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..deploy import scale
-from ..deploy.network import layout
+from ..deploy.network import INTERFACE_ENDPOINTS, layout
 from ..resources import kind_of
 from ..spec import System
 from ..spec.model import Route
@@ -352,7 +352,7 @@ def network(system: System) -> Diagram:
             lines.append(f"            {_node(_id('NAT', az), 'NAT gateway')}")
         lines.append("        end")
     if system.network.vpc_endpoints and system.network.layout == "private":
-        lines.append(f"        {_node('VPCE', 'VPC endpoints<br/>ECR, STS, Logs, Secrets Manager, S3 gateway')}")
+        lines.append(f"        {_node('VPCE', 'VPC endpoints<br/>' + ', '.join(INTERFACE_ENDPOINTS) + ', S3 gateway')}")
     lines.append("    end")
     for az in net.azs:
         lines.append(f"    {_id('public', az)} --> IGW")

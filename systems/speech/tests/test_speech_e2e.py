@@ -4,6 +4,7 @@ protocol, accuracy equal to the bare model, usage counted exactly once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
 import httpx
@@ -114,3 +115,37 @@ def test_frontend_page_is_served(speech: Speech) -> None:
     page = speech.client.get("/")
     assert page.status_code == 200
     assert "/asr?access_token=" in page.text and "/account/usage" in page.text
+
+
+def test_api_key_opens_a_stream_until_it_is_revoked(speech: Speech) -> None:
+    owner = f"key-streamer-{uuid.uuid4().hex[:6]}"
+    auth = {"authorization": f"Bearer {speech.token(owner)}"}
+    key = speech.client.post("/account/keys", json={"name": "cli"}, headers=auth).json()
+    # At rest only the SHA-256: no column holds the key.
+    stored = speech.db_rows("SELECT * FROM api_keys WHERE id = $1::uuid", key["id"])[0]
+    assert stored["key_sha256"] == hashlib.sha256(key["key"].encode()).digest()
+    assert key["key"] not in {str(v) for v in stored.values()}
+    # Straight at ws-proxy: on EKS nothing in front of it checks credentials (the local edge requires a JWT).
+    direct = speech.service_url("ws-proxy").replace("http://", "ws://") + "/asr"
+    second = bytes(2 * kit.SAMPLE_RATE)  # one second of silence: usage is what counts here
+    result = asyncio.run(kit.stream(direct, second, token=key["key"]))
+    assert result.close_code == 1000, result.close_reason
+    usage = speech.wait_until(lambda: (u := speech.usage(owner))["sessions"] == 1 and u)
+    assert usage["audio_seconds"] == 1.0  # charged to the key's owner
+
+    async def status(credential: str, header: bool = False) -> int:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        url, headers = (direct, {"authorization": f"Bearer {credential}"}) if header else \
+            (f"{direct}?access_token={credential}", None)
+        try:
+            async with connect(url, proxy=None, open_timeout=20, additional_headers=headers):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(status(key["key"], header=True)) == 101
+    assert asyncio.run(status(key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B"))) == 403
+    assert speech.client.delete(f"/account/keys/{key['id']}", headers=auth).status_code == 204
+    assert asyncio.run(status(key["key"])) == 403  # the next handshake after the revocation

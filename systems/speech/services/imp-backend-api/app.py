@@ -5,7 +5,7 @@ Routes (edge, token required): ``GET /account`` (created on first call), ``GET /
 the latest sessions), ``POST /account/keys`` (a new API key, shown once; only its SHA-256 is stored),
 ``GET /account/keys``, ``DELETE /account/keys/{id}``. Internal (not routed by the edge):
 ``POST /internal/usage``, where ws-proxy reports usage records; they are queued, and sqs-data-updator stores
-each (session_id, seq) once.
+each (session_id, seq) once; ``POST /internal/keys/verify``, where ws-proxy checks an API key on a handshake.
 """
 
 from __future__ import annotations
@@ -46,6 +46,20 @@ class NewKey(BaseModel):
     name: str = Field("default", min_length=1, max_length=64)
 
 
+class KeyCheck(BaseModel):
+    """An API key as a client presented it (``sk_`` and 43 URL-safe characters when well formed)."""
+
+    key: str = Field(min_length=1, max_length=256)
+
+
+KEY_PREFIX = "sk_"
+
+
+def key_digest(key: str) -> bytes:
+    """What is stored of a key: its SHA-256 (the key itself is shown once, at creation)."""
+    return hashlib.sha256(key.encode()).digest()
+
+
 async def _account(user_id: str) -> dict[str, Any]:
     row = await db.pool.fetchrow(
         "INSERT INTO accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id "
@@ -78,11 +92,11 @@ async def usage(who: User) -> dict[str, Any]:
 async def create_key(body: NewKey, who: User) -> dict[str, Any]:
     """A new API key {id, name, key, prefix}: ``key`` is shown only in this answer."""
     await _account(who.sub)
-    key = "sk_" + secrets.token_urlsafe(32)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = uuid.uuid4()
     await db.pool.execute(
         "INSERT INTO api_keys (id, user_id, name, prefix, key_sha256) VALUES ($1, $2, $3, $4, $5)",
-        key_id, who.sub, body.name, key[:10], hashlib.sha256(key.encode()).digest())
+        key_id, who.sub, body.name, key[:10], key_digest(key))
     return {"id": str(key_id), "name": body.name, "key": key, "prefix": key[:10]}
 
 
@@ -111,3 +125,14 @@ async def report_usage(record: UsageRecord) -> dict[str, str]:
     """Queue one usage record (internal: ws-proxy's only; the edge does not route /internal)."""
     message_id = await usage_updates.send(record.model_dump())
     return {"queued": message_id}
+
+
+@app.post("/internal/keys/verify", responses=problem_responses(404))
+async def verify_key(body: KeyCheck) -> dict[str, str]:
+    """The owner of a live API key, {user_id, key_id}; 404 if the key is unknown or revoked (internal: ws-proxy
+    asks on every handshake made with a key, so a revocation holds from the next handshake on)."""
+    row = await db.pool.fetchrow("SELECT id, user_id FROM api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
+                                 key_digest(body.key))
+    if row is None:
+        raise Problem(404, "no such API key, or it was revoked")
+    return {"user_id": row["user_id"], "key_id": str(row["id"])}

