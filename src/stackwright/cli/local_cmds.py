@@ -172,7 +172,7 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
     with httpx.Client(timeout=1.0) as client:
         for procs in state["services"].values():
             for p in procs:
-                ok, deps = _readiness(client, p["url"])
+                ok, deps = _readiness(client, p.get("platform_url") or p["url"])
                 table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
                               "[green]yes[/]" if ok else "[red]no[/]", deps)
     for name, b in state["backing"].items():

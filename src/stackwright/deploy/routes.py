@@ -46,6 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..contract import PLATFORM_PATHS
 from ..spec import System
 from ..spec.quantities import bytes_size
 from .names import HEALTH_CHECK_PATH
@@ -350,6 +351,13 @@ def edge_table(system: System, environment: str | None = None, *, alb_only: bool
     passthrough = tuple(n for n, s in system.services.items() if s.expose == "load-balancer" and s.routes)
     routes = [r for r in spec_routes(system) if not (alb_only and r.service in passthrough)]
     return compile_routes(routes, local_only=local_only, passthrough=() if alb_only else passthrough)
+
+
+def published_paths(system: System, service: str) -> tuple[str, ...]:
+    """The platform endpoints (:data:`~stackwright.contract.PLATFORM_PATHS`) a spec route publishes on
+    ``service``: those the edge forwards to it, which its application port then serves as well."""
+    table = edge_table(system)
+    return tuple(p for p in sorted(PLATFORM_PATHS) if table.match("GET", p).service == service)
 
 
 def production_only(system: System) -> list[str]:

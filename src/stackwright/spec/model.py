@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 # The resource kinds' models live in their kind modules (stackwright.resources.<kind>); the union
 # ``Resource`` comes from the registry, and the classes are re-exported here so
 # ``from stackwright.spec.model import QueueResource`` keeps working.
+from ..contract import CONTAINER_PLATFORM_PORT
 from ..resources.bucket import BucketResource, LifecycleRule  # noqa: F401
 from ..resources.postgres import Pool, PostgresResource  # noqa: F401
 from ..resources.queue import QueueResource  # noqa: F401
@@ -269,6 +270,13 @@ class Service(Strict):
     service_port: int = Field(80, ge=1, le=65535)
     graceful_shutdown_s: int = Field(30, ge=1)
     shutdown: Shutdown = Field(default_factory=Shutdown)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if v == CONTAINER_PLATFORM_PORT:
+            raise ValueError(f"port {v} is every pod's platform port (metrics, readiness, API docs); pick another")
+        return v
 
     @field_validator("app")
     @classmethod
