@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stackwright.deploy.environments import default_environment
 from stackwright.deploy.routes import (
     ALB_LIMITS,
     EdgeTable,
@@ -28,7 +29,7 @@ from tests.fixtures.load import edited, fixture
 from tests.ingress_eval import alb_rules, evaluate
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEMS = {"voting": REPO / "systems/voting/system.yaml", "fastapi-app": REPO / "systems/fastapi-app/system.yaml"}
+SYSTEMS = {name: REPO / f"systems/{name}/system.yaml" for name in ("voting", "fastapi-app", "speech")}
 
 
 def _ingress(system: System) -> dict[str, Any] | None:
@@ -41,14 +42,20 @@ def _label(table: EdgeTable, method: str, path: str) -> str:
 
 
 def _assert_parity(system: System) -> int:
+    """The local table (hosts ``<label>.localhost``) and the production Ingress (``<label>.<domain>``) give
+    every probe the same outcome."""
     ingress = _ingress(system)
     table = edge_table(system, alb_only=True)
     if ingress is None:
         assert not [r for r in table.rules if r.kind == "forward"]
         return 0
     rules = alb_rules(ingress)
-    outcomes = [(p, _label(table, p.method, p.path), evaluate(rules, p.method, p.path)) for p in probe_set(system)]
-    mismatches = [f"{p.method} {p.path}: table {mine}, ALB {alb}" for p, mine, alb in outcomes if mine != alb]
+    prod = default_environment(system)
+    outcomes = [(p, table.match(p.method, p.path, p.host_name(system, None)).label,
+                 evaluate(rules, p.method, p.path, p.host_name(system, prod) or "origin.example.com"))
+                for p in probe_set(system)]
+    mismatches = [f"{p.method} {p.host} {p.path}: table {mine}, ALB {alb}" for p, mine, alb in outcomes
+                  if mine != alb]
     assert not mismatches, "\n".join(mismatches)
     return len(probe_set(system))
 
@@ -102,6 +109,13 @@ def test_the_table_survives_the_gateway_config() -> None:
         [(r.pattern, r.kind, r.action, r.methods, r.status) for r in table.rules]
     for probe in probe_set(load_system(SYSTEMS["voting"])):
         assert _label(again, probe.method, probe.path) == _label(table, probe.method, probe.path), probe
+    speech = load_system(SYSTEMS["speech"])
+    table = edge_table(speech)
+    again = table_from_dict(table_to_dict(table))
+    assert {r.host for r in again.rules} == {None, "api.localhost", "backend.localhost", "platform.localhost"}
+    for probe in probe_set(speech):
+        host = probe.host_name(speech, None)
+        assert again.match(probe.method, probe.path, host).label == table.match(probe.method, probe.path, host).label
 
 
 def test_alb_limits_are_the_documented_ones() -> None:

@@ -144,6 +144,19 @@ class Route(Strict):
         description="websocket routes: seconds without a message either way after which the session is closed "
                     "(1001); the application's timeout, not the ALB's (which stays 60 s, kept open by pings)")
     max_body: str | None = None
+    host: str | None = Field(
+        None, description="host label the route is limited to (`api`: api.<domain> in production, "
+                          "api.<env>.<domain> elsewhere, api.localhost on the local gateway); unset: every name "
+                          "pointing at the edge")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        # One or more DNS labels (RFC 1123), lower case: the edge puts the environment's domain after them.
+        label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+        if v is not None and not re.fullmatch(rf"{label}(\.{label})*", v):
+            raise ValueError(f"route host must be DNS labels in lower case, without the domain (e.g. api): {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _websocket_only(self) -> Route:

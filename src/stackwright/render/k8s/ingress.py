@@ -63,6 +63,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
     actions: dict[str, dict[str, Any]] = {}
     conditions: dict[str, list[dict[str, Any]]] = {}
     by_host: dict[str | None, list[dict[str, Any]]] = {}
+    hosts = sorted({r.host for r in table.rules if r.host is not None})
     for rule in table.rules:
         if rule.kind == "fixed":
             assert rule.status is not None
@@ -76,8 +77,11 @@ def ingress(t: Target) -> dict[str, Any] | None:
                 {"serviceName": rule.route.service, "servicePort": str(svc.service_port)}]}}
             conditions[rule.action] = [{"field": "http-request-method",
                                         "httpRequestMethodConfig": {"Values": sorted(rule.methods)}}]
-        by_host.setdefault(rule.host, []).append(
-            {"path": rule.pattern, "pathType": "ImplementationSpecific", "backend": _backend(t, rule)})
+        path = {"path": rule.pattern, "pathType": "ImplementationSpecific", "backend": _backend(t, rule)}
+        # The ALB tries an Ingress's host rules before its host-less one, so each host lists, in the table's
+        # order, the host-less rules too (the internal blocks ahead of its own routes, as in the table).
+        for host in [rule.host] if rule.host is not None else [*hosts, None]:
+            by_host.setdefault(host, []).append(path)
     # Rules for a named host first; the rule without a host answers for every name that points at the ALB
     # (api., writer., the origin).
     rules = [({"host": h} if h else {}) | {"http": {"paths": paths}}
