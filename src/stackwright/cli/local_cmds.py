@@ -143,8 +143,12 @@ def _print_ready(state: dict) -> None:
                   f"(stop: stackwright down {state['system']})")
     if state.get("dashboard"):
         console.print(f"dashboard: {state['dashboard']}  (logs: stackwright logs {state['system']} -f)")
+    for label, url in (state.get("hosts") or {}).items():
+        console.print(f"routes on host {label}.: {url}")
     if state.get("gateway_admin"):  # not on the public port, which answers only what the ALB would
         console.print(f"gateway health and metrics (local only): {state['gateway_admin']}/healthz, /metrics")
+    for note in state.get("production_only") or []:
+        console.print(f"production only, not applied locally: {note}")
 
 
 def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:

@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 
 from ..contract import EDGE_PROOF_ENV
-from ..deploy.routes import edge_table, table_to_dict
+from ..deploy.routes import edge_table, production_only, table_to_dict
 from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
@@ -29,6 +29,7 @@ from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis, LocalSMTP
 from .backing.smtp import smtp_ready
 from .ports import free_port, port_in_use
+from .routing import host_urls
 from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
 from .supervisor import ProcessSpec, Supervisor
 from .wiring import Endpoints, service_env
@@ -305,6 +306,10 @@ class LocalSystem:
             "system": self.system.name, "spec": str(self.system.source), "status": self.status,
             "runner_pid": os.getpid(), "runner_start": self.started, "processes": self.supervisor.processes(),
             "gateway": self.endpoints.gateway_url, "gateway_admin": self.gateway_admin_url, "steps": self.steps,
+            # Routes limited to a host answer on <label>.localhost at the gateway's port; what the production
+            # edge adds that the gateway does not apply (the WAF) is listed so that nobody tests for it here.
+            "hosts": host_urls(self.system, self.endpoints.gateway_url),
+            "production_only": production_only(self.system),
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
             "prometheus": getattr(self.prometheus, "url", None), "dashboard": self.dashboard_url,

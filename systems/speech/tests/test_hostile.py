@@ -32,7 +32,7 @@ def _url(speech: Speech, user: str) -> str:
 
 
 async def _open(url: str) -> ClientConnection:
-    return await connect(url, proxy=None, open_timeout=20, max_size=1 << 20)
+    return await connect(url, proxy=None, open_timeout=20, max_size=1 << 20, **kit.dial(url))
 
 
 async def _close_of(ws: ClientConnection, timeout_s: float = 30) -> tuple[int, str]:
