@@ -23,7 +23,7 @@ from stackwright.deploy.routes import (
     table_to_dict,
 )
 from stackwright.render.k8s import render_k8s
-from stackwright.spec import System, load_system
+from stackwright.spec import SpecError, System, load_system
 from tests.edge_probes import probe_set
 from tests.fixtures.load import edited, fixture
 from tests.ingress_eval import alb_rules, evaluate
@@ -122,3 +122,32 @@ def test_alb_limits_are_the_documented_ones() -> None:
     # AWS, "Quotas for your Application Load Balancers", HTTP headers; beyond them the ALB answers 400.
     assert (ALB_LIMITS.request_line, ALB_LIMITS.single_header, ALB_LIMITS.total_headers, ALB_LIMITS.status) == \
         (16384, 16384, 65536, 400)
+
+
+def test_route_hosts_are_labels_with_one_owner_per_host(tmp_path: Path) -> None:
+    def on_hosts(spec: dict[str, Any]) -> None:
+        spec["services"]["gateway"]["routes"] = [{"path": "/stream", "host": "api"},
+                                                 {"path": "/stream", "host": "edge.eu"}]
+
+    system = load_system(edited("streaming", tmp_path / "ok", on_hosts))
+    table = edge_table(system, "prod")
+    assert {r.host for r in table.rules if r.kind == "forward"} == {
+        f"api.{system.edge.domain}", f"edge.eu.{system.edge.domain}"}
+    assert table.match("GET", "/stream", f"API.{system.edge.domain}:443").service == "gateway"
+    assert table.match("GET", "/stream", system.edge.domain).status == 404  # the apex is another name
+    assert table.match("GET", "/stream", "api.localhost").status == 404  # production names only
+    assert edge_table(system).match("GET", "/stream", "api.localhost:8080").service == "gateway"
+    _assert_parity(system)
+
+    for bad in ("API", "api.example.com.", "-api", "api_1", ""):
+        def bad_host(spec: dict[str, Any], bad: str = bad) -> None:
+            spec["services"]["gateway"]["routes"][0]["host"] = bad
+
+        with pytest.raises(SpecError, match="route host must be DNS labels"):
+            load_system(edited("streaming", tmp_path / f"bad{len(bad)}{bad[:1]}", bad_host))
+
+    def twice(spec: dict[str, Any]) -> None:
+        spec["services"]["gateway"]["routes"] = [{"path": "/stream", "host": "api"}, {"path": "/stream", "host": "api"}]
+
+    with pytest.raises(SpecError, match="claimed by both"):
+        load_system(edited("streaming", tmp_path / "twice", twice))
