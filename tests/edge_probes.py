@@ -85,7 +85,9 @@ def send(base: str, probe: Probe, headers: dict[str, str], timeout: float = 10.0
     url = urlsplit(base)
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
     try:
-        conn.putrequest(probe.method, probe.path, skip_accept_encoding=True)
+        # A Host in ``headers`` replaces http.client's own (two Host headers would leave the choice to the edge).
+        conn.putrequest(probe.method, probe.path, skip_accept_encoding=True,
+                        skip_host=any(name.lower() == "host" for name in headers))
         for name, value in headers.items():
             conn.putheader(name, value)
         conn.putheader("content-length", "0")
