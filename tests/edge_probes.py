@@ -2,7 +2,8 @@
 
 The probe set (:func:`probe_set`) holds every spec route with each of its methods, HEAD and a method it does
 not take, the paths below prefix routes, the runtime's internal endpoints, the gateway's former metrics
-path, traversal, percent-encoding, case and slash variants of them, and unknown paths. :func:`send` sends a
+path, traversal, percent-encoding, case and slash variants of them, and unknown paths; with routes limited
+to a host (``host:``), each of them on every host the spec names and on none. :func:`send` sends a
 probe byte for byte (http.client keeps the path as written, where httpx would normalise it) and
 :func:`edge_outcome` tells from the gateway's own request counter (on its local-only admin port) whether
 the gateway forwarded it, and to which service, or answered it itself.
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stackwright.deploy.names import route_host
 from stackwright.spec import System
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -34,19 +36,31 @@ UNKNOWN = ("/no/such/path", "/favicon.ico", "/robots.txt", "/.env", "/admin", "/
 
 @dataclass(frozen=True)
 class Probe:
-    """One request: method and raw path (as sent on the request line, without a query string)."""
+    """One request: method, raw path (as sent on the request line, without a query string) and the spec's
+    host label it is sent to (None: a name no route is limited to)."""
 
     method: str
     path: str
+    host: str | None = None
+
+    def host_name(self, system: System, environment: str | None) -> str | None:
+        """The Host header of this probe in ``environment`` (None: the local gateway's names)."""
+        return route_host(system, environment, self.host) if self.host else None
 
 
 def probe_set(system: System) -> list[Probe]:
     """Every probe for ``system`` (deduplicated, in a stable order)."""
     probes: dict[Probe, None] = {}
+    labels = sorted({r.host for s in system.services.values() for r in s.routes if r.host})
+    hosts: list[str | None] = [None, *labels]
     for svc in system.services.values():
         if svc.expose == "internal":
             continue
         for route in svc.routes:
+            for other in hosts:  # a host-limited route is not reachable on the other names
+                if other != route.host:
+                    for method in ("GET", "POST"):
+                        probes[Probe(method, re.sub(r"\{[^}]*\}", "p1", route.path), other)] = None
             concrete = re.sub(r"\{[^}]*\}", "p1", route.path)
             paths = [concrete]
             if "{" not in route.path:  # a prefix route: below it, and with a trailing slash
@@ -55,13 +69,14 @@ def probe_set(system: System) -> list[Probe]:
             else:  # a parameter that spans segments, and an empty one
                 paths += [re.sub(r"\{[^}]*\}", "a/b", route.path), re.sub(r"\{[^}]*\}", "", route.path)]
             for method in METHODS:  # the route's own path with every method
-                probes[Probe(method, paths[0])] = None
+                probes[Probe(method, paths[0], route.host)] = None
             for path in paths[1:]:
                 for method in ("GET", "HEAD", "POST", "DELETE"):
-                    probes[Probe(method, path)] = None
-    for path in (*INTERNAL, *VARIANTS, *UNKNOWN):
-        for method in ("GET", "HEAD", "POST"):
-            probes[Probe(method, path)] = None
+                    probes[Probe(method, path, route.host)] = None
+    for host in hosts:
+        for path in (*INTERNAL, *VARIANTS, *UNKNOWN):
+            for method in ("GET", "HEAD", "POST"):
+                probes[Probe(method, path, host)] = None
     return list(probes)
 
 
@@ -70,7 +85,9 @@ def send(base: str, probe: Probe, headers: dict[str, str], timeout: float = 10.0
     url = urlsplit(base)
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
     try:
-        conn.putrequest(probe.method, probe.path, skip_accept_encoding=True)
+        # A Host in ``headers`` replaces http.client's own (two Host headers would leave the choice to the edge).
+        conn.putrequest(probe.method, probe.path, skip_accept_encoding=True,
+                        skip_host=any(name.lower() == "host" for name in headers))
         for name, value in headers.items():
             conn.putheader(name, value)
         conn.putheader("content-length", "0")

@@ -42,3 +42,19 @@ ALB_IDLE_TIMEOUT_S = 60
 #: deployments set neither: there the ALB passes the token on unverified and each service verifies it.
 EDGE_PROOF_HEADER = "x-edge-proof"
 EDGE_PROOF_ENV = "EDGE_PROOF_SECRET"
+
+#: The platform's endpoints of every runtime service: probes, Prometheus scrapes, FastAPI's API docs. They
+#: are served on a port of their own (:data:`PLATFORM_PORT_ENV`), which no public Service, NLB or Ingress
+#: ever exposes; the application port answers them 404 unless the spec publishes one by routing it.
+PLATFORM_PATHS = frozenset({"/metrics", "/readyz", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc",
+                            "/openapi.json"})
+
+#: Variable carrying the platform port of a service process (unset: one port serves everything, as for an
+#: app run by hand or in-process in tests), and the port rendered pods use (the same in every pod: it is
+#: only ever reached on the pod's own address, by kubelet, the load balancers' health checks and Prometheus).
+PLATFORM_PORT_ENV = "PLATFORM_PORT"
+CONTAINER_PLATFORM_PORT = 9464
+
+#: Variable listing (comma-separated) the platform paths a spec route publishes, which the application
+#: port then serves too (e.g. ``/docs`` when a route routes it).
+PUBLISHED_PATHS_ENV = "PUBLISHED_PLATFORM_PATHS"

@@ -57,7 +57,7 @@ class SpeechBench(SystemBench):
     def scenarios(self) -> None:
         kit = load_helper(__file__, "speechkit")
         self.kit = kit
-        self.ws_url = self.state["gateway"].replace("http://", "ws://") + "/asr"
+        self.ws_url = kit.asr_url(self.state)
         self.idp = self._idp()
         if "wer" in self.opt.only:
             self.results["wer"] = self._wer()
@@ -96,7 +96,8 @@ class SpeechBench(SystemBench):
             async def one(token: str) -> Any:
                 async with gate:
                     try:
-                        ws = await connect(f"{self.ws_url}?access_token={token}", proxy=None, open_timeout=30)
+                        ws = await connect(f"{self.ws_url}?access_token={token}", proxy=None, open_timeout=30,
+                                           **self.kit.dial(self.ws_url))
                     except InvalidStatus as exc:
                         return exc.response.status_code
                     except (OSError, TimeoutError):

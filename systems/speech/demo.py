@@ -26,8 +26,7 @@ async def run(ctx: DemoContext) -> bool:
     equals the audio sent."""
     kit = load_helper(__file__, "speechkit")
     clips = kit.load_corpus(max(1, min(ctx.size, 32)))
-    base = ctx.state["gateway"]
-    ws_url = base.replace("http://", "ws://") + "/asr"
+    ws_url = kit.asr_url(ctx.state)
     user = f"demo-{uuid.uuid4().hex[:6]}"
     token = ctx.idp().mint(user, [])
     console = ctx.console
@@ -57,9 +56,11 @@ async def run(ctx: DemoContext) -> bool:
                   f"{audio_s:.1f} s of audio in {elapsed:.1f} s ({audio_s / elapsed:.2f}x real time)")
     expected_ms = sum(len(c.pcm) * 1000 // (2 * kit.SAMPLE_RATE) for c in clips)
     usage: dict[str, Any] = {}
-    async with Client(base) as client:
+    # /account is routed on the backend. host: the gateway's address with that Host header.
+    backend = {"host": ctx.state["hosts"]["backend"].removeprefix("http://")}
+    async with Client(ctx.state["gateway"]) as client:
         for _ in range(60):  # the usage records travel ws-proxy -> backend -> queue -> updater -> Postgres
-            reply = await client.get("/account/usage", headers=bearer(token))
+            reply = await client.get("/account/usage", headers={**bearer(token), **backend})
             usage = reply.body if reply.status == 200 else {}
             if usage.get("sessions") == len(clips):
                 break

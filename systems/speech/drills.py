@@ -63,7 +63,7 @@ class Drill:
         self.state_root = state_root
         self.kit = load_helper(__file__, "speechkit")
         self.clips = self.kit.load_corpus(8)
-        self.ws_url = state["gateway"].replace("http://", "ws://") + "/asr"
+        self.ws_url = self.kit.asr_url(state)
         self.db_url = state["resources"]["db"]
         self.idp = idp_for(system, key_file or system_dir(system, state_root) / "idp-key.pem")
         self.run_id = uuid.uuid4().hex[:6]
@@ -130,12 +130,12 @@ class Drill:
         held = []
         try:
             for _ in range(2):
-                ws = await connect(url, proxy=None, open_timeout=20)
+                ws = await connect(url, proxy=None, open_timeout=20, **self.kit.dial(url))
                 await ws.send('{"config": {"sample_rate": 16000}}')
                 await ws.send(bytes(self.kit.FRAME_BYTES))
                 await asyncio.wait_for(ws.recv(), 60)
                 held.append(ws)
-            third = await connect(url, proxy=None, open_timeout=20)
+            third = await connect(url, proxy=None, open_timeout=20, **self.kit.dial(url))
             with contextlib.suppress(ConnectionClosed):
                 await asyncio.wait_for(third.recv(), 20)
             return third.close_code == 1013

@@ -107,6 +107,21 @@ class StreamResult:
         return " ".join(f["text"] for f in self.finals if f.get("text"))
 
 
+def asr_url(state: dict[str, Any]) -> str:
+    """The WebSocket URL of ``/asr`` on a running system's gateway: ws-proxy's route is limited to the
+    ``api`` host (``ws://api.localhost:<port>/asr``; connect with :func:`dial`)."""
+    base = (state.get("hosts") or {}).get("api") or state["gateway"]
+    return base.replace("http://", "ws://", 1) + "/asr"
+
+
+def dial(url: str) -> dict[str, Any]:
+    """``connect()`` keyword arguments reaching a ``*.localhost`` URL on the loopback address (see
+    :func:`stackwright.local.routing.dial`); the Host header stays the URL's."""
+    from stackwright.local.routing import dial as loopback
+
+    return loopback(url)
+
+
 async def stream(url: str, pcm: bytes, *, token: str | None = None, realtime: bool = False,
                  speed: float = 1.0, frame_bytes: int = FRAME_BYTES, sample_rate: int = SAMPLE_RATE,
                  trailing_silence_s: float = 0.0) -> StreamResult:
@@ -126,7 +141,7 @@ async def stream(url: str, pcm: bytes, *, token: str | None = None, realtime: bo
     out = StreamResult()
     frame_s = frame_bytes / (2 * SAMPLE_RATE)
     try:
-        async with connect(url, proxy=None, open_timeout=20, max_size=1 << 20) as ws:
+        async with connect(url, proxy=None, open_timeout=20, max_size=1 << 20, **dial(url)) as ws:
             await ws.send(json.dumps({"config": {"sample_rate": sample_rate}}))
             start = time.monotonic()
             for i, offset in enumerate(range(0, len(audio), frame_bytes)):

@@ -143,8 +143,12 @@ def _print_ready(state: dict) -> None:
                   f"(stop: stackwright down {state['system']})")
     if state.get("dashboard"):
         console.print(f"dashboard: {state['dashboard']}  (logs: stackwright logs {state['system']} -f)")
+    for label, url in (state.get("hosts") or {}).items():
+        console.print(f"routes on host {label}.: {url}")
     if state.get("gateway_admin"):  # not on the public port, which answers only what the ALB would
         console.print(f"gateway health and metrics (local only): {state['gateway_admin']}/healthz, /metrics")
+    for note in state.get("production_only") or []:
+        console.print(f"production only, not applied locally: {note}")
 
 
 def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:
@@ -172,7 +176,7 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
     with httpx.Client(timeout=1.0) as client:
         for procs in state["services"].values():
             for p in procs:
-                ok, deps = _readiness(client, p["url"])
+                ok, deps = _readiness(client, p.get("platform_url") or p["url"])
                 table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
                               "[green]yes[/]" if ok else "[red]no[/]", deps)
     for name, b in state["backing"].items():

@@ -356,6 +356,25 @@ def public_host(system: System, environment: str) -> str:
     return domain if is_production(environment) else f"{environment}.{domain}"
 
 
+#: Parent of the host names the local gateway answers a route's ``host:`` on (``api.localhost``): every name
+#: under ``localhost`` is the loopback address (RFC 6761 §6.3), so browsers reach them without set-up.
+LOCAL_HOST_PARENT = "localhost"
+
+
+def route_host(system: System, environment: str | None, label: str) -> str:
+    """The full name of a route's ``host:`` label: ``api.aldea.example.com`` in production,
+    ``api.staging.aldea.example.com`` in staging, ``api.localhost`` on the local gateway (``environment``
+    None)."""
+    parent = LOCAL_HOST_PARENT if environment is None else public_host(system, environment)
+    return f"{label}.{parent}"
+
+
+def route_hosts(system: System, environment: str) -> list[str]:
+    """Every host name the spec's routes are limited to in ``environment`` (sorted; certificate and DNS)."""
+    labels = {r.host for s in system.services.values() for r in s.routes if r.host}
+    return sorted(route_host(system, environment, label) for label in labels)
+
+
 def origin_host(system: System, environment: str, region: str) -> str:
     """Per-region origin (``us-east-1.vote.example.com``) that Route 53 health-checks and the latency and
     failover records point at; external-dns writes it from the Ingress."""

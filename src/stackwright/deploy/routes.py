@@ -46,9 +46,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..contract import PLATFORM_PATHS
 from ..spec import System
 from ..spec.quantities import bytes_size
-from .names import HEALTH_CHECK_PATH
+from .names import HEALTH_CHECK_PATH, route_host
 
 #: Endpoints of every runtime service that are for the platform, never for the internet: Prometheus
 #: metrics, readiness (kubelet and ALB target health checks), FastAPI's API docs. Each maps to the ALB
@@ -297,8 +298,9 @@ def compile_routes(routes: list[EdgeRoute], *, local_only: tuple[str, ...] = (),
 
     def published(path: str) -> bool:
         # Only a route naming the path opens it: the catch-all "/" serves pages, not a service's internals.
-        return any(r.route is not None and not r.route.is_catch_all and r.matches(next(iter(r.methods or {"GET"})),
-                                                                                path) for r in routed)
+        # A route limited to a host opens it too (the block rules answer for every name, ahead of the routes).
+        return any(r.route is not None and not r.route.is_catch_all
+                   and r.matches(next(iter(r.methods or {"GET"})), path, r.host) for r in routed)
 
     edge: list[Rule] = []
     if not published(HEALTH_CHECK_PATH):
@@ -319,8 +321,9 @@ def compile_routes(routes: list[EdgeRoute], *, local_only: tuple[str, ...] = (),
     return EdgeTable(rules=(*edge, *routed, *refusals), local_only=local_only, passthrough=passthrough)
 
 
-def spec_routes(system: System) -> list[EdgeRoute]:
-    """Every spec route of a service the edge serves (any ``expose`` but ``internal``), in spec order."""
+def spec_routes(system: System, environment: str | None = None) -> list[EdgeRoute]:
+    """Every spec route of a service the edge serves (any ``expose`` but ``internal``), in spec order, with
+    its ``host:`` label turned into the full name in ``environment`` (None: the local gateway's)."""
     routes = []
     for sname, svc in system.services.items():
         if svc.expose == "internal":
@@ -330,26 +333,35 @@ def spec_routes(system: System) -> list[EdgeRoute]:
                 pattern=r.path, service=sname, methods=frozenset(r.methods) if r.methods else None,
                 auth=r.auth, roles=tuple(r.roles), rate_limit=r.rate_limit,
                 max_body=bytes_size(r.max_body) if r.max_body else None, websocket=r.websocket,
-                max_connections=r.max_connections, idle_timeout_s=r.idle_timeout_s))
+                max_connections=r.max_connections, idle_timeout_s=r.idle_timeout_s,
+                host=route_host(system, environment, r.host) if r.host else None))
     return routes
 
 
 def edge_table(system: System, environment: str | None = None, *, alb_only: bool = False) -> EdgeTable:
-    """The route table of ``system``: what the local gateway serves on its one port.
+    """The route table of ``system`` in ``environment``; None: what the local gateway serves on its one port.
 
-    ``alb_only``: the ALB Ingress's rules, without the routes of services behind their own NLB (those are
-    TCP in production, on their own host name). ``environment`` is accepted for host-limited routes (none
-    yet: every rule answers for every name pointing at the edge), so callers pass the one they resolve.
+    The environment only names the hosts of routes limited to one (``host: api`` is ``api.<domain>`` in
+    production, ``api.localhost`` locally); the rules are otherwise the same everywhere. ``alb_only``: the
+    ALB Ingress's rules, without the routes of services behind their own NLB (those are TCP in production,
+    on their own host name).
     """
-    del environment  # the rules are the same in every environment today
     ident = system.edge.identity
     local_only: tuple[str, ...] = ()
     if ident is not None:
         mount = ident.local_mount.rstrip("/")
         local_only = (f"{mount}/dev/", f"{mount}/.well-known/")
     passthrough = tuple(n for n, s in system.services.items() if s.expose == "load-balancer" and s.routes)
-    routes = [r for r in spec_routes(system) if not (alb_only and r.service in passthrough)]
+    routes = [r for r in spec_routes(system, environment) if not (alb_only and r.service in passthrough)]
     return compile_routes(routes, local_only=local_only, passthrough=() if alb_only else passthrough)
+
+
+def published_paths(system: System, service: str) -> tuple[str, ...]:
+    """The platform endpoints (:data:`~stackwright.contract.PLATFORM_PATHS`) a spec route publishes on
+    ``service``: those the edge forwards to it, which its application port then serves as well."""
+    table = edge_table(system)
+    hosts = {None, *(r.host for r in table.rules)}
+    return tuple(p for p in sorted(PLATFORM_PATHS) if any(table.match("GET", p, h).service == service for h in hosts))
 
 
 def production_only(system: System) -> list[str]:

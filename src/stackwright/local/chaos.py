@@ -78,7 +78,7 @@ def readiness_check(state: dict[str, Any], target: str) -> Callable[[], Awaitabl
     if not procs:
         raise ChaosError(f"no process named {target!r} in this run (services: "
                          f"{', '.join(state.get('services', {}))}; backing: {', '.join(BACKING)})")
-    ready_url = procs[0]["url"] + "/readyz"
+    ready_url = (procs[0].get("platform_url") or procs[0]["url"]) + "/readyz"
 
     async def service_ready() -> bool:
         async with httpx.AsyncClient(timeout=1.0) as client:

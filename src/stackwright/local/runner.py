@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 
 from ..contract import EDGE_PROOF_ENV
-from ..deploy.routes import edge_table, table_to_dict
+from ..deploy.routes import edge_table, production_only, table_to_dict
 from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
@@ -29,6 +29,7 @@ from ..spec.quantities import bytes_size
 from .backing import LocalPostgres, LocalRedis, LocalSMTP
 from .backing.smtp import smtp_ready
 from .ports import free_port, port_in_use
+from .routing import host_urls
 from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
 from .supervisor import ProcessSpec, Supervisor
 from .wiring import Endpoints, service_env
@@ -193,6 +194,7 @@ class LocalSystem:
         for name in self.system.services:
             count = max(1, self.options.scale.get(name, 1))
             self.endpoints.service_urls[name] = [f"http://127.0.0.1:{free_port()}" for _ in range(count)]
+            self.endpoints.platform_urls[name] = [f"http://127.0.0.1:{free_port()}" for _ in range(count)]
 
     def _local_context(self) -> _KindContext:
         return _KindContext(system=self.system, state_dir=self.dir, backing=self.backing, report=self.report)
@@ -239,9 +241,9 @@ class LocalSystem:
             raise StartError(f"service '{name}': folder {cwd} does not exist")
         urls = self.endpoints.service_urls[name]
         starts = []
-        for i, url in enumerate(urls):
-            port = int(url.rsplit(":", 1)[1])
-            env = service_env(self.system, name, self.endpoints, port=port)
+        for i, (url, platform) in enumerate(zip(urls, self.endpoints.platform_urls[name], strict=True)):
+            port, platform_port = int(url.rsplit(":", 1)[1]), int(platform.rsplit(":", 1)[1])
+            env = service_env(self.system, name, self.endpoints, port=port, platform_port=platform_port)
             env[EDGE_PROOF_ENV] = self.edge_secret
             if self.options.region is not None:
                 region = next(r for r in self.system.regions if r.name == self.options.region)
@@ -254,8 +256,9 @@ class LocalSystem:
             env["PYTHONPATH"] = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
             label = name if len(urls) == 1 else f"{name}-{i + 1}"
             starts.append(self.supervisor.start(ProcessSpec(
-                name=label, argv=[sys.executable, "-m", "stackwright.runtime.serve", svc.app, "--port", str(port)],
-                env=env, cwd=cwd, ready=lambda u=url: _http_ok(f"{u}/readyz"),
+                name=label, argv=[sys.executable, "-m", "stackwright.runtime.serve", svc.app, "--port", str(port),
+                                  "--platform-port", str(platform_port)],
+                env=env, cwd=cwd, ready=lambda u=platform: _http_ok(f"{u}/readyz"),
                 stop_timeout_s=svc.graceful_shutdown_s), ready_timeout_s=90))
         await asyncio.gather(*starts)
 
@@ -264,7 +267,7 @@ class LocalSystem:
             from ..monitoring.prometheus import LocalPrometheus
         except ImportError as exc:
             raise StartError(f"--monitoring needs stackwright.monitoring ({exc})") from None
-        targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.service_urls.items()}
+        targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.platform_urls.items()}
         if self.gateway_admin_url is not None:  # the gateway's metrics are on its local-only port
             targets["edge"] = [self.gateway_admin_url.removeprefix("http://")]
         port = 9090 if not port_in_use(9090) else free_port()
@@ -294,14 +297,19 @@ class LocalSystem:
         services: dict[str, list[dict[str, Any]]] = {}
         for name, urls in self.endpoints.service_urls.items():
             services[name] = []
-            for i, url in enumerate(urls):
+            for i, (url, platform) in enumerate(zip(urls, self.endpoints.platform_urls[name], strict=True)):
                 label = name if len(urls) == 1 else f"{name}-{i + 1}"
-                services[name].append({"url": url, "pid": pids.get(label), "process": label})
+                services[name].append({"url": url, "platform_url": platform, "pid": pids.get(label),
+                                       "process": label})
         backing = {k: {**v, "pid": pids.get(k, v.get("pid"))} for k, v in self.backing.items()}
         return {
             "system": self.system.name, "spec": str(self.system.source), "status": self.status,
             "runner_pid": os.getpid(), "runner_start": self.started, "processes": self.supervisor.processes(),
             "gateway": self.endpoints.gateway_url, "gateway_admin": self.gateway_admin_url, "steps": self.steps,
+            # Routes limited to a host answer on <label>.localhost at the gateway's port; what the production
+            # edge adds that the gateway does not apply (the WAF) is listed so that nobody tests for it here.
+            "hosts": host_urls(self.system, self.endpoints.gateway_url),
+            "production_only": production_only(self.system),
             "services": services, "backing": backing, "resources": self.endpoints.resource_urls,
             "restarts": self.supervisor.restarts(), "updated_at": time.time(),
             "prometheus": getattr(self.prometheus, "url", None), "dashboard": self.dashboard_url,

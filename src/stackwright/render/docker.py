@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from ..contract import CONTAINER_PLATFORM_PORT, PLATFORM_PATHS
 from ..resources import kind_of
 from ..spec import System
 from ..spec.shutdown import termination
@@ -75,10 +76,12 @@ def dockerfile(system: System, service: str) -> str:
     migrations = "".join(f"COPY {folder}/ {MIGRATIONS_ROOT}/{res}/\n"
                          for res, folder in sorted(migration_sources(system, service).items()))
     port = svc.port
+    platform = CONTAINER_PLATFORM_PORT
+    probe_port = platform if svc.probes.liveness.path in PLATFORM_PATHS else port
     # The same drain as the ConfigMap's SHUTDOWN_GRACE_SECONDS, which the pod's grace period is built on.
     drain_s = termination(system, service).drain_s
     probe = (f"import sys, urllib.request; "
-             f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{svc.probes.liveness.path}', "
+             f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{probe_port}{svc.probes.liveness.path}', "
              f"timeout=2).status == 200 else 1)")
     return f"""\
 # syntax=docker/dockerfile:1
@@ -104,7 +107,8 @@ ENV PATH=/opt/venv/bin:$PATH \\
     PYTHONUNBUFFERED=1 \\
     PYTHONDONTWRITEBYTECODE=1 \\
     HOST=0.0.0.0 \\
-    PORT={port}
+    PORT={port} \\
+    PLATFORM_PORT={platform}
 RUN groupadd --system --gid {RUN_AS} app \\
     && useradd --system --uid {RUN_AS} --gid {RUN_AS} --home-dir /nonexistent --no-create-home \\
        --shell /usr/sbin/nologin app
@@ -112,12 +116,12 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 WORKDIR /app
 USER {RUN_AS}:{RUN_AS}
-EXPOSE {port}
+EXPOSE {port} {platform}
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \\
     CMD ["python", "-c", "{probe}"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "stackwright.runtime.serve", "{svc.app}", "--host", "0.0.0.0", "--port", "{port}", \\
-     "--graceful", "{drain_s}"]
+     "--platform-port", "{platform}", "--graceful", "{drain_s}"]
 """
 
 

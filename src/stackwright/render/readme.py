@@ -3,6 +3,7 @@ account, and how to deploy it by hand."""
 
 from __future__ import annotations
 
+from ..contract import CONTAINER_PLATFORM_PORT
 from ..deploy import names as naming
 from ..deploy.routes import production_only
 from ..spec import System
@@ -33,7 +34,7 @@ def _exposure(system: System, name: str) -> str:
     if svc.expose == "load-balancer":
         return "own NLB (TLS 443)"
     if svc.expose == "ingress" and svc.routes:
-        paths = dict.fromkeys(p for r in svc.routes for p in alb_paths(r))
+        paths = dict.fromkeys(f"{r.host}.:{p}" if r.host else p for r in svc.routes for p in alb_paths(r))
         return "ALB: " + ", ".join(f"`{p}`" for p in paths)
     return "internal"
 
@@ -156,9 +157,16 @@ def render_readme(system: System, files: list[str], notes: list[str]) -> str:
                   "itself). The services' `/metrics`, `/readyz`, `/healthz` and API docs are not reachable from "
                   "outside unless a route names them; `stackwright up` applies the same rules "
                   "(stackwright.deploy.routes).", ""]
+        hosts = naming.route_hosts(system, env)
+        if hosts:
+            lines += ["Routes limited to a host answer only on " + ", ".join(f"`{h}`" for h in hosts)
+                      + " (on the certificate, with Route 53 records like `api.`).", ""]
         only = production_only(system)
         if only:
             lines += ["Production only (not applied by the local gateway): " + "; ".join(only) + ".", ""]
+    lines += ["Every pod serves its platform endpoints (metrics, readiness, API docs) on port "
+              f"{CONTAINER_PLATFORM_PORT} (`platform`), which probes and load balancer health checks of those paths "
+              "and the ServiceMonitor use and no load balancer exposes; the application port answers them 404.", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Files", "", *[f"- `{f}`" for f in sorted(files)], ""]

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..contract import EDGE_PROOF_HEADER
+from ..contract import EDGE_PROOF_HEADER, PLATFORM_PATHS
 from . import shutdown
 from .auth import AuthError, EdgeProof, JWTVerifier, Principal, bearer_token
 from .db import Database, TenantDatabases
@@ -39,11 +39,6 @@ log = logging.getLogger("stackwright.runtime")
 Check = Callable[[], Awaitable[Any]]
 
 CHECK_TIMEOUT_S = 2.0
-
-
-#: The platform's endpoints of every service (probes, scrapes, API docs).
-PLATFORM_PATHS = frozenset({"/metrics", "/readyz", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc",
-                            "/openapi.json"})
 
 
 class ServiceApp(FastAPI):

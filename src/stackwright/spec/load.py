@@ -167,7 +167,7 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
         raise fail(f"edge.default_rate_limit '{system.edge.default_rate_limit}' is not a declared rate limit",
                    ("edge", "default_rate_limit"), suggest(system.edge.default_rate_limit, limits))
 
-    seen_routes: dict[tuple[str, str], str] = {}
+    seen_routes: dict[tuple[str | None, str, str], str] = {}
     for sname, svc in system.services.items():
         base: Loc = ("services", sname)
         for i, used in enumerate(svc.uses):
@@ -206,9 +206,11 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
                 raise fail(f"route {route.path} uses rate limit '{route.rate_limit}', which is not declared",
                            (*base, "routes", i, "rate_limit"), suggest(route.rate_limit, limits))
             for method in route.methods or ["*"]:
-                key = (route.path, method)
-                other = seen_routes.get(key) or seen_routes.get((route.path, "*"))
-                if other is not None or (method == "*" and any(p == route.path for p, _ in seen_routes)):
+                # One owner per (host, path, method): a route limited to a host is another route.
+                key = (route.host, route.path, method)
+                other = seen_routes.get(key) or seen_routes.get((route.host, route.path, "*"))
+                if other is not None or (method == "*" and any((h, p) == (route.host, route.path)
+                                                               for h, p, _ in seen_routes)):
                     raise fail(f"route {route.path} is claimed by both '{other or '?'}' and '{sname}'",
                                (*base, "routes", i, "path"), "give each method/path one owner")
                 seen_routes[key] = sname

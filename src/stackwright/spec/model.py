@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 # The resource kinds' models live in their kind modules (stackwright.resources.<kind>); the union
 # ``Resource`` comes from the registry, and the classes are re-exported here so
 # ``from stackwright.spec.model import QueueResource`` keeps working.
+from ..contract import CONTAINER_PLATFORM_PORT
 from ..resources.bucket import BucketResource, LifecycleRule  # noqa: F401
 from ..resources.postgres import Pool, PostgresResource  # noqa: F401
 from ..resources.queue import QueueResource  # noqa: F401
@@ -143,6 +144,19 @@ class Route(Strict):
         description="websocket routes: seconds without a message either way after which the session is closed "
                     "(1001); the application's timeout, not the ALB's (which stays 60 s, kept open by pings)")
     max_body: str | None = None
+    host: str | None = Field(
+        None, description="host label the route is limited to (`api`: api.<domain> in production, "
+                          "api.<env>.<domain> elsewhere, api.localhost on the local gateway); unset: every name "
+                          "pointing at the edge")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        # One or more DNS labels (RFC 1123), lower case: the edge puts the environment's domain after them.
+        label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+        if v is not None and not re.fullmatch(rf"{label}(\.{label})*", v):
+            raise ValueError(f"route host must be DNS labels in lower case, without the domain (e.g. api): {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _websocket_only(self) -> Route:
@@ -269,6 +283,13 @@ class Service(Strict):
     service_port: int = Field(80, ge=1, le=65535)
     graceful_shutdown_s: int = Field(30, ge=1)
     shutdown: Shutdown = Field(default_factory=Shutdown)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if v == CONTAINER_PLATFORM_PORT:
+            raise ValueError(f"port {v} is every pod's platform port (metrics, readiness, API docs); pick another")
+        return v
 
     @field_validator("app")
     @classmethod

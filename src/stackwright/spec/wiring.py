@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..contract import resource_env, service_url_env
+from ..contract import PLATFORM_PORT_ENV, PUBLISHED_PATHS_ENV, resource_env, service_url_env
 from ..resources import kind_of
 from .model import System
 from .quantities import bytes_size
@@ -28,6 +28,10 @@ class Placement:
     jwks_url: str | None
     shutdown_grace_s: int
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: Port of the platform's endpoints (metrics, readiness, API docs; see stackwright.runtime.serve), and
+    #: the ones of them a spec route publishes (the edge's view: stackwright.deploy.routes.published_paths).
+    platform_port: int | None = None
+    published: tuple[str, ...] = ()
 
 
 def service_env(system: System, service: str, place: Placement, *, resource_urls: Mapping[str, str],
@@ -50,6 +54,8 @@ def service_env(system: System, service: str, place: Placement, *, resource_urls
         **place.extra,
         "HOST": place.host,
         "PORT": str(place.port),
+        **({PLATFORM_PORT_ENV: str(place.platform_port)} if place.platform_port else {}),
+        **({PUBLISHED_PATHS_ENV: ",".join(place.published)} if place.published else {}),
         "SHUTDOWN_GRACE_SECONDS": str(place.shutdown_grace_s),
         "MAX_BODY_BYTES": str(bytes_size(system.edge.max_body)),
     }

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import asyncpg
 import httpx
 import pgserver
 import pytest
 
+from stackwright.local.control import start_detached, stop
+from stackwright.local.ports import free_port
 from stackwright.runtime import Settings, shutdown
 from stackwright.spec import PostgresResource, load_system
 
 SYSTEM_DIR = Path(__file__).resolve().parents[1]
+SPEC = SYSTEM_DIR / "system.yaml"
+HAS_PROMETHEUS = shutil.which("prometheus") is not None
 MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 
@@ -88,3 +94,16 @@ async def client(api_module: ModuleType, postgres_url: str,
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
             c.app = app  # type: ignore[attr-defined]
             yield c
+
+
+@pytest.fixture(scope="session")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """fastapi-app started by ``stackwright up`` (real processes, free ports), with ``--monitoring`` when the
+    prometheus binary is installed; its state (gateway, services' application and platform URLs)."""
+    root = tmp_path_factory.mktemp("state")
+    extra = ["--monitoring"] if HAS_PROMETHEUS else []
+    state = start_detached(SPEC, port=free_port(), state_root=root, extra_args=extra, timeout_s=180)
+    try:
+        yield state
+    finally:
+        stop("fastapi-app", root)

@@ -6,15 +6,12 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from stackwright.local.control import start_detached, stop
-from stackwright.local.ports import free_port
 from stackwright.monitoring.prometheus import query, service_metrics
 from stackwright.spec import load_system
 
@@ -25,14 +22,7 @@ pytestmark = [
 SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("state")
-    state = start_detached(SPEC, port=free_port(), state_root=root, extra_args=["--monitoring"], timeout_s=180)
-    try:
-        yield state
-    finally:
-        stop("fastapi-app", root)
+# `running` (conftest.py): the system brought up once per session, with --monitoring here.
 
 
 def _eventually(fn: Any, timeout_s: float = 60.0) -> Any:

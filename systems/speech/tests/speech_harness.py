@@ -23,11 +23,20 @@ class Speech:
         self.state = state
         self.state_root = state_root
         self.base = state["gateway"]
-        self.ws_url = self.base.replace("http://", "ws://") + "/asr"
+        # Routes are limited to hosts (api. for /asr, backend. for /account): locally <label>.localhost.
+        hosts = self.hosts = state["hosts"]
+        self.ws_url = hosts["api"].replace("http://", "ws://") + "/asr"
         ident = system.edge.identity
         assert ident is not None
         self.idp = DevIdP(state_root / "speech" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
-        self.client = httpx.Client(base_url=self.base, timeout=20)
+        # Connects to the gateway's address, with the Host header of backend. (Python's resolver may not map
+        # *.localhost names to the loopback address as browsers do).
+        self.client = httpx.Client(base_url=self.base, timeout=20,
+                                   headers={"host": hosts["backend"].removeprefix("http://")})
+
+    def host(self, label: str) -> dict[str, str]:
+        """The Host header of the gateway's name ``label`` (``api``, ``backend``, ``platform``)."""
+        return {"host": self.hosts[label].removeprefix("http://")}
 
     def token(self, sub: str, ttl_s: int = 3600) -> str:
         return self.idp.mint(sub, [], ttl_s=ttl_s)

@@ -32,7 +32,7 @@ def _url(speech: Speech, user: str) -> str:
 
 
 async def _open(url: str) -> ClientConnection:
-    return await connect(url, proxy=None, open_timeout=20, max_size=1 << 20)
+    return await connect(url, proxy=None, open_timeout=20, max_size=1 << 20, **kit.dial(url))
 
 
 async def _close_of(ws: ClientConnection, timeout_s: float = 30) -> tuple[int, str]:
@@ -172,7 +172,6 @@ def test_recognizer_at_capacity_refuses_with_1013(speech: Speech) -> None:
 @pytest.mark.chaos
 def test_stt_killed_mid_stream_client_reconnects_usage_counted_once(speech: Speech) -> None:
     user = f"crash-{uuid.uuid4().hex[:6]}"
-    stt_url = speech.service_url("stt-api")
 
     async def first_session() -> tuple[int, str, int]:
         sent = 0
@@ -190,7 +189,8 @@ def test_stt_killed_mid_stream_client_reconnects_usage_counted_once(speech: Spee
 
     code, reason, sent = asyncio.run(first_session())
     assert code == 1012 and "reconnect" in reason
-    speech.wait_until(lambda: _ready(stt_url), timeout_s=90)
+    platform = speech.state["services"]["stt-api"][0]["platform_url"]  # readiness is on the platform port
+    speech.wait_until(lambda: _ready(platform), timeout_s=90)
     again = asyncio.run(kit.stream(speech.ws_url, CLIP.pcm, token=speech.token(user)))
     assert again.close_code == 1000 and kit.word_errors(CLIP.text, again.text)[0] <= 2
     usage = speech.wait_until(lambda: (u := speech.usage(user))["sessions"] == 2 and u)

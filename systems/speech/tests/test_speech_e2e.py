@@ -112,9 +112,14 @@ def test_account_and_api_keys(speech: Speech) -> None:
 
 
 def test_frontend_page_is_served(speech: Speech) -> None:
-    page = speech.client.get("/")
+    page = speech.client.get("/", headers=speech.host("platform"))
     assert page.status_code == 200
     assert "/asr?access_token=" in page.text and "/account/usage" in page.text
+    # The page calls its own origin: platform. routes /account (and /asr) too, the other names do not serve it.
+    auth = {"authorization": f"Bearer {speech.token('page-user')}"}
+    assert speech.client.get("/account/usage", headers={**auth, **speech.host("platform")}).status_code == 200
+    assert speech.client.get("/", headers=speech.host("api")).status_code == 404
+    assert speech.client.get("/account/usage", headers={**auth, **speech.host("api")}).status_code == 404
 
 
 def test_api_key_opens_a_stream_until_it_is_revoked(speech: Speech) -> None:

@@ -95,9 +95,11 @@ def test_internal_endpoints_answer_404_through_the_edge_but_not_to_the_platform(
         status = send(voting.base, Probe("GET", variant), {})
         assert status in (404, 307), (variant, status)
         assert "starlette_requests_total" not in voting.client.get(variant, follow_redirects=True).text
-    # The services still serve them to the platform (probes, Prometheus) on their own ports.
-    web = voting.state["services"]["web"][0]["url"]
-    assert httpx.get(f"{web}/metrics").status_code == 200 and httpx.get(f"{web}/readyz").status_code == 200
+    # The services still serve them to the platform (probes, Prometheus), on their platform ports only.
+    web = voting.state["services"]["web"][0]
+    assert httpx.get(f"{web['platform_url']}/metrics").status_code == 200
+    assert httpx.get(f"{web['platform_url']}/readyz").status_code == 200
+    assert httpx.get(f"{web['url']}/metrics").status_code == 404
 
 
 @pytest.mark.parametrize(("what", "line_extra", "header"), [

@@ -70,8 +70,8 @@ def _problem(resp: httpx.Response, *statuses: int) -> dict[str, Any]:
 
 def _fuzz(voting: Any, service: str, base_url: str, polls: list[str]) -> tuple[int, list[str]]:
     """Run every operation of ``service``'s OpenAPI against ``base_url``; return (cases, failures)."""
-    direct = voting.state["services"][service][0]["url"]
-    schema = from_dict(httpx.get(f"{direct}/openapi.json", timeout=10).json())
+    docs = voting.state["services"][service][0]["platform_url"]  # API docs are on the platform port
+    schema = from_dict(httpx.get(f"{docs}/openapi.json", timeout=10).json())
     session = requests.Session()
     failures: list[str] = []
     cases = 0
@@ -226,7 +226,8 @@ def test_forged_tokens_are_401_at_the_gateway_and_at_each_service(voting: Any) -
                     wrong.append(f"{label} / {name}: 401 without WWW-Authenticate")
     assert not wrong, "\n".join(wrong)
     # Nothing crashed, nothing was counted, no poll was created by mallory.
-    assert all(httpx.get(f"{voting.state['services'][s][0]['url']}/healthz").status_code == 200 for s in pids)
+    assert all(httpx.get(f"{voting.state['services'][s][0]['platform_url']}/healthz").status_code == 200
+               for s in pids)
     from stackwright.local.state import read_state
 
     now = read_state("voting", voting.state_root)
@@ -344,7 +345,7 @@ def test_oversized_and_malformed_bodies_are_4xx_never_500(voting: Any, via: str)
     assert not wrong, "\n".join(wrong)
     # None of it was counted; the service is still healthy.
     assert voting.client.get(f"/polls/{poll}/results").json()["total"] == 0
-    assert httpx.get(f"{voting.state['services']['vote'][0]['url']}/healthz").status_code == 200
+    assert httpx.get(f"{voting.state['services']['vote'][0]['platform_url']}/healthz").status_code == 200
 
 
 def test_unknown_poll_ids_of_every_shape_are_4xx(voting: Any) -> None:

@@ -103,7 +103,8 @@ class Collector:
         for service, replicas in (state.get("services") or {}).items():
             for rep in replicas:
                 p = procs.setdefault(rep["process"], Proc(rep["process"], "service"))
-                p.role, p.service, p.url = "service", service, rep.get("url")
+                # Readiness and metrics are on the replica's platform port (the application port answers 404).
+                p.role, p.service, p.url = "service", service, rep.get("platform_url") or rep.get("url")
         for p in procs.values():
             p.restarts = int(restarts.get(p.name, 0))
             rec = live.get(p.name)

@@ -73,6 +73,9 @@ def _readme(system: System) -> str:
     primary = system.primary_region.name
     regions = [r.name for r in system.regions]
     host = naming.public_host(system, env)
+    routed = [h for h in naming.route_hosts(system, env) if h != naming.api_host(system, env)]
+    extra_hosts = "".join(f"- `{h}`: routed like `api.` (spec routes limited to this name).\n" for h in routed)
+    cert_hosts = "".join(f", `{h.split('.')[0]}.`" for h in routed)
     stacks = [naming.global_stack_name(system, env)]
     stacks += [naming.foundation_stack_name(system, env, r) for r in regions]
     stacks += [naming.regional_stack_name(system, env, primary)]
@@ -142,9 +145,9 @@ Secrets Manager (KMS-encrypted, per region) carries ready connection strings:
 
 - `{naming.api_host(system, env)}`: latency-routed to every serving region, each record health-checked.
 - `{naming.writer_host(system, env)}`: failover, PRIMARY `{primary}`, SECONDARY the DR region.
-- `<region>.{host}`: regional origins, to be written by external-dns from each cluster's Ingress
+{extra_hosts}- `<region>.{host}`: regional origins, to be written by external-dns from each cluster's Ingress
   (health checks request `https://<region>.{host}{naming.HEALTH_CHECK_PATH}`).
-- Each region has an ACM certificate for `{host}`, `api.`, `writer.` and `<region>.` (DNS-validated
+- Each region has an ACM certificate for `{host}`, `api.`, `writer.`, `<region>.`{cert_hosts} (DNS-validated
   in the zone) and SSM parameters `{naming.ssm_parameter(system, env, "certificate-arn")}` and
   `{naming.ssm_parameter(system, env, "waf-acl-arn")}` for the Ingress annotations, plus the ALB
   access-log bucket `{naming.prefix(system, env)}-<region>-alb-logs`.

@@ -216,8 +216,9 @@ class RegionalStack(Stack):
                               log_retention_days=days)
         self.ingress = IngressSupport(
             self, "Ingress", host=naming.public_host(system, env), zone=zone,
-            alt_names=[naming.api_host(system, env), naming.writer_host(system, env),
-                       naming.origin_host(system, env, region.name)],
+            alt_names=list(dict.fromkeys([naming.api_host(system, env), naming.writer_host(system, env),
+                                          naming.origin_host(system, env, region.name),
+                                          *naming.route_hosts(system, env)])),
             log_bucket_name=naming.alb_log_bucket(system, env, region.name),
             access_logs=foundation.access_logs.bucket, retention_days=max(days, 90),
             ssm_prefix=naming.ssm_prefix(system, env),
@@ -323,6 +324,7 @@ class GlobalStack(Stack):
             regions={r.name: r.role for r in system.regions},
             origins={r.name: naming.origin_host(system, env, r.name) for r in system.regions},
             api_host=naming.api_host(system, env), writer_host=naming.writer_host(system, env),
+            route_hosts=[h for h in naming.route_hosts(system, env) if h != naming.api_host(system, env)],
             health_path=naming.HEALTH_CHECK_PATH, logs_key=keys.logs,
             log_retention_days=system.monitoring.log_retention_days)
 

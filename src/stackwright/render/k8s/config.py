@@ -7,9 +7,10 @@ import hashlib
 import json
 from typing import Any
 
-from ...contract import resource_env
+from ...contract import CONTAINER_PLATFORM_PORT, resource_env
 from ...deploy import names as naming
 from ...deploy.placement import hosting_region
+from ...deploy.routes import published_paths
 from ...resources import KINDS, kind_of
 from ...spec.shutdown import termination
 from ...spec.wiring import Placement, service_env
@@ -45,6 +46,7 @@ def settings(t: Target, service: str) -> dict[str, str]:
         environment=t.environment, region=t.region.name, region_role=t.region.role, host="0.0.0.0",
         port=svc.port, jwks_url=jwks_url(ident.issuer) if ident else None,
         shutdown_grace_s=termination(system, service).drain_s,
+        platform_port=CONTAINER_PLATFORM_PORT, published=published_paths(system, service),
         extra={"AWS_REGION": t.region.name, "AWS_DEFAULT_REGION": t.region.name, "LOG_LEVEL": "info"})
     plain: dict[str, str] = {}
     queues: dict[str, str] = {}

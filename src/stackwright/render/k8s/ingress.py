@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...contract import ALB_IDLE_TIMEOUT_S
+from ...contract import ALB_IDLE_TIMEOUT_S, CONTAINER_PLATFORM_PORT, PLATFORM_PATHS
 from ...deploy import names as naming
 from ...deploy.routes import Rule, alb_patterns, edge_table
 from ...spec.model import Route
@@ -63,6 +63,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
     actions: dict[str, dict[str, Any]] = {}
     conditions: dict[str, list[dict[str, Any]]] = {}
     by_host: dict[str | None, list[dict[str, Any]]] = {}
+    hosts = sorted({r.host for r in table.rules if r.host is not None})
     for rule in table.rules:
         if rule.kind == "fixed":
             assert rule.status is not None
@@ -76,8 +77,11 @@ def ingress(t: Target) -> dict[str, Any] | None:
                 {"serviceName": rule.route.service, "servicePort": str(svc.service_port)}]}}
             conditions[rule.action] = [{"field": "http-request-method",
                                         "httpRequestMethodConfig": {"Values": sorted(rule.methods)}}]
-        by_host.setdefault(rule.host, []).append(
-            {"path": rule.pattern, "pathType": "ImplementationSpecific", "backend": _backend(t, rule)})
+        path = {"path": rule.pattern, "pathType": "ImplementationSpecific", "backend": _backend(t, rule)}
+        # The ALB tries an Ingress's host rules before its host-less one, so each host lists, in the table's
+        # order, the host-less rules too (the internal blocks ahead of its own routes, as in the table).
+        for host in [rule.host] if rule.host is not None else [*hosts, None]:
+            by_host.setdefault(host, []).append(path)
     # Rules for a named host first; the rule without a host answers for every name that points at the ALB
     # (api., writer., the origin).
     rules = [({"host": h} if h else {}) | {"http": {"paths": paths}}
@@ -91,7 +95,7 @@ def ingress(t: Target) -> dict[str, Any] | None:
         ALB + "ssl-redirect": "443",
         ALB + "ssl-policy": TLS_POLICY,
         ALB + "healthcheck-protocol": "HTTP",
-        ALB + "healthcheck-port": "traffic-port",
+        ALB + "healthcheck-port": health_check_port("/readyz"),
         ALB + "healthcheck-path": "/readyz",
         ALB + "healthcheck-interval-seconds": "10",
         ALB + "healthcheck-timeout-seconds": "5",
@@ -120,6 +124,13 @@ def ingress(t: Target) -> dict[str, Any] | None:
                spec=spec)
 
 
+def health_check_port(path: str) -> str:
+    """The port a load balancer's health check of ``path`` goes to: the pods' platform port for the
+    runtime's endpoints (IP targets: the load balancer reaches each pod's own address, so that port is
+    never exposed by the listener), the traffic port for a path of the app's own (fastapi-app's /health)."""
+    return str(CONTAINER_PLATFORM_PORT) if path in PLATFORM_PATHS else "traffic-port"
+
+
 def _deregistration(delay_s: int) -> str:
     return f"deregistration_delay.timeout_seconds={delay_s}"
 
@@ -131,6 +142,7 @@ def target_group_annotations(t: Target, service: str) -> dict[str, str]:
     svc = t.service(service)
     delay = termination(t.system, service).deregistration_delay_s
     return {ALB + "healthcheck-path": svc.probes.readiness.path,
+            ALB + "healthcheck-port": health_check_port(svc.probes.readiness.path),
             ALB + "target-group-attributes": _deregistration(delay)}
 
 
@@ -140,7 +152,8 @@ def public_service_name(service: str) -> str:
 
 
 def load_balancer_service(t: Target, service: str) -> dict[str, Any]:
-    """An internet-facing NLB (TLS on 443, IP targets) for ``expose: load-balancer``."""
+    """An internet-facing NLB (TLS on 443, IP targets) for ``expose: load-balancer``: only the application
+    port behind it (plain TCP passes every path through, so the platform port must never be listed)."""
     svc = t.service(service)
     annotations = {
         NLB + "type": "external",
@@ -152,7 +165,7 @@ def load_balancer_service(t: Target, service: str) -> dict[str, Any]:
         NLB + "ssl-negotiation-policy": TLS_POLICY,
         NLB + "backend-protocol": "tcp",
         NLB + "healthcheck-protocol": "http",
-        NLB + "healthcheck-port": "traffic-port",
+        NLB + "healthcheck-port": health_check_port(svc.probes.readiness.path),
         NLB + "healthcheck-path": svc.probes.readiness.path,
         NLB + "healthcheck-interval": "10",
         NLB + "healthcheck-healthy-threshold": "2",

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...contract import CONTAINER_PLATFORM_PORT
 from ...deploy import names as naming
 from ...deploy.placement import hosting_region
 from ...resources import KINDS, kind_of
 from ...spec import System
 from .context import Target, obj
+from .ingress import health_check_port
 
 ANYWHERE = "0.0.0.0/0"
 IMDS = "169.254.169.254/32"
@@ -76,16 +78,19 @@ def _cidrs(cidrs: list[str]) -> list[dict[str, Any]]:
 
 
 def _ingress(t: Target, service: str) -> list[dict[str, Any]]:
-    port = t.service(service).port
+    svc = t.service(service)
+    port = svc.port
     rules: list[dict[str, Any]] = []
     sources = [{"podSelector": {"matchLabels": t.selector(c)}} for c in callers(t.system, service)]
     if sources:
         rules.append({"from": sources, "ports": _tcp(port)})
     if load_balanced(t, service):
-        rules.append({"from": _cidrs([t.region.vpc_cidr]), "ports": _tcp(port)})
-    if t.system.monitoring.prometheus:
+        # The load balancer's health checks go to the platform port when they request a runtime endpoint.
+        checks = {port if health_check_port(svc.probes.readiness.path) == "traffic-port" else CONTAINER_PLATFORM_PORT}
+        rules.append({"from": _cidrs([t.region.vpc_cidr]), "ports": _tcp(port, *checks)})
+    if t.system.monitoring.prometheus:  # scrapes /metrics on the platform port
         rules.append({"from": [{"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": naming.MONITORING_NAMESPACE}}}], "ports": _tcp(port)})
+            "kubernetes.io/metadata.name": naming.MONITORING_NAMESPACE}}}], "ports": _tcp(CONTAINER_PLATFORM_PORT)})
     return rules
 
 

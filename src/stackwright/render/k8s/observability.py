@@ -14,6 +14,7 @@ from ...deploy import names as naming
 from ...spec import System
 from .context import COMPONENT, PART_OF, Target, obj
 from .rollout import HASH_LABEL
+from .workload import PLATFORM_PORT_NAME
 
 MONITORING_API = "monitoring.coreos.com/v1"
 SCRAPE_INTERVAL = "15s"
@@ -22,7 +23,7 @@ SCRAPED_COMPONENTS = ["api", "web", "worker"]
 
 
 def service_monitor(t: Target) -> dict[str, Any]:
-    """One ServiceMonitor scraping /metrics on port ``http`` of every service of the system.
+    """One ServiceMonitor scraping /metrics on port ``platform`` of every service of the system.
 
     ``job`` is the Service name (= service name), ``system`` is added by relabeling, and the Argo
     Rollouts pod-template hash is kept so canary analysis can tell canary from stable pods.
@@ -36,7 +37,7 @@ def service_monitor(t: Target) -> dict[str, Any]:
         "namespaceSelector": {"matchNames": [t.namespace]},
         "podTargetLabels": [HASH_LABEL],
         "endpoints": [{
-            "port": "http",
+            "port": PLATFORM_PORT_NAME,  # the application port answers /metrics 404
             "path": "/metrics",
             "scheme": "http",
             "interval": SCRAPE_INTERVAL,

@@ -2,12 +2,17 @@
 
 Every pod runs under the Pod Security Standards "restricted" profile with a read-only root filesystem,
 a writable emptyDir on /tmp, probes on the runtime's /healthz and /readyz, requests and a memory limit.
+
+Each container has two ports: ``http`` (the application, what Services and load balancers send traffic
+to) and ``platform`` (metrics, readiness, liveness, API docs; see :mod:`stackwright.runtime.serve`), which
+only kubelet's probes, the load balancers' health checks and Prometheus reach, on the pod's own address.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...contract import CONTAINER_PLATFORM_PORT, PLATFORM_PATHS
 from ...deploy import names as naming
 from ...spec.accelerators import gpus_per_pod
 from ...spec.model import Probe, Service
@@ -56,9 +61,19 @@ def service_account(t: Target, service: str) -> dict[str, Any]:
     return obj("v1", "ServiceAccount", meta, automountServiceAccountToken=False)
 
 
+#: Name of the container port serving the platform's endpoints.
+PLATFORM_PORT_NAME = "platform"
+
+
+def probe_port(path: str) -> str:
+    """The container port (name) that serves ``path``: the platform port for the runtime's endpoints, the
+    application port for a path of the app's own (fastapi-app's ``/health``)."""
+    return PLATFORM_PORT_NAME if path in PLATFORM_PATHS else "http"
+
+
 def _probe(p: Probe) -> dict[str, Any]:
     return {
-        "httpGet": {"path": p.path, "port": "http", "scheme": "HTTP"},
+        "httpGet": {"path": p.path, "port": probe_port(p.path), "scheme": "HTTP"},
         "initialDelaySeconds": p.initial_delay_s,
         "periodSeconds": p.period_s,
         "timeoutSeconds": p.timeout_s,
@@ -126,7 +141,8 @@ def container(t: Target, service: str) -> dict[str, Any]:
         "name": service,
         "image": f"{naming.image_name(t.system, service)}:{naming.BASE_IMAGE_TAG}",
         "imagePullPolicy": "Always",
-        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"},
+                  {"name": PLATFORM_PORT_NAME, "containerPort": CONTAINER_PLATFORM_PORT, "protocol": "TCP"}],
         "envFrom": env_from(t, service),
         "resources": _resources(svc),
         "livenessProbe": _probe(svc.probes.liveness),
@@ -211,12 +227,16 @@ def deployment(t: Target, service: str) -> dict[str, Any]:
 
 
 def cluster_service(t: Target, service: str) -> dict[str, Any]:
-    """ClusterIP Service in front of a service's pods (port ``http``; also what Prometheus scrapes)."""
+    """ClusterIP Service in front of a service's pods: port ``http``, and ``platform``, the one Prometheus
+    scrapes (cluster-internal: this Service is never a load balancer; NetworkPolicy admits only the
+    monitoring namespace and the VPC's load balancer health checks to it)."""
     svc = t.service(service)
     spec = {
         "type": "ClusterIP",
         "selector": t.selector(service),
-        "ports": [{"name": "http", "port": svc.service_port, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": "http", "port": svc.service_port, "targetPort": "http", "protocol": "TCP"},
+                  {"name": PLATFORM_PORT_NAME, "port": CONTAINER_PLATFORM_PORT, "targetPort": PLATFORM_PORT_NAME,
+                   "protocol": "TCP"}],
     }
     return obj("v1", "Service", t.meta(service, service), spec=spec)
 

@@ -29,7 +29,8 @@ class Dns(Construct):
     """Hosted zone ``zone_name`` (the edge's public host) with health-checked latency and failover records.
 
     ``regions`` maps region name to its role (``primary``/``secondary``/``standby``);
-    ``origins`` maps region name to the origin host name health-checked and pointed to.
+    ``origins`` maps region name to the origin host name health-checked and pointed to;
+    ``route_hosts``: the further names spec routes are limited to, latency-routed like ``api_host``.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Dns(Construct):
         api_host: str,
         writer_host: str,
         health_path: str,
+        route_hosts: list[str] | None = None,
         logs_key: kms.IKey,
         log_retention_days: int,
     ) -> None:
@@ -88,16 +90,21 @@ class Dns(Construct):
             )
 
         serving = [r for r, role in regions.items() if role != "standby"]
+        # The names spec routes are limited to (backend., platform.) reach the same ALBs as api., routed alike.
+        latency_hosts = {"Api": api_host} | {f"Host-{h.split('.')[0]}": h for h in route_hosts or []}
         if len(regions) == 1:
             only = next(iter(regions))
-            route53.CnameRecord(self, "Api", zone=self.zone, record_name=api_host, domain_name=origins[only], ttl=ttl)
+            for cid, host in latency_hosts.items():
+                route53.CnameRecord(self, cid, zone=self.zone, record_name=host, domain_name=origins[only], ttl=ttl)
             route53.CnameRecord(self, "Writer", zone=self.zone, record_name=writer_host, domain_name=origins[only],
                                 ttl=ttl)
             return
         for region in serving:
-            route53.CnameRecord(self, f"Api-{region}", zone=self.zone, record_name=api_host,
-                                domain_name=origins[region], region=region, set_identifier=f"api-{region}",
-                                health_check=self.health_checks[region], ttl=ttl)
+            for cid, host in latency_hosts.items():
+                route53.CnameRecord(self, f"{cid}-{region}", zone=self.zone, record_name=host,
+                                    domain_name=origins[region], region=region,
+                                    set_identifier=f"{cid.lower()}-{region}", health_check=self.health_checks[region],
+                                    ttl=ttl)
         primary = next(r for r, role in regions.items() if role == "primary")
         standby = [r for r, role in regions.items() if role == "standby"]
         dr = (standby or [r for r in regions if r != primary])[0]
