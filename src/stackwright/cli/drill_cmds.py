@@ -21,6 +21,7 @@ from rich.table import Table
 from ..local.region_drill import DrillError, FailoverResult, run_failover
 from ..local.region_outage import run_region_outage
 from ..local.state import system_dir
+from ..plan.failure import DRILL_RELATIVE
 from .common import console, fail, load
 from .local_cmds import StateDir
 
@@ -110,7 +111,8 @@ def region_failover(
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=2))
     ok = _print(result)
-    console.print(f"result recorded in {path} (plan shows it next to the computed RTO/RPO)")
+    console.print(f"result recorded in {path}; `stackwright plan` shows the one in "
+                  f"{DRILL_RELATIVE.format(name=spec.name)} next to the computed RTO/RPO (--json that path)")
     if not ok:
         raise typer.Exit(1)
 

@@ -42,6 +42,9 @@ from .region_drill import CommitMode, DrillError, FailoverResult, Ledger
 from .regions import LocalRegions
 from .runner import LocalSystem, StartError, UpOptions
 
+#: Acknowledged writes the drill waits for (at most 30 s past the warm-up) before it takes the region down.
+MIN_ACKED_BEFORE_LOSS = 10
+
 
 class RegionLoad(Protocol):
     """What a system's ``drills.py`` offers the region drill as ``RegionLoad(system, key_file)``."""
@@ -153,6 +156,11 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         writer = _Client(load, client, rate or float(getattr(load, "RATE", 10.0)))
         writer.start()
         await asyncio.sleep(warmup_s)
+        # A slow write (payments' onboarding) on a busy machine: wait for a few acknowledgements, or the RPO
+        # would be measured over next to nothing.
+        until = time.monotonic() + 30
+        while len(writer.keys) < MIN_ACKED_BEFORE_LOSS and time.monotonic() < until:
+            await asyncio.sleep(0.2)
         lag_at_kill = await regions.lags()
         acked_before = len(writer.keys)
         killed_at = time.monotonic()
