@@ -39,8 +39,9 @@ def test_losing_the_primary_region_loses_no_acknowledged_write(tmp_path: Path) -
     assert (result.killed, result.promoted) == ("ap-southeast-1", "us-west-2")
     assert {"postgres", "gateway", "api"} <= set(result.killed_processes)
     assert result.acked_before_kill > 0
-    # Detection cannot beat the entry's health checks: threshold x interval at the least.
-    assert result.detected_after_s >= 1.0
+    # Detection cannot beat the entry's health checks: (threshold - 1) x interval after the first failed check,
+    # which may come right after the loss.
+    assert result.detected_after_s >= 0.5
     assert result.failed_writes > 0 and result.rto_s is not None and result.rto_s > 0
     assert result.lost_acked == 0  # synchronous commit: the standby had every acknowledged write
     assert result.lost_after_kill == 0
