@@ -10,11 +10,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from stackwright.local.demokit import bearer, idp_for
-from stackwright.runtime.db import database_url
+from stackwright.local.region_outage import present_ids
 from stackwright.spec import System
 
 
@@ -43,9 +42,5 @@ class RegionLoad:
 
     async def present(self, server_url: str, keys: list[str]) -> set[str]:
         """The tenant ids among ``keys`` in the platform database of the server at ``server_url``."""
-        conn = await asyncpg.connect(database_url(server_url, self.database), timeout=5)
-        try:
-            rows = await conn.fetch("SELECT id FROM tenants WHERE id = ANY($1::text[])", keys)
-        finally:
-            await conn.close()
-        return {r["id"] for r in rows}
+        return await present_ids(server_url, self.database, "SELECT id FROM tenants WHERE id = ANY($1::text[])",
+                                 keys)

@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from stackwright.local.chaos import ChaosError, DrillRow, OpenLoop, Outcome, Recovery, kill_and_recover
 from stackwright.local.demokit import Client, bearer, idp_for
+from stackwright.local.region_outage import present_ids
 from stackwright.local.state import system_dir
-from stackwright.runtime.db import database_url
 from stackwright.runtime.queue import queue_from_url
 from stackwright.spec import System
 
@@ -347,9 +347,4 @@ class RegionLoad:
 
     async def present(self, server_url: str, keys: list[str]) -> set[str]:
         """The poll ids among ``keys`` in the voting database of the server at ``server_url``."""
-        conn = await asyncpg.connect(database_url(server_url, self.database), timeout=5)
-        try:
-            rows = await conn.fetch("SELECT id::text FROM polls WHERE id = ANY($1::uuid[])", keys)
-        finally:
-            await conn.close()
-        return {r["id"] for r in rows}
+        return await present_ids(server_url, self.database, "SELECT id FROM polls WHERE id = ANY($1::uuid[])", keys)

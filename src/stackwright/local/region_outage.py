@@ -63,6 +63,20 @@ class RegionLoad(Protocol):
         """Which of ``keys`` the Postgres server at ``server_url`` (the promoted primary) holds."""
 
 
+async def present_ids(server_url: str, database: str, query: str, keys: list[str]) -> set[str]:
+    """For a ``RegionLoad.present``: the first column, as text, of ``query`` (given ``keys`` as ``$1``) in
+    ``database`` on the server at ``server_url``."""
+    import asyncpg
+
+    from ..runtime.db import database_url
+
+    conn = await asyncpg.connect(database_url(server_url, database), timeout=5)
+    try:
+        return {str(r[0]) for r in await conn.fetch(query, keys)}
+    finally:
+        await conn.close()
+
+
 def region_load(system: System, key_file: Path) -> RegionLoad:
     """The system's ``RegionLoad`` (its drills.py); DrillError when it has none."""
     if not has_plugin(system, "drills") or not hasattr(load_plugin(system, "drills"), "RegionLoad"):
@@ -214,4 +228,4 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         await primary.stop()
 
 
-__all__ = ["RegionLoad", "region_load", "run_region_outage"]
+__all__ = ["RegionLoad", "present_ids", "region_load", "run_region_outage"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from tests.helpers import regions_up, sql, wait_until
 
-from stackwright.local.idp import DevIdP
+from stackwright.local.demokit import bearer, idp_for
 from stackwright.runtime.db import database_url
 from stackwright.spec import load_system
 
@@ -42,11 +42,8 @@ def _primary_and_standby(dest: Path) -> Path:
 def regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
     spec = _primary_and_standby(tmp_path_factory.mktemp("system") / "files")
     root = tmp_path_factory.mktemp("files-regions")
-    ident = load_system(spec).edge.identity
-    assert ident is not None
     with regions_up(spec, root) as state:
-        idp = DevIdP(root / "files" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
-        yield state, {"authorization": f"Bearer {idp.mint('region-user')}"}
+        yield state, bearer(idp_for(load_system(spec), root / "files" / "idp-key.pem").mint("region-user"))
 
 
 def test_the_standby_region_replicates_and_serves(regions: tuple[dict[str, Any], dict[str, str]]) -> None:

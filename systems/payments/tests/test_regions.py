@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tests.helpers import regions_up, sql, wait_until
 
-from stackwright.local.idp import DevIdP
+from stackwright.local.demokit import bearer, idp_for
 from stackwright.runtime.db import database_url
 from stackwright.spec import load_system
 
@@ -27,11 +27,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
     root = tmp_path_factory.mktemp("payments-regions")
-    ident = load_system(SPEC).edge.identity
-    assert ident is not None
     with regions_up(SPEC, root) as state:
-        idp = DevIdP(root / "payments" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
-        yield state, {"authorization": f"Bearer {idp.mint('ops', ['platform-admin'])}"}
+        idp = idp_for(load_system(SPEC), root / "payments" / "idp-key.pem")
+        yield state, bearer(idp.mint("ops", ["platform-admin"]))
 
 
 def _onboard(base: str, admin: dict[str, str], **headers: str) -> httpx.Response:
