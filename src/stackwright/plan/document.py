@@ -180,7 +180,7 @@ def _measured_failover(fail: Any) -> list[str]:
              f"{fail.slo_rto_s:g} s"],
             ["RPO (region loss)", c_rpo, f"{m.get('lost_acked')} acknowledged writes lost "
              f"({float(m.get('lost_span_s') or 0):.2f} s)", f"{fail.slo_rpo_s:g} s"]]
-    scope = ("the whole primary region lost (every process of it SIGKILLed), the system's own writes through "
+    scope = ("the whole primary region lost, every process of it SIGKILLed, the system's own writes through "
              "the global entry" if m.get("scope") == "region" else "the primary region's database killed, direct "
              "database writes")
     head = ["### Region failover: computed and measured", "",
