@@ -77,12 +77,13 @@ async def present_ids(server_url: str, database: str, query: str, keys: list[str
         await conn.close()
 
 
-def region_load(system: System, key_file: Path) -> RegionLoad:
-    """The system's ``RegionLoad`` (its drills.py); DrillError when it has none."""
-    if not has_plugin(system, "drills") or not hasattr(load_plugin(system, "drills"), "RegionLoad"):
+def region_load_class(system: System) -> Callable[[System, Path], RegionLoad]:
+    """The system's ``RegionLoad`` class (its drills.py); DrillError when it has none."""
+    drills = load_plugin(system, "drills") if has_plugin(system, "drills") else None
+    if drills is None or not hasattr(drills, "RegionLoad"):
         raise DrillError(f"{system.name} has no RegionLoad in its drills.py: the region drill needs the system's "
                          "own writes (use --scope database for the database-tier drill)")
-    return load_plugin(system, "drills").RegionLoad(system, key_file)  # type: ignore[no-any-return]
+    return drills.RegionLoad  # type: ignore[no-any-return]
 
 
 class _Client:
@@ -144,6 +145,7 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
     entry, fail over, and return what was measured. Stops everything it started."""
     if len(system.regions) < 2:
         raise DrillError(f"{system.name} has one region; a region failover needs a second one")
+    load_class = region_load_class(system)  # before anything starts: a system without one is refused at once
     options = UpOptions(port=free_port(), state_root=root, echo_logs=False, dashboard=False, replication=True)
     primary = LocalSystem(system, options, report=lambda m: None)
     regions = LocalRegions(primary, report=lambda m: None, health_interval_s=interval_s,
@@ -164,7 +166,7 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         pg_url = primary.backing["postgres"]["url"]
         if commit == "sync":
             await set_synchronous(pg_url, [slot_name(r) for r in regions.replicas])
-        load = region_load(system, primary.dir / "idp-key.pem")
+        load = load_class(system, primary.dir / "idp-key.pem")
         client = httpx.AsyncClient(base_url=regions.entry_url, headers={REGION_HEADER: killed}, timeout=10)
         await load.setup(client)
         writer = _Client(load, client, rate or float(getattr(load, "RATE", 10.0)))
@@ -228,4 +230,4 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         await primary.stop()
 
 
-__all__ = ["RegionLoad", "present_ids", "region_load", "run_region_outage"]
+__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage"]
