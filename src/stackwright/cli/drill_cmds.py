@@ -100,6 +100,7 @@ def region_failover(
                 rate=rate or 50.0, failback=failback, slo_rto_s=spec.slo.rto_minutes * 60,
                 slo_rpo_s=spec.slo.rpo_seconds, report=say))
     except DrillError as exc:
+        keep = True  # the logs of what failed are the point now
         fail(f"region failover drill: {exc} (data kept in {root})")
     finally:
         if not keep:
