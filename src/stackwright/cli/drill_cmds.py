@@ -135,6 +135,9 @@ def _print(result: FailoverResult) -> bool:
         ("RPO: acknowledged writes lost", f"{result.lost_acked} of {result.acked_before_kill}"),
         ("RPO: time span of the lost writes", f"{result.lost_span_s:.2f} s"),
     ]
+    rows += [(f"{region} rebuilt to follow {result.promoted}",
+              f"{how}; {result.refollow_missing.get(region, '?')} acknowledged writes missing")
+             for region, how in result.refollowed.items()]
     if result.failback:
         rows += [("fail-back", result.failback.split(" (")[0]),
                  ("writes paused for the switch back", f"{result.failback_pause_s or 0:.2f} s"),

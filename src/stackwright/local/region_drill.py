@@ -237,6 +237,10 @@ class FailoverResult:
     killed_processes: list[str] = field(default_factory=list)
     #: Writes acknowledged after the loss (so by the promoted database) and missing from it: must be 0.
     lost_after_kill: int | None = None
+    #: Region scope: the other replicas, rebuilt to follow the promoted one: region -> method (or failure),
+    #: and how many of the promoted database's acknowledged writes each lacks once caught up (must be 0).
+    refollowed: dict[str, str] = field(default_factory=dict)
+    refollow_missing: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -255,6 +259,9 @@ class FailoverResult:
         if self.lost_after_kill is not None:
             out.append(("every write acknowledged after the loss is in the promoted database",
                         self.lost_after_kill == 0))
+        for region, how in self.refollowed.items():
+            out.append((f"{region} rebuilt to follow {self.promoted} ({how}) and holds every acknowledged write",
+                        not how.startswith("failed") and self.refollow_missing.get(region) == 0))
         if self.lost_after_failback is not None:
             out.append(("fail-back: every write acknowledged since failover kept",
                         self.lost_after_failback == 0))

@@ -38,7 +38,7 @@ from ..spec import System
 from .backing.replica import set_synchronous, slot_name
 from .global_entry import REGION_HEADER
 from .ports import free_port
-from .region_drill import CommitMode, DrillError, FailoverResult, Ledger
+from .region_drill import CommitMode, DrillError, FailoverResult, Ledger, wait_caught_up
 from .regions import LocalRegions
 from .runner import LocalSystem, StartError, UpOptions
 
@@ -209,6 +209,17 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         await client.aclose()
         present = await load.present(regions.replicas[promoted].url, list(writer.keys))
         lost = sorted((t, k) for k, t in writer.keys.items() if k not in present)
+        # The other regions' replicas still follow the lost primary: rebuild them on the promoted one and check
+        # they then hold what it holds.
+        refollowed = await regions.refollow()
+        missing: dict[str, int] = {}
+        for region, how in refollowed.items():
+            if not how.startswith("failed"):
+                await wait_caught_up(regions.replicas[region].url, regions.replicas[promoted].url)
+                there = await load.present(regions.replicas[region].url, sorted(present))
+                missing[region] = len(present - there)
+        if refollowed:
+            report(f"rebuilt to follow {promoted}: {refollowed}; acknowledged writes missing there: {missing}")
         span = (lost[-1][0] - lost[0][0] + writer.interval) if lost else 0.0
         result = FailoverResult(
             commit=commit, regions=[r.name for r in system.regions], killed=killed, promoted=promoted,
@@ -219,7 +230,8 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
             lag_bytes_at_kill=lag_at_kill, lost_acked=len(lost), lost_span_s=span,
             acked_total=len(writer.keys), slo_rto_s=system.slo.rto_minutes * 60,
             slo_rpo_s=float(system.slo.rpo_seconds), scope="region", killed_processes=names,
-            lost_after_kill=sum(1 for t, _k in lost if t >= killed_at))
+            lost_after_kill=sum(1 for t, _k in lost if t >= killed_at), refollowed=refollowed,
+            refollow_missing=missing)
         report(f"RTO {'-' if rto is None else f'{rto:.2f}'} s, {result.failed_writes} failed requests, "
                f"{len(lost)} acknowledged writes lost")
         return result

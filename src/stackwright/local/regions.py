@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -42,7 +43,15 @@ from typing import Any
 from ..deploy import names as naming
 from ..resources import kind_of
 from ..runtime.db import database_url
-from .backing.replica import LocalReplica, lag, promote, received_lsn
+from .backing.replica import (
+    LocalReplica,
+    create_slot,
+    lag,
+    promote,
+    rebuild_as_replica,
+    received_lsn,
+    slot_name,
+)
 from .ports import free_port
 from .runner import LocalSystem, StartError, _http_ok, _pg_ready
 from .supervisor import ProcessSpec
@@ -122,11 +131,7 @@ class LocalRegions:
         replica = LocalReplica(home / "postgres", free_port(), primary_port=primary_port, region=name)
         cloned = await asyncio.to_thread(replica.init)
         self.report(f"  {name}: {'cloned' if cloned else 'reusing'} a streaming replica of the primary's Postgres")
-        await self.primary.supervisor.start(ProcessSpec(
-            name=f"postgres-{name}", argv=replica.command(), spawn_kwargs=replica.process_kwargs(),
-            cwd=replica.data_dir, ready=lambda: _pg_ready(replica.url), before_start=replica.before_start,
-        ), ready_timeout_s=90)
-        self.replicas[name] = replica
+        await self._run_replica(name, replica)
         read_urls = {}
         for rname, res in self.system.resources.items():
             # Kinds that write to the primary and read a regional copy (Postgres): reads go to this replica.
@@ -148,6 +153,15 @@ class LocalRegions:
         await run.start()
         self.runs[name] = run
         self.report(f"✓ region {name} ({role}) at {run.endpoints.gateway_url}")
+
+    async def _run_replica(self, name: str, replica: LocalReplica) -> None:
+        """Start (or restart, after a rebuild) region ``name``'s replica under the primary's supervisor."""
+        await self.primary.supervisor.start(ProcessSpec(
+            name=f"postgres-{name}", argv=replica.command(), spawn_kwargs=replica.process_kwargs(),
+            cwd=replica.data_dir, ready=lambda: _pg_ready(replica.url), before_start=replica.before_start,
+            stop_signal=signal.SIGINT,  # fast shutdown: a smart one waits for the region's services' pools
+        ), ready_timeout_s=90)
+        self.replicas[name] = replica
 
     async def _start_entry(self) -> None:
         regions = [{"name": self.system.primary_region.name, "role": "primary",
@@ -227,6 +241,27 @@ class LocalRegions:
         self.primary_region = chosen
         self.report(f"promoted the {chosen} replica; the writer endpoint {self.writer.url_host} leads there")
         return chosen
+
+    async def refollow(self) -> dict[str, str]:
+        """After :meth:`promote`: make every other live replica a replica of the new primary (``pg_rewind``,
+        a fresh base backup if that fails), restarted on its port, so its region's reads are fresh again.
+        Returns region -> how it was rebuilt, or the error that kept it from being rebuilt."""
+        new = self.replicas[self.primary_region]
+        out: dict[str, str] = {}
+        for name, replica in list(self.replicas.items()):
+            if name == self.primary_region or f"postgres-{name}" not in self.primary.supervisor.pids():
+                continue
+            try:
+                await create_slot(new.url, slot_name(name))
+                await self.primary.supervisor.stop(f"postgres-{name}")
+                rebuilt, how = await asyncio.to_thread(rebuild_as_replica, replica, new_primary_port=new.port,
+                                                       region=name)
+                await self._run_replica(name, rebuilt)
+                out[name] = how.split(" (")[0]
+            except Exception as exc:  # one region that cannot be rebuilt is a finding, not the end of the run
+                out[name] = f"failed: {type(exc).__name__}: {exc}"
+            self.report(f"{name}: replica of {self.primary_region} now ({out[name]})")
+        return out
 
     async def stop(self) -> None:
         """Stop every secondary region's run (the primary's run stops the replicas and the entry)."""
