@@ -70,3 +70,33 @@ def wait_until(check: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -> 
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met in {timeout_s:g} s")
+
+
+@contextlib.contextmanager
+def regions_up(spec: Path, state_root: Path, *, timeout_s: float = 300) -> Iterator[dict[str, Any]]:
+    """``stackwright up SPEC --regions`` in the background under ``state_root`` (free ports); yields its state
+    and stops it afterwards. For the systems' multi-region tests."""
+    from stackwright.local.control import start_detached, stop
+
+    state = start_detached(spec, port=free_port(), state_root=state_root, timeout_s=timeout_s,
+                           extra_args=["--regions", "--no-dashboard"])
+    try:
+        yield state
+    finally:
+        stop(str(state["system"]), state_root)
+
+
+def sql(url: str, query: str, *args: Any) -> list[Any]:
+    """Run one query on its own connection to ``url`` and return the rows (for checks against real databases)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())

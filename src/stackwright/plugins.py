@@ -13,7 +13,9 @@ A system folder may hold three plug-in modules; each is optional and the core lo
     list[str]`` and ``summary(doc) -> list[str]`` for what the generic table and summary do not show.
 ``drills.py``
     ``Drill``, a class following :class:`stackwright.local.chaos.Scenario` — the fault drills of
-    ``stackwright chaos SYSTEM`` (``FAULTS``, ``run``, optionally ``poison``).
+    ``stackwright chaos SYSTEM`` (``FAULTS``, ``run``, optionally ``poison``); and/or ``RegionLoad``, the
+    system's own writes for ``stackwright drill region-failover SYSTEM`` (see
+    :class:`stackwright.local.region_outage.RegionLoad`).
 
 A plug-in imports what it needs from ``stackwright`` (``bench``, ``local.demokit``, ``local.chaos``), never
 the other way round.

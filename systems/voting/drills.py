@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import redis.asyncio as aioredis
 
 from stackwright.local.chaos import ChaosError, DrillRow, FlowDrill, Outcome, Recovery
-from stackwright.local.demokit import Client, bearer
+from stackwright.local.demokit import Client, bearer, idp_for
+from stackwright.local.region_outage import present_ids
 from stackwright.runtime.queue import queue_from_url
 from stackwright.spec import System
 
@@ -285,3 +287,31 @@ class Drill(FlowDrill):
         result["ok"] = (all(n == self.max_receive for n in result["dead_lettered"].values())
                         and (not redrive or result.get("counted_after_redrive", False)))
         return result
+
+
+class RegionLoad:
+    """The writes of ``stackwright drill region-failover voting``: poll creation (``POST /polls``), answered
+    201 only once the row is committed in the primary's Postgres, so a 201 is an acknowledged durable write.
+    (A vote's 202 acknowledges a message in the region's queue, which a region loss takes with it: the
+    database's RPO is the poll's.)"""
+
+    RATE = 20.0
+
+    def __init__(self, system: System, key_file: Path) -> None:
+        idp = idp_for(system, key_file)
+        # A few admins: the admin rate limit is per subject (50/s), the drill's rate stays well below it.
+        self.admins = [bearer(idp.mint(f"region-drill-{n}", ["admin"], ttl_s=3600)) for n in range(4)]
+        self.database = system.resources["db"].database
+
+    async def setup(self, client: httpx.AsyncClient) -> None:
+        """Nothing to prepare: each write is a new poll."""
+
+    async def write(self, client: httpx.AsyncClient, i: int) -> str | None:
+        """Create poll ``i``; its id when created (201), None otherwise."""
+        resp = await client.post("/polls", json={"title": f"region drill {i}", "options": OPTIONS},
+                                 headers=self.admins[i % len(self.admins)])
+        return str(resp.json()["id"]) if resp.status_code == 201 else None
+
+    async def present(self, server_url: str, keys: list[str]) -> set[str]:
+        """The poll ids among ``keys`` in the voting database of the server at ``server_url``."""
+        return await present_ids(server_url, self.database, "SELECT id FROM polls WHERE id = ANY($1::uuid[])", keys)

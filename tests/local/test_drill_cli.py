@@ -26,3 +26,11 @@ def test_a_bad_interval_is_a_usage_error(tmp_path: Path) -> None:
     done = _cli("drill", "region-failover", "voting", "--interval", "0", "--state-dir", str(tmp_path))
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_a_system_without_region_writes_is_refused_before_starting(tmp_path: Path) -> None:
+    # files has standby and secondary regions but no RegionLoad in a drills.py: the region scope cannot drill it.
+    done = _cli("drill", "region-failover", "files", "--state-dir", str(tmp_path))
+    assert done.returncode != 0
+    assert "has no RegionLoad" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

@@ -1,4 +1,9 @@
-"""``stackwright drill region-failover``: kill the primary region while writes flow; measure RTO and RPO."""
+"""``stackwright drill region-failover``: lose the primary region while writes flow; measure RTO and RPO.
+
+``--scope region`` (the default) runs the whole system in every region and loses every process of the primary
+region under load through the global entry (:mod:`stackwright.local.region_outage`); ``--scope database``
+kills the primary region's Postgres only, with a direct database client, and also fails back
+(:mod:`stackwright.local.region_drill`)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import typer
 from rich.table import Table
 
 from ..local.region_drill import DrillError, FailoverResult, run_failover
+from ..local.region_outage import run_region_outage
 from ..local.state import system_dir
+from ..plan.failure import DRILL_RELATIVE
 from .common import console, fail, load
 from .local_cmds import StateDir
 
@@ -25,6 +32,11 @@ SystemArg = Annotated[str, typer.Argument(help="System name (under systems/) or 
 
 #: Where a drill's last result is kept (under the system's local folder); ``plan`` reads it.
 RESULT_FILE = Path("drills") / "region-failover.json"
+
+
+class Scope(StrEnum):
+    region = "region"
+    database = "database"
 
 
 class Commit(StrEnum):
@@ -41,6 +53,9 @@ def result_path(spec: Any, state_dir: Path | None) -> Path:
 @drill_app.command("region-failover")
 def region_failover(
     system: SystemArg,
+    scope: Annotated[Scope, typer.Option(
+        help="region: the whole system in every region, every process of the primary region killed, clients "
+             "through the global entry; database: the regions' Postgres only, with fail-back.")] = Scope.region,
     commit: Annotated[Commit, typer.Option(
         help="Replication commit mode: sync (a commit waits for one standby), async, or spec (sync when "
              "slo.rpo_seconds is 0, else async).")] = Commit.spec,
@@ -48,31 +63,44 @@ def region_failover(
         help="Health-check interval in seconds (default: the spec's edge.health_check_interval_s).", min=0.05)] = None,
     threshold: Annotated[int | None, typer.Option(
         help="Failed checks before a region is down (default: edge.health_check_failure_threshold).", min=1)] = None,
-    rate: Annotated[float, typer.Option(help="Writes per second while the region fails.", min=1)] = 50.0,
-    failback: Annotated[bool, typer.Option(help="Rebuild the old primary and switch back afterwards.")] = True,
+    rate: Annotated[float | None, typer.Option(
+        help="Writes per second while the region fails (default: the system's RegionLoad.RATE for the region "
+             "scope, 50 for the database scope).", min=0.5)] = None,
+    failback: Annotated[bool, typer.Option(
+        help="Database scope: rebuild the old primary and switch back afterwards.")] = True,
     keep: Annotated[bool, typer.Option(help="Keep the drill's data folders afterwards.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result to this JSON file.")] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Kill the primary region's database (SIGKILL to every process of it) while writes flow, detect it with
-    the spec's health checks, promote the most advanced standby region, repoint the writers, and measure RTO
-    (first failed to first acknowledged write), RPO (acknowledged writes missing, against the client's ledger)
-    and failed writes; then fail back (pg_rewind) without losing writes. One fresh Postgres per region of the
-    spec, on free ports: a running copy of the system is not touched. Exits 1 if an SLO or invariant fails."""
+    """Lose the primary region while writes flow (region scope: every process of it, the system's own writes
+    through the global entry; database scope: its Postgres, direct writes), detect it with the spec's health
+    checks, promote the most advanced replica, repoint the writers, and measure RTO (first failed to first
+    acknowledged write), RPO (acknowledged writes missing, against the client's ledger) and failed writes; the
+    database scope then fails back (pg_rewind) without losing writes. A private copy on free ports: a running
+    copy of the system is not touched. Exits 1 if an SLO or invariant fails."""
     spec = load(system)
     regions = [spec.primary_region.name] + [r.name for r in spec.regions if r.role != "primary"]
     if len(regions) < 2:
         fail(f"{spec.name} has one region; a region failover needs a second one (regions: in the spec)")
     mode = commit.value if commit is not Commit.spec else ("sync" if spec.slo.rpo_seconds == 0 else "async")
     root = system_dir(spec, state_dir) / "drills" / f"region-failover-{int(time.time())}"
+
+    def say(message: str) -> None:
+        console.print(f"  {message}", highlight=False)
+
     try:
-        result = asyncio.run(run_failover(
-            root, regions, commit=mode,  # type: ignore[arg-type]
-            interval_s=interval if interval is not None else float(spec.edge.health_check_interval_s),
-            threshold=threshold if threshold is not None else int(spec.edge.health_check_failure_threshold),
-            rate=rate, failback=failback, slo_rto_s=spec.slo.rto_minutes * 60, slo_rpo_s=spec.slo.rpo_seconds,
-            report=lambda m: console.print(f"  {m}", highlight=False)))
+        if scope is Scope.region:
+            result = asyncio.run(run_region_outage(spec, root, commit=mode, rate=rate,  # type: ignore[arg-type]
+                                                   interval_s=interval, threshold=threshold, report=say))
+        else:
+            result = asyncio.run(run_failover(
+                root, regions, commit=mode,  # type: ignore[arg-type]
+                interval_s=interval if interval is not None else float(spec.edge.health_check_interval_s),
+                threshold=threshold if threshold is not None else int(spec.edge.health_check_failure_threshold),
+                rate=rate or 50.0, failback=failback, slo_rto_s=spec.slo.rto_minutes * 60,
+                slo_rpo_s=spec.slo.rpo_seconds, report=say))
     except DrillError as exc:
+        keep = True  # the logs of what failed are the point now
         fail(f"region failover drill: {exc} (data kept in {root})")
     finally:
         if not keep:
@@ -84,13 +112,15 @@ def region_failover(
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=2))
     ok = _print(result)
-    console.print(f"result recorded in {path} (plan shows it next to the computed RTO/RPO)")
+    console.print(f"result recorded in {path}; `stackwright plan` shows the one in "
+                  f"{DRILL_RELATIVE.format(name=spec.name)} next to the computed RTO/RPO (--json that path)")
     if not ok:
         raise typer.Exit(1)
 
 
 def _print(result: FailoverResult) -> bool:
-    table = Table(title=f"region failover: {result.killed} -> {result.promoted} ({result.commit} commit)")
+    table = Table(title=f"region failover ({result.scope} scope): {result.killed} -> {result.promoted} "
+                        f"({result.commit} commit)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
@@ -99,11 +129,15 @@ def _print(result: FailoverResult) -> bool:
         ("RTO (first failed -> first acknowledged write)",
          "never recovered" if result.rto_s is None else f"{result.rto_s:.2f} s"),
         ("failed writes during the gap", str(result.failed_writes)),
+        *([("processes killed", str(len(result.killed_processes)))] if result.killed_processes else []),
         ("ambiguous writes (no answer; not counted as acknowledged)", str(result.ambiguous_writes)),
         ("standby lag at the kill (bytes)", ", ".join(f"{r} {b}" for r, b in result.lag_bytes_at_kill.items())),
         ("RPO: acknowledged writes lost", f"{result.lost_acked} of {result.acked_before_kill}"),
         ("RPO: time span of the lost writes", f"{result.lost_span_s:.2f} s"),
     ]
+    rows += [(f"{region} rebuilt to follow {result.promoted}",
+              f"{how}; {result.refollow_missing.get(region, '?')} acknowledged writes missing")
+             for region, how in result.refollowed.items()]
     if result.failback:
         rows += [("fail-back", result.failback.split(" (")[0]),
                  ("writes paused for the switch back", f"{result.failback_pause_s or 0:.2f} s"),

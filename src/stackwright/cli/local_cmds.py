@@ -195,7 +195,8 @@ def _print_regions(state: dict) -> None:
         health = httpx.get(f"{state['global_entry']}/_global/regions", timeout=2).json()["regions"]
     except (httpx.HTTPError, ValueError, KeyError):
         health = {}
-    table = Table(title=f"regions (global entry {state.get('global_entry')})")
+    writer = f", writer endpoint {state['writer_endpoint']}" if state.get("writer_endpoint") else ""
+    table = Table(title=f"regions (global entry {state.get('global_entry')}{writer})")
     for col in ("region", "role", "gateway", "healthy", "lag bytes", "lag s", "streaming"):
         table.add_column(col)
     for r in rows:

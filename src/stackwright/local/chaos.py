@@ -304,10 +304,13 @@ def scenario_class(system: Any) -> Any:
     from ..plugins import PluginMissing, load_plugin
 
     try:
-        return load_plugin(system, "drills").Drill
+        drill = getattr(load_plugin(system, "drills"), "Drill", None)
     except PluginMissing as exc:
         raise ChaosError(f"{exc}; a system's fault drills are its drills.py plug-in (see stackwright.plugins)") \
             from None
+    if drill is None:  # a drills.py may offer only the region drill's RegionLoad
+        raise ChaosError(f"{system.name}'s drills.py has no Drill class: no fault drills for stackwright chaos")
+    return drill
 
 
 def check_faults(system: Any, faults: list[str]) -> None:

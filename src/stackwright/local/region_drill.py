@@ -50,6 +50,7 @@ from .backing.replica import (
     lag,
     promote,
     rebuild_as_replica,
+    received_lsn,
     replication_conf,
     set_synchronous,
     slot_name,
@@ -230,6 +231,16 @@ class FailoverResult:
     lost_after_failback: int | None = None
     slo_rto_s: float | None = None
     slo_rpo_s: float | None = None
+    #: "database" (this module: the region's Postgres only) or "region" (:mod:`.region_outage`: every process
+    #: of the region, clients through the global entry).
+    scope: str = "database"
+    killed_processes: list[str] = field(default_factory=list)
+    #: Writes acknowledged after the loss (so by the promoted database) and missing from it: must be 0.
+    lost_after_kill: int | None = None
+    #: Region scope: the other replicas, rebuilt to follow the promoted one: region -> method (or failure),
+    #: and how many of the promoted database's acknowledged writes each lacks once caught up (must be 0).
+    refollowed: dict[str, str] = field(default_factory=dict)
+    refollow_missing: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +256,12 @@ class FailoverResult:
                         self.lost_span_s <= self.slo_rpo_s))
         if self.commit == "sync":
             out.append(("synchronous commit: no acknowledged write lost", self.lost_acked == 0))
+        if self.lost_after_kill is not None:
+            out.append(("every write acknowledged after the loss is in the promoted database",
+                        self.lost_after_kill == 0))
+        for region, how in self.refollowed.items():
+            out.append((f"{region} rebuilt to follow {self.promoted} ({how}) and holds every acknowledged write",
+                        not how.startswith("failed") and self.refollow_missing.get(region) == 0))
         if self.lost_after_failback is not None:
             out.append(("fail-back: every write acknowledged since failover kept",
                         self.lost_after_failback == 0))
@@ -255,15 +272,6 @@ async def _ids(url: str) -> set[int]:
     conn = await asyncpg.connect(url, timeout=5)
     try:
         return {r["id"] for r in await conn.fetch("SELECT id FROM drill_ledger")}
-    finally:
-        await conn.close()
-
-
-async def _received_lsn(url: str) -> int:
-    conn = await asyncpg.connect(url, timeout=3)
-    try:
-        return int(await conn.fetchval(
-            "SELECT pg_wal_lsn_diff(coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint"))
     finally:
         await conn.close()
 
@@ -373,7 +381,7 @@ class RegionCluster:
         candidates = self.standbys()
         if not candidates:
             raise DrillError("no live standby to promote")
-        positions = {r: await _received_lsn(self.url(r)) for r in candidates}
+        positions = {r: await received_lsn(self.url(r)) for r in candidates}
         chosen = max(candidates, key=lambda r: positions[r])
         await promote(self.url(chosen))
         self.primary = chosen

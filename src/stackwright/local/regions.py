@@ -12,6 +12,13 @@ standbys). Every other region then gets, under ``<state>/<system>/regions/<regio
   process per service, like every local region: the warm-standby scale of one replica.
 * the dev identity provider's key is the primary's, so a token minted once is valid in every region.
 
+The secondary and standby regions reach the primary's Postgres through the local writer endpoint
+(:mod:`.writer_endpoint`, Aurora Global Database's writer endpoint / the ``writer.`` failover record): after
+the primary region is lost, :meth:`LocalRegions.promote` promotes the most advanced replica and repoints the
+endpoint, and the surviving regions' services write there without a restart. Promotion is an operator's (or
+the drill's) act, as on AWS, where an Aurora global failover is started by a person or a runbook; the
+traffic shift is automatic (the global entry's health checks, Route 53's).
+
 A global entry (:mod:`.global_entry`, Route 53's role) then health-checks each region's gateway at the
 spec's ``edge.health_check_interval_s`` / ``health_check_failure_threshold`` and routes by the client's
 ``X-Region`` header. The run's state gets ``regions`` (role, gateway, Postgres URL per region) and
@@ -27,37 +34,80 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..deploy import names as naming
 from ..resources import kind_of
 from ..runtime.db import database_url
-from .backing.replica import LocalReplica, lag
+from .backing.replica import (
+    LocalReplica,
+    create_slot,
+    lag,
+    promote,
+    rebuild_as_replica,
+    received_lsn,
+    slot_name,
+)
 from .ports import free_port
 from .runner import LocalSystem, StartError, _http_ok, _pg_ready
 from .supervisor import ProcessSpec
+from .writer_endpoint import WriterEndpoint
+
+#: Processes of the primary's run that are not the primary region's own: the other regions' replicas
+#: (``postgres-<region>``) and the global entry. A region failure (:meth:`LocalRegions.kill_region`) spares them.
+GLOBAL_PROCESSES = ("global-entry",)
 
 
 class LocalRegions:
     """The regions besides the primary's run ``primary`` (started, with ``replication=True``)."""
 
     def __init__(self, primary: LocalSystem, *, entry_port: int | None = None,
-                 report: Callable[[str], None] = print) -> None:
+                 report: Callable[[str], None] = print, health_interval_s: float | None = None,
+                 failure_threshold: int | None = None) -> None:
         self.primary = primary
         self.system = primary.system
         self.report = report
         self.entry_port = entry_port or free_port()
+        # The global entry's health checks: the spec's edge settings unless a drill asks for others.
+        self.health_interval_s = (health_interval_s if health_interval_s is not None
+                                  else float(self.system.edge.health_check_interval_s))
+        self.failure_threshold = (failure_threshold if failure_threshold is not None
+                                  else int(self.system.edge.health_check_failure_threshold))
         self.runs: dict[str, LocalSystem] = {}
         self.replicas: dict[str, LocalReplica] = {}
+        # With --monitoring the primary's Prometheus scrapes the entry: region health and replication lag,
+        # the series the ReplicationLagHigh rule fires on.
+        primary.extra_scrape["global-entry"] = (f"127.0.0.1:{self.entry_port}", "/_global/metrics")
+        self.writer: WriterEndpoint | None = None
+        #: The region whose Postgres is the writable one (changes with :meth:`promote`).
+        self.primary_region = self.system.primary_region.name
+
+    @property
+    def entry_url(self) -> str:
+        """The global entry's URL."""
+        return f"http://127.0.0.1:{self.entry_port}"
+
+    async def lags(self) -> dict[str, int | None]:
+        """WAL bytes each replica has not replayed yet (None: not measurable now)."""
+        primary_url = self.primary.backing["postgres"]["url"]
+        out: dict[str, int | None] = {}
+        for name, replica in self.replicas.items():
+            try:
+                out[name] = (await lag(replica.url, primary_url)).bytes
+            except Exception:  # a replica that does not answer has no lag to report
+                out[name] = None
+        return out
 
     @staticmethod
     def _health_url(run: LocalSystem) -> str:
-        """The gateway's health check: on its local-only admin port where the runner has one, else on
-        ``/_edge/healthz`` of its public port."""
+        """The gateway's health check (the path Route 53 checks, :data:`naming.HEALTH_CHECK_PATH`): on its
+        local-only admin port where the runner has one, else on ``/_edge/healthz`` of its public port."""
         admin = getattr(run, "gateway_admin_url", None)
-        return f"{admin}/healthz" if admin else f"{run.endpoints.gateway_url}/_edge/healthz"
+        return f"{admin}{naming.HEALTH_CHECK_PATH}" if admin else f"{run.endpoints.gateway_url}/_edge/healthz"
 
     async def start(self) -> None:
         """Start each secondary/standby region, then the global entry; record them in the primary's state."""
@@ -66,6 +116,9 @@ class LocalRegions:
             raise StartError("--regions needs the embedded Postgres (not --postgres-url): each region streams "
                              "a replica of it")
         primary_port = int(pg_backing["url"].rsplit(":", 1)[1].split("/")[0])
+        self.writer = WriterEndpoint(primary_port)
+        await self.writer.start()
+        self.writer.target_region = self.primary_region
         # Regions start side by side (each clones its replica, then starts its own processes).
         await asyncio.gather(*(self._start_region(r.name, r.role, primary_port) for r in self.system.regions
                                if r.name != self.system.primary_region.name))
@@ -78,11 +131,7 @@ class LocalRegions:
         replica = LocalReplica(home / "postgres", free_port(), primary_port=primary_port, region=name)
         cloned = await asyncio.to_thread(replica.init)
         self.report(f"  {name}: {'cloned' if cloned else 'reusing'} a streaming replica of the primary's Postgres")
-        await self.primary.supervisor.start(ProcessSpec(
-            name=f"postgres-{name}", argv=replica.command(), spawn_kwargs=replica.process_kwargs(),
-            cwd=replica.data_dir, ready=lambda: _pg_ready(replica.url), before_start=replica.before_start,
-        ), ready_timeout_s=90)
-        self.replicas[name] = replica
+        await self._run_replica(name, replica)
         read_urls = {}
         for rname, res in self.system.resources.items():
             # Kinds that write to the primary and read a regional copy (Postgres): reads go to this replica.
@@ -91,7 +140,10 @@ class LocalRegions:
                 read_urls[rname] = (replica.url if getattr(res, "per_tenant", False)
                                     else database_url(replica.url, getattr(res, "database", "postgres")))
         opts = self.primary.options
-        options = replace(opts, port=free_port(), postgres_url=self.primary.backing["postgres"]["url"],
+        assert self.writer is not None
+        # Writes go through the writer endpoint (it follows a promotion), reads to the region's own replica.
+        options = replace(opts, port=free_port(), postgres_url=_with_host(self.primary.backing["postgres"]["url"],
+                                                                          self.writer.url_host),
                           redis_url=None, monitoring=False, dashboard=False, dashboard_port=None,
                           state_root=home, region=name, replication=False, read_urls=read_urls)
         run = LocalSystem(self.system, options, report=lambda m: self.report(f"  [{name}] {m}"))
@@ -102,8 +154,16 @@ class LocalRegions:
         self.runs[name] = run
         self.report(f"✓ region {name} ({role}) at {run.endpoints.gateway_url}")
 
+    async def _run_replica(self, name: str, replica: LocalReplica) -> None:
+        """Start (or restart, after a rebuild) region ``name``'s replica under the primary's supervisor."""
+        await self.primary.supervisor.start(ProcessSpec(
+            name=f"postgres-{name}", argv=replica.command(), spawn_kwargs=replica.process_kwargs(),
+            cwd=replica.data_dir, ready=lambda: _pg_ready(replica.url), before_start=replica.before_start,
+            stop_signal=signal.SIGINT,  # fast shutdown: a smart one waits for the region's services' pools
+        ), ready_timeout_s=90)
+        self.replicas[name] = replica
+
     async def _start_entry(self) -> None:
-        edge = self.system.edge
         regions = [{"name": self.system.primary_region.name, "role": "primary",
                     "url": self.primary.endpoints.gateway_url,
                     "health_url": self._health_url(self.primary)}]
@@ -119,8 +179,8 @@ class LocalRegions:
                                                           "replicas": {}})
                 entry["replicas"][name] = url
         config = {"port": self.entry_port, "system": self.system.name, "replication": replication,
-                  "interval_s": edge.health_check_interval_s,
-                  "failure_threshold": edge.health_check_failure_threshold, "regions": regions}
+                  "interval_s": self.health_interval_s, "failure_threshold": self.failure_threshold,
+                  "regions": regions}
         path = self.primary.dir / "global-entry.json"
         path.write_text(json.dumps(config, indent=2))
         url = f"http://127.0.0.1:{self.entry_port}"
@@ -138,17 +198,86 @@ class LocalRegions:
             role = next(r.role for r in self.system.regions if r.name == name)
             regions[name] = {"role": role, "gateway": run.endpoints.gateway_url, "postgres": self.replicas[name].url,
                              "replica_of": primary, "state_dir": str(run.dir)}
-        self.primary.extra_state.update(regions={n: regions[n] for n in self._order(regions)}, global_entry=f"http://127.0.0.1:{self.entry_port}")
+        self.primary.extra_state.update(regions={n: regions[n] for n in self._order(regions)},
+                                        global_entry=f"http://127.0.0.1:{self.entry_port}",
+                                        writer_endpoint=self.writer.url_host if self.writer else None)
         self.primary._save()
 
     def _order(self, regions: dict[str, Any]) -> list[str]:
         return [r.name for r in self.system.regions if r.name in regions]
+
+    def kill_region(self, region: str) -> list[str]:
+        """Lose ``region`` as an outage would: SIGKILL every process of it at once (gateway, services, its
+        Redis and Postgres), none restarted. The global entry and the other regions' replicas, which the
+        primary's run also supervises, are spared. Returns the names of the processes killed."""
+        if region == self.system.primary_region.name:
+            sup = self.primary.supervisor
+            names = [n for n in sup.procs if n not in GLOBAL_PROCESSES
+                     and not any(n == f"postgres-{r}" for r in self.replicas)]
+        else:
+            sup = self.runs[region].supervisor
+            names = list(sup.procs)
+            if f"postgres-{region}" in self.primary.supervisor.procs:
+                self.primary.supervisor.kill(f"postgres-{region}")
+        for name in names:
+            sup.kill(name)
+        return names
+
+    async def promote(self) -> str:
+        """Promote the most advanced live replica (greatest received WAL position) to primary and point the
+        writer endpoint at it; the surviving regions' services write there from their next connection.
+        Returns the promoted region. The other replicas keep following the lost primary (they serve reads,
+        stale from the moment of the loss) until they are rebuilt."""
+        positions: dict[str, int] = {}
+        for name, replica in self.replicas.items():
+            with contextlib.suppress(Exception):  # a replica that does not answer is no candidate
+                positions[name] = await received_lsn(replica.url)
+        if not positions:
+            raise StartError("no live replica to promote")
+        chosen = max(positions, key=lambda r: positions[r])
+        await promote(self.replicas[chosen].url)
+        assert self.writer is not None
+        self.writer.repoint(self.replicas[chosen].port, chosen)
+        self.primary_region = chosen
+        self.report(f"promoted the {chosen} replica; the writer endpoint {self.writer.url_host} leads there")
+        return chosen
+
+    async def refollow(self) -> dict[str, str]:
+        """After :meth:`promote`: make every other live replica a replica of the new primary (``pg_rewind``,
+        a fresh base backup if that fails), restarted on its port, so its region's reads are fresh again.
+        Returns region -> how it was rebuilt, or the error that kept it from being rebuilt."""
+        new = self.replicas[self.primary_region]
+        out: dict[str, str] = {}
+        for name, replica in list(self.replicas.items()):
+            if name == self.primary_region or f"postgres-{name}" not in self.primary.supervisor.pids():
+                continue
+            try:
+                await create_slot(new.url, slot_name(name))
+                await self.primary.supervisor.stop(f"postgres-{name}")
+                rebuilt, how = await asyncio.to_thread(rebuild_as_replica, replica, new_primary_port=new.port,
+                                                       region=name)
+                await self._run_replica(name, rebuilt)
+                out[name] = how.split(" (")[0]
+            except Exception as exc:  # one region that cannot be rebuilt is a finding, not the end of the run
+                out[name] = f"failed: {type(exc).__name__}: {exc}"
+            self.report(f"{name}: replica of {self.primary_region} now ({out[name]})")
+        return out
 
     async def stop(self) -> None:
         """Stop every secondary region's run (the primary's run stops the replicas and the entry)."""
         for run in self.runs.values():
             with contextlib.suppress(Exception):
                 await run.stop()
+        if self.writer is not None:
+            await self.writer.close()
+
+
+def _with_host(url: str, host_port: str) -> str:
+    """``url`` (postgresql://user@host:port/db) with its ``host:port`` replaced by ``host_port``."""
+    scheme, rest = url.split("://", 1)
+    userinfo, _, after = rest.rpartition("@")
+    path = after[after.index("/"):] if "/" in after else ""
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}{host_port}{path}"
 
 
 async def region_status(state: dict[str, Any]) -> list[dict[str, Any]]:

@@ -90,6 +90,8 @@ class LocalSystem:
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         # (label, step) run last by start(), before the run is ready (the other regions of a multi-region run).
         self.extra_steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        # More --monitoring scrape jobs: job -> (host:port, metrics path) (the global entry's replication lag).
+        self.extra_scrape: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ start
 
@@ -270,8 +272,12 @@ class LocalSystem:
         targets = {s: [u.removeprefix("http://") for u in urls] for s, urls in self.endpoints.platform_urls.items()}
         if self.gateway_admin_url is not None:  # the gateway's metrics are on its local-only port
             targets["edge"] = [self.gateway_admin_url.removeprefix("http://")]
+        paths = {}
+        for job, (address, path) in self.extra_scrape.items():
+            targets[job], paths[job] = [address], path
         port = 9090 if not port_in_use(9090) else free_port()
-        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus", port=port)
+        self.prometheus = LocalPrometheus(self.system, targets, self.dir / "prometheus", port=port,
+                                          metrics_paths=paths or None)
         await asyncio.to_thread(self.prometheus.start)
 
     async def _start_dashboard(self) -> None:

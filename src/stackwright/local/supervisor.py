@@ -213,6 +213,17 @@ class Supervisor:
         if managed.log_file:
             managed.log_file.close()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL process ``name`` and its process group at once and never restart it (an outage, not a
+        crash the supervisor heals). :meth:`stop` still tidies up after it."""
+        managed = self.procs.get(name)
+        if managed is None:
+            return
+        managed.stopping = True
+        if managed.proc is not None and managed.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(managed.proc.pid, signal.SIGKILL)
+
     async def stop_all(self) -> None:
         """Stop in reverse start order: the gateway first, backing services last."""
         for name in reversed(list(self.procs)):

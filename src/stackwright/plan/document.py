@@ -198,8 +198,11 @@ def _measured_failover(fail: Any) -> list[str]:
              f"{fail.slo_rto_s:g} s"],
             ["RPO (region loss)", c_rpo, f"{m.get('lost_acked')} acknowledged writes lost "
              f"({float(m.get('lost_span_s') or 0):.2f} s)", f"{fail.slo_rpo_s:g} s"]]
+    scope = ("the whole primary region lost, every process of it SIGKILLed, the system's own writes through "
+             "the global entry" if m.get("scope") == "region" else "the primary region's database killed, direct "
+             "database writes")
     head = ["### Region failover: computed and measured", "",
-            f"Measured by `stackwright drill region-failover` on one machine ({m.get('commit')} commit, "
+            f"Measured by `stackwright drill region-failover` on one machine ({scope}; {m.get('commit')} commit, "
             f"health checks {m.get('health_check_failure_threshold')} x {m.get('health_check_interval_s')} s, "
             f"{m.get('failed_writes')} writes failed during the gap, fail-back: {failback}"
             f"). Local Postgres streaming replicas stand in for the cross-region replicas: the measured RTO is "

@@ -44,10 +44,30 @@ class Database:
         async with pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")
 
+    async def replica_lag(self) -> float | None:
+        """Seconds this database (a streaming replica) is behind its primary: 0 on a primary or a replica that
+        has replayed all it received while streaming; else the age of the last transaction it replayed (None
+        before it replayed any). A replica cut off from its primary keeps ageing, so a partition shows."""
+        pool = await self.open()
+        async with pool.acquire(timeout=2) as conn:
+            lag = await conn.fetchval(REPLICA_LAG_SQL)
+        return None if lag is None else float(lag)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+#: A standby's lag in seconds (see :meth:`Database.replica_lag`); pg_stat_wal_receiver says whether it streams.
+REPLICA_LAG_SQL = """
+SELECT CASE
+  WHEN NOT pg_is_in_recovery() THEN 0::float8
+  WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
+       AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN 0::float8
+  ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+END
+"""
 
 
 def database_url(url: str, database: str) -> str:

@@ -29,6 +29,10 @@ WORKER_LAG = Gauge("stackwright_worker_lag_seconds", "Age of the last message pr
 # not follow dependencies (a shared outage would unready every pod at once), so this is where it shows.
 DEPENDENCY_UP = Gauge("stackwright_dependency_up", "1 if the last check of a dependency passed, else 0",
                       ["app_name", "dependency"])
+# A read pool on a replica (<R>_READ_URL): how far it is behind, sampled with the dependency checks. The series
+# the ReplicationLagHigh rule fires on, from the services that read the replica (on EKS as locally).
+REPLICATION_LAG = Gauge("stackwright_replication_lag_seconds", "Seconds the region's replica is behind the primary",
+                        ["system", "resource", "region"])
 PROCESSED = Counter("stackwright_messages_processed", "Messages handled by workers", ["queue", "outcome"])
 
 UNMATCHED = "__unmatched__"

@@ -29,7 +29,7 @@ from .db import Database, TenantDatabases
 from .fastpath import FastRoute, FastRouter, Handler, documented_endpoint
 from .faults import FaultMiddleware, fault_from_env
 from .limits import BodyLimitMiddleware
-from .metrics import DEPENDENCY_UP, MetricsMiddleware, metrics_endpoint
+from .metrics import DEPENDENCY_UP, REPLICATION_LAG, MetricsMiddleware, metrics_endpoint
 from .problems import Problem, install_problem_handlers, problem_response, problem_responses
 from .settings import Settings
 from .storage import ObjectStore, store_from_url
@@ -108,14 +108,24 @@ class Service:
         ``reads=True``: a pool for reads only, on the region's replica (``<R>_READ_URL``, set in secondary
         regions; stale by the replication lag, writes refused) and on ``<R>_URL`` where there is none.
         """
-        url = (self.settings.resource_setting(resource, "READ_URL") if reads else None) or \
-            self.settings.resource_url(resource)
+        replica = self.settings.resource_setting(resource, "READ_URL") if reads else None
+        url = replica or self.settings.resource_url(resource)
         db = Database(url,
                       min_size=int(self.settings.resource_setting(resource, "POOL_MIN", "2") or 2),
                       max_size=int(self.settings.resource_setting(resource, "POOL_MAX", "20") or 20))
         self._startup.append(db.open)
         self._shutdown.append(db.close)
         self._checks[resource] = db.check
+        if replica:
+            gauge = REPLICATION_LAG.labels(self.settings.system, resource, self.settings.region)
+
+            async def check_replica() -> None:
+                # The check also samples the replica's lag (a failing query fails the check, as db.check would).
+                lag = await db.replica_lag()
+                if lag is not None:
+                    gauge.set(lag)
+
+            self._checks[resource] = check_replica
         return db
 
     def tenant_databases(self, resource: str) -> TenantDatabases:

@@ -14,11 +14,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from tests.helpers import wait_until
 
 from stackwright.local.control import start_detached, stop
 from stackwright.local.idp import DevIdP
 from stackwright.local.ports import free_port
 from stackwright.local.regions import region_status
+from stackwright.local.state import read_state
 from stackwright.spec import load_system
 
 SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
@@ -86,6 +88,16 @@ def test_votes_from_a_secondary_are_written_in_the_primary_and_read_from_each_re
         for region in ("eu-west-1", "ap-southeast-1"):
             assert f'stackwright_replication_lag_bytes{{system="voting",resource="db",region="{region}"}}' in metrics
             assert f'stackwright_replication_lag_seconds{{system="voting",resource="db",region="{region}"}}' in metrics
+
+        # The results service in a secondary region reads its replica and exports the replica's lag: the series
+        # the ReplicationLagHigh rule fires on, on EKS as locally (the entry's own gauge exists locally only).
+        eu = read_state("voting", Path(state["regions"]["eu-west-1"]["state_dir"]).parent)
+        assert eu is not None
+        series = 'stackwright_replication_lag_seconds{region="eu-west-1",resource="db",system="voting"}'
+        results = f"{eu['services']['results'][0]['url']}/metrics"
+        line = wait_until(lambda: next((ln for ln in httpx.get(results).text.splitlines()
+                                        if ln.startswith(series)), None))
+        assert float(line.split()[-1]) >= 0
 
         health = client.get("/_global/regions").json()["regions"]
         assert all(h["healthy"] for h in health.values()) and set(health) == set(state["regions"])

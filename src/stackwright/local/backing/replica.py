@@ -154,6 +154,17 @@ async def promote(url: str, *, wait_s: int = 30) -> None:
         await conn.close()
 
 
+async def received_lsn(url: str) -> int:
+    """How much WAL the standby at ``url`` has received (bytes since 0/0; its replay position when it
+    streams no more): the standby with the greatest one is the most advanced, the one to promote."""
+    conn = await asyncpg.connect(url, timeout=3)
+    try:
+        return int(await conn.fetchval(
+            "SELECT pg_wal_lsn_diff(coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint"))
+    finally:
+        await conn.close()
+
+
 async def create_slot(url: str, slot: str) -> None:
     """Create physical replication slot ``slot`` on the primary at ``url`` unless it exists."""
     conn = await asyncpg.connect(url, timeout=5)
@@ -275,6 +286,7 @@ __all__ = [
     "lag",
     "promote",
     "rebuild_as_replica",
+    "received_lsn",
     "replication_conf",
     "set_synchronous",
     "slot_name",

@@ -1,0 +1,245 @@
+"""Region failover drill at the region level: the whole system in every region, clients through the global entry.
+
+:func:`run_region_outage` starts a private copy of the system with every region of its spec (what
+``stackwright up SYSTEM --regions`` runs: the primary region, a streaming Postgres replica, Redis, gateway and
+services per other region, the global entry and the writer endpoint), on free ports under ``root``. A client
+sends the system's own writes (its ``drills.py`` plug-in's ``RegionLoad``) through the global entry as a client
+near the primary region would (``X-Region: <primary>``), recording every acknowledgement. Then:
+
+1. the primary region is lost: every process of it (gateway, services, Redis, Postgres) is SIGKILLed at
+   once and none is restarted (:meth:`~.regions.LocalRegions.kill_region`);
+2. the global entry's health checks (the spec's interval and failure threshold, Route 53's) mark it unhealthy
+   and send the client to the next region; the drill sees that on ``/_global/regions``;
+3. the most advanced replica is promoted and the writer endpoint repointed
+   (:meth:`~.regions.LocalRegions.promote`): the step an operator's runbook takes on AWS (an Aurora global
+   failover), taken by the drill as soon as the entry declares the region down;
+4. measured, all client-side: **RTO** from the first failed request to the first acknowledged one after it;
+   **RPO** as the acknowledged writes missing from the promoted database (the plug-in looks them up) and the
+   time span they cover; requests failed in the gap; requests with no answer at all (ambiguous, never
+   counted as acknowledged).
+
+The plug-in's ``RegionLoad`` (see :class:`RegionLoad`) is constructed as ``RegionLoad(system, key_file)``,
+``key_file`` being the run's dev identity provider key (to mint tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from ..plugins import has_plugin, load_plugin
+from ..spec import System
+from .backing.replica import set_synchronous, slot_name
+from .global_entry import REGION_HEADER
+from .ports import free_port
+from .region_drill import CommitMode, DrillError, FailoverResult, Ledger, wait_caught_up
+from .regions import LocalRegions
+from .runner import LocalSystem, StartError, UpOptions
+
+#: Acknowledged writes the drill waits for (at most 30 s past the warm-up) before it takes the region down.
+MIN_ACKED_BEFORE_LOSS = 10
+
+
+class RegionLoad(Protocol):
+    """What a system's ``drills.py`` offers the region drill as ``RegionLoad(system, key_file)``."""
+
+    #: Writes per second the drill sends unless ``--rate`` says otherwise (a heavy write wants fewer).
+    RATE: float
+
+    async def setup(self, client: httpx.AsyncClient) -> None:
+        """Prepare the writes (e.g. create what they refer to) through the global entry."""
+
+    async def write(self, client: httpx.AsyncClient, i: int) -> str | None:
+        """Send write number ``i``; its key when the system acknowledged it (the write is durable by the
+        system's contract), None when it refused it. Transport errors propagate (no answer: ambiguous)."""
+
+    async def present(self, server_url: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` the Postgres server at ``server_url`` (the promoted primary) holds."""
+
+
+async def present_ids(server_url: str, database: str, query: str, keys: list[str]) -> set[str]:
+    """For a ``RegionLoad.present``: the first column, as text, of ``query`` (given ``keys`` as ``$1``) in
+    ``database`` on the server at ``server_url``."""
+    import asyncpg
+
+    from ..runtime.db import database_url
+
+    conn = await asyncpg.connect(database_url(server_url, database), timeout=5)
+    try:
+        return {str(r[0]) for r in await conn.fetch(query, keys)}
+    finally:
+        await conn.close()
+
+
+def region_load_class(system: System) -> Callable[[System, Path], RegionLoad]:
+    """The system's ``RegionLoad`` class (its drills.py); DrillError when it has none."""
+    drills = load_plugin(system, "drills") if has_plugin(system, "drills") else None
+    if drills is None or not hasattr(drills, "RegionLoad"):
+        raise DrillError(f"{system.name} has no RegionLoad in its drills.py: the region drill needs the system's "
+                         "own writes (use --scope database for the database-tier drill)")
+    return drills.RegionLoad  # type: ignore[no-any-return]
+
+
+class _Client:
+    """Sends the load's writes at ``rate`` one after the other and keeps the ledger."""
+
+    def __init__(self, load: RegionLoad, client: httpx.AsyncClient, rate: float) -> None:
+        self.load = load
+        self.client = client
+        self.interval = 1.0 / rate
+        self.ledger = Ledger()
+        self.keys: dict[str, float] = {}  # key -> monotonic time of its acknowledgement
+        self.served_by: dict[str, int] = {}
+        self._stop = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self._stop = True
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self) -> None:
+        next_at = time.monotonic()
+        for i in range(1, 10**9):
+            if self._stop:
+                return
+            await self._one(i)
+            next_at = max(next_at + self.interval, time.monotonic() - self.interval)
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def _one(self, i: int) -> None:
+        try:
+            key = await self.load.write(self.client, i)
+        except httpx.HTTPError:
+            self.ledger.ambiguous.add(i)
+            self.ledger.failures.append(time.monotonic())
+            return
+        now = time.monotonic()
+        if key is None:
+            self.ledger.failures.append(now)
+        else:
+            self.keys[key] = now
+            self.ledger.acked[i] = now
+            self.ledger.successes.append(now)
+
+
+async def _entry_health(entry: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=2) as c:
+        return dict((await c.get(f"{entry}/_global/regions")).json()["regions"])
+
+
+async def run_region_outage(system: System, root: Path, *, commit: CommitMode, rate: float | None = None,
+                            interval_s: float | None = None, threshold: int | None = None,
+                            warmup_s: float = 3.0, recover_timeout_s: float = 180.0,
+                            report: Callable[[str], None] = print) -> FailoverResult:
+    """Start every region of ``system`` under ``root``, lose the primary region under load through the global
+    entry, fail over, and return what was measured. Stops everything it started."""
+    if len(system.regions) < 2:
+        raise DrillError(f"{system.name} has one region; a region failover needs a second one")
+    load_class = region_load_class(system)  # before anything starts: a system without one is refused at once
+    options = UpOptions(port=free_port(), state_root=root, echo_logs=False, dashboard=False, replication=True)
+    primary = LocalSystem(system, options, report=lambda m: None)
+    regions = LocalRegions(primary, report=lambda m: None, health_interval_s=interval_s,
+                           failure_threshold=threshold)
+    primary.before_stop.append(regions.stop)
+    primary.extra_steps.append(("regions and global entry", regions.start))
+    killed = system.primary_region.name
+    report(f"starting {len(system.regions)} regions of {system.name} (primary {killed}) …")
+    started = time.monotonic()
+    try:
+        await primary.start()
+    except StartError as exc:
+        raise DrillError(f"the regions did not start: {exc}") from exc
+    writer: _Client | None = None
+    try:
+        report(f"up in {time.monotonic() - started:.0f} s; global entry {regions.entry_url}, health checks "
+               f"{regions.failure_threshold} x {regions.health_interval_s:g} s")
+        pg_url = primary.backing["postgres"]["url"]
+        if commit == "sync":
+            await set_synchronous(pg_url, [slot_name(r) for r in regions.replicas])
+        load = load_class(system, primary.dir / "idp-key.pem")
+        client = httpx.AsyncClient(base_url=regions.entry_url, headers={REGION_HEADER: killed}, timeout=10)
+        await load.setup(client)
+        writer = _Client(load, client, rate or float(getattr(load, "RATE", 10.0)))
+        writer.start()
+        await asyncio.sleep(warmup_s)
+        # A slow write (payments' onboarding) on a busy machine: wait for a few acknowledgements, or the RPO
+        # would be measured over next to nothing.
+        until = time.monotonic() + 30
+        while len(writer.keys) < MIN_ACKED_BEFORE_LOSS and time.monotonic() < until:
+            await asyncio.sleep(0.2)
+        lag_at_kill = await regions.lags()
+        acked_before = len(writer.keys)
+        killed_at = time.monotonic()
+        names = regions.kill_region(killed)
+        report(f"lost region {killed}: SIGKILL to {len(names)} processes ({', '.join(names)}) with "
+               f"{acked_before} writes acknowledged; replica lag {lag_at_kill} bytes")
+        # Detection is the global entry's: its health checks, at the spec's interval and threshold.
+        detected = None
+        while detected is None and time.monotonic() - killed_at < recover_timeout_s:
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                if not (await _entry_health(regions.entry_url))[killed]["healthy"]:
+                    detected = time.monotonic() - killed_at
+        if detected is None:
+            raise DrillError(f"the global entry did not mark {killed} unhealthy in {recover_timeout_s:g} s")
+        report(f"global entry: {killed} unhealthy after {detected:.1f} s; traffic goes to the next region")
+        promoted = await regions.promote()
+        report(f"promoted {promoted} ({time.monotonic() - killed_at:.1f} s after the loss); writer endpoint "
+               "repointed")
+        first_fail = next((t for t in writer.ledger.failures if t >= killed_at), None)
+        first_ok = None
+        while first_ok is None and time.monotonic() - killed_at < recover_timeout_s:
+            await asyncio.sleep(0.1)
+            first_fail = next((t for t in writer.ledger.failures if t >= killed_at), None)
+            since = first_fail if first_fail is not None else killed_at
+            first_ok = next((t for t in writer.ledger.successes if t > since), None)
+        rto = None if first_ok is None else (first_ok - first_fail if first_fail is not None else 0.0)
+        await asyncio.sleep(warmup_s)
+        await writer.stop()
+        await client.aclose()
+        present = await load.present(regions.replicas[promoted].url, list(writer.keys))
+        lost = sorted((t, k) for k, t in writer.keys.items() if k not in present)
+        # The other regions' replicas still follow the lost primary: rebuild them on the promoted one and check
+        # they then hold what it holds.
+        refollowed = await regions.refollow()
+        missing: dict[str, int] = {}
+        for region, how in refollowed.items():
+            if not how.startswith("failed"):
+                await wait_caught_up(regions.replicas[region].url, regions.replicas[promoted].url)
+                there = await load.present(regions.replicas[region].url, sorted(present))
+                missing[region] = len(present - there)
+        if refollowed:
+            report(f"rebuilt to follow {promoted}: {refollowed}; acknowledged writes missing there: {missing}")
+        span = (lost[-1][0] - lost[0][0] + writer.interval) if lost else 0.0
+        result = FailoverResult(
+            commit=commit, regions=[r.name for r in system.regions], killed=killed, promoted=promoted,
+            health_check_interval_s=regions.health_interval_s,
+            health_check_failure_threshold=regions.failure_threshold, detected_after_s=detected, rto_s=rto,
+            failed_writes=sum(1 for t in writer.ledger.failures if t >= killed_at),
+            ambiguous_writes=len(writer.ledger.ambiguous), acked_before_kill=acked_before,
+            lag_bytes_at_kill=lag_at_kill, lost_acked=len(lost), lost_span_s=span,
+            acked_total=len(writer.keys), slo_rto_s=system.slo.rto_minutes * 60,
+            slo_rpo_s=float(system.slo.rpo_seconds), scope="region", killed_processes=names,
+            lost_after_kill=sum(1 for t, _k in lost if t >= killed_at), refollowed=refollowed,
+            refollow_missing=missing)
+        report(f"RTO {'-' if rto is None else f'{rto:.2f}'} s, {result.failed_writes} failed requests, "
+               f"{len(lost)} acknowledged writes lost")
+        return result
+    finally:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.stop()
+        await primary.stop()
+
+
+__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage"]
