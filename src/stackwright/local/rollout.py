@@ -251,17 +251,18 @@ class Rehearsal:
         self.stable_hash = pod_template_hash(str(system.service_dir(service).resolve()), "stable")
         self.canary_hash = pod_template_hash(str(self.new_path), options.inject or "", "canary")
         self.canary_urls: list[str] = []
+        self.canary_platform_urls: list[str] = []  # where Prometheus scrapes each canary process
         self.supervisor = Supervisor(self.dir / "logs", echo=False)
         self.admin = self.state["gateway_admin"]
         self.prometheus_url = self.state["prometheus"]
 
     # ------------------------------------------------------------------ the pieces
 
-    def _canary_env(self, port: int) -> dict[str, str]:
+    def _canary_env(self, port: int, platform_port: int) -> dict[str, str]:
         services = {s: [r["url"] for r in recs] for s, recs in self.state["services"].items()}
         endpoints = Endpoints(gateway_url=self.state["gateway"], resource_urls=dict(self.state["resources"]),
                               service_urls=services)
-        env = service_env(self.system, self.service, endpoints, port=port)
+        env = service_env(self.system, self.service, endpoints, port=port, platform_port=platform_port)
         secret = json.loads((self.dir / "gateway.json").read_text()).get("edge_proof_secret")
         if secret:  # as the runner does: the canary trusts the gateway's proof that it checked the token
             env[EDGE_PROOF_ENV] = secret
@@ -275,14 +276,17 @@ class Rehearsal:
         svc = self.system.services[self.service]
         starts = []
         for i in range(len(self.stable_urls)):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
+            # Two ports, as the runner gives every replica: traffic on one, metrics and readiness on the other.
+            port, platform_port = free_port(), free_port()
+            url, platform = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{platform_port}"
             self.canary_urls.append(url)
+            self.canary_platform_urls.append(platform)
             name = f"{self.service}-canary" + (f"-{i + 1}" if len(self.stable_urls) > 1 else "")
             spec = ProcessSpec(name=name, argv=[sys.executable, "-m", "stackwright.runtime.serve", svc.app,
-                                                "--port", str(port)],
-                               env=self._canary_env(port), cwd=self.new_path,
-                               ready=lambda u=url: _http_ok(f"{u}/readyz"), stop_timeout_s=svc.graceful_shutdown_s)
+                                                "--port", str(port), "--platform-port", str(platform_port)],
+                               env=self._canary_env(port, platform_port), cwd=self.new_path,
+                               ready=lambda u=platform: _http_ok(f"{u}/readyz"),
+                               stop_timeout_s=svc.graceful_shutdown_s)
             start = self.supervisor.start(spec, ready_timeout_s=self.options.ready_timeout_s)
             starts.append(asyncio.ensure_future(start))
         pending = set(starts)
@@ -301,11 +305,13 @@ class Rehearsal:
                                    f"(last exit code {code}); see {self.dir / 'logs' / (name + '.log')}")
 
     def _prometheus(self, with_canary: bool) -> LocalPrometheus:
-        targets = {s: [r["url"].removeprefix("http://") for r in recs] for s, recs in self.state["services"].items()}
+        # Scraped where the runner's Prometheus scrapes them: each replica's platform port (its /metrics).
+        targets = {s: [(r.get("platform_url") or r["url"]).removeprefix("http://") for r in recs]
+                   for s, recs in self.state["services"].items()}
         targets["edge"] = [self.admin.removeprefix("http://")]
         labels: dict[str, dict[str, str]] = {}
         if with_canary:
-            canary = [u.removeprefix("http://") for u in self.canary_urls]
+            canary = [u.removeprefix("http://") for u in self.canary_platform_urls]
             targets[self.service] = targets[self.service] + canary
             labels = {t: {HASH_METRIC_LABEL: self.stable_hash} for t in targets[self.service]}
             labels.update({t: {HASH_METRIC_LABEL: self.canary_hash} for t in canary})

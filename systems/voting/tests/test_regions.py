@@ -94,7 +94,7 @@ def test_votes_from_a_secondary_are_written_in_the_primary_and_read_from_each_re
         eu = read_state("voting", Path(state["regions"]["eu-west-1"]["state_dir"]).parent)
         assert eu is not None
         series = 'stackwright_replication_lag_seconds{region="eu-west-1",resource="db",system="voting"}'
-        results = f"{eu['services']['results'][0]['url']}/metrics"
+        results = f"{eu['services']['results'][0]['platform_url']}/metrics"  # the platform port serves /metrics
         line = wait_until(lambda: next((ln for ln in httpx.get(results).text.splitlines()
                                         if ln.startswith(series)), None))
         assert float(line.split()[-1]) >= 0
