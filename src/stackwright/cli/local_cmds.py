@@ -299,6 +299,7 @@ def demo(
     except PluginMissing as exc:
         fail(str(exc))
     state = running_state(spec, state_dir)
+    started_here = state is None
     if state is None:
         console.print(f"{spec.name} is not running; starting it in the background")
         try:
@@ -312,6 +313,8 @@ def demo(
     began = time.monotonic()
     ok = asyncio.run(module.run(ctx))
     console.print(f"demo finished in {time.monotonic() - began:.1f}s: {'[green]PASS' if ok else '[red]FAIL'}")
+    if started_here:  # left up on purpose, to look around (dashboard, curl); say how to stop it
+        console.print(f"{spec.name} keeps running in the background; stop it with: stackwright down {system}")
     if not ok:
         raise typer.Exit(1)
 
