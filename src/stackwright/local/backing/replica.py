@@ -178,10 +178,14 @@ async def create_slot(url: str, slot: str) -> None:
 async def set_synchronous(url: str, standbys: list[str], *, count: int = 1) -> None:
     """Make commits on the primary at ``url`` wait until ``count`` of ``standbys`` (slot names) have the WAL
     (``ANY count (...)``, quorum commit); an empty list makes commits asynchronous again."""
-    value = f"ANY {count} ({', '.join(standbys)})" if standbys else ""
+    await _alter_system(url, "synchronous_standby_names", f"ANY {count} ({', '.join(standbys)})" if standbys else "")
+
+
+async def _alter_system(url: str, setting: str, value: str) -> None:
+    """``ALTER SYSTEM SET setting = 'value'`` on the server at ``url``, then reload its configuration."""
     conn = await asyncpg.connect(url, timeout=5)
     try:
-        await conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{value}'")
+        await conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
@@ -193,12 +197,7 @@ def conninfo(primary_port: int, region: str) -> str:
 
 
 async def _set_conninfo(replica_url: str, value: str) -> None:
-    conn = await asyncpg.connect(replica_url, timeout=5)
-    try:
-        await conn.execute(f"ALTER SYSTEM SET primary_conninfo = '{value}'")
-        await conn.execute("SELECT pg_reload_conf()")
-    finally:
-        await conn.close()
+    await _alter_system(replica_url, "primary_conninfo", value)
 
 
 async def partition(replica_url: str) -> None:
