@@ -1,6 +1,8 @@
 """The region-level failover drill, short (marker chaos): a two-region copy of the smallest system (one service
 per region), fast health checks, synchronous commit. Every process of the primary region is killed while
-writes flow through the global entry; the standby's replica is promoted behind the writer endpoint."""
+writes flow through the global entry; the standby's replica is promoted behind the writer endpoint. Then the
+lost region fails back under the same load: rebuilt as a replica of the promoted one, restarted, and made the
+primary again in a planned switchover."""
 
 from __future__ import annotations
 
@@ -46,3 +48,12 @@ def test_losing_the_primary_region_loses_no_acknowledged_write(tmp_path: Path) -
     assert result.lost_acked == 0  # synchronous commit: the standby had every acknowledged write
     assert result.lost_after_kill == 0
     assert result.acked_total > result.acked_before_kill
+    # Fail-back: the old primary was rewound (or re-cloned) onto the promoted server, the standby rebuilt to
+    # follow it after the switchover, the entry sends the primary's clients home, and nothing acknowledged is lost.
+    assert result.failback in ("pg_rewind", "basebackup")
+    assert result.failback_rebuilt == {"us-west-2": result.failback_rebuilt["us-west-2"]}
+    assert not result.failback_rebuilt["us-west-2"].startswith("failed")
+    assert result.lost_after_failback == 0
+    assert result.failback_served_by == "ap-southeast-1"
+    assert result.failback_gap_s is not None and result.failback_gap_s > 0
+    assert all(met for _what, met in result.verdicts()), result.verdicts()

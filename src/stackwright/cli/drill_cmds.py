@@ -2,7 +2,7 @@
 
 ``--scope region`` (the default) runs the whole system in every region and loses every process of the primary
 region under load through the global entry (:mod:`stackwright.local.region_outage`); ``--scope database``
-kills the primary region's Postgres only, with a direct database client, and also fails back
+kills the primary region's Postgres only, with a direct database client; both fail back afterwards
 (:mod:`stackwright.local.region_drill`)."""
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def region_failover(
         help="Writes per second while the region fails (default: the system's RegionLoad.RATE for the region "
              "scope, 50 for the database scope).", min=0.5)] = None,
     failback: Annotated[bool, typer.Option(
-        help="Database scope: rebuild the old primary and switch back afterwards.")] = True,
+        help="Rebuild the lost primary region as a replica of the promoted one and switch back afterwards "
+             "(a planned switchover, under the load).")] = True,
     keep: Annotated[bool, typer.Option(help="Keep the drill's data folders afterwards.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result to this JSON file.")] = None,
     state_dir: StateDir = None,
@@ -91,7 +92,8 @@ def region_failover(
     try:
         if scope is Scope.region:
             result = asyncio.run(run_region_outage(spec, root, commit=mode, rate=rate,  # type: ignore[arg-type]
-                                                   interval_s=interval, threshold=threshold, report=say))
+                                                   interval_s=interval, threshold=threshold, failback=failback,
+                                                   report=say))
         else:
             result = asyncio.run(run_failover(
                 root, regions, commit=mode,  # type: ignore[arg-type]
@@ -141,6 +143,10 @@ def _print(result: FailoverResult) -> bool:
     if result.failback:
         rows += [("fail-back", result.failback.split(" (")[0]),
                  ("writes paused for the switch back", f"{result.failback_pause_s or 0:.2f} s"),
+                 *([("switch-back write gap (last acknowledged before -> first after)",
+                     f"{result.failback_gap_s:.2f} s")] if result.failback_gap_s is not None else []),
+                 *([("requests failed during the fail-back", str(result.failback_failed_writes))]
+                   if result.failback_failed_writes is not None else []),
                  ("acknowledged writes lost by the fail-back", str(result.lost_after_failback))]
     rows.append(("writes acknowledged in all", str(result.acked_total)))
     for row in rows:

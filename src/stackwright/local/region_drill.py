@@ -241,6 +241,15 @@ class FailoverResult:
     #: and how many of the promoted database's acknowledged writes each lacks once caught up (must be 0).
     refollowed: dict[str, str] = field(default_factory=dict)
     refollow_missing: dict[str, int] = field(default_factory=dict)
+    #: Region scope fail-back: seconds from the last write acknowledged before the switch-back's fence to the
+    #: first one after it; requests failed from the lost region's revival to the end; how each other region's
+    #: server was rebuilt to follow the primary region again; which region served the last write (the
+    #: primary region once the global entry routes its clients back); seconds the whole fail-back took.
+    failback_gap_s: float | None = None
+    failback_failed_writes: int | None = None
+    failback_rebuilt: dict[str, str] = field(default_factory=dict)
+    failback_served_by: str | None = None
+    failback_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,6 +274,11 @@ class FailoverResult:
         if self.lost_after_failback is not None:
             out.append(("fail-back: every write acknowledged since failover kept",
                         self.lost_after_failback == 0))
+        for region, how in self.failback_rebuilt.items():
+            out.append((f"fail-back: {region} rebuilt to follow {self.killed} ({how})", not how.startswith("failed")))
+        if self.failback_served_by is not None:
+            out.append((f"fail-back: the last write was served by {self.killed} again "
+                        f"(by {self.failback_served_by})", self.failback_served_by == self.killed))
         return out
 
 

@@ -16,7 +16,14 @@ near the primary region would (``X-Region: <primary>``), recording every acknowl
 4. measured, all client-side: **RTO** from the first failed request to the first acknowledged one after it;
    **RPO** as the acknowledged writes missing from the promoted database (the plug-in looks them up) and the
    time span they cover; requests failed in the gap; requests with no answer at all (ambiguous, never
-   counted as acknowledged).
+   counted as acknowledged);
+5. fail-back (``failback=True``), with the load still flowing: the lost region comes back as a secondary
+   (:meth:`~.regions.LocalRegions.revive`: its Postgres rewound to follow the promoted one, its processes
+   restarted), the global entry's health checks route its clients back to it, and once its server has caught
+   up a planned switchover returns the primary role to it (:meth:`~.regions.LocalRegions.switch_back`).
+   Measured: the switch-back's **write gap** (last write acknowledged before the fence to the first one
+   after it), the requests that failed during the fail-back, and the acknowledged writes missing from the
+   primary region's database at the end (must be 0: a planned switchover loses nothing).
 
 The plug-in's ``RegionLoad`` (see :class:`RegionLoad`) is constructed as ``RegionLoad(system, key_file)``,
 ``key_file`` being the run's dev identity provider key (to mint tokens).
@@ -36,7 +43,7 @@ import httpx
 from ..plugins import has_plugin, load_plugin
 from ..spec import System
 from .backing.replica import set_synchronous, slot_name
-from .global_entry import REGION_HEADER
+from .global_entry import REGION_HEADER, SERVED_BY_HEADER
 from .ports import free_port
 from .region_drill import CommitMode, DrillError, FailoverResult, Ledger, wait_caught_up
 from .regions import LocalRegions
@@ -92,12 +99,18 @@ class _Client:
     def __init__(self, load: RegionLoad, client: httpx.AsyncClient, rate: float) -> None:
         self.load = load
         self.client = client
+        client.event_hooks["response"].append(self._seen)
+        #: (monotonic time, region) of every 2xx answer, from the entry's X-Served-By-Region.
+        self.served: list[tuple[float, str]] = []
         self.interval = 1.0 / rate
         self.ledger = Ledger()
         self.keys: dict[str, float] = {}  # key -> monotonic time of its acknowledgement
-        self.served_by: dict[str, int] = {}
         self._stop = False
         self._task: asyncio.Task[None] | None = None
+
+    async def _seen(self, response: httpx.Response) -> None:
+        if response.is_success:
+            self.served.append((time.monotonic(), response.headers.get(SERVED_BY_HEADER, "")))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -137,12 +150,25 @@ async def _entry_health(entry: str) -> dict[str, Any]:
         return dict((await c.get(f"{entry}/_global/regions")).json()["regions"])
 
 
+async def wait_entry_health(entry: str, region: str, healthy: bool, timeout_s: float) -> float | None:
+    """Seconds until the global entry at ``entry`` reports ``region`` as ``healthy`` (None: not within
+    ``timeout_s``)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            if (await _entry_health(entry))[region]["healthy"] is healthy:
+                return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    return None
+
+
 async def run_region_outage(system: System, root: Path, *, commit: CommitMode, rate: float | None = None,
                             interval_s: float | None = None, threshold: int | None = None,
-                            warmup_s: float = 3.0, recover_timeout_s: float = 180.0,
+                            warmup_s: float = 3.0, recover_timeout_s: float = 180.0, failback: bool = True,
                             report: Callable[[str], None] = print) -> FailoverResult:
     """Start every region of ``system`` under ``root``, lose the primary region under load through the global
-    entry, fail over, and return what was measured. Stops everything it started."""
+    entry, fail over, fail back (unless ``failback`` is False), and return what was measured. Stops everything
+    it started."""
     if len(system.regions) < 2:
         raise DrillError(f"{system.name} has one region; a region failover needs a second one")
     load_class = region_load_class(system)  # before anything starts: a system without one is refused at once
@@ -184,12 +210,7 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         report(f"lost region {killed}: SIGKILL to {len(names)} processes ({', '.join(names)}) with "
                f"{acked_before} writes acknowledged; replica lag {lag_at_kill} bytes")
         # Detection is the global entry's: its health checks, at the spec's interval and threshold.
-        detected = None
-        while detected is None and time.monotonic() - killed_at < recover_timeout_s:
-            await asyncio.sleep(0.2)
-            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-                if not (await _entry_health(regions.entry_url))[killed]["healthy"]:
-                    detected = time.monotonic() - killed_at
+        detected = await wait_entry_health(regions.entry_url, killed, False, recover_timeout_s)
         if detected is None:
             raise DrillError(f"the global entry did not mark {killed} unhealthy in {recover_timeout_s:g} s")
         report(f"global entry: {killed} unhealthy after {detected:.1f} s; traffic goes to the next region")
@@ -205,10 +226,12 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
             first_ok = next((t for t in writer.ledger.successes if t > since), None)
         rto = None if first_ok is None else (first_ok - first_fail if first_fail is not None else 0.0)
         await asyncio.sleep(warmup_s)
-        await writer.stop()
-        await client.aclose()
-        present = await load.present(regions.replicas[promoted].url, list(writer.keys))
-        lost = sorted((t, k) for k, t in writer.keys.items() if k not in present)
+        if not failback:
+            await writer.stop()
+        # The writes acknowledged so far, looked up in the promoted database (the load goes on for the fail-back).
+        acked_now = dict(writer.keys)
+        present = await load.present(regions.replicas[promoted].url, list(acked_now))
+        lost = sorted((t, k) for k, t in acked_now.items() if k not in present)
         # The other regions' replicas still follow the lost primary: rebuild them on the promoted one and check
         # they then hold what it holds.
         refollowed = await regions.refollow()
@@ -221,17 +244,22 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         if refollowed:
             report(f"rebuilt to follow {promoted}: {refollowed}; acknowledged writes missing there: {missing}")
         span = (lost[-1][0] - lost[0][0] + writer.interval) if lost else 0.0
+        failover_end = time.monotonic()
+        back = await _fail_back(regions, writer, load, commit, {k for _t, k in lost}, report,
+                                recover_timeout_s) if failback else {}
+        await writer.stop()
+        await client.aclose()
         result = FailoverResult(
             commit=commit, regions=[r.name for r in system.regions], killed=killed, promoted=promoted,
             health_check_interval_s=regions.health_interval_s,
             health_check_failure_threshold=regions.failure_threshold, detected_after_s=detected, rto_s=rto,
-            failed_writes=sum(1 for t in writer.ledger.failures if t >= killed_at),
+            failed_writes=sum(1 for t in writer.ledger.failures if killed_at <= t < failover_end),
             ambiguous_writes=len(writer.ledger.ambiguous), acked_before_kill=acked_before,
             lag_bytes_at_kill=lag_at_kill, lost_acked=len(lost), lost_span_s=span,
             acked_total=len(writer.keys), slo_rto_s=system.slo.rto_minutes * 60,
             slo_rpo_s=float(system.slo.rpo_seconds), scope="region", killed_processes=names,
             lost_after_kill=sum(1 for t, _k in lost if t >= killed_at), refollowed=refollowed,
-            refollow_missing=missing)
+            refollow_missing=missing, **back)
         report(f"RTO {'-' if rto is None else f'{rto:.2f}'} s, {result.failed_writes} failed requests, "
                f"{len(lost)} acknowledged writes lost")
         return result
@@ -242,4 +270,44 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
         await primary.stop()
 
 
-__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage"]
+async def _fail_back(regions: LocalRegions, writer: _Client, load: RegionLoad, commit: CommitMode,
+                     lost_at_failover: set[str], report: Callable[[str], None],
+                     timeout_s: float) -> dict[str, Any]:
+    """Step 5 of the drill, under the running load: revive the lost region, let the entry route its clients
+    back, switch the primary role back, and check the ledger. Returns :class:`FailoverResult` fields."""
+    home = regions.home_region
+    began = time.monotonic()
+    how = await regions.revive()
+    report(f"fail-back: {home} rebuilt as a replica of {regions.primary_region} ({how}), its processes "
+           f"restarted ({time.monotonic() - began:.1f} s)")
+    healthy = await wait_entry_health(regions.entry_url, home, True, timeout_s)
+    if healthy is None:
+        raise DrillError(f"the global entry did not mark {home} healthy again in {timeout_s:g} s")
+    switch = await regions.switch_back()
+    if commit == "sync":  # the promoted server's settings came from the interim primary's (pg_rewind copies them)
+        await set_synchronous(regions.primary_server()[1], [slot_name(r) for r in regions.replicas])
+    report(f"switched back to {home}: links held {switch.held_s:.2f} s; rebuilt to follow it: {switch.rebuilt}")
+    # Let writes flow through the restored primary region for a moment (the entry routes X-Region: home there).
+    until = time.monotonic() + 30
+    while time.monotonic() < until and not any(t > switch.held_at + switch.held_s and r == home
+                                               for t, r in writer.served):
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    await writer.stop()
+    expected = [k for k in writer.keys if k not in lost_at_failover]
+    there = await load.present(regions.primary_server()[1], expected)
+    before = [t for t in writer.ledger.successes if t < switch.held_at]
+    after = [t for t in writer.ledger.successes if t >= switch.held_at]
+    gap = (after[0] - before[-1]) if before and after else None
+    last_region = writer.served[-1][1] if writer.served else None
+    lost = len(set(expected) - there)
+    report(f"fail-back: write gap {'-' if gap is None else f'{gap:.2f}'} s, "
+           f"{sum(1 for t in writer.ledger.failures if t >= began)} failed requests, {lost} acknowledged writes "
+           f"lost; last write served by {last_region}")
+    return {"failback": how, "failback_pause_s": switch.held_s, "lost_after_failback": lost,
+            "failback_gap_s": gap, "failback_failed_writes": sum(1 for t in writer.ledger.failures if t >= began),
+            "failback_rebuilt": switch.rebuilt, "failback_served_by": last_region,
+            "failback_s": time.monotonic() - began}
+
+
+__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage", "wait_entry_health"]

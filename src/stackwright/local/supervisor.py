@@ -224,6 +224,13 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(managed.proc.pid, signal.SIGKILL)
 
+    async def revive(self, name: str, *, ready_timeout_s: float = 60.0) -> None:
+        """Start process ``name`` again as it was first started (after :meth:`kill` or :meth:`stop`) and wait
+        until it is ready: a region brought back after an outage."""
+        spec = self.procs[name].spec
+        await self.stop(name)
+        await self.start(spec, ready_timeout_s=ready_timeout_s)
+
     async def stop_all(self) -> None:
         """Stop in reverse start order: the gateway first, backing services last."""
         for name in reversed(list(self.procs)):

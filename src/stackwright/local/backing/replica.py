@@ -264,6 +264,10 @@ def rebuild_as_replica(old: LocalPostgres, *, new_primary_port: int, region: str
     replica = LocalReplica(old.requested_dir, old.port, primary_port=new_primary_port, region=region,
                            install=old._install, shared_root=old.shared_root)
     replica.data_dir = old.data_dir
+    # A server killed with its Unix socket in the data directory left the socket behind; the standby runs
+    # without one (LocalReplica.command), and pg_rewind would later read it as a file when this is its source.
+    for stale in old.data_dir.glob(".s.PGSQL.*"):
+        stale.unlink(missing_ok=True)
     try:
         _run([str(replica.bin_dir / "pg_rewind"), "--target-pgdata", str(old.data_dir),
               f"--source-server=host=127.0.0.1 port={new_primary_port} user=postgres dbname=postgres"],
