@@ -21,12 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.chaos
 
 
-def _two_regions(dest: Path) -> Path:
+def two_regions(dest: Path, role: str = "standby") -> Path:
+    """A copy of systems/fastapi-app at ``dest`` with a second region (``us-west-2``, ``role``) and the test
+    RegionLoad; returns its system.yaml."""
     shutil.copytree(ROOT / "systems" / "fastapi-app", dest, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     shutil.copy(ROOT / "tests" / "fixtures" / "regions" / "drills.py", dest / "drills.py")
     spec_path = dest / "system.yaml"
     spec = yaml.safe_load(spec_path.read_text())
-    spec["regions"].append({"name": "us-west-2", "role": "standby", "vpc_cidr": "10.1.0.0/16"})
+    spec["regions"].append({"name": "us-west-2", "role": role, "vpc_cidr": "10.1.0.0/16"})
     spec["resources"]["db"].update(engine="aurora-postgresql", instance_class="db.r6g.large",
                                    cross_region_replicas=True)
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -34,7 +36,7 @@ def _two_regions(dest: Path) -> Path:
 
 
 def test_losing_the_primary_region_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    system = load_system(_two_regions(tmp_path / "app"))
+    system = load_system(two_regions(tmp_path / "app"))
     result = asyncio.run(run_region_outage(system, tmp_path / "state", commit="sync", interval_s=0.5,
                                            threshold=2, warmup_s=1.5, report=lambda _m: None))
     assert result.scope == "region"

@@ -195,9 +195,9 @@ def _print_regions(state: dict) -> None:
         health = httpx.get(f"{state['global_entry']}/_global/regions", timeout=2).json()["regions"]
     except (httpx.HTTPError, ValueError, KeyError):
         health = {}
-    writer = f", writer endpoint {state['writer_endpoint']}" if state.get("writer_endpoint") else ""
-    table = Table(title=f"regions (global entry {state.get('global_entry')}{writer})")
-    for col in ("region", "role", "gateway", "healthy", "lag bytes", "lag s", "streaming"):
+    writable = f", writable database in {state['writable_region']}" if state.get("writable_region") else ""
+    table = Table(title=f"regions (global entry {state.get('global_entry')}{writable})")
+    for col in ("region", "role", "gateway", "healthy", "lag bytes", "lag s", "streaming", "link"):
         table.add_column(col)
     for r in rows:
         ok = (health.get(r["region"]) or {}).get("healthy")
@@ -205,7 +205,8 @@ def _print_regions(state: dict) -> None:
                       "" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]"),
                       "" if r["lag_bytes"] is None else str(r["lag_bytes"]),
                       "" if r["lag_seconds"] is None else f"{r['lag_seconds']:.2f}",
-                      r.get("error") or ("" if r["streaming"] is None else ("yes" if r["streaming"] else "[red]no[/]")))
+                      r.get("error") or ("" if r["streaming"] is None else ("yes" if r["streaming"] else "[red]no[/]")),
+                      "[red]cut (partitioned)[/]" if r.get("partitioned") else "")
     console.print(table)
 
 

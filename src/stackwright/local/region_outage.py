@@ -162,6 +162,27 @@ async def wait_entry_health(entry: str, region: str, healthy: bool, timeout_s: f
     return None
 
 
+async def start_regions(system: System, root: Path, *, interval_s: float | None, threshold: int | None,
+                        report: Callable[[str], None]) -> LocalRegions:
+    """Every region of ``system`` started under ``root`` on free ports, as ``up --regions`` starts them (the
+    primary's run is ``.primary``; stop it to stop them all). DrillError when they do not start."""
+    options = UpOptions(port=free_port(), state_root=root, echo_logs=False, dashboard=False, replication=True)
+    primary = LocalSystem(system, options, report=lambda m: None)
+    regions = LocalRegions(primary, report=lambda m: None, health_interval_s=interval_s,
+                           failure_threshold=threshold)
+    primary.before_stop.append(regions.stop)
+    primary.extra_steps.append(("regions and global entry", regions.start))
+    report(f"starting {len(system.regions)} regions of {system.name} (primary {system.primary_region.name}) …")
+    started = time.monotonic()
+    try:
+        await primary.start()
+    except StartError as exc:
+        raise DrillError(f"the regions did not start: {exc}") from exc
+    report(f"up in {time.monotonic() - started:.0f} s; global entry {regions.entry_url}, health checks "
+           f"{regions.failure_threshold} x {regions.health_interval_s:g} s")
+    return regions
+
+
 async def run_region_outage(system: System, root: Path, *, commit: CommitMode, rate: float | None = None,
                             interval_s: float | None = None, threshold: int | None = None,
                             warmup_s: float = 3.0, recover_timeout_s: float = 180.0, failback: bool = True,
@@ -172,23 +193,11 @@ async def run_region_outage(system: System, root: Path, *, commit: CommitMode, r
     if len(system.regions) < 2:
         raise DrillError(f"{system.name} has one region; a region failover needs a second one")
     load_class = region_load_class(system)  # before anything starts: a system without one is refused at once
-    options = UpOptions(port=free_port(), state_root=root, echo_logs=False, dashboard=False, replication=True)
-    primary = LocalSystem(system, options, report=lambda m: None)
-    regions = LocalRegions(primary, report=lambda m: None, health_interval_s=interval_s,
-                           failure_threshold=threshold)
-    primary.before_stop.append(regions.stop)
-    primary.extra_steps.append(("regions and global entry", regions.start))
     killed = system.primary_region.name
-    report(f"starting {len(system.regions)} regions of {system.name} (primary {killed}) …")
-    started = time.monotonic()
-    try:
-        await primary.start()
-    except StartError as exc:
-        raise DrillError(f"the regions did not start: {exc}") from exc
+    regions = await start_regions(system, root, interval_s=interval_s, threshold=threshold, report=report)
+    primary = regions.primary
     writer: _Client | None = None
     try:
-        report(f"up in {time.monotonic() - started:.0f} s; global entry {regions.entry_url}, health checks "
-               f"{regions.failure_threshold} x {regions.health_interval_s:g} s")
         pg_url = primary.backing["postgres"]["url"]
         if commit == "sync":
             await set_synchronous(pg_url, [slot_name(r) for r in regions.replicas])
@@ -310,4 +319,5 @@ async def _fail_back(regions: LocalRegions, writer: _Client, load: RegionLoad, c
             "failback_s": time.monotonic() - began}
 
 
-__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage", "wait_entry_health"]
+__all__ = ["RegionLoad", "present_ids", "region_load_class", "run_region_outage", "start_regions",
+           "wait_entry_health"]

@@ -457,7 +457,7 @@ async def region_status(state: dict[str, Any]) -> list[dict[str, Any]]:
     # The primary first (the state file may store keys sorted).
     for name, r in sorted(regions.items(), key=lambda kv: kv[1]["replica_of"] is not None):
         row = {"region": name, "role": r["role"], "gateway": r["gateway"], "postgres": r["postgres"],
-               "lag_bytes": None, "lag_seconds": None, "streaming": None}
+               "lag_bytes": None, "lag_seconds": None, "streaming": None, "partitioned": bool(r.get("partitioned"))}
         if r["replica_of"] is not None:
             try:
                 got = await lag(r["postgres"], primary_url)

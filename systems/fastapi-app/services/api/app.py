@@ -153,6 +153,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API from ``settings`` (default: the environment). ``DB_URL`` must be set."""
     svc = Service(settings=settings, title="fastapi-app items API")
     db = svc.postgres("db")
+    # Reads of one item or a page go to the region's replica where the region has one (DB_READ_URL: a secondary
+    # region of a multi-region run; stale by the replication lag, and still served when the region is cut off
+    # from the primary); elsewhere the same pool as the writes.
+    reads = svc.postgres("db", reads=True) if svc.settings.resource_setting("db", "READ_URL") else db
     app = svc.app
     app.description = "CRUD for items (seed 003). Errors are application/problem+json (RFC 9457)."
     app.state.db = db
@@ -217,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if in_stock is not None:
             where.append("quantity > 0" if in_stock else "quantity = 0")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        async with db.pool.acquire() as conn:
+        async with reads.pool.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM items{clause}", *args)
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM items{clause} ORDER BY {SORTS[sort]} "
@@ -229,7 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/items/{item_id}", response_model=Item, tags=["items"])
     async def get_item(item_id: UUID, response: Response) -> Item:
         """One item; its ETag is its version."""
-        row = await db.pool.fetchrow(f"SELECT {COLUMNS} FROM items WHERE id = $1", item_id)
+        row = await reads.pool.fetchrow(f"SELECT {COLUMNS} FROM items WHERE id = $1", item_id)
         if row is None:
             raise Problem(404, f"item {item_id} does not exist")
         response.headers["ETag"] = _etag(row["version"])
