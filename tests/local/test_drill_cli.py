@@ -34,3 +34,12 @@ def test_a_system_without_region_writes_is_refused_before_starting(tmp_path: Pat
     assert done.returncode != 0
     assert "has no RegionLoad" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_partition_of_a_one_region_system_or_an_unknown_region_is_refused(tmp_path: Path) -> None:
+    done = _cli("drill", "region-partition", str(ROOT / "systems" / "fastapi-app" / "system.yaml"),
+                "--state-dir", str(tmp_path))
+    assert done.returncode != 0 and "needs a second one" in done.stderr + done.stdout
+    done = _cli("drill", "region-partition", "voting", "--region", "mars-north-1", "--state-dir", str(tmp_path))
+    assert done.returncode != 0 and "mars-north-1 is not a non-primary region" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

@@ -120,6 +120,50 @@ def region_failover(
         raise typer.Exit(1)
 
 
+@drill_app.command("region-partition")
+def region_partition(
+    system: SystemArg,
+    region: Annotated[str | None, typer.Option(
+        help="The region to cut off (default: the first secondary region, else the first non-primary one).")] = None,
+    seconds: Annotated[float, typer.Option(help="How long the partition lasts.", min=1.0)] = 10.0,
+    interval: Annotated[float | None, typer.Option(
+        help="Health-check interval in seconds (default: the spec's edge.health_check_interval_s).", min=0.05)] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result to this JSON file.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Cut one region off from the primary at the network level (its link to the writable Postgres, which its
+    replica's WAL stream and its services' writes go through, resets and refuses connections) while the
+    system's own writes flow through the primary region: its reads must stay served (stale), its lag reported
+    and growing, its writes refused with problem+json and none acknowledged and lost; then heal and measure the
+    catch-up. A private copy on free ports. Exits 1 if an invariant fails."""
+    from ..local.region_partition import run_partition
+
+    spec = load(system)
+    root = system_dir(spec, state_dir) / "drills" / f"region-partition-{int(time.time())}"
+
+    def say(message: str) -> None:
+        console.print(f"  {message}", highlight=False)
+
+    try:
+        result = asyncio.run(run_partition(spec, root, region=region, seconds=seconds, interval_s=interval,
+                                           report=say))
+    except DrillError as exc:
+        fail(f"region partition drill: {exc} (data kept in {root})")
+    shutil.rmtree(root, ignore_errors=True)
+    record = {**result.to_dict(), "system": spec.name, "at": time.time()}
+    if json_out is not None:
+        json_out.write_text(json.dumps(record, indent=2))
+    if not _verdicts(result.verdicts()):
+        raise typer.Exit(1)
+
+
+def _verdicts(verdicts: list[tuple[str, bool]]) -> bool:
+    """Print each (what, met) verdict; True when all are met."""
+    for what, met in verdicts:
+        console.print(f"  {'[green]ok[/]' if met else '[red]FAILED[/]'}  {what}", highlight=False)
+    return all(met for _what, met in verdicts)
+
+
 def _print(result: FailoverResult) -> bool:
     table = Table(title=f"region failover ({result.scope} scope): {result.killed} -> {result.promoted} "
                         f"({result.commit} commit)")
@@ -152,11 +196,7 @@ def _print(result: FailoverResult) -> bool:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    ok = True
-    for what, met in result.verdicts():
-        console.print(f"  {'[green]ok[/]' if met else '[red]FAILED[/]'}  {what}", highlight=False)
-        ok = ok and met
-    return ok
+    return _verdicts(result.verdicts())
 
 
 def register(app: typer.Typer) -> None:
