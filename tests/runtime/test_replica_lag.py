@@ -42,3 +42,31 @@ async def test_a_read_pool_on_a_replica_exports_its_lag(postgres_server: LocalPo
     text = await _metrics(_service(postgres_server.url, postgres_server.url))
     line = next(ln for ln in text.splitlines() if ln.startswith(SERIES))
     assert float(line.split()[-1]) == 0.0
+
+
+async def test_on_aurora_the_lag_is_the_instance_visibility_lag(fresh_db: str) -> None:
+    """Aurora has no WAL replay on its readers: the lag comes from aurora_global_db_instance_status(). The two
+    Aurora functions are stood in for here (same names and columns as the Aurora User Guide documents) on a real
+    Postgres, as moto stands in for AWS APIs."""
+    import asyncpg
+
+    from stackwright.runtime.db import Database
+
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        await conn.execute("""
+            CREATE FUNCTION aurora_db_instance_identifier() RETURNS varchar LANGUAGE sql
+              AS $$ SELECT 'reader-eu-1'::varchar $$;
+            CREATE FUNCTION aurora_global_db_instance_status()
+              RETURNS TABLE (server_id varchar, session_id varchar, aws_region varchar,
+                             visibility_lag_in_msec bigint) LANGUAGE sql
+              AS $$ VALUES ('writer-us-1'::varchar, 'MASTER_SESSION_ID'::varchar, 'us-east-1'::varchar, NULL::bigint),
+                           ('reader-eu-1', 'a1b2', 'eu-west-1', 1500::bigint) $$;
+        """)
+    finally:
+        await conn.close()
+    db = Database(fresh_db, min_size=1, max_size=1)
+    try:
+        assert await db.replica_lag() == 1.5
+    finally:
+        await db.close()

@@ -22,6 +22,7 @@ class Database:
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self._lag_sql: str | None = None  # REPLICA_LAG_SQL or AURORA_REPLICA_LAG_SQL, chosen on first use
 
     async def open(self) -> asyncpg.Pool:
         """Open the pool (idempotent)."""
@@ -47,10 +48,15 @@ class Database:
     async def replica_lag(self) -> float | None:
         """Seconds this database (a streaming replica) is behind its primary: 0 on a primary or a replica that
         has replayed all it received while streaming; else the age of the last transaction it replayed (None
-        before it replayed any). A replica cut off from its primary keeps ageing, so a partition shows."""
+        before it replayed any). A replica cut off from its primary keeps ageing, so a partition shows.
+        On Aurora (the server has ``aurora_global_db_instance_status()``), this instance's
+        ``visibility_lag_in_msec`` instead: see :data:`AURORA_REPLICA_LAG_SQL`."""
         pool = await self.open()
         async with pool.acquire(timeout=2) as conn:
-            lag = await conn.fetchval(REPLICA_LAG_SQL)
+            if self._lag_sql is None:
+                aurora = await conn.fetchval(AURORA_PROBE_SQL)
+                self._lag_sql = AURORA_REPLICA_LAG_SQL if aurora else REPLICA_LAG_SQL
+            lag = await conn.fetchval(self._lag_sql)
         return None if lag is None else float(lag)
 
     async def close(self) -> None:
@@ -68,6 +74,22 @@ SELECT CASE
   ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
 END
 """
+
+#: Aurora PostgreSQL does not replicate by WAL replay on its readers (Aurora Global Database secondaries read the
+#: shared storage the primary's changes are shipped to), so ``pg_last_xact_replay_timestamp()`` says nothing
+#: there. Aurora exposes, on every instance of a global database, ``aurora_global_db_instance_status()``: one row
+#: per instance, ``server_id`` and ``visibility_lag_in_msec`` ("how far this DB instance is lagging behind the
+#: writer DB instance, in milliseconds"); ``aurora_db_instance_identifier()`` names the instance this connection
+#: is on (Aurora PostgreSQL 13.7/12.11/11.16/10.21 and later). Source: Amazon Aurora User Guide,
+#: https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora_global_db_instance_status.html and
+#: .../aurora_db_instance_identifier.html. The writer's row has no lag (NULL or negative): 0.
+AURORA_REPLICA_LAG_SQL = """
+SELECT greatest(coalesce(visibility_lag_in_msec, 0), 0)::float8 / 1000
+FROM aurora_global_db_instance_status()
+WHERE server_id = aurora_db_instance_identifier()
+"""
+#: Whether the server is Aurora with the global database functions (chooses the lag query once per pool).
+AURORA_PROBE_SQL = "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'aurora_global_db_instance_status')"
 
 
 def database_url(url: str, database: str) -> str:
