@@ -194,6 +194,9 @@ def _measured_failover(fail: Any) -> list[str]:
     c_rpo = " / ".join(f"{st.store}: {st.region_rpo_s:g} s" for st in computed if st.region_rpo_s is not None) or "-"
     rto = m.get("rto_s")
     failback = str(m.get("failback") or "-").split(" (")[0]  # the method, without a fallback's reason
+    if m.get("failback_gap_s") is not None:
+        failback += (f", switch-back write gap {float(m['failback_gap_s']):.2f} s, "
+                     f"{m.get('lost_after_failback')} acknowledged writes lost")
     rows = [["RTO (region loss)", c_rto, "never recovered" if rto is None else f"{float(rto):.1f} s",
              f"{fail.slo_rto_s:g} s"],
             ["RPO (region loss)", c_rpo, f"{m.get('lost_acked')} acknowledged writes lost "
