@@ -312,6 +312,11 @@ class RegionLoad:
                                  headers=self.admins[i % len(self.admins)])
         return str(resp.json()["id"]) if resp.status_code == 201 else None
 
+    async def read(self, client: httpx.AsyncClient, key: str) -> bool:
+        """Whether the region the client reaches serves poll ``key`` (``GET /polls/{id}``: the results service,
+        which reads its region's replica); used by ``stackwright drill region-partition voting``."""
+        return (await client.get(f"/polls/{key}")).status_code == 200
+
     async def present(self, server_url: str, keys: list[str]) -> set[str]:
         """The poll ids among ``keys`` in the voting database of the server at ``server_url``."""
         return await present_ids(server_url, self.database, "SELECT id FROM polls WHERE id = ANY($1::uuid[])", keys)
