@@ -145,7 +145,7 @@ async def run_partition(system: System, root: Path, *, region: str | None = None
         if not before:
             raise DrillError("no write was acknowledged before the partition")
         await wait_caught_up(replica_url, primary_url)
-        await regions.partition(chosen.name)
+        regions.partition(chosen.name)
         cut_at = time.monotonic()
         report(f"partitioned {chosen.name} from {home}: its link resets and refuses connections")
         during: list[str] = []

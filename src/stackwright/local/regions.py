@@ -175,18 +175,20 @@ class LocalRegions:
             await link.start()
             link.target_region = self.primary_region
         # Regions start side by side (each clones its replica, then starts its own processes).
-        await asyncio.gather(*(self._start_region(r.name, r.role, primary_port) for r in self.system.regions
+        await asyncio.gather(*(self._start_region(r.name, r.role) for r in self.system.regions
                                if r.name != self.system.primary_region.name))
         await self._start_entry()
         self._record()
 
-    async def _start_region(self, name: str, role: str, primary_port: int) -> None:
+    async def _start_region(self, name: str, role: str) -> None:
         home = self.primary.dir / "regions" / name
         home.mkdir(parents=True, exist_ok=True)
         link = self.links[name]
         # The clone and the stream go through the region's link, like its writes: a partition cuts all three.
         replica = LocalReplica(home / "postgres", free_port(), primary_port=link.port, region=name)
         cloned = await asyncio.to_thread(replica.init)
+        if not cloned:  # a replica kept from an earlier run: the link listens on another port this time
+            replica.follow(link.port)
         self.report(f"  {name}: {'cloned' if cloned else 'reusing'} a streaming replica of the primary's Postgres")
         await self._run_replica(name, replica)
         read_urls = self._read_urls(replica.url)
@@ -416,7 +418,7 @@ class LocalRegions:
         self._record()
         return Switchover(held_at=held_at, held_s=held_s, rebuilt=rebuilt)
 
-    async def partition(self, region: str) -> None:
+    def partition(self, region: str) -> None:
         """Cut region ``region`` off from the writable Postgres at the network level: its link resets open
         connections and refuses new ones, so its replica's WAL stream and its services' writes both break
         (reads on its replica go on, stale). Undo with :meth:`heal`."""
