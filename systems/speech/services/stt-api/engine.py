@@ -361,9 +361,13 @@ class StreamState:
         self.since_vad += len(chunk)
         self.since_partial += len(chunk)
         cfg = self.decoder.cfg
+        self.live = live = self.audio_s <= time.monotonic() - self.started + 0.5
+        # A file sent faster than real time has nobody waiting for the end of each utterance: VAD looks once a
+        # second of audio (at the same cuts: a cut is placed by where the speech ends, not by when VAD looked).
+        step = cfg.vad_step_s if live else max(cfg.vad_step_s, 1.0)
         if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE:
             self._cut(self.open_len)
-        elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
+        elif self.since_vad >= step * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
         # Finals first: no partial while this stream still waits for one, nor once the speech has paused (its
@@ -371,7 +375,6 @@ class StreamState:
         # to do (partials are advisory: with several streams they are what gives way, so a final waits at
         # most for the one partial already running). Partials only for live audio: a file sent faster than
         # real time is decoded for its finals alone.
-        self.live = live = self.audio_s <= time.monotonic() - self.started + 0.5
         if (live and not self.paused and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
                 and all(f.done() for f in self.finals) and self.decoder.idle):
