@@ -130,27 +130,33 @@ def test_api_key_opens_a_stream_until_it_is_revoked(speech: Speech) -> None:
     stored = speech.db_rows("SELECT * FROM api_keys WHERE id = $1::uuid", key["id"])[0]
     assert stored["key_sha256"] == hashlib.sha256(key["key"].encode()).digest()
     assert key["key"] not in {str(v) for v in stored.values()}
-    # Straight at ws-proxy: on EKS nothing in front of it checks credentials (the local edge requires a JWT).
-    direct = speech.service_url("ws-proxy").replace("http://", "ws://") + "/asr"
+    # Through the edge, as a stock vosk client connects: /asr declares `api_key_prefixes: [sk_]`, so the gateway
+    # passes an sk_ credential on to ws-proxy, which verifies it (as on EKS, where the ALB verifies nothing).
     second = bytes(2 * kit.SAMPLE_RATE)  # one second of silence: usage is what counts here
-    result = asyncio.run(kit.stream(direct, second, token=key["key"]))
+    result = asyncio.run(kit.stream(speech.ws_url, second, token=key["key"]))
     assert result.close_code == 1000, result.close_reason
     usage = speech.wait_until(lambda: (u := speech.usage(owner))["sessions"] == 1 and u)
     assert usage["audio_seconds"] == 1.0  # charged to the key's owner
 
-    async def status(credential: str, header: bool = False) -> int:
+    async def status(credential: str | None, header: bool = False) -> int:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus
 
-        url, headers = (direct, {"authorization": f"Bearer {credential}"}) if header else \
-            (f"{direct}?access_token={credential}", None)
+        url, headers = (speech.ws_url, {"authorization": f"Bearer {credential}"}) if header else \
+            (f"{speech.ws_url}?access_token={credential}" if credential else speech.ws_url, None)
         try:
-            async with connect(url, proxy=None, open_timeout=20, additional_headers=headers):
+            async with connect(url, proxy=None, open_timeout=20, additional_headers=headers, **kit.dial(url)):
                 return 101
         except InvalidStatus as exc:
             return exc.response.status_code
 
     assert asyncio.run(status(key["key"], header=True)) == 101
-    assert asyncio.run(status(key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B"))) == 403
+    assert asyncio.run(status(key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B"))) == 403  # forged
+    assert asyncio.run(status("sk_")) == 403
+    assert asyncio.run(status(None)) == 403  # no credential at all
     assert speech.client.delete(f"/account/keys/{key['id']}", headers=auth).status_code == 204
     assert asyncio.run(status(key["key"])) == 403  # the next handshake after the revocation
+    assert asyncio.run(status(key["key"], header=True)) == 403
+    # An sk_ credential is no way around the edge's token check on routes that do not declare API keys.
+    headers = {"authorization": f"Bearer {key['key']}", **speech.host("backend")}
+    assert speech.client.get("/account", headers=headers).status_code == 401

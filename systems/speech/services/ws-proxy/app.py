@@ -3,10 +3,11 @@
 Per stream it
 
 1. authenticates the caller on the handshake (``Authorization: Bearer`` or ``?access_token=``; the local
-   edge checks the token too, on EKS this is the only check): a missing, bad or expired token is refused
+   edge checks a token too, on EKS this is the only check): a missing, bad or expired token is refused
    before accept (close 1008, an HTTP 403 handshake). The credential may also be an API key (``sk_...``,
-   issued by imp-backend-api): it is checked with imp-backend-api on every handshake (only its SHA-256 is
-   stored there, and nothing is cached here, so a revoked key is refused from the next handshake on);
+   issued by imp-backend-api; the route's ``api_key_prefixes`` has the local edge pass it through, so this
+   is its only check everywhere): it is checked with imp-backend-api on every handshake (only its SHA-256
+   is stored there, and nothing is cached here, so a revoked key is refused from the next handshake on);
 2. admits it against the caller's concurrent-stream limit, kept in Redis as a sorted set of the user's
    open sessions scored by a lease deadline that every open stream renews (``STREAM_LEASE_S``): a proxy
    that dies leaves leases that expire on their own, and after a Redis restart the next renewal puts every
