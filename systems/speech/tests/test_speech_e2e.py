@@ -48,10 +48,17 @@ def test_corpus_streams_through_the_gateway_as_accurately_as_the_bare_model(spee
 
 def test_live_stream_gets_partials_before_the_final(speech: Speech) -> None:
     clip = CLIPS[0]
+    stats = speech.service_url("stt-api") + "/stats"
+    before = httpx.get(stats, timeout=10).json()
     # Played at a third of real time (still live: audio never ahead of the clock), so the first partial is
     # back before the speech ends even when a busy machine takes several seconds per decode.
     result = asyncio.run(kit.stream(speech.ws_url, clip.pcm, token=speech.token("rt-user"), realtime=True,
                                     speed=1 / 3, trailing_silence_s=1.0))
+    after = httpx.get(stats, timeout=10).json()
+    # The final's decode started when VAD saw the speech pause, and the cut 0.5 s of silence later adopted it
+    # (live streams only): the decode overlaps the endpointer's wait instead of following it.
+    assert after["finals_early"] - before["finals_early"] >= 1
+    assert after["final_endpoint_s"] - before["final_endpoint_s"] >= 0.5
     assert result.close_code == 1000
     spoken = [p for p in result.partials if p]
     assert spoken, "no partial transcript while the audio played"
