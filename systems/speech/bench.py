@@ -203,15 +203,23 @@ class SpeechBench(SystemBench):
             before = self._stt_stats()
             samples = sorted(x for per in asyncio.run(all_streams()) for x in per)
             spent = {k: v - before.get(k, 0) for k, v in self._stt_stats().items()}
-            finals = int(spent.get("finals") or 0)
+            finals = int(spent.get("finals") or 0)  # decodes, those started at a pause that went on included
+            cuts = len(samples)
             row = {"streams": n, "finals": len(samples),
                    "p50_s": round(statistics.median(samples), 3) if samples else None,
                    "p99_s": round(_pct(samples, 0.99), 3) if samples else None,
                    "max_s": round(samples[-1], 3) if samples else None,
-                   # stt-api's own account of the same finals: queued behind other decodes, then decoding.
-                   "decoded_finals": finals,
-                   "final_wait_mean_s": round(spent["final_wait_s"] / finals, 3) if finals else None,
-                   "final_decode_mean_s": round(spent["final_decode_s"] / finals, 3) if finals else None,
+                   # stt-api's own account of the same finals (means): the silence the endpointer waited for
+                   # after the speech, queued behind other decodes, decoding, from the cut to the text (the
+                   # decode starts at the speech's pause, so it overlaps the endpointer's wait), and ready until
+                   # the client's next frame took it.
+                   "decoded_finals": finals, "utterances": cuts,
+                   "finals_early": int(spent.get("finals_early") or 0),
+                   "endpoint_mean_s": _mean(spent, "final_endpoint_s", cuts),
+                   "final_wait_mean_s": _mean(spent, "final_wait_s", finals),
+                   "final_decode_mean_s": _mean(spent, "final_decode_s", finals),
+                   "after_cut_mean_s": _mean(spent, "final_after_cut_s", cuts),
+                   "deliver_mean_s": _mean(spent, "final_deliver_s", cuts),
                    "partials": int(spent.get("partials") or 0),
                    "partials_dropped": int(spent.get("partials_dropped") or 0),
                    "partial_decode_mean_s": round(spent["partial_decode_s"] / spent["partials"], 3)
@@ -220,6 +228,10 @@ class SpeechBench(SystemBench):
         ok = [int(k) for k, v in out["by_streams"].items() if v["p99_s"] is not None and v["p99_s"] <= slo_s]
         out["max_streams_within_slo"] = max(ok) if ok else 0
         return out
+
+
+def _mean(spent: dict[str, float], key: str, n: int) -> float | None:
+    return round(spent[key] / n, 3) if n and key in spent else None
 
 
 def _stats_of(url: str) -> dict[str, float]:
@@ -274,15 +286,20 @@ def markdown(doc: dict[str, Any]) -> list[str]:
                 + f" = {wer['cpu_s_system_total']} in all; the bare model {wer['cpu_s_direct']}."]
     lat = doc["scenarios"].get("latency")
     if lat:
-        lines += ["", f"**latency** (end of speech -> final text; real-time streams, {TRAILING_SILENCE_S:g} s of "
-                      "silence after each clip; stt-api's mean per final: queued behind other decodes, decoding; "
-                      "partials decoded and dropped as stale):", "",
-                  "| concurrent streams | finals | p50 s | p99 s | max s | final queued s | final decode s "
-                  "| partials (dropped) | partial decode s |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", f"**latency** (end of speech -> final text at the client; real-time streams, "
+                      f"{TRAILING_SILENCE_S:g} s of silence after each clip). stt-api's means per final: the silence "
+                      "VAD waited for after the speech (endpoint), queued behind other decodes, decoding, from the "
+                      "cut to the text (the decode starts when the speech pauses, so it overlaps the endpoint), "
+                      "ready until the client's next frame; finals whose decode started at the pause; partials "
+                      "decoded and dropped as stale:", "",
+                  "| concurrent streams | finals | p50 s | p99 s | max s | endpoint s | queued s | decode s "
+                  "| after cut s | delivery s | decoded at the pause | partials (dropped) | partial decode s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in lat["by_streams"].values():
             lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} "
-                         f"| {row.get('final_wait_mean_s')} | {row.get('final_decode_mean_s')} "
+                         f"| {row.get('endpoint_mean_s')} | {row.get('final_wait_mean_s')} "
+                         f"| {row.get('final_decode_mean_s')} | {row.get('after_cut_mean_s')} "
+                         f"| {row.get('deliver_mean_s')} | {row.get('finals_early')} "
                          f"| {row.get('partials')} ({row.get('partials_dropped')}) "
                          f"| {row.get('partial_decode_mean_s')} |")
     idle = doc["scenarios"].get("idle_sockets")
