@@ -130,32 +130,50 @@ class SpeechBench(SystemBench):
         return outcome
 
     def _wer(self) -> dict[str, Any]:
+        """Each clip through the system and then through the bare model, in turn: both passes see the same
+        neighbours (measured one after the other, a change in the machine's load between them moved the ratio
+        by more than the system's own cost). Wall time of both, and CPU seconds of every process in the
+        system's passes (gateway, services, Redis, Postgres, this client) against the bare model's."""
+        from stackwright.bench import procs
+
         kit = self.kit
         clips = kit.load_corpus()
         audio_s = sum(c.seconds for c in clips)
         token = self.idp.mint("bench-wer", [], ttl_s=86400)
-        self.say.phase(f"wer: {len(clips)} clips ({audio_s:.0f} s) through the system, one stream at a time")
-
-        async def through() -> list[Any]:
-            return [await kit.stream(self.ws_url, c.pcm, token=token) for c in clips]
-
-        began = time.monotonic()
-        results = asyncio.run(through())
-        system_s = time.monotonic() - began
-        self.say.phase("wer: the bare model on the same clips (system idle)")
+        self.say.phase(f"wer: {len(clips)} clips ({audio_s:.0f} s), each through the system and then the bare model")
         transcribe = kit.direct_model(cpu_threads=2)
-        began = time.monotonic()
-        direct = [transcribe(c.pcm) for c in clips]
-        direct_s = time.monotonic() - began
+        groups = self._all_groups()
+        system_s = direct_s = 0.0
+        system_cpu: dict[str, float] = {}
+        client_cpu = direct_cpu = 0.0
+        results: list[Any] = []
+        direct: list[str] = []
+        for clip in clips:
+            window = procs.CpuWindow(groups).start()
+            me = time.process_time()
+            results.append(asyncio.run(kit.stream(self.ws_url, clip.pcm, token=token)))
+            # The last usage record is posted after the client has its answer; counted with the next clip's.
+            system_s += time.monotonic() - window.began
+            client_cpu += time.process_time() - me
+            for name, used in window.stop().used_s.items():
+                system_cpu[name] = system_cpu.get(name, 0.0) + used
+            began, me = time.monotonic(), time.process_time()
+            direct.append(transcribe(clip.pcm))
+            direct_s += time.monotonic() - began
+            direct_cpu += time.process_time() - me
+        system_cpu["client"] = client_cpu
         return {
             "clips": len(clips), "audio_s": round(audio_s, 2),
             "wer_system": round(kit.wer([(c.text, r.text) for c, r in zip(clips, results, strict=True)]), 4),
             "wer_direct": round(kit.wer([(c.text, d) for c, d in zip(clips, direct, strict=True)]), 4),
+            "identical": sum(r.text == d for r, d in zip(results, direct, strict=True)),
             "closed_normally": sum(r.close_code == 1000 for r in results),
             "system_wall_s": round(system_s, 2), "direct_wall_s": round(direct_s, 2),
             "throughput_system_x_realtime": round(audio_s / system_s, 3),
             "throughput_direct_x_realtime": round(audio_s / direct_s, 3),
             "throughput_ratio": round(direct_s / system_s, 3),
+            "cpu_s_system": {k: round(v, 2) for k, v in system_cpu.items()},
+            "cpu_s_system_total": round(sum(system_cpu.values()), 2), "cpu_s_direct": round(direct_cpu, 2),
             "transcripts": [{"clip": c.name, "reference": c.text, "system": r.text, "direct": d}
                             for c, r, d in zip(clips, results, direct, strict=True)],
         }
@@ -185,15 +203,23 @@ class SpeechBench(SystemBench):
             before = self._stt_stats()
             samples = sorted(x for per in asyncio.run(all_streams()) for x in per)
             spent = {k: v - before.get(k, 0) for k, v in self._stt_stats().items()}
-            finals = int(spent.get("finals") or 0)
+            finals = int(spent.get("finals") or 0)  # decodes, those started at a pause that went on included
+            cuts = len(samples)
             row = {"streams": n, "finals": len(samples),
                    "p50_s": round(statistics.median(samples), 3) if samples else None,
                    "p99_s": round(_pct(samples, 0.99), 3) if samples else None,
                    "max_s": round(samples[-1], 3) if samples else None,
-                   # stt-api's own account of the same finals: queued behind other decodes, then decoding.
-                   "decoded_finals": finals,
-                   "final_wait_mean_s": round(spent["final_wait_s"] / finals, 3) if finals else None,
-                   "final_decode_mean_s": round(spent["final_decode_s"] / finals, 3) if finals else None,
+                   # stt-api's own account of the same finals (means): the silence the endpointer waited for
+                   # after the speech, queued behind other decodes, decoding, from the cut to the text (the
+                   # decode starts at the speech's pause, so it overlaps the endpointer's wait), and ready until
+                   # the client's next frame took it.
+                   "decoded_finals": finals, "utterances": cuts,
+                   "finals_early": int(spent.get("finals_early") or 0),
+                   "endpoint_mean_s": _mean(spent, "final_endpoint_s", cuts),
+                   "final_wait_mean_s": _mean(spent, "final_wait_s", finals),
+                   "final_decode_mean_s": _mean(spent, "final_decode_s", finals),
+                   "after_cut_mean_s": _mean(spent, "final_after_cut_s", cuts),
+                   "deliver_mean_s": _mean(spent, "final_deliver_s", cuts),
                    "partials": int(spent.get("partials") or 0),
                    "partials_dropped": int(spent.get("partials_dropped") or 0),
                    "partial_decode_mean_s": round(spent["partial_decode_s"] / spent["partials"], 3)
@@ -202,6 +228,10 @@ class SpeechBench(SystemBench):
         ok = [int(k) for k, v in out["by_streams"].items() if v["p99_s"] is not None and v["p99_s"] <= slo_s]
         out["max_streams_within_slo"] = max(ok) if ok else 0
         return out
+
+
+def _mean(spent: dict[str, float], key: str, n: int) -> float | None:
+    return round(spent[key] / n, 3) if n and key in spent else None
 
 
 def _stats_of(url: str) -> dict[str, float]:
@@ -246,20 +276,30 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     if wer:
         lines += ["", f"**wer** ({wer['clips']} espeak-ng clips, {wer['audio_s']:.0f} s of audio, one stream at a "
                       f"time, frames sent as fast as answered): WER system {wer['wer_system']:.3f}, bare model "
-                      f"{wer['wer_direct']:.3f}; {wer['closed_normally']}/{wer['clips']} streams closed 1000; "
-                      f"wall {wer['system_wall_s']:.1f} s through the system vs {wer['direct_wall_s']:.1f} s bare "
-                      f"(throughput ratio {wer['throughput_ratio']:.2f})."]
+                      f"{wer['wer_direct']:.3f} ({wer.get('identical', '?')}/{wer['clips']} transcripts identical); "
+                      f"{wer['closed_normally']}/{wer['clips']} streams closed 1000; each clip through the system "
+                      f"and then bare, in turn: wall {wer['system_wall_s']:.1f} s through the system vs "
+                      f"{wer['direct_wall_s']:.1f} s bare (throughput ratio {wer['throughput_ratio']:.2f})."]
+        if wer.get("cpu_s_system"):
+            lines += ["", "CPU seconds for the whole corpus: through the system " + ", ".join(
+                f"{k} {v}" for k, v in sorted(wer["cpu_s_system"].items(), key=lambda kv: -kv[1]))
+                + f" = {wer['cpu_s_system_total']} in all; the bare model {wer['cpu_s_direct']}."]
     lat = doc["scenarios"].get("latency")
     if lat:
-        lines += ["", f"**latency** (end of speech -> final text; real-time streams, {TRAILING_SILENCE_S:g} s of "
-                      "silence after each clip; stt-api's mean per final: queued behind other decodes, decoding; "
-                      "partials decoded and dropped as stale):", "",
-                  "| concurrent streams | finals | p50 s | p99 s | max s | final queued s | final decode s "
-                  "| partials (dropped) | partial decode s |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", f"**latency** (end of speech -> final text at the client; real-time streams, "
+                      f"{TRAILING_SILENCE_S:g} s of silence after each clip). stt-api's means per final: the silence "
+                      "VAD waited for after the speech (endpoint), queued behind other decodes, decoding, from the "
+                      "cut to the text (the decode starts when the speech pauses, so it overlaps the endpoint), "
+                      "ready until the client's next frame; finals whose decode started at the pause; partials "
+                      "decoded and dropped as stale:", "",
+                  "| concurrent streams | finals | p50 s | p99 s | max s | endpoint s | queued s | decode s "
+                  "| after cut s | delivery s | decoded at the pause | partials (dropped) | partial decode s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in lat["by_streams"].values():
             lines.append(f"| {row['streams']} | {row['finals']} | {row['p50_s']} | {row['p99_s']} | {row['max_s']} "
-                         f"| {row.get('final_wait_mean_s')} | {row.get('final_decode_mean_s')} "
+                         f"| {row.get('endpoint_mean_s')} | {row.get('final_wait_mean_s')} "
+                         f"| {row.get('final_decode_mean_s')} | {row.get('after_cut_mean_s')} "
+                         f"| {row.get('deliver_mean_s')} | {row.get('finals_early')} "
                          f"| {row.get('partials')} ({row.get('partials_dropped')}) "
                          f"| {row.get('partial_decode_mean_s')} |")
     idle = doc["scenarios"].get("idle_sockets")

@@ -77,6 +77,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevIdP
                 EdgeRoute("/public", "up").to_dict(),
                 EdgeRoute("/ws/open", "up", websocket=True).to_dict(),
                 EdgeRoute("/ws/private", "up", auth="required", websocket=True).to_dict(),
+                EdgeRoute("/ws/keyed", "up", auth="required", api_key_prefixes=("sk_",), websocket=True).to_dict(),
                 EdgeRoute("/ws/admin", "up", auth="required", roles=("admin",), websocket=True).to_dict(),
                 EdgeRoute("/ws/limited", "up", auth="required", rate_limit="tight", websocket=True).to_dict(),
                 EdgeRoute("/ws/plain", "up").to_dict(),  # a route without websocket: true
@@ -156,6 +157,23 @@ def test_refusals_are_403_handshakes(edge: tuple[str, DevIdP]) -> None:
     assert _refused(f"{base}/ws/plain") == 403  # route without websocket: true
     assert _refused(f"{base}/public") == 403
     assert _refused(f"{base}/nothing-here") == 403
+
+
+def test_api_keys_of_the_route_pass_through_tokens_are_still_verified(edge: tuple[str, DevIdP]) -> None:
+    # The service verifies its own API keys: the edge forwards them untouched (here the echo upstream accepts
+    # anything, so what reaches it is what the edge let through).
+    base, idp = edge
+    with connect(f"{base}/ws/keyed?access_token=sk_live_123") as ws:
+        assert _hello(ws)["authorization"] == "Bearer sk_live_123"
+    with connect(f"{base}/ws/keyed", additional_headers={"Authorization": "Bearer sk_x"}) as ws:
+        assert _hello(ws)["authorization"] == "Bearer sk_x"
+    with connect(f"{base}/ws/keyed?access_token={idp.mint('alice', [])}") as ws:
+        assert _hello(ws)["authorization"].startswith("Bearer ey")
+    assert _refused(f"{base}/ws/keyed") == 403  # no credential
+    assert _refused(f"{base}/ws/keyed?access_token=garbage") == 403  # not a key, not a valid token
+    assert _refused(f"{base}/ws/keyed?access_token={idp.mint('u', [], ttl_s=-100)}") == 403  # expired token
+    assert _refused(f"{base}/ws/private?access_token=sk_live_123") == 403  # a route without api_key_prefixes
+    assert EdgeRoute.from_dict(EdgeRoute("/k", "s", api_key_prefixes=("sk_",)).to_dict()).api_key_prefixes == ("sk_",)
 
 
 def test_rate_limit_one_token_per_connection(edge: tuple[str, DevIdP]) -> None:

@@ -97,6 +97,9 @@ class EdgeRoute:
     service: str
     methods: frozenset[str] | None = None
     auth: str = "none"
+    #: ``auth: required`` only: bearer credentials with one of these prefixes are the service's own API keys,
+    #: passed through unverified (the service verifies them); see :meth:`passes_through`.
+    api_key_prefixes: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     rate_limit: str | None = None
     max_body: int | None = None
@@ -119,6 +122,12 @@ class EdgeRoute:
         """The route template, under the name request metrics label by (``scope["route"].path``)."""
         return self.pattern
 
+    def passes_through(self, credential: str) -> bool:
+        """Whether the edge leaves ``credential`` (a bearer token's value) to the service: one of the route's
+        API keys. Neither edge verifies it then (the ALB verifies no credential at all; the service checks
+        every one), so an API key works the same through ``stackwright up`` and in production."""
+        return bool(self.api_key_prefixes) and credential.startswith(self.api_key_prefixes)
+
     @property
     def is_catch_all(self) -> bool:
         """The route ``/``: everything no other route takes (it never publishes an internal endpoint)."""
@@ -128,6 +137,7 @@ class EdgeRoute:
         """JSON form (the gateway's config file)."""
         return {"pattern": self.pattern, "service": self.service,
                 "methods": sorted(self.methods) if self.methods else None, "auth": self.auth,
+                "api_key_prefixes": list(self.api_key_prefixes),
                 "roles": list(self.roles), "rate_limit": self.rate_limit, "max_body": self.max_body,
                 "websocket": self.websocket, "max_connections": self.max_connections,
                 "idle_timeout_s": self.idle_timeout_s, "host": self.host}
@@ -138,6 +148,7 @@ class EdgeRoute:
         methods = data.get("methods")
         return cls(pattern=data["pattern"], service=data["service"],
                    methods=frozenset(methods) if methods else None, auth=data.get("auth", "none"),
+                   api_key_prefixes=tuple(data.get("api_key_prefixes", ())),
                    roles=tuple(data.get("roles", ())), rate_limit=data.get("rate_limit"),
                    max_body=data.get("max_body"), websocket=bool(data.get("websocket", False)),
                    max_connections=data.get("max_connections"), idle_timeout_s=data.get("idle_timeout_s"),
@@ -331,7 +342,8 @@ def spec_routes(system: System, environment: str | None = None) -> list[EdgeRout
         for r in svc.routes:
             routes.append(EdgeRoute(
                 pattern=r.path, service=sname, methods=frozenset(r.methods) if r.methods else None,
-                auth=r.auth, roles=tuple(r.roles), rate_limit=r.rate_limit,
+                auth=r.auth, api_key_prefixes=tuple(r.api_key_prefixes), roles=tuple(r.roles),
+                rate_limit=r.rate_limit,
                 max_body=bytes_size(r.max_body) if r.max_body else None, websocket=r.websocket,
                 max_connections=r.max_connections, idle_timeout_s=r.idle_timeout_s,
                 host=route_host(system, environment, r.host) if r.host else None))

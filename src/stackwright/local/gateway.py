@@ -166,7 +166,7 @@ class Gateway:
                      authorization: str | None) -> Principal | None:
         """Token, roles and rate limit checks shared by HTTP and WebSocket; raises _Refused."""
         principal: Principal | None = None
-        if route.auth == "required":
+        if route.auth == "required" and not route.passes_through(_credential(authorization)):
             try:
                 assert self.verifier is not None
                 principal = await self.verifier.verify(bearer_token(authorization))
@@ -434,6 +434,12 @@ def _over_limits(scope: Scope, limits: AlbLimits) -> str | None:
     if total > limits.total_headers:
         return f"request headers of {total} bytes exceed the edge's limit of {limits.total_headers}"
     return None
+
+
+def _credential(authorization: str | None) -> str:
+    """The value of a bearer ``Authorization`` header ("" for none or another scheme)."""
+    scheme, _, value = (authorization or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def _str(value: bytes | None) -> str | None:

@@ -202,6 +202,9 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
             if route.auth == "required" and system.edge.identity is None:
                 raise fail(f"route {route.path} requires auth but edge.identity is not configured",
                            (*base, "routes", i, "auth"), "add edge.identity with issuer and audience")
+            if route.api_key_prefixes and (route.auth != "required" or not all(route.api_key_prefixes)):
+                raise fail(f"route {route.path}: api_key_prefixes need auth: required and non-empty prefixes",
+                           (*base, "routes", i, "api_key_prefixes"), "set auth: required, or drop api_key_prefixes")
             if route.rate_limit and route.rate_limit not in limits:
                 raise fail(f"route {route.path} uses rate limit '{route.rate_limit}', which is not declared",
                            (*base, "routes", i, "rate_limit"), suggest(route.rate_limit, limits))

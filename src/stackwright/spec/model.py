@@ -133,6 +133,12 @@ class Route(Strict):
     path: str
     methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]] | None = None
     auth: Literal["none", "required"] = "none"
+    api_key_prefixes: list[str] = Field(
+        default_factory=list,
+        description="auth: required routes whose service also takes API keys of its own: a bearer credential "
+                    "starting with one of these prefixes (`sk_`) is passed through to the service unverified, "
+                    "and the service verifies it; every other credential is still verified as an identity "
+                    "provider token at the edge")
     roles: list[str] = Field(default_factory=list)
     rate_limit: str | None = None
     websocket: bool = False

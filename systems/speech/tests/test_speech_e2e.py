@@ -48,10 +48,17 @@ def test_corpus_streams_through_the_gateway_as_accurately_as_the_bare_model(spee
 
 def test_live_stream_gets_partials_before_the_final(speech: Speech) -> None:
     clip = CLIPS[0]
+    stats = speech.service_url("stt-api") + "/stats"
+    before = httpx.get(stats, timeout=10).json()
     # Played at a third of real time (still live: audio never ahead of the clock), so the first partial is
     # back before the speech ends even when a busy machine takes several seconds per decode.
     result = asyncio.run(kit.stream(speech.ws_url, clip.pcm, token=speech.token("rt-user"), realtime=True,
                                     speed=1 / 3, trailing_silence_s=1.0))
+    after = httpx.get(stats, timeout=10).json()
+    # The final's decode started when VAD saw the speech pause, and the cut 0.5 s of silence later adopted it
+    # (live streams only): the decode overlaps the endpointer's wait instead of following it.
+    assert after["finals_early"] - before["finals_early"] >= 1
+    assert after["final_endpoint_s"] - before["final_endpoint_s"] >= 0.5
     assert result.close_code == 1000
     spoken = [p for p in result.partials if p]
     assert spoken, "no partial transcript while the audio played"
@@ -130,27 +137,33 @@ def test_api_key_opens_a_stream_until_it_is_revoked(speech: Speech) -> None:
     stored = speech.db_rows("SELECT * FROM api_keys WHERE id = $1::uuid", key["id"])[0]
     assert stored["key_sha256"] == hashlib.sha256(key["key"].encode()).digest()
     assert key["key"] not in {str(v) for v in stored.values()}
-    # Straight at ws-proxy: on EKS nothing in front of it checks credentials (the local edge requires a JWT).
-    direct = speech.service_url("ws-proxy").replace("http://", "ws://") + "/asr"
+    # Through the edge, as a stock vosk client connects: /asr declares `api_key_prefixes: [sk_]`, so the gateway
+    # passes an sk_ credential on to ws-proxy, which verifies it (as on EKS, where the ALB verifies nothing).
     second = bytes(2 * kit.SAMPLE_RATE)  # one second of silence: usage is what counts here
-    result = asyncio.run(kit.stream(direct, second, token=key["key"]))
+    result = asyncio.run(kit.stream(speech.ws_url, second, token=key["key"]))
     assert result.close_code == 1000, result.close_reason
     usage = speech.wait_until(lambda: (u := speech.usage(owner))["sessions"] == 1 and u)
     assert usage["audio_seconds"] == 1.0  # charged to the key's owner
 
-    async def status(credential: str, header: bool = False) -> int:
+    async def status(credential: str | None, header: bool = False) -> int:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus
 
-        url, headers = (direct, {"authorization": f"Bearer {credential}"}) if header else \
-            (f"{direct}?access_token={credential}", None)
+        url, headers = (speech.ws_url, {"authorization": f"Bearer {credential}"}) if header else \
+            (f"{speech.ws_url}?access_token={credential}" if credential else speech.ws_url, None)
         try:
-            async with connect(url, proxy=None, open_timeout=20, additional_headers=headers):
+            async with connect(url, proxy=None, open_timeout=20, additional_headers=headers, **kit.dial(url)):
                 return 101
         except InvalidStatus as exc:
             return exc.response.status_code
 
     assert asyncio.run(status(key["key"], header=True)) == 101
-    assert asyncio.run(status(key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B"))) == 403
+    assert asyncio.run(status(key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B"))) == 403  # forged
+    assert asyncio.run(status("sk_")) == 403
+    assert asyncio.run(status(None)) == 403  # no credential at all
     assert speech.client.delete(f"/account/keys/{key['id']}", headers=auth).status_code == 204
     assert asyncio.run(status(key["key"])) == 403  # the next handshake after the revocation
+    assert asyncio.run(status(key["key"], header=True)) == 403
+    # An sk_ credential is no way around the edge's token check on routes that do not declare API keys.
+    headers = {"authorization": f"Bearer {key['key']}", **speech.host("backend")}
+    assert speech.client.get("/account", headers=headers).status_code == 401

@@ -46,6 +46,8 @@ log = logging.getLogger("speech.stt")
 
 SAMPLE_RATE = 16000  # Hz; what Whisper and the silero VAD take
 BYTES_PER_SAMPLE = 2  # PCM16
+VAD_CHUNK = 512  # samples silero scores at a time (faster_whisper.vad)
+VAD_PAD_S = 0.1  # speech_pad_ms of our VadOptions: a segment's end lies this far after the speech
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class EngineConfig:
     cpu_threads: int = field(default_factory=lambda: default_cpu_threads())
     beam_size: int = 5
     window_pad_s: float = 2.0
-    vad_step_s: float = 0.25
+    vad_step_s: float = 0.2
     end_silence_s: float = 0.5
     partial_every_s: float = 1.0
     max_utterance_s: float = 20.0
@@ -218,9 +220,19 @@ class Decoder:
         self._order = itertools.count()
         self._worker: asyncio.Task[None] | None = None
         self.decode_seconds = 0.0  # busy time of the decoding thread, for /stats
-        # Where a final's time goes, for /stats (seconds, summed): queued behind other decodes, decoding.
-        self.stats = {"finals": 0, "final_wait_s": 0.0, "final_decode_s": 0.0, "partials": 0,
-                      "partial_decode_s": 0.0, "partials_dropped": 0}
+        self._running = False
+        # Where a final's time goes, for /stats (seconds, summed; see StreamState): silence the endpointer
+        # waited for after the speech (cuts by VAD only), queued behind other decodes, decoding, ready but
+        # waiting for the client's next frame to answer.
+        self.stats = {"finals": 0, "final_endpoint_s": 0.0, "final_wait_s": 0.0, "final_decode_s": 0.0,
+                      "final_after_cut_s": 0.0, "final_deliver_s": 0.0, "finals_early": 0,
+                      "finals_early_dropped": 0, "partials": 0, "partial_decode_s": 0.0, "partials_dropped": 0,
+                      "vad_checks": 0, "vad_s": 0.0}
+
+    @property
+    def idle(self) -> bool:
+        """Nothing decoding and nothing queued: a partial started now delays no final but by its own length."""
+        return not self._running and self._queue.empty()
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="decoder")
@@ -258,7 +270,12 @@ class Decoder:
         # Segments end after 0.1 s of silence, so the caller sees a pause as it begins (and stops partials);
         # it cuts the utterance once the silence after the last segment reaches END_SILENCE_S.
         opts = VadOptions(min_silence_duration_ms=100, speech_pad_ms=100)
-        return await asyncio.to_thread(get_speech_timestamps, audio, opts)
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(get_speech_timestamps, audio, opts)
+        finally:
+            self.stats["vad_checks"] += 1
+            self.stats["vad_s"] += time.perf_counter() - started
 
     async def _submit(self, job: Job) -> Any:
         await self._queue.put((job.priority, next(self._order), job))
@@ -275,6 +292,7 @@ class Decoder:
                 job.future.set_result(None)
                 continue
             started = time.perf_counter()
+            self._running = True
             try:
                 result = await loop.run_in_executor(self._pool, job.run)
             except Exception as exc:  # a failed decode fails its stream, never the decoder
@@ -284,6 +302,7 @@ class Decoder:
                 if not job.future.done():
                     job.future.set_result(result)
             finally:
+                self._running = False
                 took = time.perf_counter() - started
                 self.decode_seconds += took
                 kind = "final" if job.priority == 0 else "partial"
@@ -321,6 +340,12 @@ class StreamState:
     finals: list[asyncio.Task[dict[str, Any]]] = field(default_factory=list)
     vad_task: asyncio.Task[None] | None = None
     paused: bool = False  # VAD's latest look found the speech paused (silence after it): a final is near
+    heard: bool = False  # VAD has heard speech in the open utterance
+    live: bool = True  # the audio comes no faster than real time (a microphone, not a file)
+    checked: int = 0  # samples of the open utterance VAD has looked at
+    # The final decode started when the speech paused, before the end is certain: (cut sample, its task).
+    early: tuple[int, asyncio.Task[tuple[str, list[dict[str, Any]]]]] | None = None
+    ready_at: dict[asyncio.Task[dict[str, Any]], float] = field(default_factory=dict)  # final -> decoded at
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -336,18 +361,23 @@ class StreamState:
         self.since_vad += len(chunk)
         self.since_partial += len(chunk)
         cfg = self.decoder.cfg
+        self.live = live = self.audio_s <= time.monotonic() - self.started + 0.5
+        # A file sent faster than real time has nobody waiting for the end of each utterance: VAD looks once a
+        # second of audio (at the same cuts: a cut is placed by where the speech ends, not by when VAD looked).
+        step = cfg.vad_step_s if live else max(cfg.vad_step_s, 1.0)
         if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE:
             self._cut(self.open_len)
-        elif self.since_vad >= cfg.vad_step_s * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
+        elif self.since_vad >= step * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
         # Finals first: no partial while this stream still waits for one, nor once the speech has paused (its
-        # final is near, and a partial running then would delay it). Partials only for live audio: a file sent
-        # faster than real time is decoded for its finals alone.
-        live = self.audio_s <= time.monotonic() - self.started + 0.5
+        # final is near, and a partial running then would delay it), nor while the decoder has anything else
+        # to do (partials are advisory: with several streams they are what gives way, so a final waits at
+        # most for the one partial already running). Partials only for live audio: a file sent faster than
+        # real time is decoded for its finals alone.
         if (live and not self.paused and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
-                and all(f.done() for f in self.finals)):
+                and all(f.done() for f in self.finals) and self.decoder.idle):
             self.since_partial = 0
             self.partial_task = asyncio.create_task(self._partial(self.generation, self._open_audio()))
 
@@ -355,7 +385,9 @@ class StreamState:
         """What to answer a frame with (vosk answers every frame once): the oldest final if it is ready,
         else the current partial."""
         if self.finals and self.finals[0].done():
-            return self.finals.pop(0).result()
+            task = self.finals.pop(0)
+            self.decoder.stats["final_deliver_s"] += time.perf_counter() - self.ready_at.pop(task, time.perf_counter())
+            return task.result()
         return {"partial": self.partial_text}
 
     async def finish(self) -> dict[str, Any]:
@@ -365,18 +397,27 @@ class StreamState:
             await asyncio.gather(self.vad_task, return_exceptions=True)
         # What is left is decoded only if VAD hears speech in it: after a live stream's last utterance it is
         # mostly trailing silence, and decoding that would only hold up other streams' finals.
-        if self.open_len and await self.decoder.vad(self._open_audio()):
+        if self.open_len and (self.heard or await self.decoder.vad(self._open_audio())):
             self._cut(self.open_len)
         results = [await task for task in self.finals]
         self.finals.clear()
+        self.ready_at.clear()
         text = " ".join(r["text"] for r in results if r["text"])
         return {"result": [w for r in results for w in r.get("result", [])], "text": text}
 
     def close(self) -> None:
         """The stream ended early: cancel its pending work."""
+        self._drop_early()
         for task in (self.vad_task, self.partial_task, *self.finals):
             if task is not None:
                 task.cancel()
+
+    def _drop_early(self) -> None:
+        # Cancelling the waiting task cancels its job: dropped if queued, its result ignored if running.
+        if self.early is not None:
+            self.early[1].cancel()
+            self.decoder.stats["finals_early_dropped"] += 1
+            self.early = None
 
     def _open_audio(self) -> Any:
         import numpy as np
@@ -385,25 +426,41 @@ class StreamState:
             self.open = [np.concatenate(self.open)]
         return self.open[0]
 
-    def _cut(self, at: int) -> None:
-        """Close the utterance at sample ``at`` of the open audio and queue its final decode."""
+    def _cut(self, at: int, endpoint_s: float | None = None) -> None:
+        """Close the utterance at sample ``at`` of the open audio and queue its final decode; ``endpoint_s``:
+        the silence after the speech that VAD waited for (for /stats), when VAD made the cut."""
         audio = self._open_audio()
         utterance, rest = audio[:at], audio[at:]
         self.open = [rest] if len(rest) else []
         self.open_len = len(rest)
+        self.checked = max(0, self.checked - at)
         start = self.offset_s
         self.offset_s += at / SAMPLE_RATE
         self.generation += 1
-        self.paused = False
+        self.paused = self.heard = False
+        if endpoint_s is not None:
+            self.decoder.stats["final_endpoint_s"] += endpoint_s
         self.partial_text = ""
         self.since_partial = 0
-        self.finals.append(asyncio.create_task(self._final(utterance, start)))
+        decoding = None
+        if self.early is not None and self.early[0] == at:  # the decode started at the pause is of this audio
+            decoding = self.early[1]
+            self.early = None
+            self.decoder.stats["finals_early"] += 1
+        self._drop_early()
+        self.finals.append(asyncio.create_task(self._final(utterance, start, decoding)))
 
-    async def _final(self, audio: Any, start_s: float) -> dict[str, Any]:
-        text, words = await self.decoder.final(audio)
+    async def _final(self, audio: Any, start_s: float,
+                     decoding: asyncio.Task[tuple[str, list[dict[str, Any]]]] | None = None) -> dict[str, Any]:
+        cut = time.perf_counter()
+        text, words = await (decoding if decoding is not None else self.decoder.final(audio))
+        self.decoder.stats["final_after_cut_s"] += time.perf_counter() - cut
         for w in words:
             w["start"] = round(w["start"] + start_s, 3)
             w["end"] = round(w["end"] + start_s, 3)
+        task = asyncio.current_task()
+        if task is not None:
+            self.ready_at[task] = time.perf_counter()  # type: ignore[index]
         return {"result": words, "text": text}
 
     async def _partial(self, generation: int, audio: Any) -> None:
@@ -412,11 +469,27 @@ class StreamState:
             self.partial_text = text
 
     async def _check_end(self, generation: int) -> None:
+        """Cut the open utterance once its speech is followed by ``END_SILENCE_S`` of silence.
+
+        VAD looks only at the tail of the open audio (the last ``END_SILENCE_S`` + 1 s, aligned to silero's
+        512-sample chunks so they are the chunks a look at the whole would see): silero scores each chunk on
+        its own, so the tail's segments are the whole's, and a check costs the same at the 1st second of an
+        utterance as at the 15th (looking at all of it every step cost more CPU than the final's decode for
+        a long utterance). The whole is looked at only to place a speech end that lies before the tail.
+        """
         audio = self._open_audio()
-        segments = await self.decoder.vad(audio)
+        silence = int(self.decoder.cfg.end_silence_s * SAMPLE_RATE)
+        # Audio that arrived while the previous look ran (a file sent faster than real time) is in the tail too.
+        base = max(0, min(self.checked, len(audio) - silence - SAMPLE_RATE)) // VAD_CHUNK * VAD_CHUNK
+        segments = await self.decoder.vad(audio[base:])
         if generation != self.generation:
             return
-        silence = int(self.decoder.cfg.end_silence_s * SAMPLE_RATE)
+        self.checked = len(audio)
+        if not segments and self.heard:  # the speech ended before the tail: find where
+            base = 0
+            segments = await self.decoder.vad(audio)
+            if generation != self.generation:
+                return
         if not segments:
             # Only silence so far: drop all but the last half second, so it is never decoded.
             keep = SAMPLE_RATE // 2
@@ -425,9 +498,22 @@ class StreamState:
                 self.open = [self._open_audio()[drop:]]
                 self.open_len -= drop
                 self.offset_s += drop / SAMPLE_RATE
+                self.checked -= drop
             return
-        end = segments[-1]["end"]
+        self.heard = True
+        end = base + segments[-1]["end"]
         # Paused: 0.2 s of silence after the speech (0.1 s of it is VAD's own padding, speech_pad_ms=100).
         self.paused = len(audio) - end >= SAMPLE_RATE // 5
+        at = min(len(audio), end + SAMPLE_RATE // 5)
         if len(audio) - end >= silence:
-            self._cut(min(len(audio), end + SAMPLE_RATE // 5))
+            self._cut(at, (len(audio) - end) / SAMPLE_RATE + VAD_PAD_S)
+        elif self.live and self.paused and (self.early is None or self.early[0] != at):
+            # The speech paused: most pauses are its end, so the final's decode starts now, on exactly the audio
+            # the cut will take once END_SILENCE_S has passed (the cut adopts it); if the speech goes on, the
+            # decode is dropped (or, if it is already running, its result is). This hides the decode behind
+            # the endpointer's wait instead of adding them up. Not for a file sent faster than real time: there
+            # the end of the file usually comes before END_SILENCE_S, and the decode would be wasted.
+            self._drop_early()
+            self.early = (at, asyncio.create_task(self.decoder.final(audio[:at])))
+        elif not self.paused:
+            self._drop_early()

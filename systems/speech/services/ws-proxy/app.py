@@ -3,10 +3,11 @@
 Per stream it
 
 1. authenticates the caller on the handshake (``Authorization: Bearer`` or ``?access_token=``; the local
-   edge checks the token too, on EKS this is the only check): a missing, bad or expired token is refused
+   edge checks a token too, on EKS this is the only check): a missing, bad or expired token is refused
    before accept (close 1008, an HTTP 403 handshake). The credential may also be an API key (``sk_...``,
-   issued by imp-backend-api): it is checked with imp-backend-api on every handshake (only its SHA-256 is
-   stored there, and nothing is cached here, so a revoked key is refused from the next handshake on);
+   issued by imp-backend-api; the route's ``api_key_prefixes`` has the local edge pass it through, so this
+   is its only check everywhere): it is checked with imp-backend-api on every handshake (only its SHA-256
+   is stored there, and nothing is cached here, so a revoked key is refused from the next handshake on);
 2. admits it against the caller's concurrent-stream limit, kept in Redis as a sorted set of the user's
    open sessions scored by a lease deadline that every open stream renews (``STREAM_LEASE_S``): a proxy
    that dies leaves leases that expire on their own, and after a Redis restart the next renewal puts every
@@ -287,7 +288,9 @@ async def _next_message(ws: WebSocket, session: Session, deadline: float) -> tup
     """The client's next message, checked, as it goes to stt-api, and whether it ends the stream (eof, or the
     maximum duration reached: then an eof goes instead, so the last text is still delivered)."""
     try:
-        message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+        # asyncio.timeout, not wait_for: no task per message (CPU per frame 0.63-0.77 -> 0.47-0.57 ms).
+        async with asyncio.timeout(IDLE_TIMEOUT_S):
+            message = await ws.receive()
     except TimeoutError:
         raise Close(1001, f"no audio for {IDLE_TIMEOUT_S:g} s") from None
     if message["type"] == "websocket.disconnect":
@@ -335,8 +338,8 @@ async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Ses
                 return 1008, f"stream exceeds the maximum of {MAX_STREAM_S:g} s"
             return frame.code, frame.reason
         try:
-            await asyncio.wait_for(ws.send_text(answer if isinstance(answer, str) else answer.decode()),
-                                   SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await ws.send_text(answer if isinstance(answer, str) else answer.decode())
         except TimeoutError:
             raise Close(1008, f"client did not read for {SEND_TIMEOUT_S:g} s") from None
         except (RuntimeError, OSError):
@@ -346,6 +349,9 @@ async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Ses
 
 
 def _is_final(answer: str | bytes) -> bool:
+    # Most answers are partials ({"partial": ...}): a substring test spares parsing each one.
+    if (b'"text"' if isinstance(answer, bytes) else '"text"') not in answer:
+        return False
     try:
         return "text" in json.loads(answer)
     except (ValueError, TypeError):
