@@ -151,7 +151,7 @@ def _names_used(system: System, env: str, region: str) -> dict[str, set[tuple[st
                     url = data[key.removesuffix("_QUEUE") + "_URL"]
                     out["queue"].add((value, url.split("region=", 1)[1]))
                 if value.startswith("s3://"):
-                    name = value.removeprefix("s3://")
+                    name = value.removeprefix("s3://").split("?", 1)[0]  # the query: the store's options (Object Lock)
                     out["bucket"].add((name, name.rsplit(f"{naming.ACCOUNT}-", 1)[1]))
         if o["kind"] == "Ingress":
             out["host"].add((o["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"], region))

@@ -48,8 +48,10 @@ def test_eks_wiring_configmap_and_network_policy(tmp_path: Path) -> None:
     system = load_system(_system(tmp_path, {}))
     env = system.environments[0]
     config = next(o for o in _objects(system, "ConfigMap") if o["metadata"]["name"] == "api-config")
+    # One region: no replicas; secrets made at run time are encrypted with the data key.
     assert config["data"]["TENANT_CREDS_URL"] == (
-        f"secretsmanager://{system.name}/{env}/tenant-creds?region={system.primary_region.name}")
+        f"secretsmanager://{system.name}/{env}/tenant-creds?region={system.primary_region.name}"
+        f"&kms=alias/{system.name}-{env}/data")
     policy = next(o for o in _objects(system, "NetworkPolicy") if o["metadata"]["name"] == "api")
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
     assert 443 in ports  # Secrets Manager API
@@ -89,3 +91,19 @@ def test_plan_prices_the_secret(tmp_path: Path) -> None:
     after = _secrets_line(tmp_path / "with", {})
     count = int(before.split(": ")[1].split()[0])
     assert after == f"Secrets Manager: {count + 1} secrets"
+
+
+def test_multi_region_wiring_names_the_replicas_and_the_standby_reads_its_own() -> None:
+    """payments (us-east-1 primary, sa-east-1 standby): run-time secrets are created with a replica in the
+    standby, whose services read that replica (not the primary's region, which a failover may have lost)."""
+    system = load_system(ROOT / "systems" / "payments" / "system.yaml")
+    env = system.environments[0]
+
+    def url(region: str) -> str:
+        config = next(o for o in build_manifests(system, region, env)
+                      if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "account-config")
+        return str(config["data"]["TENANT_SECRETS_URL"])
+
+    base = f"secretsmanager://payments/{env}/tenant-secrets?region=us-east-1&kms=alias/payments-{env}/data"
+    assert url("us-east-1") == f"{base}&replicas=sa-east-1"
+    assert url("sa-east-1") == f"{base}&replicas=sa-east-1&read_region=sa-east-1"

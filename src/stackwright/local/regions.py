@@ -10,7 +10,9 @@ standbys). Every other region then gets, under ``<state>/<system>/regions/<regio
   service that asks for a read pool (``svc.postgres(name, reads=True)``) reads the region's replica
   (``<R>_READ_URL``); ``REGION`` / ``REGION_ROLE`` say which region it plays. A standby region runs one
   process per service, like every local region: the warm-standby scale of one replica.
-* the dev identity provider's key is the primary's, so a token minted once is valid in every region.
+* the dev identity provider's key is the primary's, so a token minted once is valid in every region;
+* kinds whose data AWS replicates to every region (``local_shared_across_regions``: secrets) use the primary's
+  local store, so a standby reads values written before the primary region was lost.
 
 The secondary and standby regions reach the primary's Postgres through their region's link, a local writer
 endpoint (:mod:`.writer_endpoint`, Aurora Global Database's writer endpoint / the ``writer.`` failover record,
@@ -197,7 +199,9 @@ class LocalRegions:
         options = replace(opts, port=free_port(), postgres_url=_with_host(self.primary.backing["postgres"]["url"],
                                                                           link.url_host),
                           redis_url=None, monitoring=False, dashboard=False, dashboard_port=None,
-                          state_root=home, region=name, replication=False, read_urls=read_urls)
+                          state_root=home, region=name, replication=False, read_urls=read_urls,
+                          shared_urls={r: self.primary.endpoints.resource_urls[r] for r, res in
+                                       self.system.resources.items() if kind_of(res).local_shared_across_regions})
         run = LocalSystem(self.system, options, report=lambda m: self.report(f"  [{name}] {m}"))
         key = self.primary.dir / "idp-key.pem"
         if key.exists():

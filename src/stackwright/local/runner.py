@@ -57,6 +57,8 @@ class UpOptions:
     region: str | None = None
     replication: bool = False
     read_urls: dict[str, str] = field(default_factory=dict)
+    # Resources whose store this run uses instead of provisioning its own (a region sharing the primary's).
+    shared_urls: dict[str, str] = field(default_factory=dict)
 
 
 class StartError(RuntimeError):
@@ -190,7 +192,8 @@ class LocalSystem:
     async def _prepare_databases(self) -> None:
         urls = self.endpoints.resource_urls
         for name, res in self.system.resources.items():
-            url = await kind_of(res).provision_local(name, res, self._local_context())
+            url = self.options.shared_urls.get(name) or await kind_of(res).provision_local(
+                name, res, self._local_context())
             if url is not None:
                 urls[name] = url
         for name in self.system.services:

@@ -74,6 +74,9 @@ class ResourceKind:
     # ---- local run
     #: Embedded servers ``stackwright up`` must start for this kind ("postgres", "redis").
     local_backing: ClassVar[frozenset[str]] = frozenset()
+    #: Whether every region of ``up --regions`` uses the primary's local store (the kind replicates its data
+    #: to every region on AWS, e.g. secrets), instead of provisioning its own.
+    local_shared_across_regions: ClassVar[bool] = False
 
     async def provision_local(self, name: str, res: Any, ctx: LocalContext) -> str | None:
         """Create the local store (database, folder, ...) and return its ``<NAME>_URL``."""

@@ -10,6 +10,17 @@ Replication. ``replicate_to: [<region>]`` replicates every object (and delete ma
 same name in each listed region, encrypted with that region's data key, through a replication role;
 without it a versioned bucket of a multi-region system goes to the DR region as before. The plan prices
 each replica's storage (``storage_gb`` in that region) and the transfer of ``monthly_upload_gb`` to it.
+
+Object Lock. ``object_lock: {mode: COMPLIANCE | GOVERNANCE, retain_days: N}`` makes every object
+write-once for ``retain_days`` days after it is written (WORM, e.g. an audit trail): on AWS the bucket is
+created with Object Lock enabled and that default retention (S3 requires versioning, so the bucket must be
+``versioned``; a replica bucket gets the same lock), and :class:`stackwright.runtime.storage.S3Store` also
+sets the mode and retain-until date on each put; COMPLIANCE cannot be shortened or lifted by anyone,
+GOVERNANCE by a principal with ``s3:BypassGovernanceRetention``. Locally the folder store refuses to
+overwrite or delete an object before its retain-until date (:class:`stackwright.runtime.storage.LocalStore`),
+as S3 refuses to delete the locked version. The lock costs nothing itself; an ``EXPIRE`` lifecycle rule
+earlier than ``retain_days`` is refused (S3 could not expire a locked object), and the plan states that
+``storage_gb`` must hold ``retain_days`` of uploads.
 """
 
 from __future__ import annotations
@@ -50,6 +61,15 @@ class BucketEvent(Strict):
         return "s3:ObjectCreated:*" if self.on == "created" else "s3:ObjectRemoved:*"
 
 
+class ObjectLock(Strict):
+    """S3 Object Lock: each object is write-once for ``retain_days`` after it is written."""
+
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = Field(
+        "COMPLIANCE", description="COMPLIANCE: nobody can delete or shorten it (not even the account root); "
+                                  "GOVERNANCE: principals with s3:BypassGovernanceRetention can")
+    retain_days: int = Field(ge=1, le=36500, description="days each object stays locked after it is written")
+
+
 class BucketResource(Strict):
     kind: Literal["bucket"]
     description: str = ""
@@ -62,6 +82,9 @@ class BucketResource(Strict):
         default_factory=list, description="regions holding a replica (cross-region replication); default: the "
                                           "DR region for a versioned bucket of a multi-region system")
     monthly_upload_gb: float = Field(0, ge=0, description="new data per month: what replication transfers")
+    object_lock: ObjectLock | None = Field(
+        None, description="S3 Object Lock (write-once objects, e.g. an audit trail): {mode: COMPLIANCE | "
+                          "GOVERNANCE, retain_days}; needs versioned: true")
 
 
 class Bucket(ResourceKind):
@@ -79,7 +102,7 @@ class Bucket(ResourceKind):
     async def provision_local(self, name: str, res: BucketResource, ctx: LocalContext) -> str:
         path = ctx.state_dir / "buckets" / name
         path.mkdir(parents=True, exist_ok=True)
-        return str(path.as_uri())
+        return str(path.as_uri()) + lock_query(res)
 
     def check(self, system: Any, name: str, res: BucketResource, fail: Fail) -> None:
         for i, event in enumerate(res.events):
@@ -102,12 +125,23 @@ class Bucket(ResourceKind):
                 raise fail(f"bucket '{name}' must be versioned to replicate", loc, "set versioned: true")
         if len(set(res.replicate_to)) != len(res.replicate_to):
             raise fail(f"bucket '{name}' lists a replica region twice", ("resources", name, "replicate_to"))
+        if res.object_lock is not None:
+            loc = ("resources", name, "object_lock")
+            if not res.versioned:
+                raise fail(f"bucket '{name}' has object_lock but is not versioned: S3 Object Lock works on object "
+                           "versions only", loc, "set versioned: true (the default)")
+            for i, rule in enumerate(res.lifecycle):
+                if rule.storage_class == "EXPIRE" and rule.after_days < res.object_lock.retain_days:
+                    raise fail(f"bucket '{name}' expires objects after {rule.after_days} days but locks them for "
+                               f"{res.object_lock.retain_days}: a locked object cannot expire",
+                               ("resources", name, "lifecycle", i, "after_days"),
+                               f"expire after at least {res.object_lock.retain_days} days")
 
     def eks_url(self, system: Any, environment: str, name: str, res: BucketResource, *, region: str,
                 hosted: str) -> str:
         from ..deploy import names as naming
 
-        return f"s3://{naming.bucket_name(system, environment, name, hosted)}"
+        return f"s3://{naming.bucket_name(system, environment, name, hosted)}" + lock_query(res)
 
     def cost(self, name: str, res: BucketResource, ctx: CostContext) -> None:
         from ..deploy.placement import bucket_regions
@@ -128,6 +162,10 @@ class Bucket(ResourceKind):
                                 f"s3.{storage_class}", gb, "GB-month",
                                 assumption=f"steady uploads: {res.storage_gb:g} GB is {months:.1f} months of "
                                            f"{res.monthly_upload_gb:g} GB, split by the lifecycle's ages")
+        if res.object_lock is not None and ctx.is_primary:
+            ctx.assumptions.append(
+                f"bucket {name}: Object Lock ({res.object_lock.mode}) costs nothing itself; storage_gb must hold "
+                f"{res.object_lock.retain_days} days of uploads, which cannot be deleted or expired before then")
         if ctx.region in res.replicate_to:
             ctx.out.add("network", f"S3 {name} replication to {ctx.region}: {res.monthly_upload_gb:g} GB",
                         "transfer.inter_region_gb", res.monthly_upload_gb, "GB",
@@ -139,6 +177,8 @@ class Bucket(ResourceKind):
         extra = [rule] if rule else []
         extra += [f"events -> {', '.join(sorted({e.queue for e in res.events}))}"] if res.events else []
         extra += [f"replicas: {', '.join(res.replicate_to)}"] if res.replicate_to else []
+        lock = res.object_lock
+        extra += [f"Object Lock {lock.mode} {lock.retain_days} d"] if lock else []
         return "S3_", f"S3 {name}" + "".join(f"<br/>{x}" for x in extra), "box"
 
     def diagram_links(self, system: Any, service: str, name: str, res: BucketResource, *, region: str,
@@ -200,6 +240,13 @@ def foundation_cdk(stack: Any, name: str, res: BucketResource) -> None:
     if res.events and "s3" not in stack.data_key_services:
         stack.data_key_services.add("s3")
         allow_s3_notifications(stack.keys.data, stack.account)
+
+
+def lock_query(res: BucketResource) -> str:
+    """The store URL's query naming the bucket's Object Lock (``?object_lock=COMPLIANCE&retain_days=N``), read
+    by :func:`stackwright.runtime.storage.store_from_url`; empty without one."""
+    lock = res.object_lock
+    return f"?object_lock={lock.mode}&retain_days={lock.retain_days}" if lock else ""
 
 
 def storage_class_shares(res: BucketResource) -> list[tuple[str, float]]:

@@ -2,11 +2,18 @@
 services read at run time. Secrets Manager in AWS (in the primary region, replicated to the others);
 a mode-0600 JSON file under ``.stackwright/<system>/secrets/`` locally.
 
-A service that ``uses`` one gets ``<NAME>_URL``: ``secretsmanager://<secret name>?region=<region>``
-on EKS (its role may read that secret, and create, read and update the ``<secret name>/*`` secrets a
-service makes at run time with :class:`stackwright.runtime.secretstore.SecretStore`),
-``file:///.../<name>.json`` locally. The URL is not itself a credential, so it is a plain setting; the
-values stay in the store.
+A service that ``uses`` one gets ``<NAME>_URL``: ``secretsmanager://<secret name>?region=<region>&kms=<data
+key alias>`` on EKS (its role may read that secret, and create, read and update the ``<secret name>/*``
+secrets a service makes at run time with :class:`stackwright.runtime.secretstore.SecretStore`, encrypted with
+the data key), ``file:///.../<name>.json`` locally. The URL is not itself a credential, so it is a plain
+setting; the values stay in the store.
+
+Other regions. In a multi-region system the URL also names the other regions (``replicas=``): a secret made
+at run time is created with a replica in each (Secrets Manager ``AddReplicaRegions``, encrypted there with
+that region's same-alias data key; the role may ``ReplicateSecretToRegions`` and use those keys), and a
+service in a replica region reads its own region's replica (``read_region=``), so after the primary region
+is lost the standby still reads every tenant's credentials. Locally every region of ``up --regions`` shares
+the primary's file (:attr:`Secret.local_shared_across_regions`), as the replicas share the values on AWS.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class Secret(ResourceKind):
     request_verb = "read secret"
     cdk_provision = "stackwright.resources.secret:provision_cdk"
     cdk_grant = "stackwright.resources.secret:grant_cdk"
+    local_shared_across_regions = True  # one file for every local region: AWS replicates the secrets
 
     async def provision_local(self, name: str, res: SecretResource, ctx: LocalContext) -> str:
         path = ctx.state_dir / "secrets" / f"{name}.json"
@@ -75,7 +83,17 @@ class Secret(ResourceKind):
 
     def eks_url(self, system: Any, environment: str, name: str, res: SecretResource, *, region: str,
                 hosted: str) -> str:
-        return f"secretsmanager://{secret_name(system, environment, name)}?region={hosted}"
+        from ..deploy import names as naming
+        from ..deploy.placement import other_regions
+
+        url = (f"secretsmanager://{secret_name(system, environment, name)}?region={hosted}"
+               f"&kms={naming.key_alias(system, environment, 'data')}")
+        replicas = other_regions(system)
+        if replicas:
+            url += f"&replicas={','.join(replicas)}"
+        if region != hosted and region in replicas:
+            url += f"&read_region={region}"
+        return url
 
     def cost(self, name: str, res: SecretResource, ctx: CostContext) -> None:
         # The secret itself is counted in the plan's Secrets Manager line (plan_secret); API calls are
@@ -102,15 +120,30 @@ def provision_cdk(stack: Any, name: str, res: SecretResource) -> None:
 def grant_cdk(stack: Any, role: Any, service: str, name: str, res: SecretResource, secrets: list[str]) -> None:
     """Services that use the secret may read it (and decrypt it with the data key), and keep values made at
     run time under it: the ``<secret name>/*`` secrets of :class:`stackwright.runtime.secretstore.SecretStore`
-    (e.g. a new tenant's credentials), in the primary region where the secret lives."""
+    (e.g. a new tenant's credentials), in the primary region where the secret lives, created with replicas in
+    the other regions (encrypted with each region's data key) and read in this region's replica."""
     from aws_cdk import aws_iam as iam
 
-    full = secret_name(stack.plan.system, stack.plan.environment, name)
+    from ..deploy.placement import other_regions
+
+    plan, here = stack.plan, stack.region_spec.name
+    full = secret_name(plan.system, plan.environment, name)
     secrets.append(full)
+    replicas = other_regions(plan.system)
     role.add_to_principal_policy(iam.PolicyStatement(
         actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue",
-                 "secretsmanager:DescribeSecret"],
-        resources=[stack.arn("secretsmanager", stack.plan.primary.name, f"secret:{full}/*")]))
+                 "secretsmanager:DescribeSecret"] + (["secretsmanager:ReplicateSecretToRegions"] if replicas else []),
+        resources=[stack.arn("secretsmanager", plan.primary.name, f"secret:{full}/*")]))
+    if here != plan.primary.name and here in replicas:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[stack.arn("secretsmanager", here, f"secret:{full}/*")]))
+    # The data key of every region holding a copy: encrypt in the primary and each replica, decrypt here.
+    for region in [plan.primary.name, *replicas]:
+        if region == here:
+            stack.keys.data.grant_encrypt_decrypt(role)
+        else:
+            stack.remote_key(role, region)
 
 
 KIND: ResourceKind = Secret()

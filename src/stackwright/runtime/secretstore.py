@@ -6,7 +6,12 @@ new tenant's database credentials.
   writers never lose each other's keys and a crash never leaves half a file.
 * ``secretsmanager://<name>?region=<r>`` (AWS): each key is its own Secrets Manager secret named
   ``<name>/<key>`` (e.g. ``payments/prod/tenant-secrets/tenant_<id>_db_password``), created or given a new
-  version by :meth:`put`; the ``secret`` kind grants its users that ``<name>/*`` namespace.
+  version by :meth:`put`; the ``secret`` kind grants its users that ``<name>/*`` namespace. Optional query
+  parameters: ``kms=<key id or alias>`` encrypts new secrets with that key (an alias names the same-alias key
+  in each region); ``replicas=<r1,r2>`` creates each new secret with replicas in those regions
+  (``AddReplicaRegions``; Secrets Manager then copies every new version there), so a standby region's
+  services can read values made at run time after the primary region is lost; ``read_region=<r>`` reads
+  from that region's replica instead of the primary (a service running in a replica region).
 
 Values are strings. ``get`` of a missing key returns None.
 """
@@ -35,11 +40,15 @@ class SecretStore:
             self.region: str | None = None
         elif parts.scheme == "secretsmanager":
             self.path = None
-            self.region = parse_qs(parts.query).get("region", [None])[-1]
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            self.region = query.get("region")
             self.base = unquote(parts.netloc + parts.path).strip("/")
+            self.kms_key: str | None = query.get("kms")
+            self.replicas = [r for r in query.get("replicas", "").split(",") if r and r != self.region]
+            self.read_region = query.get("read_region") or self.region
         else:
             raise ValueError(f"unsupported secret store URL scheme {parts.scheme!r}")
-        self._client: Any = None
+        self._clients: dict[str | None, Any] = {}
 
     # -- local file ---------------------------------------------------------------------------
 
@@ -72,15 +81,17 @@ class SecretStore:
 
     # -- Secrets Manager ----------------------------------------------------------------------
 
-    def _sm(self) -> Any:
-        if self._client is None:
+    def _sm(self, region: str | None = None) -> Any:
+        """The Secrets Manager client of ``region`` (default: the primary's, where secrets are written)."""
+        region = region or self.region
+        if region not in self._clients:
             import boto3  # only on AWS
 
-            self._client = boto3.client("secretsmanager", region_name=self.region)
-        return self._client
+            self._clients[region] = boto3.client("secretsmanager", region_name=region)
+        return self._clients[region]
 
     def _sm_get(self, key: str) -> str | None:
-        client = self._sm()
+        client = self._sm(self.read_region)
         try:
             return str(client.get_secret_value(SecretId=f"{self.base}/{key}")["SecretString"])
         except client.exceptions.ResourceNotFoundException:
@@ -93,7 +104,12 @@ class SecretStore:
             try:
                 client.put_secret_value(SecretId=name, SecretString=value)
             except client.exceptions.ResourceNotFoundException:
-                client.create_secret(Name=name, SecretString=value)
+                extra: dict[str, Any] = {"KmsKeyId": self.kms_key} if self.kms_key else {}
+                if self.replicas:
+                    # Replicated from birth: every later version reaches the replicas without another call.
+                    extra["AddReplicaRegions"] = [{"Region": r, **({"KmsKeyId": self.kms_key} if self.kms_key else {})}
+                                                  for r in self.replicas]
+                client.create_secret(Name=name, SecretString=value, **extra)
 
     # -- API ----------------------------------------------------------------------------------
 
@@ -104,7 +120,8 @@ class SecretStore:
         return await asyncio.to_thread(self._sm_get, key)
 
     async def put(self, values: dict[str, str]) -> None:
-        """Store (create or overwrite) every ``key: value`` pair."""
+        """Store (create or overwrite) every ``key: value`` pair (on AWS in the primary region; a new secret
+        is created with the URL's replica regions)."""
         if self.path is not None:
             await asyncio.to_thread(self._update_file, values)
         else:

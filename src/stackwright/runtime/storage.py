@@ -3,17 +3,29 @@
 Whole objects (``put``/``get``) for small things; streams (``put_stream``/``read_range``) for anything that
 must not be held in memory: ``put_stream`` writes chunks as they arrive (a temp file renamed into place
 locally, a multipart upload on S3), so a reader sees either no object or the whole object, never part.
+
+Object Lock (a ``bucket`` with ``object_lock``; its URL carries ``?object_lock=<mode>&retain_days=<N>``): every
+object is write-once until its retain-until date (written + N days). S3 holds it by the bucket's default
+retention and the mode / retain-until date :class:`S3Store` sends with each put; on S3 a put to an existing
+key is refused (``If-None-Match: *``) and a delete removes the locked version itself, which S3 refuses.
+:class:`LocalStore` keeps each object's retention beside it (a hidden ``.<name>.retention`` file) and
+refuses an overwrite or a delete before that date. Both raise :class:`ObjectLocked`. ``put_once`` is the
+idempotent write of a write-once object: the same bytes again are a no-op, other bytes are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 #: Bytes per chunk handed out by ``read_range``.
 READ_CHUNK = 1 << 20
@@ -30,8 +42,55 @@ class ObjectInfo:
     modified: float
 
 
+@dataclass(frozen=True)
+class Retention:
+    """An Object Lock policy: ``mode`` (``COMPLIANCE`` or ``GOVERNANCE``) for ``days`` after each write."""
+
+    mode: str
+    days: int
+
+    def until(self, now: float | None = None) -> float:
+        """Retain-until date (Unix seconds) of an object written at ``now`` (default: this moment)."""
+        return (time.time() if now is None else now) + self.days * 86400.0
+
+
+class ObjectLocked(PermissionError):
+    """A write or delete refused because the object under ``key`` is locked (or, for ``put_once``, exists
+    with other bytes). ``until`` is its retain-until date (Unix seconds) when known."""
+
+    def __init__(self, key: str, reason: str, until: float | None = None) -> None:
+        when = "" if until is None else f" until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
+        super().__init__(f"object {key!r} is locked{when}: {reason}")
+        self.key = key
+        self.until = until
+
+
 class ObjectStore:
     """put/get/list/delete of byte objects by key."""
+
+    #: The store's Object Lock (None: objects can be overwritten and deleted).
+    retention: Retention | None = None
+
+    async def put_once(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write a write-once object: True when stored now, False when ``key`` already holds exactly ``data``
+        (a repeat after a crash); :class:`ObjectLocked` when it holds other bytes."""
+        try:
+            existing: bytes | None = await self.get(key)
+        except KeyError:
+            existing = None
+        if existing is None:
+            try:
+                await self._create(key, data, content_type)
+                return True
+            except FileExistsError:  # another writer won the race: compare with what it wrote
+                existing = await self.get(key)
+        if existing == data:
+            return False
+        raise ObjectLocked(key, f"it holds {len(existing)} other bytes; a write-once object is never replaced")
+
+    async def _create(self, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` only if ``key`` holds nothing (else FileExistsError), with the store's retention."""
+        raise NotImplementedError
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         raise NotImplementedError
@@ -100,21 +159,66 @@ def _safe_key(key: str) -> str:
 
 
 class LocalStore(ObjectStore):
-    """Objects as files under a folder; writes are atomic (temp file + rename)."""
+    """Objects as files under a folder; writes are atomic (temp file + rename). With ``retention`` each
+    object is locked until its retain-until date, kept in a hidden ``.<name>.retention`` file beside it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, retention: Retention | None = None) -> None:
         self.root = root
+        self.retention = retention
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / _safe_key(key)
 
+    @staticmethod
+    def _retention_path(path: Path) -> Path:
+        return path.with_name(f".{path.name}.retention")
+
+    def locked_until(self, key: str) -> float | None:
+        """The retain-until date (Unix seconds) of ``key`` while it is in the future, else None."""
+        try:
+            until = float(json.loads(self._retention_path(self._path(key)).read_text())["retain_until"])
+        except FileNotFoundError:
+            return None
+        return until if until > time.time() else None
+
+    def _refuse_if_locked(self, key: str, action: str) -> None:
+        until = self.locked_until(key)
+        if until is not None and self._path(key).exists():
+            raise ObjectLocked(key, f"{action} refused (Object Lock)", until)
+
+    def _lock(self, path: Path) -> None:
+        """Record the retention of the object just written at ``path`` (before it gets its name, so an object
+        is never visible unlocked)."""
+        if self.retention is None:
+            return
+        until = self.retention.until()
+        self._retention_path(path).write_text(json.dumps({"mode": self.retention.mode, "retain_until": until}))
+
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._refuse_if_locked(key, "overwrite")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
+        self._lock(path)
         tmp.replace(path)
+
+    async def _create(self, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            if self.retention is not None and not path.exists():
+                self._lock(path)
+            # link() fails if the name exists: of two writers of one key exactly one creates it.
+            os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     async def get(self, key: str) -> bytes:
         try:
@@ -128,12 +232,16 @@ class LocalStore(ObjectStore):
         return sorted(k for k in keys if k.startswith(prefix))
 
     async def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self._refuse_if_locked(key, "delete")
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        self._retention_path(path).unlink(missing_ok=True)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
                          content_type: str = "application/octet-stream") -> int:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._refuse_if_locked(key, "overwrite")
         # A unique temp name per write: two concurrent writers of one key never share a temp file. Dot files
         # are not listed, so a temp left by a killed process is invisible (and removed by no one: see list).
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(chunks):x}.tmp")
@@ -166,6 +274,7 @@ class LocalStore(ObjectStore):
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
+        self._lock(path)
         tmp.replace(path)
         return size
 
@@ -194,21 +303,58 @@ class LocalStore(ObjectStore):
                 yield chunk
 
 
-class S3Store(ObjectStore):
-    """Objects in an S3 bucket (boto3, run in a thread so the event loop never blocks)."""
+def _error_code(exc: BaseException) -> str:
+    response: Any = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
 
-    def __init__(self, bucket: str, *, region: str | None = None, endpoint_url: str | None = None) -> None:
+
+class S3Store(ObjectStore):
+    """Objects in an S3 bucket (boto3, run in a thread so the event loop never blocks). With ``retention``
+    (a bucket with Object Lock) each put carries the lock mode and retain-until date and is refused when the
+    key exists (``If-None-Match: *``), and a delete removes the current version itself, which S3 refuses
+    while it is locked; both raise :class:`ObjectLocked`."""
+
+    def __init__(self, bucket: str, *, region: str | None = None, endpoint_url: str | None = None,
+                 retention: Retention | None = None) -> None:
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
+        self.retention = retention
         # SigV4 for presigned URLs too (boto3 may still presign with SigV2, which newer regions refuse).
         self.client = boto3.client("s3", region_name=region, endpoint_url=endpoint_url,
                                    config=Config(signature_version="s3v4"))
 
+    def _lock_args(self) -> dict[str, Any]:
+        """Object Lock arguments of a put: mode and retain-until date, and create-only (a locked key is never
+        given a new current version)."""
+        if self.retention is None:
+            return {}
+        until = datetime.fromtimestamp(self.retention.until(), UTC)
+        return {"ObjectLockMode": self.retention.mode, "ObjectLockRetainUntilDate": until, "IfNoneMatch": "*"}
+
+    async def _put_object(self, key: str, data: bytes, content_type: str, create_only: bool) -> None:
+        args = self._lock_args()
+        if create_only:
+            args["IfNoneMatch"] = "*"
+        try:
+            await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=_safe_key(key), Body=data,
+                                    ContentType=content_type, **args)
+        except Exception as exc:
+            if _error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise
+            if create_only and self.retention is None:
+                raise FileExistsError(key) from None
+            raise ObjectLocked(key, "the key exists and the bucket has Object Lock: overwrite refused") from None
+
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=_safe_key(key), Body=data,
-                                ContentType=content_type)
+        await self._put_object(key, data, content_type, create_only=False)
+
+    async def _create(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            await self._put_object(key, data, content_type, create_only=True)
+        except ObjectLocked:
+            raise FileExistsError(key) from None
 
     async def get(self, key: str) -> bytes:
         try:
@@ -229,7 +375,27 @@ class S3Store(ObjectStore):
         return sorted(keys)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=_safe_key(key))
+        key = _safe_key(key)
+        if self.retention is None:
+            await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key)
+            return
+        # A plain delete would only add a delete marker (allowed even under a lock) and hide the object:
+        # delete the locked version itself, which S3 refuses until its retain-until date.
+        try:
+            head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise
+        try:
+            await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key,
+                                    VersionId=head["VersionId"])
+        except Exception as exc:
+            if _error_code(exc) != "AccessDenied":
+                raise
+            until = head.get("ObjectLockRetainUntilDate")
+            raise ObjectLocked(key, "delete refused by S3 Object Lock",
+                               until.timestamp() if until else None) from None
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
                          content_type: str = "application/octet-stream") -> int:
@@ -261,6 +427,9 @@ class S3Store(ObjectStore):
             if upload_id is None:  # small: one PUT, no multipart upload to clean up
                 await self.put(key, bytes(buffer), content_type)
                 return size
+            if self.retention is not None:
+                raise ObjectLocked(key, "multipart uploads to an Object Lock store are not supported (the "
+                                        "objects of a write-once archive are small: use put)")
             if buffer:
                 await send_part(bytes(buffer))
             # Only now does the object exist: an aborted or unfinished upload is never visible under the key.
@@ -313,11 +482,14 @@ class S3Store(ObjectStore):
 
 
 def store_from_url(url: str) -> ObjectStore:
-    """``file:///path`` -> LocalStore, ``s3://bucket?region=..`` -> S3Store."""
+    """``file:///path`` -> LocalStore, ``s3://bucket?region=..`` -> S3Store; either with
+    ``object_lock=<mode>&retain_days=<N>`` in the query (a bucket with Object Lock) gets that retention."""
     parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    retention = Retention(query["object_lock"], int(query["retain_days"])) if "object_lock" in query else None
     if parts.scheme == "file":
-        return LocalStore(Path(parts.path))
+        return LocalStore(Path(parts.path), retention)
     if parts.scheme == "s3":
-        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-        return S3Store(parts.netloc, region=query.get("region"), endpoint_url=query.get("endpoint_url"))
+        return S3Store(parts.netloc, region=query.get("region"), endpoint_url=query.get("endpoint_url"),
+                       retention=retention)
     raise ValueError(f"unsupported object store URL {url!r} (use file:// or s3://)")

@@ -87,6 +87,18 @@ async def open_on_created(tenancy: Tenancy, messages: list[object], *, event_typ
 STATUS_QUERY = "SELECT status FROM tenants WHERE id = $1"
 
 
+def relocate(url: str, server: str) -> str:
+    """The tenant's ``url`` (its role, password and database) at the host, port and options of ``server``,
+    this service's own wiring of the tenants' server. The stored URL names the server its writer saw, which
+    after a region failover is gone: a standby region reaches the promoted writer through its own wiring."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    own, at = urlsplit(url), urlsplit(server)
+    userinfo = own.netloc.rpartition("@")[0]
+    host = at.netloc.rpartition("@")[2]
+    return urlunsplit((own.scheme, f"{userinfo}@{host}" if userinfo else host, own.path, at.query or own.query, ""))
+
+
 def tenant_scope(svc: Any, *, registry: str, secrets: str, events: str, databases: str,
                  url_key: str = "tenant_{tenant}_db_url", status_query: str = STATUS_QUERY,
                  ) -> tuple[Tenancy, Callable[..., Awaitable[tuple[str, Database]]]]:
@@ -111,11 +123,13 @@ def tenant_scope(svc: Any, *, registry: str, secrets: str, events: str, database
     topic = svc.topic(events)
     dbs = svc.tenant_databases(databases)
 
+    server = svc.settings.resource_url(databases)
+
     async def url_for(tenant: str) -> str:
         url = await store.get(url_key.format(tenant=tenant))
         if url is None:
             raise Problem(409, "tenant credentials are not provisioned yet", tenant_status="provisioning")
-        return str(url)
+        return relocate(str(url), server)
 
     async def status_of(tenant: str) -> str | None:
         return await platform.pool.fetchval(status_query, tenant)

@@ -25,6 +25,8 @@ SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
 PAUSE_S = "1.5"
 #: The payment service's fraud call timeout in the tests (see the fixture).
 FRAUD_TIMEOUT_S = "5"
+#: Audit exports a segment every 5 entries, or once the oldest waiting entry is 1 s old (see test_audit_archive).
+AUDIT_KNOBS = {"AUDIT_SEGMENT_ENTRIES": "5", "AUDIT_EXPORT_AFTER_S": "1"}
 
 
 class Payments:
@@ -40,6 +42,7 @@ class Payments:
         self.client = httpx.Client(base_url=state["gateway"], timeout=30)
         self.admin_url = state["resources"]["db"]
         self.platform_url = state["resources"]["platform"]
+        self.archive_url = state["resources"]["audit-archive"]
 
     def fresh_state(self) -> dict[str, Any]:
         state = read_state("payments", self.state_root)
@@ -94,8 +97,9 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     root = tmp_path_factory.mktemp("state")
     # Inherited by the runner and so by the services: only tenants named slow-* pause (see tenant-registration);
     # fraud gets 5 s instead of 1 s before a payment is held as fraud_unavailable, so a busy CI machine (a
-    # tenant's first request opens its pools) does not turn an approved payment into a held one.
-    knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S}
+    # tenant's first request opens its pools) does not turn an approved payment into a held one; audit exports
+    # small segments soon.
+    knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S, **AUDIT_KNOBS}
     saved = {k: os.environ.get(k) for k in knobs}
     os.environ.update(knobs)
     try:

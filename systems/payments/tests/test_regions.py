@@ -73,3 +73,26 @@ def test_the_standby_region_replicates_and_writes_through_the_primary(
     for resource in ("platform", "db"):
         assert (f'stackwright_replication_lag_bytes{{system="payments",resource="{resource}",region="sa-east-1"}}'
                 in metrics)
+
+
+def test_the_standby_reads_the_credentials_of_a_tenant_onboarded_in_the_primary(
+        regions: tuple[dict[str, Any], dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tenant credentials are made at run time by the primary's tenant-registration; the standby's services
+    must read them (on AWS from the secret's replica in sa-east-1; locally from the store every region shares)
+    and reach the tenant's database through their own wiring (the writer endpoint, which follows a promotion)."""
+    state, admin = regions
+    resp = _onboard(state["global_entry"], admin)
+    assert resp.status_code == 201 and resp.headers["x-served-by-region"] == "us-east-1", resp.text
+    tenant = resp.json()["id"]
+    primary_dir = Path(state["regions"]["sa-east-1"]["state_dir"]).parents[2]
+    assert (primary_dir / "secrets" / "tenant-secrets.json").exists()
+    # The standby provisions no store of its own: there is one copy of the credentials.
+    assert not (Path(state["regions"]["sa-east-1"]["state_dir"]) / "secrets" / "tenant-secrets.json").exists()
+
+    idp = idp_for(load_system(SPEC), primary_dir / "idp-key.pem")
+    token = bearer(idp.mint("alice", [], extra={"tenant_id": tenant}))
+    standby = state["regions"]["sa-east-1"]["gateway"]
+    made = httpx.post(f"{standby}/accounts", json={"name": "acct", "currency": "USD"}, headers=token, timeout=30)
+    assert made.status_code == 201, made.text
+    listed = httpx.get(f"{standby}/accounts", headers=token, timeout=30)
+    assert listed.status_code == 200 and [a["id"] for a in listed.json()] == [made.json()["id"]]

@@ -3,7 +3,9 @@
 Data buckets are versioned, KMS-encrypted (bucket keys on), block all public access, deny non-TLS
 requests, log access to the regional log bucket, send events to EventBridge and carry the spec's
 lifecycle rules. In a multi-region system each data bucket is replicated to the same-named bucket of
-the DR region (``replica=True`` builds that destination).
+the DR region (``replica=True`` builds that destination). A bucket with ``object_lock`` is created with
+Object Lock enabled and the spec's default retention (its replica too: S3 replicates a locked object's
+retention, and the destination must have Object Lock as well).
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class DataBucket(Construct):
         super().__init__(scope, construct_id)
         self.spec = spec
         self.name = name
+        lock = spec.object_lock
+        retention = None
+        if lock is not None:
+            make = s3.ObjectLockRetention.compliance if lock.mode == "COMPLIANCE" else s3.ObjectLockRetention.governance
+            retention = make(Duration.days(lock.retain_days))
         self.spec_id = "".join(c for c in construct_id if c.isalnum())
         self._queue_configs: list[dict[str, object]] = []
         rules = None
@@ -133,6 +140,8 @@ class DataBucket(Construct):
             enforce_ssl=True,
             minimum_tls_version=1.2,
             versioned=spec.versioned,
+            object_lock_enabled=True if lock is not None else None,
+            object_lock_default_retention=retention,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix=f"{log_prefix}/",
             lifecycle_rules=lifecycle_rules(spec),
@@ -142,6 +151,13 @@ class DataBucket(Construct):
         _event_bridge(self.bucket)
         for i, target in enumerate(targets):
             self._encrypt_replicas(i, *target)
+        if targets and lock is not None:
+            # Replicating locked objects: the role reads each version's retention and legal hold too.
+            role = self.bucket.node.find_child("ReplicationRole")
+            assert isinstance(role, iam.Role)
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="ReadObjectLockForReplication", actions=["s3:GetObjectRetention", "s3:GetObjectLegalHold"],
+                resources=[self.bucket.arn_for_objects("*")]))
 
     def _encrypt_replicas(self, index: int, region: str, _name: str, key_alias_arn: str) -> None:
         """Replicas are encrypted with their region's data key, named by alias (no cross-region reference)."""
