@@ -13,7 +13,9 @@ acknowledged upload its upload-complete email, then checks, per fault:
 - **duplicated**: more than one row for one upload (its user), more than one email for one file, or more
   variant objects than variant rows;
 - the variants of every acknowledged image: each object complete (Pillow decodes it to the recorded size),
-  none half-written; and no object in the originals bucket without a row (a partial or orphaned upload).
+  none half-written; and no object in the originals bucket without a row (a partial or orphaned upload);
+- a file stored whose 201 never reached its client (the kill landed after the commit) must have its email
+  too: its follow-up messages were committed with the row (the outbox) and relayed after the restart.
 
 Fault-specific steps: ``file`` also has a 160 MiB upload in flight when it is killed (it must fail, leave
 nothing visible, and succeed when the client sends it again); ``image-processing`` is killed while it works
@@ -315,7 +317,13 @@ class Drill(FlowDrill):
             per_user = Counter(r["owner_id"] for r in stored if not r["owner_id"].endswith("-big"))
             doubled["files"] += sum(n - 1 for n in per_user.values())
             row.duplicated = sum(doubled.values())
-            row.extra = len({r["id"] for r in stored if not r["owner_id"].endswith("-big")} - set(acked))
+            extra = {r["id"] for r in stored if not r["owner_id"].endswith("-big")} - set(acked)
+            row.extra = len(extra)
+            # A file stored but never acknowledged (killed after the commit) still gets its email: its messages
+            # committed with the row (the outbox) and the restarted service relays them.
+            extra_mails = self._mails(extra)
+            missing_mail += sum(1 for fid in extra if extra_mails[fid] == 0)
+            doubled["emails"] += sum(max(0, n - 1) for n in extra_mails.values())
             failures = Counter(str(o.status or o.error) for o in phase.outcomes if o.status != 201)
             row.failed = sum(failures.values())
             row.aggregates_ok = bad_variants == 0 and missing_variants == 0 and missing_mail == 0 \
@@ -339,11 +347,12 @@ class Drill(FlowDrill):
             if row.duplicated:
                 notes.append("duplicated: " + ", ".join(f"{k} x{n}" for k, n in sorted(doubled.items()) if n))
             if row.extra:
-                notes.append(f"{row.extra} stored whose 201 never reached the client")
+                notes.append(f"{row.extra} stored whose 201 never reached the client "
+                             f"({sum(1 for fid in extra if extra_mails[fid])} of them emailed)")
             if bad_variants or missing_variants:
                 notes.append(f"variants: {missing_variants} images incomplete, {bad_variants} with a broken object")
             if missing_mail:
-                notes.append(f"{missing_mail} acknowledged uploads without their email")
+                notes.append(f"{missing_mail} stored uploads without their email")
             if bad_bytes:
                 notes.append(f"{bad_bytes} acknowledged files missing or with other bytes")
             if phase.error:
