@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,12 @@ class ObjectStore:
         """A URL that downloads ``key`` without credentials for ``expires_s`` seconds, or None when the store
         has no such thing (a local folder): the caller then serves the bytes itself."""
         return None
+
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        """Remove what ``put_stream`` calls cut off by a killed process left behind (never visible to readers):
+        temp files locally, incomplete multipart uploads on S3, last written (started on S3) more than
+        ``older_than_s`` seconds ago, so a write still in progress is left alone. Returns how many went."""
+        raise NotImplementedError
 
 
 #: Chunks smaller than this are written on the event loop (a thread hop costs more than the write).
@@ -169,6 +176,20 @@ class LocalStore(ObjectStore):
         tmp.replace(path)
         return size
 
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        before = time.time() - older_than_s
+
+        def sweep() -> int:
+            gone = 0
+            for tmp in self.root.rglob(".*.tmp"):  # the temp names of put and put_stream
+                with contextlib.suppress(FileNotFoundError):  # finished or swept meanwhile
+                    if tmp.is_file() and tmp.stat().st_mtime < before:
+                        tmp.unlink()
+                        gone += 1
+            return gone
+
+        return await asyncio.to_thread(sweep)
+
     async def stat(self, key: str) -> ObjectInfo:
         try:
             st = self._path(key).stat()
@@ -230,6 +251,20 @@ class S3Store(ObjectStore):
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=_safe_key(key))
+
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        before = time.time() - older_than_s
+
+        def sweep() -> int:
+            gone = 0
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < before:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        gone += 1
+            return gone
+
+        return await asyncio.to_thread(sweep)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
                          content_type: str = "application/octet-stream") -> int:

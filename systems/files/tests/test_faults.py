@@ -259,3 +259,28 @@ def test_kill_file_service_between_commit_and_queueing_loses_no_follow_up(files:
     assert files.sql("SELECT count(*) AS n FROM variants WHERE file_id = $1::uuid", file_id)[0]["n"] == 2
     assert len(mails()) == 1
     assert files.sql("SELECT count(*) AS n FROM outbox")[0]["n"] == 0  # everything relayed
+
+
+def test_leftovers_of_killed_uploads_are_swept_once_old(files: Files) -> None:
+    """Temp files and originals objects without a row, as a kill -9 leaves them: old ones go, young ones and
+    every object with a row (even a trashed one) stay."""
+    import os
+
+    _, alice = files.user("alice")
+    kept = files.upload(alice, b"has a row", name="kept.txt")
+    trashed = files.upload(alice, b"in the trash", name="trashed.txt")
+    assert files.client.delete(f"/files/{trashed['id']}", headers=alice).status_code == 204
+    root = files.bucket_dir("originals") / "files"
+    day_ago = time.time() - 86400
+    old_temp, young_temp = root / f".{uuid.uuid4()}.999.dead.tmp", root / f".{uuid.uuid4()}.999.live.tmp"
+    old_orphan, young_orphan = root / str(uuid.uuid4()), root / str(uuid.uuid4())
+    for path in (old_temp, young_temp, old_orphan, young_orphan):
+        path.write_bytes(b"left by a killed upload")
+    for path in (old_temp, old_orphan, root / kept["id"], root / trashed["id"]):
+        os.utime(path, (day_ago, day_ago))
+    files.wait_until(lambda: not old_temp.exists() and not old_orphan.exists(), timeout_s=30)
+    assert young_temp.exists() and young_orphan.exists()
+    assert (root / kept["id"]).exists() and (root / trashed["id"]).exists()
+    assert files.client.get(f"/files/{kept['id']}/content", headers=alice).content == b"has a row"
+    young_temp.unlink()
+    young_orphan.unlink()

@@ -52,6 +52,12 @@ MULTIPART_SLACK = 64 * 1024
 JSON_MAX_BODY = 64 * 1024
 TRASH_RETENTION_DAYS = float(settings.get("TRASH_RETENTION_DAYS", "30") or 30)
 TRASH_SWEEP_S = float(settings.get("TRASH_SWEEP_S", "60") or 60)
+#: Every this many seconds (and at start-up) the leftovers of killed uploads are swept: temp files and unfinished
+#: multipart uploads, and originals objects without a row, once older than LEFTOVER_AGE_S.
+UPLOAD_SWEEP_S = float(settings.get("UPLOAD_SWEEP_S", "3600") or 3600)
+# A day: an upload still in progress is never that old (a local temp file's age counts from its last write;
+# an S3 multipart upload's from its start, and a 2 GiB upload at 1 MB/s takes 35 minutes).
+LEFTOVER_AGE_S = float(settings.get("LEFTOVER_AGE_S", "86400") or 86400)
 PRESIGN = (settings.get("PRESIGN_DOWNLOADS", "") or "").lower() in ("1", "true", "yes")
 SNIFF_BYTES = 8192
 # Upload bytes travel in batches of about this size (see UploadBody); batches smaller than INLINE_HASH (a
@@ -661,6 +667,55 @@ async def sweep_trash() -> None:
                 await purge(r["id"])
             if due:
                 log.info("purged %d files from the trash", len(due))
+
+
+async def sweep_leftovers() -> tuple[int, int]:
+    """Remove what killed uploads left, older than LEFTOVER_AGE_S; returns (unfinished writes, orphans).
+
+    Unfinished writes: the originals store's temp files / incomplete multipart uploads. Orphans: complete
+    objects under ``files/`` whose row was never inserted (the process died between the store's rename and
+    the insert); a row, even a trashed one, keeps its object.
+    """
+    unfinished = await originals.sweep_unfinished(LEFTOVER_AGE_S)
+    keys = [k for k in await originals.list("files/") if _object_id(k) is not None]
+    orphans = 0
+    for i in range(0, len(keys), 1000):
+        batch = keys[i:i + 1000]
+        known = {str(r["id"]) for r in await db.pool.fetch(
+            "SELECT id FROM files WHERE id = ANY($1::uuid[])", [_object_id(k) for k in batch])}
+        for key in batch:
+            if str(_object_id(key)) in known:
+                continue
+            try:
+                info = await originals.stat(key)
+            except KeyError:
+                continue
+            # Young objects are left alone: their upload may be between the rename and the row's commit.
+            if info.modified < datetime.now(UTC).timestamp() - LEFTOVER_AGE_S:
+                await originals.delete(key)
+                orphans += 1
+    return unfinished, orphans
+
+
+def _object_id(key: str) -> uuid.UUID | None:
+    """The file id of an originals key ``files/<uuid>``, else None (not an upload's object: never swept)."""
+    try:
+        return uuid.UUID(key.removeprefix("files/")) if key.startswith("files/") and key.count("/") == 1 else None
+    except ValueError:
+        return None
+
+
+@svc.background
+async def sweep_uploads() -> None:
+    """sweep_leftovers at start-up and every UPLOAD_SWEEP_S (a failed round is logged and retried next time)."""
+    while True:
+        try:
+            unfinished, orphans = await sweep_leftovers()
+            if unfinished or orphans:
+                log.info("swept %d unfinished uploads and %d orphaned originals", unfinished, orphans)
+        except Exception as exc:  # database or store down: the leftovers wait for the next round
+            log.warning("sweeping upload leftovers failed: %s", exc)
+        await asyncio.sleep(UPLOAD_SWEEP_S)
 
 
 # ------------------------------------------------------------------ folders
