@@ -13,7 +13,11 @@ acknowledged upload its upload-complete email, then checks, per fault:
 - **duplicated**: more than one row for one upload (its user), more than one email for one file, or more
   variant objects than variant rows;
 - the variants of every acknowledged image: each object complete (Pillow decodes it to the recorded size),
-  none half-written; and no object in the originals bucket without a row (a partial or orphaned upload).
+  none half-written; and no more objects in the originals bucket without a row than uploads that failed
+  while file was down (a kill between the store's rename and the row's commit leaves one; the file service's
+  leftovers sweep removes it once LEFTOVER_AGE_S old);
+- a file stored whose 201 never reached its client (the kill landed after the commit) must have its email
+  too: its follow-up messages were committed with the row (the outbox) and relayed after the restart.
 
 Fault-specific steps: ``file`` also has a 160 MiB upload in flight when it is killed (it must fail, leave
 nothing visible, and succeed when the client sends it again); ``image-processing`` is killed while it works
@@ -182,7 +186,11 @@ class Drill(FlowDrill):
             status, first = None, exc.__class__.__name__
         rows = await self._fetch("SELECT id FROM files WHERE owner_id = $1", user)
         appeared = {p.name for p in self._visible("originals", "files")} - before
-        unexplained = appeared - {str(r["id"]) for r in await self._fetch("SELECT id FROM files")}
+        # Its own object would be BIG_MIB large: small uploads cut at the same kill may leave objects of their
+        # own (counted by verify), which are not this upload's doing.
+        known = {str(r["id"]) for r in await self._fetch("SELECT id FROM files")}
+        unexplained = {k for k in appeared - known
+                       if (self._bucket("originals") / "files" / k).stat().st_size == BIG_MIB * MiB}
         note = f"{BIG_MIB} MiB upload cut by the kill: client saw {first}, rows {len(rows)}, " \
                f"objects without a row {len(unexplained)}"
         if status == 201:
@@ -315,7 +323,13 @@ class Drill(FlowDrill):
             per_user = Counter(r["owner_id"] for r in stored if not r["owner_id"].endswith("-big"))
             doubled["files"] += sum(n - 1 for n in per_user.values())
             row.duplicated = sum(doubled.values())
-            row.extra = len({r["id"] for r in stored if not r["owner_id"].endswith("-big")} - set(acked))
+            extra = {r["id"] for r in stored if not r["owner_id"].endswith("-big")} - set(acked)
+            row.extra = len(extra)
+            # A file stored but never acknowledged (killed after the commit) still gets its email: its messages
+            # committed with the row (the outbox) and the restarted service relays them.
+            extra_mails = self._mails(extra)
+            missing_mail += sum(1 for fid in extra if extra_mails[fid] == 0)
+            doubled["emails"] += sum(max(0, n - 1) for n in extra_mails.values())
             failures = Counter(str(o.status or o.error) for o in phase.outcomes if o.status != 201)
             row.failed = sum(failures.values())
             row.aggregates_ok = bad_variants == 0 and missing_variants == 0 and missing_mail == 0 \
@@ -339,20 +353,28 @@ class Drill(FlowDrill):
             if row.duplicated:
                 notes.append("duplicated: " + ", ".join(f"{k} x{n}" for k, n in sorted(doubled.items()) if n))
             if row.extra:
-                notes.append(f"{row.extra} stored whose 201 never reached the client")
+                notes.append(f"{row.extra} stored whose 201 never reached the client "
+                             f"({sum(1 for fid in extra if extra_mails[fid])} of them emailed)")
             if bad_variants or missing_variants:
                 notes.append(f"variants: {missing_variants} images incomplete, {bad_variants} with a broken object")
             if missing_mail:
-                notes.append(f"{missing_mail} acknowledged uploads without their email")
+                notes.append(f"{missing_mail} stored uploads without their email")
             if bad_bytes:
                 notes.append(f"{bad_bytes} acknowledged files missing or with other bytes")
             if phase.error:
                 notes.append(phase.error)
             row.note = "; ".join(notes)
             rows.append(row)
+        # A kill -9 of file between the store's rename and the row's commit leaves an object without a row, which
+        # the file service's leftovers sweep removes once LEFTOVER_AGE_S old. Only uploads the client saw fail
+        # can leave one: more orphans than failed uploads in the file phase would be a bug.
+        cut = sum(1 for p in self.phases if p.fault == "file" for o in p.outcomes if o.status != 201)
         if orphans and rows:
             rows[-1].note += f"{'; ' if rows[-1].note else ''}{len(orphans)} originals objects without a row"
-            rows[-1].aggregates_ok = False
+            if len(orphans) <= cut:
+                rows[-1].note += f" (at most one per failed upload of the file phase, {cut}: left for the sweep)"
+            else:
+                rows[-1].aggregates_ok = False
         return rows
 
     async def run(self, faults: list[str], *, rate: float = 40.0,

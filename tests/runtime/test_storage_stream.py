@@ -92,3 +92,23 @@ async def test_presigned_get_only_on_s3(store: ObjectStore) -> None:
         assert "response-content-disposition" in url
     else:
         assert url is None
+
+
+async def test_sweep_unfinished_removes_only_old_leftovers(store: ObjectStore, tmp_path: Path) -> None:
+    """What a killed writer left (a temp file, an open multipart upload) goes once old; a fresh one stays."""
+    await store.put_stream("kept", chunks_of(b"whole"))
+    if isinstance(store, LocalStore):
+        old = store.root / "files" / ".dead.1234.abcd.tmp"
+        old.parent.mkdir(parents=True, exist_ok=True)
+        old.write_bytes(b"cut off")
+        os.utime(old, (1_000_000_000, 1_000_000_000))
+        (store.root / ".fresh.1234.ef01.tmp").write_bytes(b"still being written")
+        assert await store.sweep_unfinished(3600) == 1
+        assert not old.exists() and (store.root / ".fresh.1234.ef01.tmp").exists()
+    else:
+        assert isinstance(store, S3Store)
+        store.client.create_multipart_upload(Bucket=store.bucket, Key="files/dead")
+        # moto reports every multipart upload as initiated on 2010-11-10, so only "old" can be shown here.
+        assert await store.sweep_unfinished(3600) == 1
+        assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+    assert await store.list() == ["kept"]

@@ -127,6 +127,12 @@ class ObjectStore:
         has no such thing (a local folder): the caller then serves the bytes itself."""
         return None
 
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        """Remove what ``put_stream`` calls cut off by a killed process left behind (never visible to readers):
+        temp files locally, incomplete multipart uploads on S3, last written (started on S3) more than
+        ``older_than_s`` seconds ago, so a write still in progress is left alone. Returns how many went."""
+        raise NotImplementedError
+
 
 #: Chunks smaller than this are written on the event loop (a thread hop costs more than the write).
 INLINE_WRITE = 64 << 10
@@ -278,6 +284,20 @@ class LocalStore(ObjectStore):
         tmp.replace(path)
         return size
 
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        before = time.time() - older_than_s
+
+        def sweep() -> int:
+            gone = 0
+            for tmp in self.root.rglob(".*.tmp"):  # the temp names of put and put_stream
+                with contextlib.suppress(FileNotFoundError):  # finished or swept meanwhile
+                    if tmp.is_file() and tmp.stat().st_mtime < before:
+                        tmp.unlink()
+                        gone += 1
+            return gone
+
+        return await asyncio.to_thread(sweep)
+
     async def stat(self, key: str) -> ObjectInfo:
         try:
             st = self._path(key).stat()
@@ -396,6 +416,20 @@ class S3Store(ObjectStore):
             until = head.get("ObjectLockRetainUntilDate")
             raise ObjectLocked(key, "delete refused by S3 Object Lock",
                                until.timestamp() if until else None) from None
+
+    async def sweep_unfinished(self, older_than_s: float) -> int:
+        before = time.time() - older_than_s
+
+        def sweep() -> int:
+            gone = 0
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < before:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        gone += 1
+            return gone
+
+        return await asyncio.to_thread(sweep)
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
                          content_type: str = "application/octet-stream") -> int:

@@ -1,8 +1,8 @@
 """Bring the file platform up once per test session: real Postgres, Redis, every service, the gateway.
 
 The session runs a private copy of ``systems/files`` whose spec differs only where a test needs a smaller
-number: a 280 MiB upload limit (so 413 past the limit streams seconds, not a 2 GiB body) and short queue
-visibility timeouts (a job held by a killed worker comes back in seconds).
+number: a 280 MiB upload limit (so 413 past the limit streams seconds, not a 2 GiB body), short queue
+visibility timeouts (a job held by a killed worker comes back in seconds) and a 2 s sweep of upload leftovers.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def private_copy(dest: Path) -> Path:
     spec_path = dest / "system.yaml"
     spec = yaml.safe_load(spec_path.read_text())
     spec["services"]["file"]["env"]["MAX_UPLOAD_BYTES"] = str(TEST_MAX_UPLOAD)
+    # Leftovers of killed uploads are swept every 2 s once an hour old (tests age them with os.utime).
+    spec["services"]["file"]["env"].update(UPLOAD_SWEEP_S="2", LEFTOVER_AGE_S="3600")
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return spec_path
 

@@ -7,7 +7,9 @@ import hashlib
 import io
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -193,3 +195,92 @@ def test_kill_redis_after_an_upload_its_jobs_still_run_once(files: Files) -> Non
     time.sleep(4)  # past a visibility timeout: a redelivery would show now
     assert files.sql("SELECT count(*) AS n FROM variants WHERE file_id = $1::uuid", f["id"])[0]["n"] == 2
     assert len([m for m in read_mailbox(files.state_root, "files") if m["To"].startswith(f"{sub}@")]) == 1
+
+
+@pytest.mark.chaos
+def test_kill_file_service_between_commit_and_queueing_loses_no_follow_up(files: Files) -> None:
+    """The window between the file's row and its queue messages, hit every time: Redis (the queues) is
+    stopped (SIGSTOP), so no message can leave the file service; the upload's row is committed; then the file
+    service is killed -9 and Redis resumed. The file must still get its variants, index entry and one email:
+    the messages committed with the row (the outbox) and the restarted service relays them."""
+    import os
+    import signal
+
+    from stackwright.local.chaos import process_pid
+    from stackwright.local.mailbox import read_mailbox
+    from stackwright.local.state import read_state
+
+    sub, alice = files.user("alice")
+    name = f"window-{uuid.uuid4().hex[:8]}.jpg"
+    buf = io.BytesIO()
+    Image.effect_noise((640, 480), 60).convert("RGB").save(buf, "JPEG")
+    redis_pid = process_pid(read_state("files", files.state_root) or {}, "redis")  # now (it may have restarted)
+    assert redis_pid
+    outcome: dict[str, object] = {}
+
+    def upload() -> None:
+        try:
+            outcome["resp"] = httpx.post(f"{files.service_url('file')}/files", params={"name": name},
+                                         content=buf.getvalue(), headers=alice, timeout=30)
+        except httpx.HTTPError as exc:
+            outcome["error"] = exc
+
+    os.kill(redis_pid, signal.SIGSTOP)
+    resumed = False
+    try:
+        t = threading.Thread(target=upload)
+        t.start()
+        rows = files.wait_until(lambda: files.sql("SELECT id::text AS id FROM files WHERE owner_id = $1", sub),
+                                timeout_s=30)
+        time.sleep(0.5)  # whatever the service does after the commit, it cannot reach the queues
+
+        def resume(_: float) -> None:
+            nonlocal resumed
+            os.kill(redis_pid, signal.SIGCONT)
+            resumed = True
+
+        asyncio.run(kill_and_recover("files", files.state_root, "file", on_kill=resume))
+    finally:
+        if not resumed:
+            os.kill(redis_pid, signal.SIGCONT)
+    t.join(60)
+    file_id = rows[0]["id"]
+
+    def mails() -> list[Any]:
+        return [m for m in read_mailbox(files.state_root, "files") if m["To"].startswith(f"{sub}@")]
+
+    def complete() -> bool:
+        made = files.sql("SELECT count(*) AS n FROM variants WHERE file_id = $1::uuid", file_id)[0]["n"]
+        found = files.client.get("/search", params={"q": name}, headers=alice).json()["results"]
+        return made == 2 and [r["id"] for r in found] == [file_id] and len(mails()) >= 1
+
+    files.wait_until(complete, timeout_s=60)
+    time.sleep(4)  # past a visibility timeout: a redelivered (or relayed twice) message would show now
+    assert files.sql("SELECT count(*) AS n FROM variants WHERE file_id = $1::uuid", file_id)[0]["n"] == 2
+    assert len(mails()) == 1
+    assert files.sql("SELECT count(*) AS n FROM outbox")[0]["n"] == 0  # everything relayed
+
+
+def test_leftovers_of_killed_uploads_are_swept_once_old(files: Files) -> None:
+    """Temp files and originals objects without a row, as a kill -9 leaves them: old ones go, young ones and
+    every object with a row (even a trashed one) stay."""
+    import os
+
+    _, alice = files.user("alice")
+    kept = files.upload(alice, b"has a row", name="kept.txt")
+    trashed = files.upload(alice, b"in the trash", name="trashed.txt")
+    assert files.client.delete(f"/files/{trashed['id']}", headers=alice).status_code == 204
+    root = files.bucket_dir("originals") / "files"
+    day_ago = time.time() - 86400
+    old_temp, young_temp = root / f".{uuid.uuid4()}.999.dead.tmp", root / f".{uuid.uuid4()}.999.live.tmp"
+    old_orphan, young_orphan = root / str(uuid.uuid4()), root / str(uuid.uuid4())
+    for path in (old_temp, young_temp, old_orphan, young_orphan):
+        path.write_bytes(b"left by a killed upload")
+    for path in (old_temp, old_orphan, root / kept["id"], root / trashed["id"]):
+        os.utime(path, (day_ago, day_ago))
+    files.wait_until(lambda: not old_temp.exists() and not old_orphan.exists(), timeout_s=30)
+    assert young_temp.exists() and young_orphan.exists()
+    assert (root / kept["id"]).exists() and (root / trashed["id"]).exists()
+    assert files.client.get(f"/files/{kept['id']}/content", headers=alice).content == b"has a row"
+    young_temp.unlink()
+    young_orphan.unlink()

@@ -6,7 +6,10 @@ originals bucket as they arrive (a multipart upload on S3): the process holds a 
 sha256 is computed on the way (a client-sent ``X-Content-SHA256`` is verified), the size is capped by
 ``MAX_UPLOAD_BYTES`` (413 past it) and the content type comes from the bytes (magic numbers; UTF-8 text
 without NUL is text/plain), never from the client. The file's row is inserted only
-once its object is complete, so a killed upload leaves nothing visible and the client simply retries.
+once its object is complete, so a killed upload leaves nothing visible and the client simply retries. The
+row's follow-up messages (variant job, index task, upload-complete mail) are written to the outbox table in
+the row's transaction and relayed to their queues after the commit (``stackwright.runtime.outbox``): a kill
+after the commit delays them until the restarted process relays them, and loses none.
 
 Every route asks Postgres for the caller's role on the file or folder (``file_rank``/``folder_rank`` of
 the migrations: ownership, grants to the user or the user's groups, inherited from folders). A file or
@@ -37,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stackwright.runtime import Principal, Problem, Service, Settings, problem_responses
 from stackwright.runtime.limits import BodyLimitMiddleware
+from stackwright.runtime.outbox import Outbox
 
 log = logging.getLogger("files.file")
 
@@ -48,6 +52,12 @@ MULTIPART_SLACK = 64 * 1024
 JSON_MAX_BODY = 64 * 1024
 TRASH_RETENTION_DAYS = float(settings.get("TRASH_RETENTION_DAYS", "30") or 30)
 TRASH_SWEEP_S = float(settings.get("TRASH_SWEEP_S", "60") or 60)
+#: Every this many seconds (and at start-up) the leftovers of killed uploads are swept: temp files and unfinished
+#: multipart uploads, and originals objects without a row, once older than LEFTOVER_AGE_S.
+UPLOAD_SWEEP_S = float(settings.get("UPLOAD_SWEEP_S", "3600") or 3600)
+# A day: an upload still in progress is never that old (a local temp file's age counts from its last write;
+# an S3 multipart upload's from its start, and a 2 GiB upload at 1 MB/s takes 35 minutes).
+LEFTOVER_AGE_S = float(settings.get("LEFTOVER_AGE_S", "86400") or 86400)
 PRESIGN = (settings.get("PRESIGN_DOWNLOADS", "") or "").lower() in ("1", "true", "yes")
 SNIFF_BYTES = 8192
 # Upload bytes travel in batches of about this size (see UploadBody); batches smaller than INLINE_HASH (a
@@ -63,6 +73,8 @@ variants = svc.store("variants")
 variant_jobs = svc.queue("variant-jobs")
 notifications = svc.queue("notifications")
 tasks = svc.queue("tasks")
+outbox = Outbox(db, {"variant-jobs": variant_jobs, "notifications": notifications, "tasks": tasks})
+svc.background(outbox.run)
 who_dep = svc.principal()
 Caller = Annotated[Principal, Depends(who_dep)]
 
@@ -365,33 +377,42 @@ async def upload(request: Request, who: Caller,
         if expected is not None and expected != digest:
             raise Problem(422, "the body's sha256 does not match X-Content-SHA256", sha256=digest)
         ctype = sniff(body.head)
-        row = await db.pool.fetchrow(
-            """INSERT INTO files (id, folder_id, owner_id, name, tags, content_type, size, sha256, object_key)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *, 3 AS rank""",
-            file_id, folder_id, who.sub, name, tag_list, ctype, body.size, digest, key)
+        # The row and its follow-up messages (variant job, index task, upload-complete mail) commit together:
+        # a kill -9 after the commit leaves the messages in the outbox for the next relay, never a file that
+        # silently lacks its variants, index entry or email.
+        async with db.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO files (id, folder_id, owner_id, name, tags, content_type, size, sha256, object_key)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *, 3 AS rank""",
+                file_id, folder_id, who.sub, name, tag_list, ctype, body.size, digest, key)
+            await outbox.add_many(conn, upload_messages(row, who.sub))
     except BaseException:
         await originals.delete(key)
         raise
-    try:
-        await _announce_upload(row, who.sub)
-    except Exception:
-        # Without its jobs the file would never get variants, an index entry or a notification: take it back
-        # (row, then object) and let the client retry, rather than keep a file that is silently incomplete.
-        log.exception("queueing the jobs of file %s failed; removing it", file_id)
-        await db.pool.execute("DELETE FROM files WHERE id = $1", file_id)
-        await originals.delete(key)
-        raise Problem(503, "could not queue the file's processing; retry the upload",
-                      headers={"Retry-After": "1"}) from None
+    outbox.kick()
     return await file_json(row)
 
 
-async def _announce_upload(row: Any, by: str) -> None:
+def upload_messages(row: Any, by: str) -> list[tuple[str, dict[str, Any]]]:
+    """The outbox messages of a new file: a variant job (images), an index task, the upload-complete mail."""
     file_id = str(row["id"])
+    out: list[tuple[str, dict[str, Any]]] = []
     if row["content_type"] in IMAGE_TYPES:
-        await variant_jobs.send({"file_id": file_id})
-    await tasks.send({"op": "index", "file_id": file_id})
-    await notifications.send({"event_id": f"upload:{file_id}", "kind": "upload-complete", "to_user": by,
-                              "file_id": file_id, "name": row["name"], "by": by})
+        out.append(("variant-jobs", {"file_id": file_id}))
+    out.append(("tasks", {"op": "index", "file_id": file_id}))
+    out.append(("notifications", {"event_id": f"upload:{file_id}", "kind": "upload-complete", "to_user": by,
+                                  "file_id": file_id, "name": row["name"], "by": by}))
+    return out
+
+
+async def _changed(sql: str, *args: Any) -> Any:
+    """Run one change to a file row (``sql``'s first argument is the file id) with its index task in the
+    same transaction; returns the statement's row (``fetchrow``)."""
+    async with db.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(sql, *args)
+        await outbox.add(conn, "tasks", {"op": "index", "file_id": str(args[0])})
+    outbox.kick()
+    return row
 
 
 # ------------------------------------------------------------------ read
@@ -570,10 +591,9 @@ async def patch_file(file_id: uuid.UUID, change: FilePatch, who: Caller) -> dict
         if row["rank"] < 3:
             raise Problem(403, "only an owner moves a file out of its folder")
         folder = None
-    updated = await db.pool.fetchrow(
+    updated = await _changed(
         """UPDATE files SET name = $2, tags = $3, folder_id = $4, updated_at = now() WHERE id = $1
            RETURNING *, file_rank($5, id) AS rank""", file_id, name, tag_list, folder, who.sub)
-    await tasks.send({"op": "index", "file_id": str(file_id)})
     return await file_json(updated)
 
 
@@ -581,9 +601,8 @@ async def patch_file(file_id: uuid.UUID, change: FilePatch, who: Caller) -> dict
 async def trash_file(file_id: uuid.UUID, who: Caller) -> Response:
     """Move the file to the trash (editor or owner); purged after TRASH_RETENTION_DAYS."""
     await readable_file(who.sub, file_id, need=2)
-    await db.pool.execute("UPDATE files SET deleted_at = now(), deleted_by = $2 WHERE id = $1 AND deleted_at IS NULL",
-                          file_id, who.sub)
-    await tasks.send({"op": "index", "file_id": str(file_id)})
+    await _changed("UPDATE files SET deleted_at = now(), deleted_by = $2 WHERE id = $1 AND deleted_at IS NULL",
+                   file_id, who.sub)
     return Response(status_code=204)
 
 
@@ -606,10 +625,9 @@ async def list_trash(who: Caller) -> dict[str, Any]:
 async def restore(file_id: uuid.UUID, who: Caller) -> dict[str, Any]:
     """Bring a trashed file back (editor or owner)."""
     await readable_file(who.sub, file_id, need=2, trashed=True)
-    row = await db.pool.fetchrow(
+    row = await _changed(
         """UPDATE files SET deleted_at = NULL, deleted_by = NULL, updated_at = now() WHERE id = $1
            RETURNING *, file_rank($2, id) AS rank""", file_id, who.sub)
-    await tasks.send({"op": "index", "file_id": str(file_id)})
     return await file_json(row)
 
 
@@ -629,9 +647,11 @@ async def purge(file_id: uuid.UUID) -> None:
     for v in await db.pool.fetch("SELECT object_key FROM variants WHERE file_id = $1", file_id):
         await variants.delete(v["object_key"])
     await originals.delete(row["object_key"])
-    await db.pool.execute("DELETE FROM files WHERE id = $1", file_id)
-    await db.pool.execute("DELETE FROM grants WHERE resource_type = 'file' AND resource_id = $1", file_id)
-    await tasks.send({"op": "index", "file_id": str(file_id)})
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM files WHERE id = $1", file_id)
+        await conn.execute("DELETE FROM grants WHERE resource_type = 'file' AND resource_id = $1", file_id)
+        await outbox.add(conn, "tasks", {"op": "index", "file_id": str(file_id)})
+    outbox.kick()
 
 
 @svc.background
@@ -647,6 +667,55 @@ async def sweep_trash() -> None:
                 await purge(r["id"])
             if due:
                 log.info("purged %d files from the trash", len(due))
+
+
+async def sweep_leftovers() -> tuple[int, int]:
+    """Remove what killed uploads left, older than LEFTOVER_AGE_S; returns (unfinished writes, orphans).
+
+    Unfinished writes: the originals store's temp files / incomplete multipart uploads. Orphans: complete
+    objects under ``files/`` whose row was never inserted (the process died between the store's rename and
+    the insert); a row, even a trashed one, keeps its object.
+    """
+    unfinished = await originals.sweep_unfinished(LEFTOVER_AGE_S)
+    keys = [k for k in await originals.list("files/") if _object_id(k) is not None]
+    orphans = 0
+    for i in range(0, len(keys), 1000):
+        batch = keys[i:i + 1000]
+        known = {str(r["id"]) for r in await db.pool.fetch(
+            "SELECT id FROM files WHERE id = ANY($1::uuid[])", [_object_id(k) for k in batch])}
+        for key in batch:
+            if str(_object_id(key)) in known:
+                continue
+            try:
+                info = await originals.stat(key)
+            except KeyError:
+                continue
+            # Young objects are left alone: their upload may be between the rename and the row's commit.
+            if info.modified < datetime.now(UTC).timestamp() - LEFTOVER_AGE_S:
+                await originals.delete(key)
+                orphans += 1
+    return unfinished, orphans
+
+
+def _object_id(key: str) -> uuid.UUID | None:
+    """The file id of an originals key ``files/<uuid>``, else None (not an upload's object: never swept)."""
+    try:
+        return uuid.UUID(key.removeprefix("files/")) if key.startswith("files/") and key.count("/") == 1 else None
+    except ValueError:
+        return None
+
+
+@svc.background
+async def sweep_uploads() -> None:
+    """sweep_leftovers at start-up and every UPLOAD_SWEEP_S (a failed round is logged and retried next time)."""
+    while True:
+        try:
+            unfinished, orphans = await sweep_leftovers()
+            if unfinished or orphans:
+                log.info("swept %d unfinished uploads and %d orphaned originals", unfinished, orphans)
+        except Exception as exc:  # database or store down: the leftovers wait for the next round
+            log.warning("sweeping upload leftovers failed: %s", exc)
+        await asyncio.sleep(UPLOAD_SWEEP_S)
 
 
 # ------------------------------------------------------------------ folders

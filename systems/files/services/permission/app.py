@@ -20,10 +20,14 @@ from fastapi import Depends, Path, Response
 from pydantic import BaseModel, Field, field_validator
 
 from stackwright.runtime import Principal, Problem, Service, problem_responses
+from stackwright.runtime.outbox import Outbox
 
 svc = Service(title="permission")
 db = svc.postgres("db")
 notifications = svc.queue("notifications")
+# Share notifications commit with the grant (see stackwright.runtime.outbox): a kill in between loses no mail.
+outbox = Outbox(db, {"notifications": notifications})
+svc.background(outbox.run)
 app = svc.app
 Caller = Annotated[Principal, Depends(svc.principal())]
 
@@ -111,19 +115,20 @@ async def share(new: NewShare, who: Caller) -> dict[str, Any]:
     else:
         principal = new.principal_id
         recipients = [principal]
-    row = await db.pool.fetchrow(
-        """INSERT INTO grants (resource_type, resource_id, principal_type, principal_id, role, granted_by)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (resource_type, resource_id, principal_type, principal_id)
-           DO UPDATE SET role = EXCLUDED.role, granted_by = EXCLUDED.granted_by, created_at = now()
-           RETURNING *""", new.resource_type, new.resource_id, new.principal_type, principal, new.role, who.sub)
     event = uuid.uuid4().hex
-    for user in recipients:
-        if user == who.sub:
-            continue
-        await notifications.send({"event_id": f"share:{event}:{user}", "kind": "share", "to_user": user,
-                                  "resource_type": new.resource_type, "resource_id": str(new.resource_id),
-                                  "name": name, "role": new.role, "by": who.sub})
+    async with db.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO grants (resource_type, resource_id, principal_type, principal_id, role, granted_by)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (resource_type, resource_id, principal_type, principal_id)
+               DO UPDATE SET role = EXCLUDED.role, granted_by = EXCLUDED.granted_by, created_at = now()
+               RETURNING *""", new.resource_type, new.resource_id, new.principal_type, principal, new.role, who.sub)
+        await outbox.add_many(conn, [
+            ("notifications", {"event_id": f"share:{event}:{user}", "kind": "share", "to_user": user,
+                               "resource_type": new.resource_type, "resource_id": str(new.resource_id),
+                               "name": name, "role": new.role, "by": who.sub})
+            for user in recipients if user != who.sub])
+    outbox.kick()
     return grant_json(row)
 
 
