@@ -129,9 +129,9 @@ async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
     await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
                                   "id": f"payment:{payment['id']}:{payment['status']}",
                                   "type": f"payment.{payment['status']}"})
-    # The tenant's pool afresh: the one the request started with may have been evicted meanwhile.
-    db = await tenancy.dbs.get(tenant)
-    await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+    # A lease of its own: the background retry runs after the request (and its lease) ended.
+    async with tenancy.dbs.lease(tenant) as db:
+        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
 
 
 async def _publish(tenant: str, payment: dict[str, Any]) -> None:
