@@ -128,6 +128,10 @@ class TenantDatabases:
 
     ``url_for`` (async, tenant id -> URL) connects each pool with the tenant's own credentials (e.g. read
     from a secret store) instead of the admin URL; it is called whenever a pool is (re)opened.
+
+    Session state: a released connection goes back without asyncpg's reset query (an open transaction is
+    still rolled back), so code using tenant pools must not leave session state behind (LISTEN, session
+    advisory locks, ``SET`` outside a transaction, cursors held open); ``SET LOCAL`` is fine.
     """
 
     def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20,
@@ -236,10 +240,9 @@ class TenantDatabases:
         entry.idle.pop(proxy.get_server_pid(), None)
 
     async def _released(self, entry: _Tenant, conn: asyncpg.Connection) -> None:
-        """Pool ``reset`` hook: asyncpg's usual reset query, then the connection is idle (closable for room)."""
-        query = conn.get_reset_query()
-        if query:
-            await conn.execute(query)
+        """Pool ``reset`` hook: the connection is idle now (closable for room). asyncpg has rolled back a
+        transaction left open already; its reset query (unlock advisory locks, close cursors, UNLISTEN,
+        RESET ALL) is skipped, a round trip per request saved: tenant connections carry no session state."""
         entry.idle[conn.get_server_pid()] = conn
         self._signal()
 
