@@ -124,7 +124,8 @@ class TenantDatabases:
     recently used tenant first (an idle connection is safe to close: the pool opens a new one when it
     needs one). When every connection is in use it waits for one to be released, up to ``wait_s``
     seconds, then raises Problem 503 (with ``Retry-After``). Waiting only ever depends on connections in
-    use, which requests release, so tenants cannot starve each other into a deadlock.
+    use, which requests release, so idle pools of other tenants never hold a request up (a request that
+    holds one connection while it acquires a second can still wait on itself, as with any bounded pool).
 
     ``url_for`` (async, tenant id -> URL) connects each pool with the tenant's own credentials (e.g. read
     from a secret store) instead of the admin URL; it is called whenever a pool is (re)opened.
