@@ -7,8 +7,11 @@ sizes that: ``max`` tenants at most, ``pool`` per tenant (defaults min 2 / max 2
 connections one process may hold over all its tenants' pools. The folder is validated here; the service
 applies it with ``stackwright.runtime.db.apply_migrations`` after ``create`` (the runtime does not read
 it by itself yet). Services get ``<DB>_POOL_MIN`` / ``<DB>_POOL_MAX`` from ``tenants.pool``,
-``<DB>_TENANTS_MAX`` and, when set, ``<DB>_CONNECTION_BUDGET``; the runtime keeps at most
-``connection_budget // pool.max`` tenant pools open, closing the least recently used one first.
+``<DB>_TENANTS_MAX`` and, when set, ``<DB>_CONNECTION_BUDGET``. The runtime
+(``stackwright.runtime.db.TenantDatabases``) opens ``pool.min`` connections when a tenant's pool opens,
+grows it on demand up to ``pool.max``, closes connections idle for a minute, and counts the connections
+actually held against the budget: when it is full, an idle connection of the least recently used tenant
+is closed first (one in use never is), so many quiet tenants share one budget.
 
 Plan: a process of a per-tenant database's user opens up to :func:`connections_per_process`
 (``tenants.max x pool.max``, bounded by the budget; one for a service in ``tenants.admin_only``, which
@@ -53,10 +56,13 @@ class Tenants(Strict):
     max: int = Field(ge=1, description="most tenants (one database each) the system serves")
     migrations: str | None = Field(None, description="folder of .sql files applied to every new tenant database, "
                                                      "relative to system.yaml")
-    pool: Pool = Field(default_factory=Pool, description="connection pool of each tenant's database, per process")
+    pool: Pool = Field(default_factory=Pool, description="connection pool of each tenant's database, per process: "
+                                                          "min connections opened with it, at most max; idle ones "
+                                                          "close after a minute")
     connection_budget: int | None = Field(
-        None, ge=1, description="most connections one process holds over all its tenant pools (the runtime closes "
-                                "the least recently used tenant pool to stay within it); unset: tenants.max x pool.max")
+        None, ge=1, description="most connections one process holds over all its tenant pools, counted as held (the "
+                                "runtime closes idle connections of the least recently used tenant first to stay "
+                                "within it); unset: tenants.max x pool.max")
     admin_only: list[str] = Field(
         default_factory=list, description="services that use this database only through its admin URL, one "
                                           "connection at a time (creating tenant databases and roles): they open no "

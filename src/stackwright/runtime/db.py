@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from .problems import Problem
 
 _DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class Database:
-    """A lazily opened asyncpg pool with a readiness check."""
+    """A lazily opened asyncpg pool with a readiness check.
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
+    ``idle_s``: connections above ``min_size`` idle that many seconds are closed. ``connect``, ``setup``
+    and ``reset`` are asyncpg's pool hooks (a replacement of ``asyncpg.connect``; called on each acquire;
+    called on each release instead of the default reset), e.g. to count and track connections.
+    """
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20, idle_s: float = 300.0,
+                 connect: Callable[..., Awaitable[asyncpg.Connection]] | None = None,
+                 setup: Callable[[Any], Awaitable[None]] | None = None,
+                 reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> None:
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
+        self.idle_s = idle_s
+        self._hooks = {"connect": connect, "setup": setup, "reset": reset}
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
         self._lag_sql: str | None = None  # REPLICA_LAG_SQL or AURORA_REPLICA_LAG_SQL, chosen on first use
@@ -30,8 +45,13 @@ class Database:
             async with self._lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.url, min_size=self.min_size, max_size=self.max_size, command_timeout=30)
+                        self.url, min_size=self.min_size, max_size=self.max_size, command_timeout=30,
+                        max_inactive_connection_lifetime=self.idle_s, **self._hooks)
         return self._pool
+
+    def size(self) -> int:
+        """Connections the pool holds now (idle and in use); 0 when it is not open."""
+        return 0 if self._pool is None else self._pool.get_size()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -98,21 +118,48 @@ def database_url(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
-class TenantDatabases:
-    """One pool per tenant database, opened on first use (``min``/``max`` per pool from the spec).
+class _Tenant:
+    """One tenant's pool, the requests holding it, and its idle connections (server pid -> connection)."""
 
-    ``budget`` (``tenants.connection_budget``, ``<DB>_CONNECTION_BUDGET``) bounds the connections this
-    process holds over all tenant pools: at most ``budget // max_size`` pools stay open, and opening one
-    more first closes the least recently used other pool (asyncpg's close waits for its connections to be
-    released, so requests in flight finish). Call :meth:`get` per unit of work rather than keeping the
-    returned Database, so a closed pool is reopened through here and counted.
+    __slots__ = ("db", "idle", "leases", "lock", "retired", "tenant")
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.db: Database | None = None
+        self.leases = 0
+        self.retired = False  # dropped by forget(): closed when its last lease ends
+        self.lock = asyncio.Lock()  # one opening at a time for this tenant, none across tenants
+        self.idle: dict[int, asyncpg.Connection] = {}  # oldest first
+
+
+class TenantDatabases:
+    """One pool per tenant database, opened on first use, within a per-process connection budget.
+
+    Use a tenant's pool only inside ``async with dbs.lease(tenant) as db:``; a leased pool is never closed
+    under the block (:meth:`forget` closes it when its last lease ends).
+
+    Sizes, per process: each tenant's pool opens ``min_size`` connections when it is opened (warm for the
+    first requests), grows on demand up to ``max_size`` and closes connections idle for ``idle_s`` seconds
+    (down to none), so a quiet tenant holds nothing. ``budget`` (``tenants.connection_budget``,
+    ``<DB>_CONNECTION_BUDGET``) bounds the connections held over all tenant pools, counted as they are
+    opened and closed: a connection that would exceed it first closes an idle connection, of the least
+    recently used tenant first (an idle connection is safe to close: the pool opens a new one when it
+    needs one). When every connection is in use it waits for one to be released, up to ``wait_s``
+    seconds, then raises Problem 503 (with ``Retry-After``). Waiting only ever depends on connections in
+    use, which requests release, so idle pools of other tenants never hold a request up (a request that
+    holds one connection while it acquires a second can still wait on itself, as with any bounded pool).
 
     ``url_for`` (async, tenant id -> URL) connects each pool with the tenant's own credentials (e.g. read
     from a secret store) instead of the admin URL; it is called whenever a pool is (re)opened.
+
+    Session state: a released connection goes back without asyncpg's reset query (an open transaction is
+    still rolled back), so code using tenant pools must not leave session state behind (LISTEN, session
+    advisory locks, ``SET`` outside a transaction, cursors held open); ``SET LOCAL`` is fine.
     """
 
     def __init__(self, admin_url: str, *, prefix: str = "tenant_", min_size: int = 2, max_size: int = 20,
-                 budget: int | None = None, url_for: Callable[[str], Awaitable[str]] | None = None) -> None:
+                 budget: int | None = None, url_for: Callable[[str], Awaitable[str]] | None = None,
+                 idle_s: float = 60.0, wait_s: float = 10.0) -> None:
         if budget is not None and budget < max_size:
             raise ValueError(f"connection budget {budget} cannot hold one tenant pool of {max_size}")
         self.admin_url = admin_url
@@ -121,8 +168,13 @@ class TenantDatabases:
         self.max_size = max_size
         self.budget = budget
         self.url_for = url_for
-        self._dbs: OrderedDict[str, Database] = OrderedDict()  # least recently used first
-        self._lock = asyncio.Lock()
+        self.idle_s = idle_s
+        self.wait_s = wait_s
+        self._tenants: OrderedDict[str, _Tenant] = OrderedDict()  # least recently leased first
+        self._held = 0  # connections open over every tenant pool (counted by the connect hook)
+        self._changed = asyncio.Event()  # set (and replaced) whenever a connection is released or closed
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed_for_room: set[int] = set()  # server pids of connections closed by _close_an_idle_connection
 
     def name_for(self, tenant: str) -> str:
         """Database name of a tenant; tenant ids are restricted so the name is always a safe identifier."""
@@ -143,49 +195,148 @@ class TenantDatabases:
             await conn.close()
         return name
 
-    async def get(self, tenant: str) -> Database:
-        """The (opened) pool of a tenant's database."""
+    @contextlib.asynccontextmanager
+    async def lease(self, tenant: str) -> AsyncIterator[Database]:
+        """The tenant's (opened) pool, held for the block: it is not closed before the block ends. Raises
+        what ``url_for`` or connecting raises (the next lease tries again)."""
         name = self.name_for(tenant)
-        db = self._dbs.get(name)
-        if db is None:
-            async with self._lock:
-                db = self._dbs.get(name)
-                if db is None:
-                    url = await self.url_for(tenant) if self.url_for else database_url(self.admin_url, name)
-                    await self._make_room()
-                    db = Database(url, min_size=self.min_size,
-                                  max_size=self.max_size)
-                    self._dbs[name] = db
-        self._dbs.move_to_end(name)
-        await db.open()
+        entry = self._tenants.get(name)
+        if entry is None:
+            entry = self._tenants[name] = _Tenant(tenant)
+        self._tenants.move_to_end(name)
+        entry.leases += 1
+        try:
+            if entry.db is None:
+                async with entry.lock:
+                    if entry.db is None:
+                        entry.db = await self._open(entry)
+            yield entry.db
+        finally:
+            entry.leases -= 1
+            if entry.leases == 0:
+                if entry.retired:
+                    self._close_later(entry)
+                elif entry.db is None and self._tenants.get(name) is entry:
+                    del self._tenants[name]  # opening failed: nothing to keep
+
+    async def _open(self, entry: _Tenant) -> Database:
+        """Open a tenant's pool and warm ``min_size`` connections (they close again once idle ``idle_s``)."""
+        url = await self.url_for(entry.tenant) if self.url_for else database_url(self.admin_url,
+                                                                                 self.name_for(entry.tenant))
+        # asyncpg's own floor stays 0: a connection closed to make room must not be reopened behind our back.
+        db = Database(url, min_size=0, max_size=self.max_size, idle_s=self.idle_s,
+                      connect=functools.partial(self._connect, entry), setup=functools.partial(self._in_use, entry),
+                      reset=functools.partial(self._released, entry))
+        pool = await db.open()
+        try:
+            async with contextlib.AsyncExitStack() as warm:
+                for _ in range(min(self.min_size, self.max_size)):
+                    await warm.enter_async_context(pool.acquire())
+        except BaseException:
+            await pool.close()
+            raise
         return db
 
-    async def _make_room(self) -> None:
-        """Close least recently used pools until one more fits in the budget."""
-        if self.budget is None:
+    async def _connect(self, entry: _Tenant, *args: Any, **kwargs: Any) -> asyncpg.Connection:
+        """asyncpg's connect for a tenant pool, within the budget: one unit of it per open connection,
+        given back when the connection terminates (closed, idle-expired, lost, or closed for room)."""
+        await self._take_slot()
+        try:
+            conn = await asyncpg.connect(*args, **kwargs)
+        except BaseException:
+            self._give_slot()
+            raise
+        pid = conn.get_server_pid()
+
+        def terminated(_: object) -> None:
+            entry.idle.pop(pid, None)
+            if pid in self._closed_for_room:
+                self._closed_for_room.discard(pid)  # its unit was given back when it was closed
+            else:
+                self._give_slot()
+
+        conn.add_termination_listener(terminated)
+        return conn
+
+    async def _in_use(self, entry: _Tenant, proxy: Any) -> None:
+        """Pool ``setup`` hook: the connection handed out is no longer idle (so never closed for room)."""
+        entry.idle.pop(proxy.get_server_pid(), None)
+
+    async def _released(self, entry: _Tenant, conn: asyncpg.Connection) -> None:
+        """Pool ``reset`` hook: the connection is idle now (closable for room). asyncpg has rolled back a
+        transaction left open already; its reset query (unlock advisory locks, close cursors, UNLISTEN,
+        RESET ALL) is skipped, a round trip per request saved: tenant connections carry no session state."""
+        entry.idle[conn.get_server_pid()] = conn
+        self._signal()
+
+    async def _take_slot(self) -> None:
+        if self.budget is not None:
+            deadline = asyncio.get_running_loop().time() + self.wait_s
+            while self._held >= self.budget:
+                if self._close_an_idle_connection():
+                    continue
+                changed = self._changed
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    await asyncio.wait_for(changed.wait(), max(left, 0))
+                except TimeoutError:
+                    raise Problem(503, f"every one of this process' {self.budget} tenant database connections "
+                                       "is in use", headers={"Retry-After": "1"}) from None
+        self._held += 1
+
+    def _close_an_idle_connection(self) -> bool:
+        """Close the oldest idle connection of the least recently leased tenant that has one; its budget
+        unit is free at once. False when no connection is idle."""
+        for entry in self._tenants.values():
+            if entry.idle:
+                pid = next(iter(entry.idle))
+                conn = entry.idle.pop(pid)
+                self._closed_for_room.add(pid)  # the termination listener must not give it back twice
+                self._held -= 1
+                conn.terminate()  # idle: asyncpg's own idle expiry closes such connections this way
+                return True
+        return False
+
+    def _give_slot(self) -> None:
+        self._held -= 1
+        self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _close_later(self, entry: _Tenant) -> None:
+        """Close an unleased pool in a task, so the caller (and other tenants' requests) need not wait."""
+        db, entry.db = entry.db, None
+        if db is None:
             return
-        while self._dbs and (len(self._dbs) + 1) * self.max_size > self.budget:
-            _, evicted = self._dbs.popitem(last=False)
-            await evicted.close()
+        task = asyncio.create_task(db.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def tenants(self) -> list[str]:
-        """Database names of the pools open now."""
-        return sorted(self._dbs)
+        """Database names of the tenants whose pools hold connections now."""
+        return sorted(name for name, entry in self._tenants.items() if entry.db is not None and entry.db.size())
 
     def connections(self) -> int:
-        """Connections held now over every open tenant pool (idle and in use)."""
-        return sum(db._pool.get_size() for db in self._dbs.values() if db._pool is not None)
+        """Connections held now over every tenant pool (idle and in use)."""
+        return self._held
 
     async def forget(self, tenant: str) -> None:
-        """Close and drop the tenant's pool (e.g. its credentials changed); the next :meth:`get` reopens it."""
-        db = self._dbs.pop(self.name_for(tenant), None)
-        if db is not None:
-            await db.close()
+        """Drop the tenant's pool (e.g. its credentials changed): closed now, or when its last lease ends;
+        the next :meth:`lease` opens a new one."""
+        entry = self._tenants.pop(self.name_for(tenant), None)
+        if entry is not None:
+            entry.retired = True
+            if entry.leases == 0:
+                self._close_later(entry)
 
     async def close(self) -> None:
-        for db in self._dbs.values():
-            await db.close()
-        self._dbs.clear()
+        """Close every pool (at shutdown), waiting for the closes under way."""
+        for name in list(self._tenants):
+            await self.forget(self._tenants[name].tenant)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 async def apply_migrations(url: str, files: list[tuple[str, str]]) -> list[str]:

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (uvicorn's own binding, for a port besides its config's)."""
-    return uvicorn.Config("", host=host, port=port).bind_socket()
+    # No logging set-up of its own: a default Config would re-install uvicorn's access log, one line per request.
+    return uvicorn.Config("", host=host, port=port, log_config=None, access_log=False).bind_socket()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 path or body, and its requests reach only its own database.
 
     tenancy = Tenancy(svc.tenant_databases("db"), status_of=lookup_status)
-    db = await tenancy.database(tenancy.tenant_of(principal))   # 403 / 404 / 409 as problem+json
+    async with tenancy.database(tenancy.tenant_of(principal)) as db:   # 403 / 404 / 409 as problem+json
+        ...   # the pool stays open for the block
 
 ``status_of(tenant)`` (async) answers the tenant's lifecycle status from the system's registry:
 ``"active"``, another status (``"provisioning"``, ``"suspended"``, ...: 409) or None (unknown: 404). An
@@ -12,9 +13,10 @@ subscriber that consumes the system's tenant-created event calls :meth:`mark_act
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .auth import Principal
@@ -65,10 +67,13 @@ class Tenancy:
             raise Problem(409, f"tenant is {status}", tenant_status=status)
         self._active[tenant] = time.monotonic()
 
-    async def database(self, tenant: str) -> Database:
-        """The tenant's pool, reopened if it was evicted; 404/409 as :meth:`require_active`."""
+    @contextlib.asynccontextmanager
+    async def database(self, tenant: str) -> AsyncIterator[Database]:
+        """The tenant's pool, reopened if it was evicted and leased for the block (see
+        :meth:`TenantDatabases.lease`); 404/409 as :meth:`require_active`."""
         await self.require_active(tenant)
-        return await self.dbs.get(tenant)
+        async with self.dbs.lease(tenant) as db:
+            yield db
 
 
 async def open_on_created(tenancy: Tenancy, messages: list[object], *, event_type: str = "tenant.created") -> None:
@@ -80,7 +85,8 @@ async def open_on_created(tenancy: Tenancy, messages: list[object], *, event_typ
         tenant = body.get("tenant_id") if isinstance(body, dict) else None
         if body.get("type") == event_type and isinstance(tenant, str) and TENANT_ID.fullmatch(tenant):
             tenancy.mark_active(tenant)
-            await tenancy.dbs.get(tenant)
+            async with tenancy.dbs.lease(tenant):
+                pass
 
 
 #: Registry query of :func:`tenant_scope`: the tenant's lifecycle status from a ``tenants(id, status)`` table.
@@ -112,7 +118,8 @@ def tenant_scope(svc: Any, *, registry: str, secrets: str, events: str, database
     * ``databases``: the per-tenant Postgres resource (pools bounded by its connection budget).
 
     Returns the :class:`Tenancy` and a FastAPI dependency giving ``(tenant id, its Database)`` for the
-    verified caller (403/404/409 problem+json as :meth:`Tenancy.database`).
+    verified caller (403/404/409 problem+json as :meth:`Tenancy.database`), leased until the request is
+    answered.
     """
     from fastapi import Depends
 
@@ -141,8 +148,11 @@ def tenant_scope(svc: Any, *, registry: str, secrets: str, events: str, database
     async def follow_tenants() -> None:
         await consume(topic.subscription(), lambda batch: open_on_created(tenancy, batch), batch_size=10)
 
-    async def tenant_db(who: Principal = Depends(svc.principal())) -> tuple[str, Database]:  # noqa: B008
+    async def tenant_db(who: Principal = Depends(svc.principal())  # noqa: B008
+                        ) -> AsyncIterator[tuple[str, Database]]:
+        # A yield dependency: the request holds its tenant's pool until it is answered.
         tenant = tenancy.tenant_of(who)
-        return tenant, await tenancy.database(tenant)
+        async with tenancy.database(tenant) as db:
+            yield tenant, db
 
     return tenancy, tenant_db

@@ -302,7 +302,8 @@ class LocalPostgres:
         )
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             # Local-dev durability: keep fsync on (chaos drills kill -9 the server) but batch commits.
-            conf.write("max_connections = 300\nshared_buffers = 128MB\nsynchronous_commit = on\n"
+            # 600 connections: per-tenant pools of several services (an Aurora db.r6g.large writer allows 1,802).
+            conf.write("max_connections = 600\nshared_buffers = 128MB\nsynchronous_commit = on\n"
                        "wal_level = replica\nmax_wal_senders = 5\nlisten_addresses = '127.0.0.1'\n")
         return True
 

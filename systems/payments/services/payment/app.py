@@ -30,7 +30,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -57,8 +57,27 @@ REVIEWER_ROLE = os.environ.get("PAYMENT_REVIEWER_ROLE", "payments-reviewer")
 tenancy, tenant_db = tenant_scope(svc, registry="platform", secrets="tenant-secrets",
                                   events="tenant-events", databases="db")
 
-_http = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_connections=200))
-svc.on_shutdown(_http.aclose)
+# aiohttp for the calls to fraud and transaction: httpx cost ~1.8 ms of this process' CPU per call (py-spy,
+# 28% of the payment's CPU for two calls); aiohttp's client a fraction of that.
+_session: aiohttp.ClientSession | None = None
+_CALL_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def _http() -> aiohttp.ClientSession:
+    """The process' keep-alive client (made on first use: it needs the running loop)."""
+    global _session
+    if _session is None or _session.closed:
+        _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200),
+                                         timeout=aiohttp.ClientTimeout(total=5.0))
+    return _session
+
+
+async def _close_http() -> None:
+    if _session is not None:
+        await _session.close()
+
+
+svc.on_shutdown(_close_http)
 
 
 class NewPayment(BaseModel):
@@ -109,15 +128,18 @@ async def score(auth: str, payment_id: uuid.UUID, body: NewPayment) -> dict[str,
     unavailable = {"decision": "review", "score": None, "reasons": ["fraud_unavailable"], "rules_version": None}
     if not fraud_breaker.allow():
         return {**unavailable, "breaker": "open"}
+    verdict: dict[str, Any] | None = None
     try:
-        resp = await _http.post(f"{FRAUD_URL}/internal/score", headers={"authorization": auth}, timeout=FRAUD_TIMEOUT_S,
+        async with _http().post(f"{FRAUD_URL}/internal/score", headers={"authorization": auth},
+                                timeout=aiohttp.ClientTimeout(total=FRAUD_TIMEOUT_S),
                                 json={"payment_id": str(payment_id), "from_account": str(body.from_account),
-                                      "to_account": str(body.to_account), "amount": body.amount})
-        ok = resp.status_code == 200
-    except httpx.HTTPError:
-        ok = False
-    fraud_breaker.record(ok)
-    return dict(resp.json()) if ok else unavailable
+                                      "to_account": str(body.to_account), "amount": body.amount}) as resp:
+            if resp.status == 200:
+                verdict = dict(await resp.json())
+    except (*_CALL_ERRORS, ValueError):
+        verdict = None
+    fraud_breaker.record(verdict is not None)
+    return verdict if verdict is not None else unavailable
 
 
 def _request_hash(body: NewPayment) -> str:
@@ -129,9 +151,9 @@ async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
     await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
                                   "id": f"payment:{payment['id']}:{payment['status']}",
                                   "type": f"payment.{payment['status']}"})
-    # The tenant's pool afresh: the one the request started with may have been evicted meanwhile.
-    db = await tenancy.dbs.get(tenant)
-    await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+    # A lease of its own: the background retry runs after the request (and its lease) ended.
+    async with tenancy.dbs.lease(tenant) as db:
+        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
 
 
 async def _publish(tenant: str, payment: dict[str, Any]) -> None:
@@ -237,14 +259,16 @@ async def _post_transfer(auth: str, payment: dict[str, Any], retry: str) -> bool
     when the payer has insufficient funds; Problem 503 (nothing changed here) when the ledger cannot be
     reached or fails; ``retry`` says how the caller retries."""
     try:
-        resp = await _http.post(f"{TRANSACTION_URL}/internal/transfers", headers={"authorization": auth}, json={
-            key: payment[key] for key in ("id", "from_account", "to_account", "amount", "currency")})
-    except httpx.HTTPError:
+        async with _http().post(f"{TRANSACTION_URL}/internal/transfers", headers={"authorization": auth}, json={
+                key: payment[key] for key in ("id", "from_account", "to_account", "amount", "currency")}) as resp:
+            status = resp.status
+            await resp.read()
+    except _CALL_ERRORS:
         raise Problem(503, f"the ledger is unavailable; {retry}", headers={"Retry-After": "1"}) from None
-    if resp.status_code == 409:
+    if status == 409:
         return False
-    if resp.status_code != 201:
-        raise Problem(503, f"the ledger answered {resp.status_code}; {retry}", headers={"Retry-After": "1"})
+    if status != 201:
+        raise Problem(503, f"the ledger answered {status}; {retry}", headers={"Retry-After": "1"})
     return True
 
 
