@@ -35,7 +35,9 @@ def test_status_logs_and_down_reach_a_system_whose_spec_broke(tmp_path: Path) ->
         status = _cli("status", str(spec), "--state-dir", str(state_dir), cwd=tmp_path)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "warning:" in status.stderr and "system.yaml:" in status.stderr and "Traceback" not in status.stderr
-        assert "api" in status.stdout + status.stderr
+        # The table is the result, on stdout (warnings stay on stderr), and lists the edge as a process too.
+        table = status.stdout
+        assert "api" in table and "postgres" in table and "gateway" in table, status.stdout + status.stderr
         logs = _cli("logs", str(spec), "api", "--tail", "5", "--state-dir", str(state_dir), cwd=tmp_path)
         assert logs.returncode == 0 and "api" in logs.stdout, logs.stdout + logs.stderr
     finally:

@@ -43,3 +43,5 @@ def test_a_partition_of_a_one_region_system_or_an_unknown_region_is_refused(tmp_
     done = _cli("drill", "region-partition", "voting", "--region", "mars-north-1", "--state-dir", str(tmp_path))
     assert done.returncode != 0 and "mars-north-1 is not a non-primary region" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+    # Refused before anything was made: the message must not point at a data folder that does not exist.
+    assert "data kept" not in done.stderr + done.stdout

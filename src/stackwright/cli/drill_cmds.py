@@ -76,9 +76,10 @@ def region_failover(
     """Lose the primary region while writes flow (region scope: every process of it, the system's own writes
     through the global entry; database scope: its Postgres, direct writes), detect it with the spec's health
     checks, promote the most advanced replica, repoint the writers, and measure RTO (first failed to first
-    acknowledged write), RPO (acknowledged writes missing, against the client's ledger) and failed writes; the
-    database scope then fails back (pg_rewind) without losing writes. A private copy on free ports: a running
-    copy of the system is not touched. Exits 1 if an SLO or invariant fails."""
+    acknowledged write), RPO (acknowledged writes missing, against the client's ledger) and failed writes; then
+    fail back (both scopes; --no-failback skips it): the old primary is rebuilt as a replica of the promoted one
+    (pg_rewind, else a fresh base backup) and a planned switchover hands the role back without losing writes.
+    A private copy on free ports: a running copy of the system is not touched. Exits 1 if an SLO or invariant fails."""
     spec = load(system)
     regions = [spec.primary_region.name] + [r.name for r in spec.regions if r.role != "primary"]
     if len(regions) < 2:
@@ -103,7 +104,7 @@ def region_failover(
                 slo_rpo_s=spec.slo.rpo_seconds, report=say))
     except DrillError as exc:
         keep = True  # the logs of what failed are the point now
-        fail(f"region failover drill: {exc} (data kept in {root})")
+        fail(f"region failover drill: {exc}{_kept(root)}")
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -148,13 +149,19 @@ def region_partition(
         result = asyncio.run(run_partition(spec, root, region=region, seconds=seconds, interval_s=interval,
                                            report=say))
     except DrillError as exc:
-        fail(f"region partition drill: {exc} (data kept in {root})")
+        fail(f"region partition drill: {exc}{_kept(root)}")
     shutil.rmtree(root, ignore_errors=True)
     record = {**result.to_dict(), "system": spec.name, "at": time.time()}
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=2))
     if not _verdicts(result.verdicts()):
         raise typer.Exit(1)
+
+
+def _kept(root: Path) -> str:
+    """' (data kept in ROOT)' when a failed drill left its folder for the logs, else '' (it failed before
+    making anything, e.g. on a bad argument)."""
+    return f" (data kept in {root})" if root.exists() else ""
 
 
 def _verdicts(verdicts: list[tuple[str, bool]]) -> bool:

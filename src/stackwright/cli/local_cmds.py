@@ -10,6 +10,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
@@ -181,9 +182,19 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
                               "[green]yes[/]" if ok else "[red]no[/]", deps)
     for name, b in state["backing"].items():
         table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "", "")
-    console.print(table)
+    live = state.get("processes", {})
+    for name, url in (("gateway", state.get("gateway_admin")), ("dashboard", state.get("dashboard"))):
+        if name in live:  # the edge and the dashboard are processes of the run too (logs knows them)
+            table.add_row(name, url or "", str(live[name]["pid"]), str(state["restarts"].get(name, 0)), "", "")
+    # The table is the command's result: stdout, so `status > file` and `| grep` get it (messages stay on stderr).
+    _stdout().print(table)
     if state.get("regions"):
         _print_regions(state)
+
+
+def _stdout() -> Console:
+    """A console for results (tables) on stdout; progress and errors go to ``console`` (stderr)."""
+    return Console(highlight=False)
 
 
 def _print_regions(state: dict) -> None:
@@ -207,7 +218,7 @@ def _print_regions(state: dict) -> None:
                       "" if r["lag_seconds"] is None else f"{r['lag_seconds']:.2f}",
                       r.get("error") or ("" if r["streaming"] is None else ("yes" if r["streaming"] else "[red]no[/]")),
                       "[red]cut (partitioned)[/]" if r.get("partitioned") else "")
-    console.print(table)
+    _stdout().print(table)
 
 
 def _readiness(client: httpx.Client, url: str) -> tuple[bool, str]:
@@ -283,7 +294,7 @@ def token(
 def demo(
     system: SystemArg,
     size: Annotated[int | None, typer.Option(
-        help="How big the scenario is; the demo says what it counts (its SIZE_HELP).", min=1)] = None,
+        help="How big the scenario is (what it counts depends on the system: voting counts voters).", min=1)] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 64,
     port: Annotated[int, typer.Option(help="Gateway port when the demo has to start the system.", min=1,
                                       max=65535)] = 8080,

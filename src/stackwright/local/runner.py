@@ -108,8 +108,8 @@ class LocalSystem:
                         f"the {self.system.name} in {spec_folder_of(self.dir.parent / self.system.name)}")
         await asyncio.to_thread(self._stop_leftovers)
         if port_in_use(self.options.port):
-            raise StartError(f"port {self.options.port} is already in use (is the system already up? "
-                             f"try 'stackwright status {self.system.name}' or pass --port)")
+            raise StartError(f"port {self.options.port} is already in use (by this or another system, or another "
+                             f"program: try 'stackwright status {self.system.name}', or pass --port)")
         try:
             await self._step("backing services", self._start_backing)
             await self._step("databases and migrations", self._prepare_databases)

@@ -326,7 +326,7 @@ def _shortfalls(system: System, services: list[ServiceCapacity]) -> list[Finding
         est = "; throughput is an ESTIMATE, measure it with the benchmark" if tp.source == "estimate" else ""
         out.append(Finding(
             "high", "capacity",
-            f"{name} needs {where} replicas at the peak but replicas.max is {svc.replicas.max} "
+            f"{name} needs replicas at the peak: {where}, but replicas.max is {svc.replicas.max} "
             f"({tp.rps_per_replica:,.0f} rps/replica at a {worst.target_utilisation:.0%} target{est})",
             f"services.{name}.replicas.max",
             f"raise replicas.max to {worst.replicas_needed}, make one replica faster, or set slo.peak_mix"))
