@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import re
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from .logfiles import stamp
 from .state import process_start
 
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\s+")
 COLORS = ["36", "35", "33", "32", "34", "91", "96", "95", "93", "92"]
 
 
@@ -136,8 +138,10 @@ class Supervisor:
         assert managed.spec.ready is not None
         while time.monotonic() < deadline:
             if managed.proc and managed.proc.returncode is not None and managed.restarts > 3:
-                raise RuntimeError(f"{managed.spec.name} keeps exiting (code {managed.proc.returncode}); "
-                                   f"see {self.log_dir / (managed.spec.name + '.log')}")
+                log = self.log_dir / (managed.spec.name + '.log')
+                cause = last_error_line(log)
+                raise RuntimeError(f"{managed.spec.name} keeps exiting (code {managed.proc.returncode})"
+                                   f"{': ' + cause if cause else ''}; see {log}")
             with contextlib.suppress(Exception):
                 if await managed.spec.ready():
                     return
@@ -243,3 +247,21 @@ def _write(stream: TextIO, text: str) -> None:
         stream.flush()
     except (BrokenPipeError, ValueError):
         pass
+
+
+def last_error_line(log: Path, *, tail_bytes: int = 16384) -> str:
+    """The last line of ``log`` naming an error or exception (else its last non-empty line), at most 300
+    characters, or '' if the file cannot be read: a crash-looping process's cause in one line, so the
+    message says why and not only where to look (the log may be gone when someone reads it, e.g. a CI
+    run's temporary folder)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    lines = [_STAMP.sub("", ln) for ln in lines]  # the log's own timestamps (logfiles.stamp) say nothing here
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else ""
