@@ -318,12 +318,20 @@ def demo(
             state = start_detached(spec.source, port=port, state_root=state_dir, on_step=lambda s: console.print(s))
         except ControlError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            console.print(f"interrupted: stopped {spec.name}, which this demo was starting")
+            raise typer.Exit(130) from None
     console.print(f"{spec.name} at {state['gateway']}"
                   + (f"; dashboard {state['dashboard']}" if state.get("dashboard") else ""))
     ctx = DemoContext(system=spec, state=state, console=console, key_file=system_dir(spec, state_dir) / "idp-key.pem",
                       size=size or int(getattr(module, "DEFAULT_SIZE", 100)), concurrency=concurrency)
     began = time.monotonic()
-    ok = asyncio.run(module.run(ctx))
+    try:
+        ok = asyncio.run(module.run(ctx))
+    except KeyboardInterrupt:
+        console.print(f"demo interrupted; {spec.name} keeps running in the background"
+                      + (f"; stop it with: stackwright down {system}" if started_here else ""))
+        raise typer.Exit(130) from None
     console.print(f"demo finished in {time.monotonic() - began:.1f}s: {'[green]PASS' if ok else '[red]FAIL'}")
     if started_here:  # left up on purpose, to look around (dashboard, curl); say how to stop it
         console.print(f"{spec.name} keeps running in the background; stop it with: stackwright down {system}")

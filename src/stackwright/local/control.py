@@ -38,23 +38,41 @@ def start_detached(spec_path: Path, *, port: int = 8080, extra_args: list[str] |
                                 start_new_session=True, cwd=os.getcwd())
     seen = 0
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = read_state(system, state_root)
-        fresh = state is not None and state.get("runner_pid") == proc.pid
-        if fresh and on_step is not None:
-            steps = [s for s in state.get("steps", []) if s.startswith("✓")]
-            for step in steps[seen:]:
-                on_step(step)
-            seen = len(steps)
-        if fresh and state.get("status") == "ready":
-            return state
-        if proc.poll() is not None:
-            raise ControlError(f"{_last_error(log_path) or 'stackwright up exited with code ' + str(proc.returncode)}"
-                               f" (log: {log_path})")
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        while time.monotonic() < deadline:
+            state = read_state(system, state_root)
+            fresh = state is not None and state.get("runner_pid") == proc.pid
+            if fresh and on_step is not None:
+                steps = [s for s in state.get("steps", []) if s.startswith("✓")]
+                for step in steps[seen:]:
+                    on_step(step)
+                seen = len(steps)
+            if fresh and state.get("status") == "ready":
+                return state
+            if proc.poll() is not None:
+                why = _last_error(log_path) or f"stackwright up exited with code {proc.returncode}"
+                raise ControlError(f"{why} (log: {log_path})")
+            time.sleep(0.2)
+    except (KeyboardInterrupt, SystemExit):
+        # The run is in its own session, so the terminal's Ctrl-C never reached it: stop what was being started
+        # instead of leaving a half-started system behind with nobody told.
+        _terminate(proc)
+        raise
+    _terminate(proc)
     raise ControlError(f"system did not become ready within {timeout_s:.0f}s (started {started:.0f}); "
                        f"see {log_path}")
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """SIGTERM to a background ``up`` (its runner stops what it started, in order), SIGKILL to its process
+    group if it is still there after ``timeout_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def running_state(system: str | SpecLike, state_root: Path | None = None) -> dict[str, Any] | None:
