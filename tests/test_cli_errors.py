@@ -115,3 +115,16 @@ def test_token_carries_extra_claims(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     claims = jwt.decode(proc.stdout.strip(), options={"verify_signature": False})
     assert claims["tenant_id"] == "acme" and claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_a_service_whose_app_module_is_missing_is_refused_before_anything_starts(tmp_path: Path,
+                                                                                 command: str) -> None:
+    spec = _copy(tmp_path)
+    text = spec.read_text()
+    assert "    app: app:app\n" in text
+    spec.write_text(text.replace("    app: app:app\n", "    app: nothere:app\n", 1))
+    line_no = spec.read_text().splitlines().index("    app: nothere:app") + 1
+    line = _one_line(_cli(command, str(spec), "--state-dir", str(tmp_path / "state")))
+    assert f"system.yaml:{line_no}: service 'api': app 'nothere:app' names module 'nothere'" in line, line
+    assert not (tmp_path / "state").exists()  # nothing started, no Postgres data left behind

@@ -68,9 +68,16 @@ def load_for_local_run(system: str) -> System | SystemIdentity:
 
 
 def require_system_extras(spec: System) -> None:
-    """Exit with one line when the extras the system's services import (its ``extras:``) are missing."""
+    """Exit with one line, before anything starts, when the system cannot run here: a service's code folder
+    or its ``app:`` module is missing (file:line), or the extras its services import (``extras:``) are not
+    installed (with the install command)."""
     from ..extras import missing_for_system
+    from ..spec.load import check_service_code
 
+    try:
+        check_service_code(spec)
+    except SpecError as exc:
+        fail(str(exc))
     problem = missing_for_system(spec.name, spec.extras)
     if problem:
         fail(problem)

@@ -48,6 +48,29 @@ def load_system(name_or_path: str | Path, root: Path | None = None) -> System:
     return system
 
 
+def check_service_code(system: System) -> None:
+    """Each service's folder exists and holds the module its ``app:`` names (``module.py``, a package or a
+    namespace folder). Checked before a local run (``up``, ``demo``, ``bench``, ``chaos``), not at load:
+    a spec without code yet still renders and plans. Raises SpecError with the file:line of the ``app:``
+    (or of the service) on the first miss."""
+    if system.source is None:
+        return
+    _, lines = load_with_lines(system.source)
+    for name, svc in system.services.items():
+        folder = system.service_dir(name)
+        module = svc.app.split(":", 1)[0]
+        rel = Path(*module.split("."))
+        loc: Loc = ("services", name, "app") if ("services", name, "app") in lines else ("services", name)
+        if not folder.is_dir():
+            raise SpecError(f"service '{name}': its code folder {folder} does not exist", system.source,
+                            line_for(lines, ("services", name, "path") if svc.path else ("services", name)),
+                            "create it, or set path: to where the service's code is")
+        if not ((folder / rel).with_suffix(".py").is_file() or (folder / rel / "__init__.py").is_file()
+                or (folder / rel).is_dir()):
+            raise SpecError(f"service '{name}': app '{svc.app}' names module '{module}', which is not in {folder}",
+                            system.source, line_for(lines, loc), f"expected {rel}.py there")
+
+
 def check_values(system: System, path: Path | None = None, lines: dict[Loc, int] | None = None) -> None:
     """Checks of values against the outside world: addresses (CIDRs, domain, URLs) and priced instance types."""
     found = lines or {}
