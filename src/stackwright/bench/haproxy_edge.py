@@ -80,14 +80,18 @@ def config(gateway: dict[str, Any], pattern: str, *, port: int, public_key: Path
     """The HAProxy configuration for the gateway route ``pattern`` (e.g. ``/polls/{id}/votes``).
 
     ``gateway`` is the runner's ``gateway.json``; the route must require auth and its service have one or
-    more upstreams. Raises ValueError when the route is not there, does not require a token, or the identity
-    allows no RS-family algorithm (HAProxy 2.6's ``jwt_verify`` does not do PS*).
+    more upstreams. Raises ValueError when the route is not there, does not require a token, needs roles or
+    API keys (not written), or the identity allows no RS-family algorithm (HAProxy 2.6's ``jwt_verify`` does
+    not do PS*).
     """
     route = next((r for r in gateway["routes"] if r["pattern"] == pattern), None)
     if route is None:
         raise ValueError(f"no route {pattern!r} in the gateway's table")
     if route["auth"] != "required":
         raise ValueError(f"route {pattern!r} does not require a token: nothing for the edge to verify")
+    if route.get("roles") or route.get("api_key_prefixes"):
+        # Not written (the vote route needs neither): refuse rather than admit what the gateway would not.
+        raise ValueError(f"route {pattern!r} needs roles or API keys, which this configuration does not check")
     ident = gateway["identity"]
     algs = [a for a in ident.get("algorithms") or ["RS256"] if a in ("RS256", "RS384", "RS512")]
     if not algs:

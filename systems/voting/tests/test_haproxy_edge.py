@@ -126,3 +126,5 @@ def test_the_config_refuses_a_route_without_auth(voting: Any) -> None:
     gateway = json.loads((voting.state_root / "voting" / "gateway.json").read_text())
     with pytest.raises(ValueError, match="does not require a token"):
         haproxy_edge.config(gateway, "/polls/{id}/results", port=1, public_key=Path("/nonexistent"))
+    with pytest.raises(ValueError, match="roles"):  # the admin routes: roles are not checked by this config
+        haproxy_edge.config(gateway, "/polls/{id}/open", port=1, public_key=Path("/nonexistent"))
