@@ -8,9 +8,11 @@ A system folder may hold three plug-in modules; each is optional and the core lo
     counts for this demo, ``DEFAULT_SIZE: int`` its default (100 when absent).
 ``bench.py``
     ``SCENARIOS: tuple[str, ...]`` and ``def run(spec_path, options, reporter) -> dict`` (the results
-    document, see :mod:`stackwright.bench.results`); optionally ``targets(doc) -> list[dict]``,
-    ``per_replica(doc, system) -> dict[str, dict]`` (rows keyed by service name), ``markdown(doc) ->
-    list[str]`` and ``summary(doc) -> list[str]`` for what the generic table and summary do not show.
+    document, see :mod:`stackwright.bench.results`); optionally ``OPT_IN: tuple[str, ...]``, scenarios run
+    only when ``--only`` names them (e.g. ones that need a tool CI does not install),
+    ``targets(doc) -> list[dict]``, ``per_replica(doc, system) -> dict[str, dict]`` (rows keyed by service
+    name), ``markdown(doc) -> list[str]`` and ``summary(doc) -> list[str]`` for what the generic table and
+    summary do not show.
 ``drills.py``
     ``Drill``, a class following :class:`stackwright.local.chaos.Scenario` — the fault drills of
     ``stackwright chaos SYSTEM`` (``FAULTS``, ``run``, optionally ``poison``); and/or ``RegionLoad``, the

@@ -35,8 +35,10 @@ import json
 import math
 import os
 import signal
+import statistics
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,8 @@ from stackwright.spec import System
 
 SCENARIOS = ("baseline", "vote_direct", "vote_edge", "vote_edge_cached", "peer_vote", "worker_drain",
              "results_cached", "results_uncached", "auth_me", "end_to_end", "end_to_end_edge")
+#: opt-in (``--only ...,vote_edge_haproxy``; needs haproxy >= 2.6 installed): votes through HAProxy, not our gateway
+OPT_IN = ("vote_edge_haproxy",)
 #: the vendored peer (dockersamples/example-voting-app's vote service), run by ``peer_vote``; see its README
 PEER_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "example-voting-app"
 PEER_VENV_ENV = "STACKWRIGHT_PEER_VENV"
@@ -154,6 +158,8 @@ class VotingBench(SystemBench):
             out["target"] = (f"as vote_edge, but {self.opt.users:,} viewer tokens reused (viewer g mod "
                              f"{self.opt.users:,} in poll g div {self.opt.users:,}): the verified-token caches hit")
             self.results["vote_edge_cached"] = out
+        if "vote_edge_haproxy" in only:
+            self._vote_edge_haproxy()
         if "peer_vote" in only:
             self._peer_vote()
         backlog = int(redis.xlen(queue_key))
@@ -248,6 +254,82 @@ class VotingBench(SystemBench):
         host, port = self._url("worker")
         httpx.post(f"http://{host}:{port}/admin/rebuild", timeout=60).raise_for_status()
         del poll
+
+    # ------------------------------------------------------------------ a compiled edge (issue 18)
+
+    def _vote_edge_haproxy(self) -> None:
+        """vote_edge with HAProxy in place of our gateway (:mod:`stackwright.bench.haproxy_edge`: the same
+        token checks, rate limit and edge proof for the vote route): what a compiled edge costs per vote."""
+        with self.haproxy_edge() as edge:
+            if edge is None:
+                return
+            port, group, label = edge
+            self.say.phase("vote ingest through HAProxy in place of the edge gateway (fresh token per vote)")
+            out = self._measure("vote_edge_haproxy", SHOW, "127.0.0.1", port, [group, self._group("vote")],
+                                start=150)
+            out["target"] = (f"{label} (JWT verify, claims, rate limit, edge proof, proxy) -> vote service, "
+                             "1 process each: POST /polls/{id}/votes, a fresh token per vote")
+            out["same_rate"] = self._edges_at_one_rate(port, group, out.get("max_rps") or 0.0)
+            self.results["vote_edge_haproxy"] = out
+
+    def _edges_at_one_rate(self, haproxy_port: int, haproxy: procs.ProcessGroup, haproxy_max: float,
+                           rounds: int = 3) -> dict[str, Any]:
+        """Our gateway and HAProxy in front of the same vote service at one offered rate, steps alternating
+        (``rounds`` each, ``point_s`` long): CPU ms per vote of each process, median over the rounds.
+
+        The maxima of vote_edge and vote_edge_haproxy come from searches minutes apart and CPU per request
+        falls as a process batches more under load, so this is the like-for-like comparison: same rate, same
+        minutes, same vote service. The rate is half the lower of the two maxima (300/s without them)."""
+        gateway_max = (self.results.get("vote_edge") or {}).get("max_rps") or 0.0
+        maxima = [m for m in (gateway_max, haproxy_max) if m > 0]
+        rate = round_rate(0.5 * min(maxima)) if maxima else 300.0
+        self.say.phase(f"the two edges at one rate: {rate:,.0f} fresh-token votes/s, {rounds} steps each, alternating")
+        host, port = self._url("edge")
+        edges = {"gateway": (host, port, self._group("gateway")), "haproxy": ("127.0.0.1", haproxy_port, haproxy)}
+        steps: dict[str, list[dict[str, Any]]] = {name: [] for name in edges}
+        for _ in range(rounds):
+            for name, (h, p, group) in edges.items():
+                step = self._step("vote_edge_haproxy", f"same rate, via {name}", SHOW, h, p, rate, self.opt.point_s,
+                                  [group, self._group("vote")])
+                steps[name].append(step.to_dict())
+        median = {name: {proc: round(statistics.median(st["cpu_ms_per_request"][proc] for st in runs), 4)
+                         for proc in runs[0]["cpu_ms_per_request"]} for name, runs in steps.items()}
+        return {"rate_rps": rate, "rounds": rounds, "cpu_ms_per_vote_median": median, "steps": steps}
+
+    @contextlib.contextmanager
+    def haproxy_edge(self) -> Iterator[tuple[int, procs.ProcessGroup, str] | None]:
+        """HAProxy serving the vote route in front of the running system: (port, its process group, what it
+        is), or None (with a note) when haproxy >= 2.6 is not installed. Stopped on exit."""
+        import subprocess
+        import tempfile
+
+        from stackwright.bench import haproxy_edge
+        from stackwright.local.ports import free_port
+
+        exe = haproxy_edge.binary()
+        have = haproxy_edge.version(exe) if exe else None
+        if exe is None or have is None or have < (2, 6):
+            self.notes.append("vote_edge_haproxy skipped: it needs haproxy >= 2.6 on PATH (jwt_verify, hmac); "
+                              "on Debian 12: apt-get install haproxy.")
+            self.say.note("vote_edge_haproxy skipped: haproxy >= 2.6 is not installed")
+            yield None
+            return
+        # The runner's gateway.json: routes, identity, rate limits and the run's edge proof secret.
+        gateway = json.loads((self.system_dir / "gateway.json").read_text())
+        port = free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            public_key = haproxy_edge.write_public_key(self.system_dir / "idp-key.pem", Path(tmp) / "idp-public.pem")
+            cfg = Path(tmp) / "haproxy.cfg"
+            cfg.touch(mode=0o600)  # it holds the edge proof secret
+            cfg.write_text(haproxy_edge.config(gateway, _VOTE_PATH.replace("{target}", "{id}"), port=port,
+                                               public_key=public_key))
+            proc = subprocess.Popen([exe, "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                _wait_port("127.0.0.1", port, proc)
+                yield port, procs.ProcessGroup("haproxy", proc.pid), f"HAProxy {have[0]}.{have[1]}, 1 thread"
+            finally:
+                proc.terminate()
+                proc.wait(timeout=15)
 
     # ------------------------------------------------------------------ the peer
 
@@ -474,6 +556,20 @@ def _wait_ok(url: str, proc: Any, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def _wait_port(host: str, port: int, proc: Any, timeout_s: float = 15.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{host}:{port}: server exited with {proc.returncode}: "
+                               f"{proc.stderr.read().decode(errors='replace')[-400:]}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
 def _wait_depth(redis: Any, key: str, depth: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -558,6 +654,12 @@ def per_replica(doc: dict[str, Any], system: System) -> dict[str, dict[str, Any]
 def markdown(doc: dict[str, Any]) -> list[str]:
     """RESULTS.md lines for the worker drain and the end-to-end runs (not rate-searched scenarios)."""
     lines: list[str] = []
+    same = (doc["scenarios"].get("vote_edge_haproxy") or {}).get("same_rate")
+    if same:
+        cpu = "; ".join(f"via {edge}: " + ", ".join(f"{k} {v:.3f}" for k, v in per.items())
+                        for edge, per in same["cpu_ms_per_vote_median"].items())
+        lines += ["", f"**The two edges at one rate** ({same['rate_rps']:,.0f} fresh-token votes/s offered, "
+                  f"{same['rounds']} steps each, alternating, same vote service): CPU ms per vote, median: {cpu}."]
     drain = doc["scenarios"].get("worker_drain")
     if drain:
         cpu = ", ".join(f"{k} {v:.3f}" for k, v in drain["cpu_ms_per_message"].items())

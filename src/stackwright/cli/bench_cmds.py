@@ -92,10 +92,11 @@ def bench(
     except PluginMissing as exc:
         fail(f"{exc}; a system's benchmark is its bench.py plug-in (see stackwright.plugins)")
     scenarios: tuple[str, ...] = tuple(plugin.SCENARIOS)
+    opt_in: tuple[str, ...] = tuple(getattr(plugin, "OPT_IN", ()))  # run only when named in --only
     chosen = tuple(s.strip() for s in only.split(",")) if only else scenarios
-    unknown = [s for s in chosen if s not in scenarios]
+    unknown = [s for s in chosen if s not in scenarios + opt_in]
     if unknown:
-        fail(f"unknown scenario(s) {', '.join(unknown)} (choose from {', '.join(scenarios)})")
+        fail(f"unknown scenario(s) {', '.join(unknown)} (choose from {', '.join(scenarios + opt_in)})")
     if wait_quiet > 0:
         load_now = procs.wait_for_quiet(quiet_load, wait_quiet, on_wait=lambda load, left: console.print(
             f"  waiting for a quiet machine: load {load[0]:.2f} (want < {quiet_load}); {left:.0f}s left"))
