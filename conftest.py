@@ -11,7 +11,11 @@ from __future__ import annotations
 import pytest
 
 CHECKER_FIXTURES = frozenset({"checkov_exe", "checks_extra"})
-SERVER_FIXTURES = frozenset({"postgres_server", "redis_server", "fresh_db"})
+# Real servers: the shared Postgres/Redis fixtures, and each system's session bring-up (systems/*/tests/conftest.py:
+# a whole system started with start_detached). A test using one, directly or through another fixture, is
+# ``integration`` (``item.fixturenames`` is the whole closure).
+SERVER_FIXTURES = frozenset({"postgres_server", "redis_server", "fresh_db",
+                             "running", "voting", "payments", "files", "speech"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
