@@ -122,13 +122,22 @@ def register_checkers(app: typer.Typer) -> None:
 def _check(spec: System, out_dir: Path, parts: tuple[str, ...]) -> None:
     from ..render.checks import run_checks
 
-    with console.status("checking (kubernetes-validate, CRD schemas, checkov)"):
+    # Each step is printed as well as spun: a spinner shows nothing when the output is not a terminal (CI logs).
+    step = "checking the manifests (kubernetes-validate, CRD schemas, checkov)"
+    console.print(f"{step} …")
+    with console.status(step):
         results = run_checks(out_dir)
     if "aws" in parts:
+        from ..render.aws import node_notice
         from ..render.aws.checks import run_checks as run_aws_checks
 
+        notice = node_notice()
+        if notice:
+            console.print(f"[yellow]note:[/] {notice}", soft_wrap=True)
+        step = "synthesizing the CDK app and checking it (cfn-lint, checkov)"
+        console.print(f"{step} …")
         # Synthesis goes next to the bundle, not into it, so the rendered folder stays as rendered.
-        with console.status("synthesizing the CDK app and checking it (cfn-lint, checkov)"):
+        with console.status(step):
             results += run_aws_checks(spec, out_dir.parent / f".{out_dir.name}-cdk")
     table = Table(title=f"checks of {out_dir}")
     for column in ("check", "passed", "failed", "skipped", "result"):
