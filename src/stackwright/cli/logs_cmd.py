@@ -29,7 +29,7 @@ def logs(
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Show the logs of a local run's processes, each line as ``process | text``."""
+    """Show the logs of a local run's processes, each line as "process | text"."""
     spec = load_for_local_run(system)
     log_dir = system_dir(spec, state_dir) / "logs"
     known = processes(log_dir)

@@ -37,7 +37,7 @@ def dlq(
     state_dir: Annotated[Path | None, typer.Option("--state-dir", hidden=True)] = None,
 ) -> None:
     """List dead-lettered messages of each queue resource and of each topic subscriber's queue (TOPIC/SERVICE;
-    SQS behind SNS on AWS) (``--redrive`` moves them back)."""
+    SQS behind SNS on AWS) (--redrive moves them back)."""
     spec = load(system)
     queues = _dead_lettering(spec)
     if queue is not None:
