@@ -3,6 +3,7 @@ status/down/demo."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,9 +37,9 @@ def system_dir(system: str | SpecLike, root: Path | None = None) -> Path:
     ``<root>/<name>/`` over.
     Given only a name, ``<root>/<name>/`` (for callers without a spec, with a private ``root``).
     """
-    base = root or STATE_ROOT
     if isinstance(system, str):
-        return base / system
+        return (root or STATE_ROOT) / system
+    base = root or _default_root(system)
     plain = base / system.name
     folder = system.base_dir.resolve()
     own = base / f"{system.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
@@ -50,6 +51,41 @@ def system_dir(system: str | SpecLike, root: Path | None = None) -> Path:
     if owner is None or not (owner / "system.yaml").is_file():
         return plain
     return own
+
+
+def _runs_dir() -> Path:
+    """Where each spec folder's last default-root run is recorded (``$XDG_STATE_HOME/stackwright/runs``)."""
+    home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(home) / "stackwright" / "runs"
+
+
+def _run_pointer(system: SpecLike) -> Path:
+    folder = str(system.base_dir.resolve())
+    return _runs_dir() / f"{system.name}-{hashlib.sha256(folder.encode()).hexdigest()[:16]}"
+
+
+def _default_root(system: SpecLike) -> Path:
+    """The state root when none is given: ``.stackwright`` in the current folder, unless that holds no run of
+    this spec and the spec's live run was started from another folder (``up`` records where; see
+    :func:`write_state`): then that run's root, so ``status``, ``down``, ``logs`` and ``demo`` find a system
+    wherever it was started from, and a second ``up`` sees it is running."""
+    if _live_run_in(system, STATE_ROOT):
+        return STATE_ROOT
+    try:
+        elsewhere = Path(_run_pointer(system).read_text().strip())
+    except (OSError, ValueError):
+        return STATE_ROOT
+    if elsewhere != STATE_ROOT.resolve() and _live_run_in(system, elsewhere):
+        return elsewhere
+    return STATE_ROOT
+
+
+def _live_run_in(system: SpecLike, root: Path) -> bool:
+    try:
+        state = json.loads((system_dir(system, root) / "state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return runner_alive(state)
 
 
 def spec_folder_of(sdir: Path) -> Path | None:
@@ -98,6 +134,15 @@ def write_state(system: str | SpecLike, state: dict[str, Any], root: Path | None
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
     tmp.replace(path)
+    if root is None and not isinstance(system, str):  # say where this spec's run is, for other folders
+        with contextlib.suppress(OSError):
+            pointer = _run_pointer(system)
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            where = str(path.parent.parent.resolve())
+            if not pointer.exists() or pointer.read_text().strip() != where:
+                tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(where + "\n")
+                tmp.replace(pointer)
 
 
 def pid_alive(pid: int | None) -> bool:
