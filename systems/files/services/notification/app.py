@@ -10,6 +10,11 @@ Redis (``notified:<event_id>``, kept 2 days) is acked without sending; the mark 
 send (retried through a Redis outage, up to two minutes: a mark that failed would mean a second mail). A
 worker killed between the SMTP/SES acceptance and the mark sends that one mail again on redelivery: the
 window is one network round trip (mail cannot join a transaction with Redis).
+
+SMS: a user who set a phone and opted into the event's kind (``PUT /me/notifications`` on the permission
+service, the ``notification_settings`` table) also gets an SMS through the ``sms`` resource
+(``stackwright.runtime.sms``: SNS, a local SNS endpoint locally), deduplicated the same way under its own
+mark (``texted:<event_id>``), so a redelivery after the mail but before the SMS sends only the SMS.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from stackwright.runtime import Service, consume
 
 svc = Service(title="notification")
 cache = svc.redis("cache")
+db = svc.postgres("db")
 queue = svc.queue("notifications")
 app = svc.app
 
@@ -33,6 +39,9 @@ SENT_TTL_S = 2 * 24 * 3600
 #: How long a sent mail's mark waits for Redis before giving up (then the message may be mailed again).
 MARK_PATIENCE_S = 120.0
 _mailer: Any = None
+_texter: Any = None
+#: Notification kind -> the settings column that opts a user into its SMS.
+SMS_OPT_IN = {"share": "sms_share", "upload-complete": "sms_upload"}
 
 
 def mailer() -> Any:
@@ -43,6 +52,16 @@ def mailer() -> Any:
 
         _mailer = Mailer.from_env("mail")
     return _mailer
+
+
+def texter() -> Any:
+    """The process's SmsSender (``SMS_URL`` and friends from the sms resource), made on first use."""
+    global _texter
+    if _texter is None:
+        from stackwright.runtime.sms import SmsSender
+
+        _texter = SmsSender.from_env("sms")
+    return _texter
 
 
 def address_of(user: str) -> str:
@@ -65,21 +84,48 @@ def compose(body: dict[str, Any]) -> tuple[str, str]:
             f"Your file \"{name}\" is uploaded and stored.\n\nOpen it: /files/{body['file_id']}\n")
 
 
+def compose_sms(body: dict[str, Any]) -> str:
+    """The SMS text of a notification message: one line and the link. Names are cut to 60 characters so a
+    message stays short (SNS bills every 160-character GSM part, 70 with other characters, separately)."""
+    name = str(body.get("name", ""))
+    name = name if len(name) <= 60 else name[:57] + "..."
+    if body["kind"] == "share":
+        what = "folder" if body.get("resource_type") == "folder" else "file"
+        return f"{str(body['by'])[:40]} shared \"{name}\" with you ({body['role']}): /{what}s/{body['resource_id']}"
+    return f"Upload complete: \"{name}\" /files/{body['file_id']}"
+
+
+async def sms_number(body: dict[str, Any]) -> str | None:
+    """The phone to text about this message, or None when its user did not opt into its kind."""
+    column = SMS_OPT_IN.get(str(body["kind"]))
+    if column is None:
+        return None
+    # ``column`` comes from SMS_OPT_IN, never from the message.
+    row = await db.pool.fetchrow(f"SELECT phone, {column} AS opted FROM notification_settings WHERE user_id = $1",
+                                 str(body["to_user"]))
+    return str(row["phone"]) if row is not None and row["opted"] and row["phone"] else None
+
+
 async def handle(messages: list[Any]) -> None:
     for m in messages:
         body = m.body
-        key = f"notified:{body['event_id']}"
-        if await cache.exists(key):
-            continue  # redelivered after it was sent
+        event = body["event_id"]
         try:
             to = address_of(str(body["to_user"]))
         except ValueError as exc:
-            log.warning("event %s: %s; not sent", body["event_id"], exc)
+            log.warning("event %s: %s; not sent", event, exc)
             continue
-        subject, text = compose(body)
-        message_id = await mailer().send(to=to, subject=subject, body=text)
-        await _mark_sent(key, message_id or "1")
-        log.info("event %s: mailed %s (%s)", body["event_id"], to, message_id)
+        mail_key, sms_key = f"notified:{event}", f"texted:{event}"
+        if not await cache.exists(mail_key):  # else redelivered after it was mailed
+            subject, text = compose(body)
+            message_id = await mailer().send(to=to, subject=subject, body=text)
+            await _mark_sent(mail_key, message_id or "1")
+            log.info("event %s: mailed %s (%s)", event, to, message_id)
+        phone = await sms_number(body)
+        if phone is not None and not await cache.exists(sms_key):
+            sms_id = await texter().send(phone, compose_sms(body))
+            await _mark_sent(sms_key, sms_id)
+            log.info("event %s: texted %s's phone (%s)", event, body["to_user"], sms_id)
 
 
 async def _mark_sent(key: str, value: str) -> None:
