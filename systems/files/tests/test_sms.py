@@ -61,10 +61,10 @@ def test_opted_in_users_get_one_sms_per_event_and_others_none(files: Files) -> N
     shared = files.wait_until(lambda: texts_to(files, bob_phone))
     assert shared[0]["message"] == f'{alice_id} shared "q3-sms.txt" with you (viewer): /files/{f["id"]}'
 
-    # A redelivery of bob's event (the same body queued again, as after a worker died before its ack), then
-    # a fresh event behind it: once the fresh one is texted, the duplicate was handled too.
+    # An event delivered twice (the same body queued again, as after a worker died before its ack), then a
+    # fresh event behind it: once the fresh one is texted, the duplicate was handled too.
     dup = {"event_id": f"share:sms-test:{bob_id}", "kind": "share", "to_user": bob_id, "resource_type": "file",
-           "resource_id": f["id"], "name": "again.txt", "role": "editor", "by": alice_id}
+           "resource_id": f["id"], "name": "again.txt", "role": "editor", "by": alice_id, "sms_to": bob_phone}
     sentinel = {**dup, "event_id": f"share:sms-test-2:{bob_id}", "name": "sentinel.txt"}
     for body in (dup, dup, sentinel):
         files.sql("INSERT INTO outbox (queue, body) VALUES ('notifications', $1::jsonb)", json.dumps(body))

@@ -11,10 +11,10 @@ send (retried through a Redis outage, up to two minutes: a mark that failed woul
 worker killed between the SMTP/SES acceptance and the mark sends that one mail again on redelivery: the
 window is one network round trip (mail cannot join a transaction with Redis).
 
-SMS: a user who set a phone and opted into the event's kind (``PUT /me/notifications`` on the permission
-service, the ``notification_settings`` table) also gets an SMS through the ``sms`` resource
-(``stackwright.runtime.sms``: SNS, a local SNS endpoint locally), deduplicated the same way under its own
-mark (``texted:<event_id>``), so a redelivery after the mail but before the SMS sends only the SMS.
+SMS: a message with ``sms_to`` (the producer put the user's phone there because they opted into the event's
+kind with ``PUT /me/notifications`` on the permission service) also goes out as an SMS through the ``sms``
+resource (``stackwright.runtime.sms``: SNS, a local SNS endpoint locally), deduplicated the same way under
+its own mark (``texted:<event_id>``), so a redelivery after the mail but before the SMS sends only the SMS.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from stackwright.runtime import Service, consume
 
 svc = Service(title="notification")
 cache = svc.redis("cache")
-db = svc.postgres("db")
 queue = svc.queue("notifications")
 app = svc.app
 
@@ -40,8 +39,6 @@ SENT_TTL_S = 2 * 24 * 3600
 MARK_PATIENCE_S = 120.0
 _mailer: Any = None
 _texter: Any = None
-#: Notification kind -> the settings column that opts a user into its SMS.
-SMS_OPT_IN = {"share": "sms_share", "upload-complete": "sms_upload"}
 
 
 def mailer() -> Any:
@@ -95,17 +92,6 @@ def compose_sms(body: dict[str, Any]) -> str:
     return f"Upload complete: \"{name}\" /files/{body['file_id']}"
 
 
-async def sms_number(body: dict[str, Any]) -> str | None:
-    """The phone to text about this message, or None when its user did not opt into its kind."""
-    column = SMS_OPT_IN.get(str(body["kind"]))
-    if column is None:
-        return None
-    # ``column`` comes from SMS_OPT_IN, never from the message.
-    row = await db.pool.fetchrow(f"SELECT phone, {column} AS opted FROM notification_settings WHERE user_id = $1",
-                                 str(body["to_user"]))
-    return str(row["phone"]) if row is not None and row["opted"] and row["phone"] else None
-
-
 async def handle(messages: list[Any]) -> None:
     for m in messages:
         body = m.body
@@ -121,8 +107,8 @@ async def handle(messages: list[Any]) -> None:
             message_id = await mailer().send(to=to, subject=subject, body=text)
             await _mark_sent(mail_key, message_id or "1")
             log.info("event %s: mailed %s (%s)", event, to, message_id)
-        phone = await sms_number(body)
-        if phone is not None and not await cache.exists(sms_key):
+        phone = body.get("sms_to")
+        if phone and not await cache.exists(sms_key):
             sms_id = await texter().send(phone, compose_sms(body))
             await _mark_sent(sms_key, sms_id)
             log.info("event %s: texted %s's phone (%s)", event, body["to_user"], sms_id)

@@ -10,7 +10,8 @@ Sharing queues one notification per user reached (each member of a group).
 
 ``/me/notifications`` holds the caller's own notification choices: a phone number (any common notation,
 checked with libphonenumber and stored as E.164) and which kinds (``share``, ``upload_complete``) also
-go out as SMS; the notification worker reads them when it sends.
+go out as SMS. The service that raises an event reads them in the event's transaction and puts the phone in
+the notification (``sms_to``), so the choice in force when the event happened is the one applied.
 """
 
 from __future__ import annotations
@@ -183,10 +184,15 @@ async def share(new: NewShare, who: Caller) -> dict[str, Any]:
                ON CONFLICT (resource_type, resource_id, principal_type, principal_id)
                DO UPDATE SET role = EXCLUDED.role, granted_by = EXCLUDED.granted_by, created_at = now()
                RETURNING *""", new.resource_type, new.resource_id, new.principal_type, principal, new.role, who.sub)
+        # Phones of the recipients who opted into share SMS, read with the grant: the event carries them.
+        phones = {r["user_id"]: r["phone"] for r in await conn.fetch(
+            "SELECT user_id, phone FROM notification_settings WHERE user_id = ANY($1::text[]) AND sms_share",
+            recipients)}
         await outbox.add_many(conn, [
             ("notifications", {"event_id": f"share:{event}:{user}", "kind": "share", "to_user": user,
                                "resource_type": new.resource_type, "resource_id": str(new.resource_id),
-                               "name": name, "role": new.role, "by": who.sub})
+                               "name": name, "role": new.role, "by": who.sub,
+                               **({"sms_to": phones[user]} if user in phones else {})})
             for user in recipients if user != who.sub])
     outbox.kick()
     return grant_json(row)
