@@ -5,35 +5,24 @@ IAM grant, plan cost and the Kubernetes egress it needs."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stackwright.local.ports import free_port
-from stackwright.local.runner import LocalSystem, UpOptions
 from stackwright.local.smsbox import read_sms
 from stackwright.plan.builder import build_plan
 from stackwright.render.k8s import build_manifests
 from stackwright.runtime.sms import SmsError, SmsSender
 from stackwright.spec import SpecError, load_system
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import egress_443_anywhere, fastapi_app_using, local_resources
 
 pytest.importorskip("flask", reason="the local SNS endpoint needs moto's server extras (the files extra)")
 
 
 def _system(tmp_path: Path, sms: dict | None) -> Path:
-    """fastapi-app whose api uses an ``sms`` resource (or not)."""
-    dest = tmp_path / "fastapi-app"
-    shutil.copytree(ROOT / "systems" / "fastapi-app", dest, ignore=shutil.ignore_patterns(".stackwright"))
-    spec = yaml.safe_load((dest / "system.yaml").read_text())
-    if sms is not None:
-        spec["resources"]["texts"] = {"kind": "sms", **sms}
-        spec["services"]["api"]["uses"].append("texts")
-    (dest / "system.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return dest / "system.yaml"
+    """fastapi-app whose api uses a ``sms`` resource named ``texts`` (or not)."""
+    return fastapi_app_using(tmp_path, "texts", None if sms is None else {"kind": "sms", **sms})
 
 
 def test_spec_checks_the_sender_id_and_type(tmp_path: Path) -> None:
@@ -51,12 +40,8 @@ def test_local_run_starts_an_sns_endpoint_that_records_every_sms(tmp_path: Path)
     state_root = tmp_path / "state"
 
     async def scenario() -> None:
-        options = UpOptions(port=free_port(), state_root=state_root, echo_logs=False, dashboard=False)
-        runner = LocalSystem(system, options, report=lambda line: None)
-        try:
-            await runner._start_backing()
-            await runner._prepare_databases()
-            url = runner.endpoints.resource_urls["texts"]
+        async with local_resources(system, state_root) as urls:
+            url = urls["texts"]
             assert url.startswith("http://127.0.0.1:")
             sender = SmsSender(url, sender_id="Items")
             first = await sender.send("+14155550123", "Your code is 314159 — valid 10 minutes")
@@ -65,8 +50,6 @@ def test_local_run_starts_an_sns_endpoint_that_records_every_sms(tmp_path: Path)
                 await sender.send("0155 550123", "no country code")
             with pytest.raises(ValueError, match="1600"):
                 await sender.send("+14155550123", "x" * 1601)
-        finally:
-            await runner.stop()
         sent = read_sms(state_root, system.name)
         assert [(s["message_id"], s["phone_number"], s["message"]) for s in sent] == [
             (first, "+14155550123", "Your code is 314159 — valid 10 minutes"), (second, "+447700900123", "Second")]
@@ -102,9 +85,7 @@ def test_wiring_cost_and_egress_on_eks(tmp_path: Path) -> None:
     assert config["data"]["TEXTS_URL"] == "sns://ap-southeast-1"
     assert config["data"]["TEXTS_SMS_TYPE"] == "Transactional"
     assert config["data"]["TEXTS_SENDER_ID"] == "Items"
-    policy = next(m for m in manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("api"))
-    egress_443 = [r for r in policy["spec"]["egress"] if {"port": 443, "protocol": "TCP"} in r["ports"]]
-    assert any(to.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for r in egress_443 for to in r["to"])
+    assert egress_443_anywhere(manifests, "api")
     plan = build_plan(system)
     lines = [line for line in plan.cost.lines if "SNS texts SMS" in line.item]
     assert len(lines) == 1 and float(lines[0].monthly_usd) == pytest.approx(100_000 * 0.00883, rel=0.01)
