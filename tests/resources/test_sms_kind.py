@@ -89,3 +89,4 @@ def test_wiring_cost_and_egress_on_eks(tmp_path: Path) -> None:
     plan = build_plan(system)
     lines = [line for line in plan.cost.lines if "SNS texts SMS" in line.item]
     assert len(lines) == 1 and float(lines[0].monthly_usd) == pytest.approx(100_000 * 0.00883, rel=0.01)
+    assert any("MonthlySpendLimit" in a for a in plan.cost.assumptions)

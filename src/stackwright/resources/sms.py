@@ -78,6 +78,11 @@ class Sms(ResourceKind):
             f"resources.{name}.monthly_messages_thousands not set: no SMS priced")
         ctx.out.add("messaging", f"SNS {name} SMS", "sns.sms_us_message",
                     res.monthly_messages_thousands * 1000 * ctx.share, "SMS", assumption=note)
+        limit = (f"SNS SMS ({name}): an account starts in the SMS sandbox (verified numbers only) with a USD 1 "
+                 "monthly spend limit; leaving the sandbox and raising MonthlySpendLimit above the SMS cost priced "
+                 "here are requests to AWS support, per region")
+        if limit not in ctx.assumptions:
+            ctx.assumptions.append(limit)
 
 
 def grant_cdk(stack: Any, role: Any, service: str, name: str, res: SmsResource, secrets: list[str]) -> None:
