@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +100,47 @@ def sql(url: str, query: str, *args: Any) -> list[Any]:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def fastapi_app_using(dest: Path, name: str, resource: dict[str, Any] | None) -> Path:
+    """Copy ``systems/fastapi-app`` to ``dest/fastapi-app`` with resource ``name`` (a ``resources:`` entry,
+    e.g. ``{"kind": "mail", ...}``) used by its ``api`` service, or unchanged when ``resource`` is None;
+    returns the copy's system.yaml (for kind tests that need a whole, loadable system)."""
+    import shutil
+
+    import yaml
+
+    copy = dest / "fastapi-app"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "systems" / "fastapi-app", copy,
+                    ignore=shutil.ignore_patterns(".stackwright"))
+    spec = yaml.safe_load((copy / "system.yaml").read_text())
+    if resource is not None:
+        spec["resources"][name] = resource
+        spec["services"]["api"]["uses"].append(name)
+    (copy / "system.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return copy / "system.yaml"
+
+
+def egress_443_anywhere(manifests: list[dict[str, Any]], service: str) -> bool:
+    """Whether ``service``'s NetworkPolicy lets it out to 0.0.0.0/0 on TCP 443 (an AWS API without a VPC
+    endpoint, such as SES or SNS)."""
+    policy = next(m for m in manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith(service))
+    egress_443 = [r for r in policy["spec"]["egress"] if {"port": 443, "protocol": "TCP"} in r["ports"]]
+    return any(to.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for r in egress_443 for to in r["to"])
+
+
+@contextlib.asynccontextmanager
+async def local_resources(system: Any, state_root: Path) -> AsyncIterator[dict[str, str]]:
+    """Start what ``stackwright up`` starts for ``system``'s resources only (embedded servers, databases,
+    folders; no services, no gateway) under ``state_root``; yields resource name -> ``<NAME>_URL`` and stops
+    everything on exit."""
+    from stackwright.local.runner import LocalSystem, UpOptions
+
+    options = UpOptions(port=free_port(), state_root=state_root, echo_logs=False, dashboard=False)
+    runner = LocalSystem(system, options, report=lambda line: None)
+    try:
+        await runner._start_backing()
+        await runner._prepare_databases()
+        yield runner.endpoints.resource_urls
+    finally:
+        await runner.stop()

@@ -1,5 +1,6 @@
 """`stackwright demo files`: two users upload (one large file, streamed), share a folder, search, fetch an
-image variant, revoke, and get notified by email; every step is checked and shown in a table."""
+image variant, revoke, and get notified by email (and bob, who opted in, by SMS); every step is checked and
+shown in a table."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from stackwright.local.demokit import DemoContext
 from stackwright.local.mailbox import read_mailbox
+from stackwright.local.smsbox import read_sms
 
 SIZE_HELP = "MiB of the large upload"
 DEFAULT_SIZE = 64
@@ -84,6 +86,10 @@ async def run(ctx: DemoContext) -> bool:
         step("uploads", photo.get("content_type") == "image/jpeg" and doc.get("content_type") == "text/plain",
              f"plan.txt ({doc.get('content_type')}), site.jpg ({photo.get('content_type')}), diary.txt")
 
+        # A number from the US range reserved for fiction (555-01xx): the local SNS endpoint texts nobody anyway.
+        bob_phone = "+1415555" + f"{int(tag, 16) % 100:04d}"
+        opted = await c.put("/me/notifications", json={"phone": bob_phone, "sms": {"share": True}}, headers=bob)
+        step("bob opts into SMS on shares", opted.status_code == 200, f"{opted.status_code} {opted.json()}")
         shared = await c.post("/shares", json={"resource_type": "folder", "resource_id": folder["id"],
                                                "principal_type": "user", "principal_id": bob_id, "role": "viewer"},
                               headers=alice)
@@ -126,6 +132,13 @@ async def run(ctx: DemoContext) -> bool:
 
     got = await _wait(mail) or (0, 0)
     step("email notifications", got == (4, 1), f"alice: {got[0]} upload-complete, bob: {got[1]} share")
+
+    async def texts() -> list[dict[str, Any]] | None:
+        return [s for s in read_sms(state_root, "files") if s["phone_number"] == bob_phone] or None
+
+    sms = await _wait(texts) or []
+    step("SMS notification", len(sms) == 1 and alice_id in sms[0]["message"],
+         f"{len(sms)} to bob's {bob_phone}: {sms[0]['message'] if sms else '-'}")
 
     table = Table(title="files demo")
     for col in ("step", "result", "detail"):

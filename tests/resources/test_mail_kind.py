@@ -5,35 +5,24 @@ Kubernetes egress it needs."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 
 from stackwright.local.mailbox import read_mailbox
 from stackwright.local.ports import free_port
-from stackwright.local.runner import LocalSystem, UpOptions
 from stackwright.plan.builder import build_plan
 from stackwright.render.k8s import build_manifests
 from stackwright.runtime.mail import Mailer, MailError
 from stackwright.spec import SpecError, load_system
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import egress_443_anywhere, fastapi_app_using, local_resources
 
 
 def _system(tmp_path: Path, mail: dict | None) -> Path:
-    """fastapi-app whose api uses a ``mail`` resource (or not)."""
-    dest = tmp_path / "fastapi-app"
-    shutil.copytree(ROOT / "systems" / "fastapi-app", dest, ignore=shutil.ignore_patterns(".stackwright"))
-    spec = yaml.safe_load((dest / "system.yaml").read_text())
-    if mail is not None:
-        spec["resources"]["mail"] = {"kind": "mail", **mail}
-        spec["services"]["api"]["uses"].append("mail")
-    (dest / "system.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return dest / "system.yaml"
+    """fastapi-app whose api uses a ``mail`` resource named ``mail`` (or not)."""
+    return fastapi_app_using(tmp_path, "mail", None if mail is None else {"kind": "mail", **mail})
 
 
 def test_spec_needs_a_plain_sender_address(tmp_path: Path) -> None:
@@ -49,18 +38,12 @@ def test_local_run_starts_an_smtp_server_that_keeps_what_services_send(tmp_path:
     state_root = tmp_path / "state"
 
     async def scenario() -> None:
-        options = UpOptions(port=free_port(), state_root=state_root, echo_logs=False, dashboard=False)
-        runner = LocalSystem(system, options, report=lambda line: None)
-        try:
-            await runner._start_backing()
-            await runner._prepare_databases()
-            url = runner.endpoints.resource_urls["mail"]
+        async with local_resources(system, state_root) as urls:
+            url = urls["mail"]
             assert url.startswith("smtp://127.0.0.1:")
             mailer = Mailer(url, system.resources["mail"].sender)
             first = await mailer.send("ana@example.org", "Payment received", "EUR 12.50 from Bo — thank you")
             await mailer.send(["bo@example.org", "cy@example.org"], "Second", "two recipients")
-        finally:
-            await runner.stop()
         messages = read_mailbox(state_root, system.name)
         assert [m["Subject"] for m in messages] == ["Payment received", "Second"]
         assert messages[0]["Message-ID"] == first
@@ -109,9 +92,7 @@ def test_wiring_cost_and_egress_on_eks(tmp_path: Path) -> None:
     config = next(m for m in manifests if m["kind"] == "ConfigMap" and m["data"].get("MAIL_URL"))
     assert config["data"]["MAIL_URL"] == "ses://ap-southeast-1"
     assert config["data"]["MAIL_SENDER"] == "no-reply@items.example.com"
-    policy = next(m for m in manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("api"))
-    egress_443 = [r for r in policy["spec"]["egress"] if {"port": 443, "protocol": "TCP"} in r["ports"]]
-    assert any(to.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for r in egress_443 for to in r["to"])
+    assert egress_443_anywhere(manifests, "api")
     plan = build_plan(system)
     lines = [line for line in plan.cost.lines if "SES mail" in line.item]
     assert len(lines) == 1 and float(lines[0].monthly_usd) == pytest.approx(500 * 0.10, rel=0.01)

@@ -46,7 +46,7 @@ CASES = [
     ("bad cpu", "    resources: {cpu: 500m, memory: 256Mi}", "    resources: {cpu: fast, memory: 256Mi}",
      r"not a CPU quantity"),
     ("bad resource kind", "    kind: redis", "    kind: memcached",
-     r"resource kind must be one of postgres, redis, queue, bucket, topic, search, secret, mail$"),
+     r"resource kind must be one of postgres, redis, queue, bucket, topic, search, secret, mail, sms$"),
     ("min over max", "    replicas: {min: 3, max: 10}", "    replicas: {min: 30, max: 10}",
      r"replicas\.min \(30\) is greater than replicas\.max \(10\)"),
     ("unknown rate limit", "rate_limit: viewer}", "rate_limit: viewers}",

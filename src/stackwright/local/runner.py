@@ -26,8 +26,9 @@ from ..resources import kind_of
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size
-from .backing import LocalPostgres, LocalRedis, LocalSMTP
+from .backing import LocalPostgres, LocalRedis, LocalSMTP, LocalSNS
 from .backing.smtp import smtp_ready
+from .backing.sns import sns_ready
 from .ports import free_port, port_in_use
 from .routing import host_urls
 from .state import claim, process_start, read_state, runner_alive, spec_folder_of, write_state
@@ -188,6 +189,11 @@ class LocalSystem:
             await self.supervisor.start(ProcessSpec(
                 name="smtp", argv=smtp.command(), ready=lambda: smtp_ready(smtp.port)), ready_timeout_s=30)
             self.backing["smtp"] = {"url": smtp.url, "pid": None, "maildir": str(smtp.maildir)}
+        if "sns" in needs:
+            sns = LocalSNS(self.dir / "sms", free_port())
+            await self.supervisor.start(ProcessSpec(
+                name="sns", argv=sns.command(), ready=lambda: sns_ready(sns.port)), ready_timeout_s=60)
+            self.backing["sns"] = {"url": sns.url, "pid": None, "sms_dir": str(sns.folder)}
 
     async def _prepare_databases(self) -> None:
         urls = self.endpoints.resource_urls

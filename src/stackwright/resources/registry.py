@@ -16,7 +16,7 @@ from pydantic import Field
 from .base import ResourceKind
 
 #: The registered kind modules, by module name under :mod:`stackwright.resources`.
-KIND_NAMES = ("postgres", "redis", "queue", "bucket", "topic", "search", "secret", "mail")
+KIND_NAMES = ("postgres", "redis", "queue", "bucket", "topic", "search", "secret", "mail", "sms")
 KIND_MODULES = tuple(importlib.import_module(f"{__package__}.{name}") for name in KIND_NAMES)
 
 #: ``kind`` value -> its implementation.

@@ -189,8 +189,9 @@ def test_every_route_is_in_the_idor_list(files: Files) -> None:
 
 
 def _self_only(method: str, path: str) -> bool:
-    # Creating your own top-level things takes no id of anyone else's.
-    return (method, path) in {("POST", "/groups")}
+    # Creating your own top-level things takes no id of anyone else's; /me is the caller's own settings (the
+    # token's sub is the only key).
+    return (method, path) in {("POST", "/groups"), ("GET", "/me/notifications"), ("PUT", "/me/notifications")}
 
 
 def _fake_world() -> dict[str, Any]:

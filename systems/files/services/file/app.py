@@ -383,7 +383,9 @@ async def upload(request: Request, who: Caller,
         async with db.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """INSERT INTO files (id, folder_id, owner_id, name, tags, content_type, size, sha256, object_key)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *, 3 AS rank""",
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *, 3 AS rank,
+                   -- the uploader's phone when they opted into upload-complete SMS (the notification's sms_to)
+                   (SELECT phone FROM notification_settings WHERE user_id = $3 AND sms_upload) AS sms_to""",
                 file_id, folder_id, who.sub, name, tag_list, ctype, body.size, digest, key)
             await outbox.add_many(conn, upload_messages(row, who.sub))
     except BaseException:
@@ -394,14 +396,18 @@ async def upload(request: Request, who: Caller,
 
 
 def upload_messages(row: Any, by: str) -> list[tuple[str, dict[str, Any]]]:
-    """The outbox messages of a new file: a variant job (images), an index task, the upload-complete mail."""
+    """The outbox messages of a new file: a variant job (images), an index task, the upload-complete mail (and
+    SMS, to ``row["sms_to"]`` when the row carries one)."""
     file_id = str(row["id"])
     out: list[tuple[str, dict[str, Any]]] = []
     if row["content_type"] in IMAGE_TYPES:
         out.append(("variant-jobs", {"file_id": file_id}))
     out.append(("tasks", {"op": "index", "file_id": file_id}))
-    out.append(("notifications", {"event_id": f"upload:{file_id}", "kind": "upload-complete", "to_user": by,
-                                  "file_id": file_id, "name": row["name"], "by": by}))
+    note = {"event_id": f"upload:{file_id}", "kind": "upload-complete", "to_user": by, "file_id": file_id,
+            "name": row["name"], "by": by}
+    if row.get("sms_to"):
+        note["sms_to"] = row["sms_to"]
+    out.append(("notifications", note))
     return out
 
 

@@ -10,6 +10,11 @@ Redis (``notified:<event_id>``, kept 2 days) is acked without sending; the mark 
 send (retried through a Redis outage, up to two minutes: a mark that failed would mean a second mail). A
 worker killed between the SMTP/SES acceptance and the mark sends that one mail again on redelivery: the
 window is one network round trip (mail cannot join a transaction with Redis).
+
+SMS: a message with ``sms_to`` (the producer put the user's phone there because they opted into the event's
+kind with ``PUT /me/notifications`` on the permission service) also goes out as an SMS through the ``sms``
+resource (``stackwright.runtime.sms``: SNS, a local SNS endpoint locally), deduplicated the same way under
+its own mark (``texted:<event_id>``), so a redelivery after the mail but before the SMS sends only the SMS.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ SENT_TTL_S = 2 * 24 * 3600
 #: How long a sent mail's mark waits for Redis before giving up (then the message may be mailed again).
 MARK_PATIENCE_S = 120.0
 _mailer: Any = None
+_texter: Any = None
 
 
 def mailer() -> Any:
@@ -43,6 +49,16 @@ def mailer() -> Any:
 
         _mailer = Mailer.from_env("mail")
     return _mailer
+
+
+def texter() -> Any:
+    """The process's SmsSender (``SMS_URL`` and friends from the sms resource), made on first use."""
+    global _texter
+    if _texter is None:
+        from stackwright.runtime.sms import SmsSender
+
+        _texter = SmsSender.from_env("sms")
+    return _texter
 
 
 def address_of(user: str) -> str:
@@ -65,21 +81,37 @@ def compose(body: dict[str, Any]) -> tuple[str, str]:
             f"Your file \"{name}\" is uploaded and stored.\n\nOpen it: /files/{body['file_id']}\n")
 
 
+def compose_sms(body: dict[str, Any]) -> str:
+    """The SMS text of a notification message: one line and the link. Names are cut to 60 characters so a
+    message stays short (SNS bills every 160-character GSM part, 70 with other characters, separately)."""
+    name = str(body.get("name", ""))
+    name = name if len(name) <= 60 else name[:57] + "..."
+    if body["kind"] == "share":
+        what = "folder" if body.get("resource_type") == "folder" else "file"
+        return f"{str(body['by'])[:40]} shared \"{name}\" with you ({body['role']}): /{what}s/{body['resource_id']}"
+    return f"Upload complete: \"{name}\" /files/{body['file_id']}"
+
+
 async def handle(messages: list[Any]) -> None:
     for m in messages:
         body = m.body
-        key = f"notified:{body['event_id']}"
-        if await cache.exists(key):
-            continue  # redelivered after it was sent
+        event = body["event_id"]
         try:
             to = address_of(str(body["to_user"]))
         except ValueError as exc:
-            log.warning("event %s: %s; not sent", body["event_id"], exc)
+            log.warning("event %s: %s; not sent", event, exc)
             continue
-        subject, text = compose(body)
-        message_id = await mailer().send(to=to, subject=subject, body=text)
-        await _mark_sent(key, message_id or "1")
-        log.info("event %s: mailed %s (%s)", body["event_id"], to, message_id)
+        mail_key, sms_key = f"notified:{event}", f"texted:{event}"
+        if not await cache.exists(mail_key):  # else redelivered after it was mailed
+            subject, text = compose(body)
+            message_id = await mailer().send(to=to, subject=subject, body=text)
+            await _mark_sent(mail_key, message_id or "1")
+            log.info("event %s: mailed %s (%s)", event, to, message_id)
+        phone = body.get("sms_to")
+        if phone and not await cache.exists(sms_key):
+            sms_id = await texter().send(phone, compose_sms(body))
+            await _mark_sent(sms_key, sms_id)
+            log.info("event %s: texted %s's phone (%s)", event, body["to_user"], sms_id)
 
 
 async def _mark_sent(key: str, value: str) -> None:

@@ -7,6 +7,11 @@ so a revocation holds from the next request on: there is no permission cache to 
 Only an owner (the creator, or someone granted ``owner``) shares or revokes. A resource the caller cannot
 read answers 404 (the same as one that does not exist); a group the caller does not own or belong to too.
 Sharing queues one notification per user reached (each member of a group).
+
+``/me/notifications`` holds the caller's own notification choices: a phone number (any common notation,
+checked with libphonenumber and stored as E.164) and which kinds (``share``, ``upload_complete``) also
+go out as SMS. The service that raises an event reads them in the event's transaction and puts the phone in
+the notification (``sms_to``), so the choice in force when the event happened is the one applied.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import unicodedata
 import uuid
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from fastapi import Depends, Path, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from stackwright.runtime import Principal, Problem, Service, problem_responses
 from stackwright.runtime.outbox import Outbox
@@ -64,6 +70,61 @@ class NewGroup(BaseModel):
 
 class NewMember(BaseModel):
     user_id: str = Field(pattern=USER_ID)
+
+
+class SmsChoices(BaseModel):
+    share: bool = False
+    upload_complete: bool = False
+
+
+class NotificationSettings(BaseModel):
+    """``phone``: international format with the country code (``+1 415 555 2671``), or null for none;
+    ``sms``: the notification kinds also sent as SMS (they need a phone)."""
+
+    phone: str | None = Field(None, max_length=40)
+    sms: SmsChoices = SmsChoices()
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            number = phonenumbers.parse(v, None)  # no default region: the country code must be given
+        except phonenumbers.NumberParseException:
+            raise ValueError("not a phone number with a country code (+<country> <number>)") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("not a valid phone number")
+        return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+    @model_validator(mode="after")
+    def _needs_phone(self) -> NotificationSettings:
+        if self.phone is None and (self.sms.share or self.sms.upload_complete):
+            raise ValueError("SMS notifications need a phone number")
+        return self
+
+
+def settings_json(row: Any) -> dict[str, Any]:
+    if row is None:
+        return NotificationSettings().model_dump()
+    return {"phone": row["phone"], "sms": {"share": row["sms_share"], "upload_complete": row["sms_upload"]}}
+
+
+@app.get("/me/notifications", responses=problem_responses(401))
+async def get_notifications(who: Caller) -> dict[str, Any]:
+    """The caller's notification settings (defaults when never set: no phone, email only)."""
+    return settings_json(await db.pool.fetchrow("SELECT * FROM notification_settings WHERE user_id = $1", who.sub))
+
+
+@app.put("/me/notifications", responses=problem_responses(401, 422))
+async def put_notifications(new: NotificationSettings, who: Caller) -> dict[str, Any]:
+    """Replace the caller's notification settings; the phone comes back in E.164."""
+    row = await db.pool.fetchrow(
+        """INSERT INTO notification_settings (user_id, phone, sms_share, sms_upload) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (user_id) DO UPDATE SET phone = EXCLUDED.phone, sms_share = EXCLUDED.sms_share,
+               sms_upload = EXCLUDED.sms_upload, updated_at = now()
+           RETURNING *""", who.sub, new.phone, new.sms.share, new.sms.upload_complete)
+    return settings_json(row)
 
 
 async def rank_of(user: str, resource_type: str, resource_id: uuid.UUID) -> tuple[int, str]:
@@ -123,10 +184,15 @@ async def share(new: NewShare, who: Caller) -> dict[str, Any]:
                ON CONFLICT (resource_type, resource_id, principal_type, principal_id)
                DO UPDATE SET role = EXCLUDED.role, granted_by = EXCLUDED.granted_by, created_at = now()
                RETURNING *""", new.resource_type, new.resource_id, new.principal_type, principal, new.role, who.sub)
+        # Phones of the recipients who opted into share SMS, read with the grant: the event carries them.
+        phones = {r["user_id"]: r["phone"] for r in await conn.fetch(
+            "SELECT user_id, phone FROM notification_settings WHERE user_id = ANY($1::text[]) AND sms_share",
+            recipients)}
         await outbox.add_many(conn, [
             ("notifications", {"event_id": f"share:{event}:{user}", "kind": "share", "to_user": user,
                                "resource_type": new.resource_type, "resource_id": str(new.resource_id),
-                               "name": name, "role": new.role, "by": who.sub})
+                               "name": name, "role": new.role, "by": who.sub,
+                               **({"sms_to": phones[user]} if user in phones else {})})
             for user in recipients if user != who.sub])
     outbox.kick()
     return grant_json(row)
