@@ -107,7 +107,9 @@ def test_symmetric_only_allow_list_refused() -> None:
 
 async def test_remembered_token_is_refused_once_expired(jwks_url: str, idp: DevIdP) -> None:
     verifier = JWTVerifier(jwks_url=jwks_url, issuer=ISS, audience=AUD, leeway_s=0)
-    exp = int(time.time()) + 1
+    # int() truncates, so "+ 1" left as little as a few ms before expiry, less than the first JWKS fetch took
+    # in one CI run (the token had expired before its first check): give it 3 s, then wait them out.
+    exp = int(time.time()) + 3
     token = jwt.encode(_claims(exp=exp), idp.key, algorithm="RS256", headers={"kid": idp.kid})
     assert (await verifier.verify(token)).sub == "u1"
     assert (await verifier.verify(token)).sub == "u1"  # answered from memory
