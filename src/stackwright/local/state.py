@@ -69,15 +69,14 @@ def _default_root(system: SpecLike) -> Path:
     this spec and the spec's live run was started from another folder (``up`` records where; see
     :func:`write_state`): then that run's root, so ``status``, ``down``, ``logs`` and ``demo`` find a system
     wherever it was started from, and a second ``up`` sees it is running."""
-    if _live_run_in(system, STATE_ROOT):
-        return STATE_ROOT
     try:
         elsewhere = Path(_run_pointer(system).read_text().strip())
     except (OSError, ValueError):
         return STATE_ROOT
-    if elsewhere != STATE_ROOT.resolve() and _live_run_in(system, elsewhere):
-        return elsewhere
-    return STATE_ROOT
+    # Only a run recorded in another folder needs the states read (the common case, started here, reads none).
+    if elsewhere == STATE_ROOT.resolve() or _live_run_in(system, STATE_ROOT):
+        return STATE_ROOT
+    return elsewhere if _live_run_in(system, elsewhere) else STATE_ROOT
 
 
 def _live_run_in(system: SpecLike, root: Path) -> bool:
