@@ -73,17 +73,76 @@ def wait_until(check: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -> 
 
 
 @contextlib.contextmanager
-def regions_up(spec: Path, state_root: Path, *, timeout_s: float = 300) -> Iterator[dict[str, Any]]:
-    """``stackwright up SPEC --regions`` in the background under ``state_root`` (free ports); yields its state
-    and stops it afterwards. For the systems' multi-region tests."""
+def system_up(spec: Path, state_root: Path, *, env: dict[str, str] | None = None,
+              extra_args: list[str] | None = None, timeout_s: float = 240) -> Iterator[dict[str, Any]]:
+    """``stackwright up SPEC`` in the background under ``state_root`` on free ports; yields its state and stops it
+    afterwards. ``env`` is set while the system starts (its processes inherit it) and restored before the tests
+    run, so knobs meant for the services do not leak into the test process."""
+    import pytest
+
     from stackwright.local.control import start_detached, stop
 
-    state = start_detached(spec, port=free_port(), state_root=state_root, timeout_s=timeout_s,
-                           extra_args=["--regions", "--no-dashboard"])
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        state = start_detached(spec, port=free_port(), state_root=state_root, timeout_s=timeout_s,
+                               extra_args=list(extra_args or []))
     try:
         yield state
     finally:
         stop(str(state["system"]), state_root)
+
+
+class SystemHandle:
+    """What every system's tests hold of their running system: its spec, the state ``up`` wrote, the dev
+    identity provider that signs its tokens, and an HTTP client on its gateway.
+
+    ``client_timeout_s`` is the gateway client's timeout in seconds; ``headers`` its default headers."""
+
+    def __init__(self, system: Any, state: dict[str, Any], state_root: Path, *, client_timeout_s: float = 30,
+                 headers: dict[str, str] | None = None) -> None:
+        import httpx
+
+        from stackwright.local.idp import DevIdP
+
+        self.system = system
+        self.state = state
+        self.state_root = state_root
+        self.base: str = state["gateway"]
+        ident = system.edge.identity
+        assert ident is not None, "the system has no edge identity"
+        self.idp = DevIdP(state_root / system.name / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
+        self.client = httpx.Client(base_url=self.base, timeout=client_timeout_s, headers=headers)
+
+    def fresh_state(self) -> dict[str, Any]:
+        """The state as ``up`` has it now (pids change when the supervisor restarts a process)."""
+        from stackwright.local.state import read_state
+
+        state = read_state(self.system.name, self.state_root)
+        assert state is not None, f"{self.system.name} is not running"
+        return state
+
+    def service_url(self, name: str) -> str:
+        """Base URL of service ``name``'s first replica, bypassing the edge."""
+        return str(self.fresh_state()["services"][name][0]["url"])
+
+    def pid(self, name: str) -> int:
+        """The current pid of service ``name``'s first replica."""
+        return int(self.fresh_state()["services"][name][0]["pid"])
+
+    def resource_sql(self, resource: str, query: str, *args: Any) -> list[Any]:
+        """Rows of ``query`` run on the database resource ``resource`` (its admin URL)."""
+        return sql(self.state["resources"][resource], query, *args)
+
+    wait_until = staticmethod(wait_until)
+
+
+@contextlib.contextmanager
+def regions_up(spec: Path, state_root: Path, *, timeout_s: float = 300) -> Iterator[dict[str, Any]]:
+    """``stackwright up SPEC --regions`` in the background under ``state_root`` (free ports); yields its state
+    and stops it afterwards. For the systems' multi-region tests."""
+    with system_up(spec, state_root, extra_args=["--regions", "--no-dashboard"], timeout_s=timeout_s) as state:
+        yield state
 
 
 def sql(url: str, query: str, *args: Any) -> list[Any]:

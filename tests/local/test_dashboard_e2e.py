@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.helpers import system_up
 from tests.optional import require_chromium
 
-from stackwright.local.control import start_detached, stop
 from stackwright.local.dashboard.layout import layout
 from stackwright.local.ports import free_port
 from stackwright.spec import load_system
@@ -48,12 +48,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """fastapi-app up in the background with its dashboard; its state (gateway, dashboard URLs)."""
     root = tmp_path_factory.mktemp("dash-state")
     dash_port = free_port()
-    state = start_detached(SPEC, port=free_port(), state_root=root, extra_args=["--dashboard-port", str(dash_port)])
-    state["state_root"] = root
-    try:
+    with system_up(SPEC, root, extra_args=["--dashboard-port", str(dash_port)]) as state:
+        state["state_root"] = root
         yield state
-    finally:
-        stop(load_system(SPEC), root)
 
 
 def snapshot(run: dict[str, Any]) -> dict[str, Any]:

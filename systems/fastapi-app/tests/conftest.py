@@ -15,9 +15,8 @@ import asyncpg
 import httpx
 import pgserver
 import pytest
+from tests.helpers import system_up
 
-from stackwright.local.control import start_detached, stop
-from stackwright.local.ports import free_port
 from stackwright.runtime import Settings, shutdown
 from stackwright.spec import PostgresResource, load_system
 
@@ -102,8 +101,5 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     prometheus binary is installed; its state (gateway, services' application and platform URLs)."""
     root = tmp_path_factory.mktemp("state")
     extra = ["--monitoring"] if HAS_PROMETHEUS else []
-    state = start_detached(SPEC, port=free_port(), state_root=root, extra_args=extra, timeout_s=180)
-    try:
+    with system_up(SPEC, root, extra_args=extra, timeout_s=180) as state:
         yield state
-    finally:
-        stop("fastapi-app", root)

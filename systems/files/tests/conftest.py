@@ -7,24 +7,17 @@ visibility timeouts (a job held by a killed worker comes back in seconds) and a 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
 import pytest
 import yaml
-from tests.helpers import wait_until
+from tests.helpers import SystemHandle, system_up
 
-from stackwright.local.control import start_detached, stop
-from stackwright.local.idp import DevIdP
-from stackwright.local.ports import free_port
-from stackwright.local.state import read_state
-from stackwright.spec import System, load_system
+from stackwright.spec import load_system
 
 SYSTEM_DIR = Path(__file__).resolve().parents[1]
 TEST_MAX_UPLOAD = 280 << 20
@@ -42,18 +35,8 @@ def private_copy(dest: Path) -> Path:
     return spec_path
 
 
-class Files:
+class Files(SystemHandle):
     """Handle on the running system: tokens, a gateway client, direct service URLs, the databases."""
-
-    def __init__(self, system: System, state: dict[str, Any], state_root: Path) -> None:
-        self.system = system
-        self.state = state
-        self.state_root = state_root
-        self.base = state["gateway"]
-        ident = system.edge.identity
-        assert ident is not None
-        self.idp = DevIdP(state_root / "files" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
-        self.client = httpx.Client(base_url=self.base, timeout=60)
 
     def token(self, sub: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.idp.mint(sub)}"}
@@ -62,14 +45,6 @@ class Files:
         """A fresh user id and its auth header (tests never share users, so they never see each other's files)."""
         sub = f"{prefix}-{uuid.uuid4().hex[:8]}"
         return sub, self.token(sub)
-
-    def service_url(self, name: str) -> str:
-        now = read_state("files", self.state_root) or self.state
-        return str(now["services"][name][0]["url"])
-
-    def pid(self, name: str) -> int:
-        now = read_state("files", self.state_root) or self.state
-        return int(now["services"][name][0]["pid"])
 
     def bucket_dir(self, name: str) -> Path:
         return self.state_root / "files" / "buckets" / name
@@ -85,27 +60,14 @@ class Files:
         return dict(resp.json())
 
     def sql(self, query: str, *args: Any, resource: str = "db") -> list[Any]:
-        async def run() -> list[Any]:
-            conn = await asyncpg.connect(self.state["resources"][resource])
-            try:
-                return list(await conn.fetch(query, *args))
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
-
-    wait_until = staticmethod(wait_until)
+        return self.resource_sql(resource, query, *args)
 
 
 @pytest.fixture(scope="session")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
     spec = private_copy(tmp_path_factory.mktemp("system") / "files")
     root = tmp_path_factory.mktemp("state")
-    state = start_detached(spec, port=free_port(), state_root=root, timeout_s=240,
-                           extra_args=["--visibility-timeout", "variant-jobs=3",
-                                       "--visibility-timeout", "notifications=3",
-                                       "--visibility-timeout", "tasks=3"])
-    try:
-        yield Files(load_system(spec), state, root)
-    finally:
-        stop("files", root)
+    with system_up(spec, root, extra_args=["--visibility-timeout", "variant-jobs=3",
+                                           "--visibility-timeout", "notifications=3",
+                                           "--visibility-timeout", "tasks=3"]) as state:
+        yield Files(load_system(spec), state, root, client_timeout_s=60)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from tests.helpers import wait_until
+from tests.helpers import SystemHandle, sql, system_up
 
-from stackwright.local.control import start_detached, stop
-from stackwright.local.idp import DevIdP
-from stackwright.local.ports import free_port
-from stackwright.local.state import read_state
 from stackwright.spec import System, load_system
 
 SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
@@ -29,25 +22,14 @@ FRAUD_TIMEOUT_S = "5"
 AUDIT_KNOBS = {"AUDIT_SEGMENT_ENTRIES": "5", "AUDIT_EXPORT_AFTER_S": "1"}
 
 
-class Payments:
+class Payments(SystemHandle):
     """Handle on the running system for tests."""
 
     def __init__(self, system: System, state: dict[str, Any], state_root: Path) -> None:
-        self.system = system
-        self.state = state
-        self.state_root = state_root
-        ident = system.edge.identity
-        assert ident is not None
-        self.idp = DevIdP(state_root / "payments" / "idp-key.pem", issuer=ident.issuer, audience=ident.audience)
-        self.client = httpx.Client(base_url=state["gateway"], timeout=30)
+        super().__init__(system, state, state_root)
         self.admin_url = state["resources"]["db"]
         self.platform_url = state["resources"]["platform"]
         self.archive_url = state["resources"]["audit-archive"]
-
-    def fresh_state(self) -> dict[str, Any]:
-        state = read_state("payments", self.state_root)
-        assert state is not None
-        return state
 
     def admin(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.idp.mint('ops', ['platform-admin'])}"}
@@ -79,17 +61,8 @@ class Payments:
                                                    "currency": currency},
                                 headers={**self.token(tenant), "Idempotency-Key": key or uuid.uuid4().hex})
 
-    def sql(self, url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        async def run() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(url)
-            try:
-                return list(await conn.fetch(query, *args))
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
-
-    wait_until = staticmethod(wait_until)
+    def sql(self, url: str, query: str, *args: Any) -> list[Any]:
+        return sql(url, query, *args)
 
 
 @pytest.fixture(scope="session")
@@ -100,18 +73,6 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     # tenant's first request opens its pools) does not turn an approved payment into a held one; audit exports
     # small segments soon.
     knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S, **AUDIT_KNOBS}
-    saved = {k: os.environ.get(k) for k in knobs}
-    os.environ.update(knobs)
-    try:
-        # --monitoring: Prometheus for the canary rehearsal (test_rollout).
-        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240, extra_args=["--monitoring"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
+    # --monitoring: Prometheus for the canary rehearsal (test_rollout).
+    with system_up(SPEC, root, env=knobs, extra_args=["--monitoring"]) as state:
         yield Payments(load_system(SPEC), state, root)
-    finally:
-        stop("payments", root)

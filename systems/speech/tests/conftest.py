@@ -3,15 +3,13 @@ service, the gateway) and hand tests a small client for it."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import system_up
 
-from stackwright.local.control import start_detached, stop
-from stackwright.local.ports import free_port
 from stackwright.spec import load_system
 
 HERE = Path(__file__).resolve().parents[1]
@@ -32,19 +30,6 @@ TEST_ENV = {"MAX_STREAM_S": "20", "IDLE_TIMEOUT_S": "3"}
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Speech]:
     root = tmp_path_factory.mktemp("state")
-    saved = {k: os.environ.get(k) for k in TEST_ENV}
-    os.environ.update(TEST_ENV)
-    try:
-        # A short visibility timeout so usage held by a killed updater comes back in seconds, not 30 s.
-        state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=240,
-                               extra_args=["--visibility-timeout", "usage-updates=3"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
+    # A short visibility timeout so usage held by a killed updater comes back in seconds, not 30 s.
+    with system_up(SPEC, root, env=TEST_ENV, extra_args=["--visibility-timeout", "usage-updates=3"]) as state:
         yield Speech(load_system(SPEC), state, root)
-    finally:
-        stop("speech", root)

@@ -19,10 +19,9 @@ from typing import Any
 import asyncpg
 import pytest
 from rich.console import Console
+from tests.helpers import system_up
 
 from stackwright.local.chaos import DRILL_VISIBILITY_TIMEOUT_S, drill_up_args, render_table
-from stackwright.local.control import start_detached, stop
-from stackwright.local.ports import free_port
 from stackwright.local.state import read_state
 from stackwright.plugins import load_plugin
 from stackwright.runtime.queue import queue_from_url
@@ -47,11 +46,8 @@ class DrillSystem:
 def drilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrillSystem]:
     system = load_system(SPEC)
     root = tmp_path_factory.mktemp("chaos")
-    state = start_detached(SPEC, port=free_port(), state_root=root, extra_args=drill_up_args(system), timeout_s=180)
-    try:
+    with system_up(SPEC, root, extra_args=drill_up_args(system), timeout_s=180) as state:
         yield DrillSystem(system, state, root)
-    finally:
-        stop("voting", root)
 
 
 def test_chaos_command_prints_the_table_and_passes(tmp_path: Path) -> None:

@@ -14,11 +14,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from tests.helpers import wait_until
+from tests.helpers import regions_up, wait_until
 
-from stackwright.local.control import start_detached, stop
 from stackwright.local.idp import DevIdP
-from stackwright.local.ports import free_port
 from stackwright.local.regions import region_status
 from stackwright.local.state import read_state
 from stackwright.spec import load_system
@@ -31,12 +29,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Path]]:
     root = tmp_path_factory.mktemp("regions-state")
-    state = start_detached(SPEC, port=free_port(), state_root=root, timeout_s=300,
-                           extra_args=["--regions", "--no-dashboard"])
-    try:
+    with regions_up(SPEC, root) as state:
         yield state, root
-    finally:
-        stop("voting", root)
 
 
 async def _votes_in(postgres_url: str, poll_id: str) -> int:
