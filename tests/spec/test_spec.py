@@ -57,6 +57,19 @@ CASES = [
      r"cluster\.kubernetes_version: Kubernetes 1\.29 is not supported; the minimum is 1\.30"),
     ("kubernetes version not a version", '  kubernetes_version: "1.33"', '  kubernetes_version: "latest"',
      r"not a Kubernetes minor version: 'latest'"),
+    # A value from a fixed set names the closest allowed one (a Literal field, or the resource kind).
+    ("resource kind typo", "    kind: postgres", "    kind: postgress",
+     r"resources\.db: resource kind must be one of .*\(hint: did you mean 'postgres'\?\)$"),
+    ("route method typo", "      - {path: /polls, methods: [GET]}", "      - {path: /polls, methods: [GETT]}",
+     r"methods\.0: 'GETT' is not allowed; expected 'GET', 'POST'.* or 'OPTIONS' \(hint: did you mean 'GET'\?\)$"),
+    ("route method lower case", "      - {path: /polls, methods: [GET]}", "      - {path: /polls, methods: [get]}",
+     r"'get' is not allowed.*did you mean 'GET'"),
+    ("service kind typo", "    kind: worker", "    kind: wroker",
+     r"services\.worker\.kind: 'wroker' is not allowed; expected 'api', 'worker' or 'web'.*did you mean 'worker'"),
+    ("region role typo", "role: primary,", "role: primery,", r"regions\.0\.role: .*did you mean 'primary'"),
+    ("rollout strategy typo", "      strategy: canary", "      strategy: canery",
+     r"rollout\.strategy: 'canery' is not allowed.*did you mean 'canary'"),
+    ("storage class typo", "storage_class: GLACIER}", "storage_class: GLACER}", r"did you mean 'GLACIER'"),
 ]
 
 
@@ -82,6 +95,55 @@ def test_duplicate_key_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="invalid YAML") as info:
         load_system(path)
     assert info.value.line is not None
+
+
+@pytest.mark.parametrize(("text", "line", "pattern"), [
+    ("", 1, r"the spec is empty"),
+    ("# only a comment\n\n# and another\n", 1, r"the spec is empty"),
+    # The parser stops at line 4 (where 'resources:' cannot be a flow-mapping key); the fix is on line 2.
+    ("name: x\nservices: {a: 1,\n  b: 2\nresources: {}\n", 2,
+     r"the '\{' opened on this line is not closed \(at line 4: expected ',' or '\}', but got ':'\)"),
+    ("name: x\nservices: {a: 1\n\n# end\n", 2, r"the '\{' opened on this line is not closed \(at line 5"),
+    ("name: x\nservices: [a, b\nresources: {}\n", 2, r"the '\[' opened on this line is not closed"),
+    ('name: x\ndescription: "abc\nslo: 1\n', 2, r"the quote opened on this line is not closed"),
+    # Bad indentation is reported where it is (the mapping PyYAML names is the top-level one).
+    ("name: x\ncluster:\n  azs: 3\n bad: 2\n", 4, r"expected <block end>.*block mapping that starts at line 1"),
+])
+def test_empty_specs_and_unclosed_brackets_are_located(tmp_path: Path, text: str, line: int, pattern: str) -> None:
+    path = write_spec(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_system(path)
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.parametrize(("kind", "added", "hint"), [
+    ("bucket", "    versiond: true\n", "did you mean 'versioned'?"),  # not postgres' 'version'
+    ("redis", "    node_typ: cache.t4g.small\n", "did you mean 'node_type'?"),
+    ("queue", "    fifoo: true\n", "did you mean 'fifo'?"),
+])
+def test_an_unknown_key_in_a_resource_is_matched_against_its_own_kind(tmp_path: Path, kind: str, added: str,
+                                                                      hint: str) -> None:
+    anchor = f"    kind: {kind}\n"
+    assert anchor in VOTING
+    text = VOTING.replace(anchor, anchor + added, 1)
+    with pytest.raises(SpecError) as info:
+        load_system(write_spec(tmp_path, text))
+    assert info.value.hint == hint, str(info.value)
+    assert info.value.line == line_of(text, added.strip())
+
+
+def test_a_resource_of_a_later_kind_is_located_by_its_own_fields(tmp_path: Path) -> None:
+    # 'mail' (like 'secret' and 'sms') used to stay in the location as if it were a key of the resource.
+    anchor = "  audit:\n"
+    added = "  mailer:\n    kind: mail\n    sender: a@b.example\n    monthly_emails: 3\n"
+    text = VOTING.replace(anchor, added + anchor, 1)
+    with pytest.raises(SpecError) as info:
+        load_system(write_spec(tmp_path, text))
+    assert "unknown key 'monthly_emails' in resources.mailer" in str(info.value)
+    assert info.value.hint == "did you mean 'monthly_emails_thousands'?"
+    assert info.value.line == line_of(text, "monthly_emails: 3")
 
 
 def test_alias_bombs_and_recursive_aliases_are_refused_at_once(tmp_path: Path) -> None:
@@ -138,3 +200,13 @@ def test_shutdown_mistakes_are_located(tmp_path: Path, added: str, pattern: str,
         load_system(write_spec(tmp_path, text))
     assert re.search(pattern, str(info.value)), str(info.value)
     assert info.value.line == line_of(text, at)
+
+
+def test_did_you_mean_names_the_closest_option_or_lists_them() -> None:
+    from stackwright.spec.errors import did_you_mean
+
+    assert did_you_mean("postgress", ["postgres", "redis"]) == "did you mean 'postgres'?"
+    assert did_you_mean("delete", ["GET", "DELETE"]) == "did you mean 'DELETE'?"  # case ignored
+    assert did_you_mean("zzz", ["a", "b"], listed="declared") == "declared: a, b"
+    assert did_you_mean("zzz", [], listed="declared") == "declared: none"
+    assert did_you_mean("zzz", ["a"], listed=None) is None

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..spec.errors import did_you_mean
 from ..spec.strict import Strict
 from .base import CostContext, Fail, LocalContext, ResourceKind
 
@@ -109,7 +110,9 @@ class Bucket(ResourceKind):
             loc = ("resources", name, "events", i, "queue")
             queue = system.resources.get(event.queue)
             if queue is None or queue.kind != "queue":
-                raise fail(f"bucket '{name}' sends events to '{event.queue}', which is not a declared queue", loc)
+                queues = [q for q, r in system.resources.items() if r.kind == "queue"]
+                raise fail(f"bucket '{name}' sends events to '{event.queue}', which is not a declared queue", loc,
+                           did_you_mean(event.queue, queues, listed="declared queues"))
             if queue.fifo:
                 raise fail(f"bucket '{name}' sends events to FIFO queue '{event.queue}'; S3 notifications go to "
                            "standard queues only", loc)
@@ -118,7 +121,7 @@ class Bucket(ResourceKind):
             loc = ("resources", name, "replicate_to", i)
             if region not in regions:
                 raise fail(f"bucket '{name}' replicates to {region}, which is not a region of the system", loc,
-                           f"declared: {', '.join(regions)}")
+                           did_you_mean(region, regions, listed="declared"))
             if region == system.primary_region.name:
                 raise fail(f"bucket '{name}' lives in {region}: it cannot replicate to itself", loc)
             if not res.versioned:

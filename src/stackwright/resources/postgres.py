@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..spec.errors import did_you_mean
 from ..spec.strict import Strict
 from .base import CostContext, Fail, LocalContext, ResourceKind
 
@@ -165,8 +166,9 @@ class Postgres(ResourceKind):
                        "set per_tenant: true")
         for service in res.tenants.admin_only:
             if service not in system.services or name not in system.services[service].uses:
+                users = [s for s, svc in system.services.items() if name in svc.uses]
                 raise fail(f"resource '{name}': tenants.admin_only names '{service}', which is not a service using it",
-                           ("resources", name, "tenants", "admin_only"))
+                           ("resources", name, "tenants", "admin_only"), did_you_mean(service, users, listed="users"))
         if res.tenants.migrations and system.source is not None \
                 and not (system.base_dir / res.tenants.migrations).is_dir():
             raise fail(f"resource '{name}': tenant migrations folder {res.tenants.migrations} does not exist",

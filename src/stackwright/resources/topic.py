@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ..spec.errors import did_you_mean
 from ..spec.strict import Strict
 from .base import CostContext, Fail, LocalContext, ResourceKind
 
@@ -116,16 +117,13 @@ class Topic(ResourceKind):
         return f"{system.name}-{name}"
 
     def check(self, system: Any, name: str, res: TopicResource, fail: Fail) -> None:
-        import difflib
-
         longest = max(len(f"{system.name}-{env}-{name}") for env in system.environments)
         for i, sub in enumerate(res.subscribers):
             loc = ("resources", name, "subscribers", i)
             svc = system.services.get(sub)
             if svc is None:
-                close = difflib.get_close_matches(sub, list(system.services), n=1)
                 raise fail(f"topic '{name}' lists subscriber '{sub}', which is not a declared service", loc,
-                           f"did you mean '{close[0]}'?" if close else None)
+                           did_you_mean(sub, system.services, listed="declared"))
             if name not in svc.uses:
                 raise fail(f"topic '{name}' lists subscriber '{sub}', but service '{sub}' does not use it", loc,
                            f"add {name} to services.{sub}.uses")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
+import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from ..resources.registry import KINDS
 from .accelerators import check_accelerators
 from .addresses import check_addresses
 from .catalog import check_priced
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 from .model import System
 from .redis_keys import check_redis_keys
 from .shutdown import check_shutdown
@@ -90,15 +91,21 @@ def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: 
     kind = err["type"]
     hint = None
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(exc, loc)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else (f"allowed: {', '.join(allowed)}" if allowed else None)
+        allowed = _allowed_keys(tuple(err["loc"]))
+        hint = did_you_mean(loc[-1], allowed, listed="allowed") if allowed else None
         message = f"unknown key '{loc[-1]}'" + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else "")
     elif kind == "missing":
         message = f"missing required key '{where}'"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         message = f"{where}: resource kind must be one of {', '.join(KINDS)}"
         loc = (*loc, "kind")
+        if kind == "union_tag_invalid":
+            hint = did_you_mean(err["ctx"]["tag"], KINDS, listed=None)
+    elif kind in ("literal_error", "enum"):
+        # A value from a fixed set (a route method, a service kind, a region role, ...): name the closest one.
+        expected = err["ctx"]["expected"]
+        message = f"{where}: {err['input']!r} is not allowed; expected {expected}"
+        hint = did_you_mean(err["input"], _expected_values(expected), listed=None)
     else:
         msg = err["msg"].removeprefix("Value error, ")
         message = f"{where}: {msg}"
@@ -107,13 +114,24 @@ def _first_error(exc: ValidationError, path: Path, lines: dict[Loc, int], data: 
     return SpecError(message, path, line_for(lines, loc), hint)
 
 
+def _expected_values(expected: str) -> list[Any]:
+    """The values in pydantic's ``expected`` text: ``"'GET', 'POST' or 'PUT'"`` -> ``['GET', 'POST', 'PUT']``."""
+    values: list[Any] = []
+    for part in re.split(r", | or ", expected):
+        try:
+            values.append(ast.literal_eval(part))
+        except (ValueError, SyntaxError):
+            values.append(part)
+    return values
+
+
 def _most_relevant(errors: list[dict[str, Any]]) -> dict[str, Any]:
     # Discriminated unions report one error per branch; the deepest location is the useful one.
     return max(errors, key=lambda e: len(e["loc"]))
 
 
 def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
-    """Drop pydantic's union-branch names (e.g. 'postgres') that are not keys in the YAML."""
+    """Drop pydantic's union-branch names (a resource kind such as 'postgres') that are not keys in the YAML."""
     out: list[Any] = []
     node = data
     for part in loc:
@@ -124,7 +142,7 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
             node = node[part]
         elif isinstance(node, dict | list):
             # A branch tag, or the missing key itself (kept so the message names it).
-            if isinstance(part, str) and part not in {"postgres", "redis", "queue", "bucket", "topic", "search"}:
+            if isinstance(part, str) and part not in KINDS:
                 out.append(part)
                 node = None
         else:
@@ -132,38 +150,46 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
     return tuple(out)
 
 
-def _get(data: Any, loc: Loc) -> Any:
-    for part in loc:
-        data = data[part]
-    return data
-
-
-def _allowed_keys(exc: ValidationError, loc: Loc) -> list[str]:
+def _allowed_keys(raw_loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at pydantic's ``raw_loc`` (its last part the unknown key) accepts. The branch of a
+    union (the resource kinds) is the one whose tag pydantic put in the location."""
     from pydantic import BaseModel
 
     model: type[BaseModel] | None = System
-    for part in loc[:-1]:
-        if model is None:
-            return []
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        if field is None:
+    branches: list[type[BaseModel]] = []
+    for part in raw_loc[:-1]:
+        chosen = next((m for m in branches if part in _tags(m)), None)
+        if chosen is not None:
+            model, branches = chosen, []
             continue
-        model = _model_in(field.annotation)
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        if field is None:
+            continue  # a dict key or list index: the model stays that of the values
+        branches = _models_in(field.annotation)
+        model = branches[0] if len(branches) == 1 else None
     return sorted(model.model_fields) if model else []
 
 
-def _model_in(annotation: Any) -> Any:
+def _tags(model: Any) -> set[Any]:
+    """The values a required Literal field of ``model`` takes (its discriminator tag), and its class name."""
+    from typing import Literal, get_args, get_origin
+
+    tags: set[Any] = {model.__name__}
+    for field in model.model_fields.values():
+        if field.is_required() and get_origin(field.annotation) is Literal:
+            tags.update(get_args(field.annotation))
+    return tags
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """Every pydantic model inside a field's annotation (``dict[str, A | B]`` -> ``[A, B]``)."""
     from typing import get_args
 
     from pydantic import BaseModel
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [found for arg in get_args(annotation) for found in _models_in(arg)]
 
 
 def check_references(system: System, path: Path | None = None, lines: dict[Loc, int] | None = None) -> None:
@@ -173,9 +199,8 @@ def check_references(system: System, path: Path | None = None, lines: dict[Loc, 
     def fail(message: str, loc: Loc, hint: str | None = None) -> SpecError:
         return SpecError(message, path, line_for(lines, loc), hint)
 
-    def suggest(name: str, options: list[str]) -> str:
-        close = difflib.get_close_matches(name, options, n=1)
-        return f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(sorted(options)) or 'none'}"
+    def suggest(name: str, options: list[str]) -> str | None:
+        return did_you_mean(name, sorted(options), listed="declared")
 
     primaries = [r.name for r in system.regions if r.role == "primary"]
     if len(primaries) != 1:

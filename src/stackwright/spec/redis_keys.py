@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 
 if TYPE_CHECKING:
     from .model import System
@@ -24,9 +23,8 @@ def check_redis_keys(system: System, fail: Fail) -> None:
             loc: Loc = ("resources", rname, "keys", i, "created_by")
             svc = system.services.get(family.created_by)
             if svc is None:
-                close = difflib.get_close_matches(family.created_by, list(system.services), n=1)
                 raise fail(f"resources.{rname}.keys[{i}].created_by '{family.created_by}' is not a declared service",
-                           loc, f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(system.services)}")
+                           loc, did_you_mean(family.created_by, system.services, listed="declared"))
             if rname not in svc.uses:
                 raise fail(f"resources.{rname}.keys[{i}]: service '{family.created_by}' does not use {rname}",
                            loc, f"add {rname} to services.{family.created_by}.uses")

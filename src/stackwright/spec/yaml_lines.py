@@ -30,14 +30,35 @@ def load_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"invalid YAML: {problem}", path, line) from None
+        raise _yaml_error(exc, path) from None
     if node is None:
-        return {}, {}
+        # Empty, or only comments: point at line 1 (a message without a line reads as a missing file).
+        raise SpecError("the spec is empty", path, 1, hint="a system.yaml needs at least name, regions, cluster, "
+                        "services and slo; copy systems/fastapi-app/system.yaml to start")
     builder = _Builder(path)
     return builder.build(node, ()), builder.lines
+
+
+#: The parser's contexts that start at an opening bracket or quote: the error shows up lines later (where
+#: the next key or the end of the file is), but the fix is where it opened.
+_OPENERS = {"while parsing a flow mapping": "'{'", "while parsing a flow sequence": "'['",
+            "while scanning a quoted scalar": "quote"}
+
+
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> SpecError:
+    """A located SpecError for a PyYAML parse error. An unclosed ``{``, ``[`` or quote is reported at the line
+    where it opens, naming the line where the parser gave up; any other error at the parser's problem line."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+    opened = getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    if opened is not None and context in _OPENERS and opened.line + 1 != line:
+        where = f"at line {line}" if line is not None else "later"
+        return SpecError(f"invalid YAML: the {_OPENERS[context]} opened on this line is not closed "
+                         f"({where}: {problem})", path, opened.line + 1)
+    if opened is not None and context and opened.line + 1 != line:
+        problem += f" ({context} that starts at line {opened.line + 1})"
+    return SpecError(f"invalid YAML: {problem}", path, line)
 
 
 class _Builder:
