@@ -9,6 +9,29 @@ import typer
 
 from .common import fail
 
+
+def _flags_take_no_value_in_help() -> None:
+    """Show no value placeholder after an on/off flag in ``--help``.
+
+    typer 0.29's rich help prints every option's type, so flags read ``--detach <bool>`` and
+    ``--help <bool>`` as if they took a value (its plain-text help already leaves flags bare). Every option
+    of every command, and the ``--help`` option click adds, is a ``TyperOption``, so this one override on
+    that class covers the whole CLI. Idempotent; a typer without the method is left as it is."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_bare", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_bare = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value_in_help()
+
 app = typer.Typer(
     name="stackwright",
     help="Describe an EKS system once in system.yaml; run it locally, render its deployment, plan it.",
