@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from .. import term
 from ..local.chaos import (
     DRILL_VISIBILITY_TIMEOUT_S,
     ChaosError,
@@ -79,7 +79,7 @@ def chaos(
             stop(spec.name, root)
             if state_dir is None:
                 shutil.rmtree(root, ignore_errors=True)
-    out = Console(width=max(console.width, 130), highlight=False)
+    out = term.console(min_width=130)
     out.print(render_table(rows))
     for row in rows:
         if row.note:

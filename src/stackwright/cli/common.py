@@ -8,13 +8,14 @@ from typing import NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 
+from .. import term
 from ..spec import SpecError, System, load_system
 from ..spec.load import find_system_file
 
-console = Console(stderr=True, highlight=False)
+# Progress, warnings and errors; results (tables) go to stdout through term.console().
+console = term.console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import term
 from ..local.control import ControlError, running_state, start_detached, stop, stop_leftovers
 from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..resources import kind_of
@@ -194,7 +195,7 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
 
 def _stdout() -> Console:
     """A console for results (tables) on stdout; progress and errors go to ``console`` (stderr)."""
-    return Console(highlight=False)
+    return term.console()
 
 
 def _print_regions(state: dict) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .. import term
 from ..local.logfiles import Follower, LogLine, format_line, parse_since, processes, tail
 from ..local.state import system_dir
 from ..local.supervisor import COLORS
@@ -44,7 +45,7 @@ def logs(
         cutoff = parse_since(since) if since else None
     except ValueError as exc:
         fail(str(exc))
-    color = sys.stdout.isatty()
+    color = term.colour(sys.stdout)
     width = max(len(n) for n in names)  # as docker compose: as wide as the names shown
     palette = {n: COLORS[i % len(COLORS)] for i, n in enumerate(known)}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from .. import term
 from .common import console, fail, load
 
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
@@ -51,7 +51,7 @@ def metrics(
             _fmt(None if row["error_rate"] is None else row["error_rate"] * 100, ".2f", "%"),
             _fmt(row["in_flight"], ".0f"),
         )
-    Console().print(table)
+    term.console().print(table)
 
 
 def monitoring(

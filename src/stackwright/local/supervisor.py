@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import term
 from .logfiles import stamp
 from .state import process_start
 
@@ -152,7 +153,7 @@ class Supervisor:
     async def _pump(self, managed: Managed, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         name = managed.spec.name
-        prefix = f"\x1b[{self._color[name]}m{name:<{self._width}}\x1b[0m | "
+        prefix = f"{self._label(name, self._color[name])} | "
         while True:
             line = await proc.stdout.readline()
             if not line:
@@ -189,10 +190,16 @@ class Supervisor:
             assert managed.proc is not None
             self.event(f"{managed.spec.name} restarted as pid {managed.proc.pid}", managed)
 
+    def _label(self, name: str, color: str) -> str:
+        """``name`` padded to the process-name column, in ``color`` (an SGR code such as ``1;31``) only when
+        stdout shows colour (a terminal, or FORCE_COLOR): ``up > run.log`` holds no escape codes."""
+        padded = f"{name:<{self._width}}"
+        return f"\x1b[{color}m{padded}\x1b[0m" if term.colour(sys.stdout) else padded
+
     def event(self, message: str, about: Managed | None = None) -> None:
         """Report something the supervisor did (crash, restart) on the console and to the callback, and in
         the log file of the process it is ``about``, so that process's own log shows why it restarted."""
-        _write(sys.stdout, f"\x1b[1;31m{'supervisor':<{self._width}}\x1b[0m | {message}")
+        _write(sys.stdout, f"{self._label('supervisor', '1;31')} | {message}")
         if about is not None and about.log_file is not None and not about.log_file.closed:
             about.log_file.write(stamp(f"[supervisor] {message}") + "\n")
         self.on_event(message)

@@ -102,4 +102,5 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     root = tmp_path_factory.mktemp("state")
     extra = ["--monitoring"] if HAS_PROMETHEUS else []
     with system_up(SPEC, root, extra_args=extra, timeout_s=180) as state:
+        state["state_root"] = str(root)  # for tests that run the CLI (status --state-dir) against this run
         yield state

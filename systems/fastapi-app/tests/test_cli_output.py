@@ -1,0 +1,33 @@
+"""``stackwright status`` with its output to a pipe, as ``status | grep`` or ``status > file`` see it: no ANSI
+escape codes and each table row on one line, not cut at 80 columns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SPEC = Path(__file__).resolve().parents[1] / "system.yaml"
+
+
+def _status(running: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "TTY_COMPATIBLE")}
+    return subprocess.run([sys.executable, "-m", "stackwright.cli", "status", str(SPEC), "--state-dir",
+                           running["state_root"]], capture_output=True, text=True, timeout=120, env=base)
+
+
+def test_status_to_a_pipe_is_plain_text_with_whole_rows(running: dict[str, Any]) -> None:
+    proc = _status(running)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "\x1b[" not in proc.stdout + proc.stderr
+    (replica,) = running["services"]["api"]
+    rows = [line for line in proc.stdout.splitlines() if replica["url"] in line]
+    assert len(rows) == 1, proc.stdout
+    # The whole row on one line: process, url, pid, restarts, readiness and the dependency checks.
+    cells = [cell.strip() for cell in rows[0].strip("│ ").split("│")]
+    assert cells[:5] == [replica["process"], replica["url"], str(replica["pid"]), "0", "yes"], rows[0]
+    assert "db ok" in cells[5], rows[0]
+    assert len(rows[0]) > 80  # what rich's fallback width used to cut into several lines
+
