@@ -385,7 +385,7 @@ async def _pg_ready(url: str) -> bool:
 async def _redis_ready(url: str) -> bool:
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(url, socket_connect_timeout=0.5)
+    client = aioredis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)  # a stopped Redis: not ready
     try:
         return bool(await client.ping())
     finally:

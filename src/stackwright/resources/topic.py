@@ -80,7 +80,8 @@ async def create_groups(url: str, stream: str, subscribers: list[str]) -> list[s
     from redis.exceptions import ResponseError
 
     made: list[str] = []
-    client = aioredis.from_url(url)
+    # Timeouts: a Redis that stops answering fails `up` here instead of hanging it.
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
         for service in subscribers:
             group = group_name(stream, service)

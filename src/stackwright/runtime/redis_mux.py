@@ -171,11 +171,19 @@ class Script:
             return await self.client.eval(self.body, len(keys), *keys, *args)
 
 
+#: Seconds a command to Redis waits for its reply before it fails with TimeoutError (the service answers
+#: 503): here, and the socket timeout of the runtime's redis-py pools (:mod:`.redis_client`). A Redis
+#: command takes well under a millisecond; seconds mean the server is stalled or gone.
+COMMAND_TIMEOUT_S = 5.0
+#: Seconds to open a connection to Redis (TCP, plus TLS for rediss://).
+CONNECT_TIMEOUT_S = 2.0
+
+
 class MultiplexedRedis:
     """A Redis client multiplexing every coroutine's commands over one pipelined connection."""
 
-    def __init__(self, url: str, *, decode_responses: bool = True, connect_timeout: float = 2.0,
-                 command_timeout: float = 5.0, reconnect_for: float = 3.0,
+    def __init__(self, url: str, *, decode_responses: bool = True, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 command_timeout: float = COMMAND_TIMEOUT_S, reconnect_for: float = 3.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if not supports(url):

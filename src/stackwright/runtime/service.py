@@ -161,23 +161,18 @@ class Service:
         """A Redis client for a Redis resource: redis-py's API (decode_responses=True), with the common
         commands served on one multiplexed connection (see :mod:`stackwright.runtime.redis_client`)."""
         import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from .redis_client import RedisClient
+        from .redis_client import RedisClient, redis_py_options
 
         url = self.settings.resource_url(resource)
         # Retries ride out a Redis restart (~1 s): without them the first command on each pooled connection
-        # after a restart fails ("Connection closed by server") and the request answers an error. The pool
+        # after a restart fails ("Connection closed by server") and the request answers an error. A Redis that
+        # stops answering fails a command after REDIS_TIMEOUT_S (a 503), never repeated. The pool
         # waits for a free connection in a burst, where redis-py's default pool fails at once with
         # MaxConnectionsError (seen as 503s at the top of the benchmark's vote search).
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=200, timeout=5, decode_responses=True,
-            health_check_interval=10, socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=5),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError])
+            url, max_connections=200, timeout=5, decode_responses=True, health_check_interval=10,
+            **redis_py_options(self._redis_timeout_s, retries=5, backoff_cap_s=0.5))
         client = RedisClient(aioredis.Redis.from_pool(pool), self._multiplexed(url))
 
         async def check() -> None:
@@ -204,6 +199,14 @@ class Service:
         self._shutdown.append(q.close)
         return q
 
+    @property
+    def _redis_timeout_s(self) -> float:
+        """Seconds a command of ``svc.redis()`` (and a queue send) waits for Redis's reply before failing into a
+        503: ``REDIS_TIMEOUT_S``, default :data:`~.redis_mux.COMMAND_TIMEOUT_S`."""
+        from .redis_mux import COMMAND_TIMEOUT_S
+
+        return float(self.settings.get("REDIS_TIMEOUT_S", "") or COMMAND_TIMEOUT_S)
+
     def _multiplexed(self, url: str) -> Any:
         """The process's one multiplexed connection to the Redis at ``url`` (None for other URLs), shared by
         the cache client and queue sends: one socket, so a loop tick's commands go out in one write."""
@@ -213,7 +216,7 @@ class Service:
             return None
         mux = self._muxes.get(url)
         if mux is None:
-            mux = self._muxes[url] = MultiplexedRedis(url)
+            mux = self._muxes[url] = MultiplexedRedis(url, command_timeout=self._redis_timeout_s)
             self._shutdown.insert(0, mux.aclose)  # shutdown runs in reverse: closed after its users
         return mux
 

@@ -55,7 +55,11 @@ class Topic:
         if self._redis is None:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.from_url(self.url, decode_responses=True)
+            from .redis_client import redis_py_options
+
+            # Timeouts: a Redis that stops answering fails the publish (the caller's error path), not hangs it.
+            self._redis = aioredis.from_url(self.url, decode_responses=True,
+                                            **redis_py_options(retries=5, backoff_cap_s=0.5))
         return str(await self._redis.xadd(self.name, {"b": payload}, maxlen=STREAM_MAXLEN, approximate=True))
 
     def _publish_sns(self, payload: str) -> str:

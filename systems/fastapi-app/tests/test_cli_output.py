@@ -29,5 +29,7 @@ def test_status_to_a_pipe_is_plain_text_with_whole_rows(running: dict[str, Any])
     cells = [cell.strip() for cell in rows[0].strip("│ ").split("│")]
     assert cells[:5] == [replica["process"], replica["url"], str(replica["pid"]), "0", "yes"], rows[0]
     assert "db ok" in cells[5], rows[0]
-    assert len(rows[0]) > 80  # what rich's fallback width used to cut into several lines
+    assert len(rows[0]) > 80  # rich's fallback width squeezed the table into 80 columns
+    header = next(line for line in proc.stdout.splitlines() if "process" in line)
+    assert all(name in header for name in ("url", "pid", "restarts", "ready", "dependencies")), header
 

@@ -16,14 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stackwright.runtime.queue.base import Message, Queue, QueueError, decode_body, encode_body
-from stackwright.runtime.redis_mux import MultiplexedRedis, supports
+from stackwright.runtime.redis_client import block_ms, redis_py_options
+from stackwright.runtime.redis_mux import COMMAND_TIMEOUT_S, MultiplexedRedis, supports
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +103,9 @@ def _stream_entries(response: Any) -> list[tuple[str, dict[str, str]]]:
 class RedisStreamsQueue(Queue):
     """Redis Streams implementation of :class:`Queue`.
 
+    ``command_timeout_s``: a command fails with TimeoutError when Redis has not answered within it (a stopped
+    server), and a blocking receive blocks for less (:func:`~stackwright.runtime.redis_client.block_ms`).
+
     Survives a Redis restart: connection errors are retried by redis-py with backoff, and a
     consumer group that vanished (restart without persistence) is recreated on the first
     NOGROUP error. Messages are at-least-once; a send retried across a dropped connection may
@@ -123,8 +123,10 @@ class RedisStreamsQueue(Queue):
         producer: MultiplexedRedis | None = None,
         stream: str | None = None,
         group: str | None = None,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
         self.name = name
+        self.command_timeout_s = command_timeout_s
         self.max_receive_count = max_receive_count
         self.visibility_timeout = visibility_timeout
         # A topic subscription (``stream`` and ``group`` given) reads a stream other groups read too: an ack
@@ -143,9 +145,9 @@ class RedisStreamsQueue(Queue):
             timeout=POOL_WAIT_S,
             decode_responses=True,
             # A restart takes a second or two; ~6 s of backoff rides it out without hanging
-            # callers forever when Redis is really gone.
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # callers forever when Redis is really gone. A Redis that stops answering fails a command
+            # after COMMAND_TIMEOUT_S, so a blocking read blocks for less (block_ms).
+            **redis_py_options(command_timeout_s, retries=10, backoff_cap_s=1.0),
             health_check_interval=15,
             **_DRIVER_KWARGS,
         ))
@@ -153,7 +155,8 @@ class RedisStreamsQueue(Queue):
         # through redis-py's pool, and sending is what every accepted request does. Opened on first send;
         # a producer handed in is shared (Service: one per Redis) and closed by whoever made it.
         self._owns_producer = producer is None and supports(url)
-        self._producer = producer or (MultiplexedRedis(url) if supports(url) else None)
+        self._producer = producer or (MultiplexedRedis(url, command_timeout=command_timeout_s)
+                                      if supports(url) else None)
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
         # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
@@ -219,11 +222,12 @@ class RedisStreamsQueue(Queue):
         out = await self._with_group(lambda: self._reclaim(max_messages))
         remaining = max_messages - len(out)
         if remaining > 0:
-            # Only block when we have nothing to return yet; BLOCK 0 would mean "forever".
-            block_ms = int(wait_seconds * 1000) if not out and wait_seconds > 0 else None
+            # Only block when we have nothing to return yet; BLOCK 0 would mean "forever". The block stays
+            # below the socket timeout, or a quiet stream would read as a Redis that stopped answering.
+            block = block_ms(wait_seconds, self.command_timeout_s) if not out and wait_seconds > 0 else None
             response = await self._with_group(
                 lambda: self._redis.xreadgroup(
-                    self.group, self.consumer, {self.stream: ">"}, count=remaining, block=block_ms
+                    self.group, self.consumer, {self.stream: ">"}, count=remaining, block=block or None
                 )
             )
             for entry_id, fields in _stream_entries(response):
