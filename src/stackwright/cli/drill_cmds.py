@@ -13,17 +13,17 @@ import shutil
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..local.region_drill import DrillError, FailoverResult, run_failover
-from ..local.region_outage import run_region_outage
 from ..local.state import system_dir
-from ..plan.failure import DRILL_RELATIVE
 from .common import console, fail, load
 from .local_cmds import StateDir
+
+if TYPE_CHECKING:
+    from ..local.region_drill import FailoverResult
 
 drill_app = typer.Typer(help="Disaster-recovery drills on a private local copy of a system's regions.",
                         no_args_is_help=True)
@@ -85,6 +85,10 @@ def region_failover(
     if len(regions) < 2:
         fail(f"{spec.name} has one region; a region failover needs a second one (regions: in the spec)")
     mode = commit.value if commit is not Commit.spec else ("sync" if spec.slo.rpo_seconds == 0 else "async")
+    # Imported here: the drills pull in the runtime's web stack, which every other command can do without.
+    from ..local.region_drill import DrillError, run_failover
+    from ..local.region_outage import run_region_outage
+
     root = system_dir(spec, state_dir) / "drills" / f"region-failover-{int(time.time())}"
 
     def say(message: str) -> None:
@@ -115,6 +119,8 @@ def region_failover(
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=2))
     ok = _print(result)
+    from ..plan.failure import DRILL_RELATIVE  # the planner's package: a second every other command skips
+
     console.print(f"result recorded in {path}; `stackwright plan` shows the one in "
                   f"{DRILL_RELATIVE.format(name=spec.name)} next to the computed RTO/RPO (--json that path)")
     if not ok:
@@ -137,6 +143,7 @@ def region_partition(
     system's own writes flow through the primary region: its reads must stay served (stale), its lag reported
     and growing, its writes refused with problem+json and none acknowledged and lost; then heal and measure the
     catch-up. A private copy on free ports. Exits 1 if an invariant fails."""
+    from ..local.region_drill import DrillError
     from ..local.region_partition import run_partition
 
     spec = load(system)

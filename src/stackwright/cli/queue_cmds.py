@@ -14,8 +14,6 @@ from rich.table import Table
 from ..local.control import running_state
 from ..resources import kind_of
 from ..resources.topic import MAX_RECEIVE, group_name
-from ..runtime.queue import QueueError, queue_from_url
-from ..runtime.queue.redis_streams import RedisStreamsQueue
 from ..spec import System
 from .common import console, fail, load
 
@@ -93,6 +91,11 @@ def _dead_lettering(spec: System) -> dict[str, _Dlq]:
 
 async def _inspect(system: str, state: dict[str, Any], queues: dict[str, _Dlq], *, redrive: bool,
                    limit: int) -> dict[str, Any]:
+    # Imported here, not at the top: the runtime package loads its web stack (fastapi, asyncpg, ...), seconds
+    # that every other command (``up`` refusing a running system, ``--help``) paid for nothing.
+    from ..runtime.queue import QueueError, queue_from_url
+    from ..runtime.queue.redis_streams import RedisStreamsQueue
+
     out: dict[str, Any] = {}
     for name, where in queues.items():
         url = state.get("resources", {}).get(where.resource)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.faults import FaultSpecError, parse_fault
 from ..spec.quantities import seconds
 from .common import console, fail, load
 
@@ -56,6 +55,7 @@ def rollout(
     rollout.analysis.min_requests canary requests per window, else it pauses. See docs/rollout.md.
     """
     from ..local.rollout import Rehearsal, RehearsalOptions, RolloutError
+    from ..runtime.faults import FaultSpecError, parse_fault  # the runtime package loads its web stack
 
     spec = load(system)
     if inject is not None:
