@@ -6,7 +6,10 @@ the open-loop rate search of the voting benchmark):
 - ``upload``: MB/s of 64 MiB uploads through the edge, and through a bare ASGI sink (uvicorn, same loop and
   HTTP parser, an app that reads the body and drops it); the target is edge >= 0.5 x sink. Both get the same
   request: a raw body, sent chunked, as the API's clients send it (``POST /files?name=``). The CPU seconds
-  each process spends per upload are recorded too (the MiB/s on a shared machine depend on its load).
+  each process spends per upload are recorded too (the MiB/s on a shared machine depend on its load). A second
+  reference, the same sink writing the body to a file and fsyncing it before its answer (``POST /durable``),
+  shows the disk's ceiling for an upload that is durable before its 201, as the file service's are; it is
+  reported beside the target, not instead of its baseline.
 - ``download``: the same for 64 MiB downloads against a bare ASGI source (sends 1 MiB chunks from memory).
 - ``small``: p50/p99 latency of 1 KiB downloads through the edge (sequential, after a warm-up).
 - ``variants``: variants/s of image-processing (upload N photos, until Postgres records every variant) against
@@ -42,6 +45,9 @@ PHOTOS = 8
 RSS_UPLOAD = 1 << 30
 
 SINK_SOURCE = '''
+import os
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -54,10 +60,22 @@ async def app(scope, receive, send):
     if scope["method"] == "POST":
         size = 0
         more = True
+        # POST /durable: the same, but every byte goes to a file that is fsynced before the answer (the disk's
+        # share of a durable upload: the ceiling of any upload that is on disk before its 201).
+        fd = os.open(os.path.join(os.getcwd(), "durable.bin"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC) \
+            if scope["path"] == "/durable" else None
         while more:
             message = await receive()
-            size += len(message.get("body", b""))
+            data = message.get("body", b"")
+            size += len(data)
             more = message.get("more_body", False)
+            if fd is not None and data:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+        if fd is not None:
+            os.fsync(fd)
+            os.close(fd)
         body = str(size).encode()
         headers = [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 201, "headers": headers})
@@ -216,6 +234,10 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
                 r = bare.post("/", content=_body(BIG))
                 assert r.status_code == 201 and r.text == str(BIG)
 
+            def up_durable() -> None:  # the disk's ceiling: the sink, writing and fsyncing what it gets
+                r = bare.post("/durable", content=_body(BIG))
+                assert r.status_code == 201 and r.text == str(BIG)
+
             file_url = state["services"]["file"][0]["url"]
 
             def up_direct() -> None:  # the file service alone: where the edge's share of the time shows
@@ -227,14 +249,16 @@ def run(spec_path: Path, options: Any, reporter: Any) -> dict[str, Any]:
 
             measured = {"file": psutil.Process(state["services"]["file"][0]["pid"]),
                      "gateway": _gateway_process(state), "sink": psutil.Process(sink.pid)}
-            cpu: dict[str, dict[str, float]] = {"edge": {}, "direct": {}, "sink": {}}
+            cpu: dict[str, dict[str, float]] = {"edge": {}, "direct": {}, "sink": {}, "durable": {}}
             up_rate = _mbps(up_edge, {k: measured[k] for k in ("gateway", "file")}, cpu["edge"])
             direct_rate = _mbps(up_direct, {"file": measured["file"]}, cpu["direct"])
             sink_rate = _mbps(up_sink, {"sink": measured["sink"]}, cpu["sink"])
+            durable_rate = _mbps(up_durable, {"sink": measured["sink"]}, cpu["durable"])
             scenarios["upload"] = {"edge_mib_s": up_rate, "direct_mib_s": direct_rate, "sink_mib_s": sink_rate,
-                                   "ratio": up_rate / sink_rate, "cpu_s_per_upload": cpu}
+                                   "durable_sink_mib_s": durable_rate, "ratio": up_rate / sink_rate,
+                                   "durable_ratio": up_rate / durable_rate, "cpu_s_per_upload": cpu}
             reporter.note(f"upload: edge {up_rate:.0f} MiB/s, file service directly {direct_rate:.0f} MiB/s, "
-                          f"bare sink {sink_rate:.0f} MiB/s")
+                          f"bare sink {sink_rate:.0f} MiB/s, bare sink writing + fsyncing {durable_rate:.0f} MiB/s")
 
             def down_edge() -> None:
                 with edge.stream("GET", f"/files/{ids[0]}/content", headers=auth) as r:
@@ -393,9 +417,14 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         u = sc["upload"]
         lines.append(f"| upload 64 MiB | edge {u['edge_mib_s']:.0f} MiB/s, file service directly "
                      f"{u.get('direct_mib_s', 0):.0f} MiB/s, bare sink {u['sink_mib_s']:.0f} MiB/s |")
+        if "durable_sink_mib_s" in u:
+            lines.append(f"| upload 64 MiB, disk ceiling (reference, not the target's baseline) | bare sink writing "
+                         f"+ fsyncing the body {u['durable_sink_mib_s']:.0f} MiB/s; edge = "
+                         f"{u['durable_ratio']:.2f}x of it |")
         if "cpu_s_per_upload" in u:
             c = u["cpu_s_per_upload"]
-            lines.append(f"| CPU seconds per 64 MiB upload | bare sink {c['sink']['sink']:.2f}; file service "
+            durable = f" (writing + fsyncing {c['durable']['sink']:.2f})" if c.get("durable") else ""
+            lines.append(f"| CPU seconds per 64 MiB upload | bare sink {c['sink']['sink']:.2f}{durable}; file service "
                          f"directly {c['direct']['file']:.2f}; through the edge gateway {c['edge']['gateway']:.2f} "
                          f"+ file service {c['edge']['file']:.2f} |")
     if "download" in sc:
