@@ -60,10 +60,8 @@ UPLOAD_SWEEP_S = float(settings.get("UPLOAD_SWEEP_S", "3600") or 3600)
 LEFTOVER_AGE_S = float(settings.get("LEFTOVER_AGE_S", "86400") or 86400)
 PRESIGN = (settings.get("PRESIGN_DOWNLOADS", "") or "").lower() in ("1", "true", "yes")
 SNIFF_BYTES = 8192
-# Upload bytes travel in batches of about this size (see UploadBody); batches smaller than INLINE_HASH (a
-# small file) are hashed on the event loop, where a thread hop would cost more than the hash.
+# Upload bytes travel in batches of about this size (see UploadBody).
 BATCH = 1 << 20
-INLINE_HASH = 64 * 1024
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp"})
 
 svc = Service(settings=settings, title="file", max_body_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK)
@@ -214,10 +212,10 @@ def folder_json(row: Any) -> dict[str, Any]:
 class UploadBody:
     """The file bytes of a request body, raw or the ``file`` part of multipart/form-data, as a stream.
 
-    ``chunks()`` yields the bytes in batches of about :data:`BATCH` bytes; the sha256 of a batch is computed
-    in a thread while the next batch arrives (hashlib releases the GIL), so receiving, hashing and writing
-    (the store's own thread) run side by side on separate cores. Memory: the batch being received, the one
-    being hashed and written, whatever the file's size.
+    ``chunks()`` yields the bytes in batches of about :data:`BATCH` bytes; the store hashes (into ``hash``)
+    and writes each batch in one worker-thread call while the next batch arrives (hashlib and os.write
+    release the GIL), so receiving and hashing + writing run side by side on separate cores. Memory: the
+    batch being received, the one being hashed and written, whatever the file's size.
     """
 
     def __init__(self, request: Request) -> None:
@@ -237,25 +235,15 @@ class UploadBody:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The file's bytes in batches; Problem 413 past MAX_UPLOAD_BYTES, 400 for a malformed multipart body.
 
-        ``self.hash`` is complete once the iteration has ended.
+        ``self.hash`` is not updated here: the store does it (``put_stream(..., digest=self.hash)``) in the
+        thread call that writes each batch.
         """
         ctype = self.request.headers.get("content-type", "")
         pieces = (self._multipart(ctype) if ctype.lower().startswith("multipart/form-data")
                   else self.request.stream())
-        loop = asyncio.get_running_loop()
-        hashing: asyncio.Future[None] | None = None
         async for batch in _batched(pieces):
             self._account(batch)
-            if hashing is not None:
-                await hashing  # sha256 is sequential: one batch at a time, in order
-            if len(batch) < INLINE_HASH:
-                self.hash.update(batch)
-                hashing = None
-            else:
-                hashing = loop.run_in_executor(None, self.hash.update, batch)
             yield batch
-        if hashing is not None:
-            await hashing
 
     async def _multipart(self, ctype: str) -> AsyncIterator[bytes]:
         from python_multipart.exceptions import MultipartParseError
@@ -367,7 +355,7 @@ async def upload(request: Request, who: Caller,
     body = UploadBody(request)
     # The store writes under a temp name (or an unfinished multipart upload) and only renames (completes)
     # after the last byte: a failure anywhere above leaves no object and no row.
-    await originals.put_stream(key, body.chunks())
+    await originals.put_stream(key, body.chunks(), digest=body.hash)
     try:
         if name is None:
             if not body.filename:
