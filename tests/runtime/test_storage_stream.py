@@ -64,6 +64,22 @@ async def test_put_stream_digest_sees_every_byte_in_order(store: ObjectStore) ->
     assert tiny.hexdigest() == hashlib.sha256(b"abc").hexdigest()
 
 
+async def test_put_stream_takes_lists_of_pieces(store: ObjectStore) -> None:
+    # A chunk may be the pieces a body arrived in: written one after the other (writev), never reordered;
+    # 200 one-byte pieces (more than one writev takes at once here) and pieces of 256 KiB.
+    data = os.urandom(PART_SIZE + (1 << 20) + 200)
+
+    async def lists() -> AsyncIterator[list[bytes]]:
+        yield [data[i:i + 1] for i in range(200)]
+        for at in range(200, len(data), 1 << 20):
+            yield [data[j:j + (256 << 10)] for j in range(at, min(at + (1 << 20), len(data)), 256 << 10)]
+
+    digest = hashlib.sha256()
+    assert await store.put_stream("pieces", lists(), digest=digest) == len(data)
+    assert await read_all(store, "pieces") == data
+    assert digest.digest() == hashlib.sha256(data).digest()
+
+
 async def test_read_range_stopped_early_and_past_the_end(store: ObjectStore) -> None:
     data = os.urandom((3 << 20) + 5)
     await store.put_stream("r", chunks_of(data, 1 << 20))

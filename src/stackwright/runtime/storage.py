@@ -33,6 +33,11 @@ READ_CHUNK = 1 << 20
 PART_SIZE = 8 << 20
 
 
+#: What ``put_stream`` stores: a byte string, or a list of them to be stored one after the other (the pieces a
+#: body arrived in, written together without being joined first).
+Chunk = bytes | list[bytes]
+
+
 class Digest(Protocol):
     """What ``put_stream`` needs of a running hash (``hashlib.sha256()`` and friends)."""
 
@@ -110,9 +115,10 @@ class ObjectStore:
     async def delete(self, key: str) -> None:
         raise NotImplementedError
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
+    async def put_stream(self, key: str, chunks: AsyncIterable[Chunk],
                          content_type: str = "application/octet-stream", digest: Digest | None = None) -> int:
-        """Store the bytes of ``chunks`` under ``key`` without holding them all; returns the size in bytes.
+        """Store the bytes of ``chunks`` (each a byte string or a list of them, see :data:`Chunk`) under
+        ``key`` without holding them all; returns the size in bytes.
 
         Atomic: if ``chunks`` raises (client gone, body too large) or the process dies, no object (and no
         part of one) is visible under ``key``; an existing object under ``key`` stays as it was.
@@ -149,21 +155,35 @@ INLINE_WRITE = 64 << 10
 WRITEBACK_EVERY = 8 << 20
 
 
-def _write_all(fd: int, data: bytes, offset: int, digest: Digest | None = None) -> None:
+def _pieces(chunk: Chunk) -> list[bytes]:
+    return [chunk] if isinstance(chunk, bytes | bytearray | memoryview) else chunk
+
+
+def _chunk_size(chunk: Chunk) -> int:
+    return len(chunk) if isinstance(chunk, bytes | bytearray | memoryview) else sum(map(len, chunk))
+
+
+def _write_all(fd: int, data: Chunk, offset: int, digest: Digest | None = None) -> None:
     """Write all of ``data`` (which starts at byte ``offset`` of the file) to ``fd``, after adding it to
-    ``digest`` when one is given.
+    ``digest`` when one is given. A list of pieces goes in one ``writev``: no joined copy of them is made.
 
     Each time the file crosses a :data:`WRITEBACK_EVERY` boundary, the kernel is asked to start writing the
     finished stretch to disk now (``POSIX_FADV_DONTNEED`` starts writeback without waiting for it, and drops
     the pages once clean): the closing fsync then waits for the last few MiB, not for the whole file, and a
     large upload does not fill the page cache.
     """
+    pieces = _pieces(data)
     if digest is not None:
-        digest.update(data)  # hashlib releases the GIL for more than 2 KiB
-    view = memoryview(data)
-    while view:  # os.write may write less than asked
-        view = view[os.write(fd, view):]
-    end = offset + len(data)
+        for piece in pieces:
+            digest.update(piece)  # hashlib releases the GIL for more than 2 KiB
+    size = _chunk_size(pieces)
+    # writev takes at most IOV_MAX (1024 on Linux) buffers; many tiny pieces are cheaper joined anyway.
+    written = os.writev(fd, pieces) if len(pieces) <= 64 else 0
+    if written < size:  # writev or write may write less than asked: the rest, piece by piece
+        view = memoryview(b"".join(pieces))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+    end = offset + size
     if end // WRITEBACK_EVERY > offset // WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
         # From one stretch back: the previous stretch, clean by now, is dropped from the cache as well.
         start = max(0, offset // WRITEBACK_EVERY - 1) * WRITEBACK_EVERY
@@ -255,7 +275,7 @@ class LocalStore(ObjectStore):
         path.unlink(missing_ok=True)
         self._retention_path(path).unlink(missing_ok=True)
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
+    async def put_stream(self, key: str, chunks: AsyncIterable[Chunk],
                          content_type: str = "application/octet-stream", digest: Digest | None = None) -> int:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,12 +293,13 @@ class LocalStore(ObjectStore):
                 # receiving and writing overlap, and memory holds at most two chunks.
                 if writing is not None:
                     await writing
-                if len(chunk) < INLINE_WRITE:
+                length = _chunk_size(chunk)
+                if length < INLINE_WRITE:
                     _write_all(fd, chunk, size, digest)  # a small body: a thread hop would cost more
                     writing = None
                 else:
                     writing = loop.run_in_executor(None, _write_all, fd, chunk, size, digest)
-                size += len(chunk)
+                size += length
             if writing is not None:
                 await writing
             # On disk before it gets its name: after a crash the name never points at missing bytes.
@@ -462,7 +483,7 @@ class S3Store(ObjectStore):
 
         return await asyncio.to_thread(sweep)
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes],
+    async def put_stream(self, key: str, chunks: AsyncIterable[Chunk],
                          content_type: str = "application/octet-stream", digest: Digest | None = None) -> int:
         key = _safe_key(key)
         buffer = bytearray()
@@ -489,8 +510,9 @@ class S3Store(ObjectStore):
 
         try:
             async for chunk in chunks:
-                buffer += chunk
-                size += len(chunk)
+                for piece in _pieces(chunk):
+                    buffer += piece
+                    size += len(piece)
                 # At most one part (plus one chunk) in memory, whatever the object's size.
                 if len(buffer) >= PART_SIZE:
                     await send_part(bytes(buffer[:PART_SIZE]))
