@@ -496,8 +496,10 @@ def _servers(config: dict[str, Any]) -> tuple[Any, Any]:
     """The public server and, when the config has an ``admin_port``, the local-only admin server."""
     import uvicorn
 
+    from ..runtime.http_protocol import LeanBodyHttpToolsProtocol
+
     app = build_app(config)
-    public = uvicorn.Server(uvicorn.Config(app, host=config.get("host", "127.0.0.1"),
+    public = uvicorn.Server(uvicorn.Config(app, host=config.get("host", "127.0.0.1"), http=LeanBodyHttpToolsProtocol,
                                            port=int(config["port"]), log_level="warning", access_log=False,
                                            server_header=False, timeout_graceful_shutdown=5))
     if not config.get("admin_port"):

@@ -33,6 +33,7 @@ from ..contract import (
 )
 from . import shutdown
 from .faults import CRASH_EXIT_CODE, FAULT_ENV, FaultSpecError, fault_from_env
+from .http_protocol import LeanBodyHttpToolsProtocol
 from .problems import problem_response
 
 Scope = MutableMapping[str, Any]
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         app = PlatformSplit(import_from_string(args.app), args.platform_port,
                             published_paths(os.environ.get(PUBLISHED_PATHS_ENV)))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=False, timeout_graceful_shutdown=args.graceful, lifespan="on",
+                            http=LeanBodyHttpToolsProtocol, access_log=False,
+                            timeout_graceful_shutdown=args.graceful, lifespan="on",
                             server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                             ws_ping_interval=args.ws_ping, ws_ping_timeout=args.ws_ping)
     server = _DrainingServer(config)
