@@ -28,18 +28,14 @@ MiB = 1 << 20
 # messages it came in.
 APP = """
 import hashlib, json
+from stackwright.bench.baseline import app as baseline
 from stackwright.runtime.limits import BodyLimitMiddleware
 
 
 async def echo(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    if scope["type"] != "http":
+        await baseline(scope, receive, send)  # the lifespan
+        return
     digest, size, messages, more = hashlib.sha256(), 0, 0, True
     while more:
         message = await receive()
