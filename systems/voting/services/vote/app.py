@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from typing import Annotated, Any
@@ -69,7 +70,15 @@ def poll_key(poll_id: str) -> str:
     return f"poll:{poll_id}"
 
 
+# The spelling str(uuid.UUID(...)) gives: such an id is returned as it is, without building a UUID (every
+# vote parses its poll's id; ~4% of the vote service's samples under py-spy).
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _parse_id(poll_id: str) -> str:
+    """The canonical spelling of a poll id (any spelling :class:`uuid.UUID` accepts); Problem 404 otherwise."""
+    if _CANONICAL_ID.fullmatch(poll_id):
+        return poll_id
     try:
         return str(uuid.UUID(poll_id))
     except ValueError:
