@@ -405,3 +405,33 @@ def test_queue_from_url_rejects_unknown_scheme() -> None:
         queue_from_url("amqp://localhost", "x")
     with pytest.raises(QueueError):
         queue_from_url("sqs://?regoin=us-east-1", "x")
+
+
+# -- a claim and its message in one step (Redis Streams only) ---------------------------------
+
+
+async def test_send_claimed_writes_both_or_nothing(redis_url: str) -> None:
+    queue = queue_from_url(redis_url, f"t-{uuid.uuid4().hex[:12]}", visibility_timeout=5.0)
+    plain = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"claim:{uuid.uuid4().hex}"
+    try:
+        first = await queue.send_claimed(key, "one", 60, {"n": 1})  # type: ignore[attr-defined]
+        assert isinstance(first, str) and plain.get(key) == "one" and 0 < plain.ttl(key) <= 60
+        # The key is held: no message and the key untouched, whatever the second caller sent.
+        assert await queue.send_claimed(key, "two", 600, {"n": 2}) is None  # type: ignore[attr-defined]
+        assert plain.get(key) == "one" and plain.ttl(key) <= 60
+        assert plain.xlen(queue.stream) == 1  # type: ignore[attr-defined]
+        got = await _receive_one(queue)
+        assert got.id == first and got.body == {"n": 1}
+        await queue.ack(got)
+        with pytest.raises(QueueError):  # checked before anything is written
+            await queue.send_claimed(f"{key}:bad", "x", 60, ["not", "an", "object"])  # type: ignore[attr-defined,arg-type]
+        assert plain.get(f"{key}:bad") is None
+    finally:
+        plain.close()
+        await queue.close()
+
+
+def test_only_a_redis_queue_offers_send_claimed(sqs_client: Any) -> None:
+    # The vote service falls back to SET NX, then send, on any queue without it (SQS on AWS).
+    assert getattr(queue_from_url("sqs://?region=us-east-1", "t-claim"), "send_claimed", None) is None

@@ -106,6 +106,7 @@ class FastRouter:
         self.max_body_bytes = max_body_bytes
         self._routes: dict[str, list[FastRoute]] = {}
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._in_progress: dict[str, Any] = {}  # by method: labels() costs a lock and a tuple of str() per call
 
     def __bool__(self) -> bool:
         return bool(self._routes)
@@ -126,7 +127,9 @@ class FastRouter:
         """Answer one request on ``route`` (never raises for bad input: every error is problem+json)."""
         start = time.perf_counter()
         name = self.service.name
-        in_progress = IN_PROGRESS.labels(name, route.method)
+        in_progress = self._in_progress.get(route.method)
+        if in_progress is None:
+            in_progress = self._in_progress[route.method] = IN_PROGRESS.labels(name, route.method)
         in_progress.inc()
         status = 500
         try:

@@ -47,6 +47,30 @@ def test_vote_once_and_see_results(voting: Any) -> None:
     assert poll["id"] in [p["id"] for p in listed]
 
 
+def test_a_refused_vote_writes_nothing(voting: Any) -> None:
+    """The second vote of a viewer is a 409 that leaves the dedup key and the queue as they were."""
+    import redis
+
+    poll = voting.new_poll()
+    url = f"/polls/{poll['id']}/votes"
+    first = voting.client.post(url, json={"option": "A"}, headers=voting.token("erin"))
+    assert first.status_code == 202
+    r = redis.Redis.from_url(voting.state["resources"]["cache"], decode_responses=True)
+    stream, voted = f"sw:q:{voting.system.name}-votes", f"voted:{poll['id']}:erin"
+    try:
+        # The last id the stream generated moves with every XADD, even once the worker has deleted the entry.
+        before = r.xinfo_stream(stream)["last-generated-id"]
+        assert r.get(voted) == first.json()["vote_id"]
+        again = voting.client.post(url, json={"option": "B"}, headers=voting.token("erin"))
+        assert "already voted" in problem(again, 409)["detail"]
+        assert r.xinfo_stream(stream)["last-generated-id"] == before
+        assert r.get(voted) == first.json()["vote_id"]
+    finally:
+        r.close()
+    final = voting.wait_until(lambda: (res := voting.results(poll["id"]))["total"] == 1 and res)
+    assert final["totals"]["A"] == 1
+
+
 def test_bad_requests_get_problem_json(voting: Any) -> None:
     poll = voting.new_poll()
     closed = voting.new_poll()

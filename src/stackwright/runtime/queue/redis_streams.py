@@ -46,6 +46,15 @@ end
 return acked
 """
 
+# A claim and a message in one atomic step: the message is appended only when the claim key was free, so
+# a refused claim writes nothing. One round trip where SET NX, then XADD, took two (see send_claimed).
+_CLAIM_SEND_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('XADD', KEYS[2], '*', 'b', ARGV[3])
+end
+return false
+"""
+
 # Deleting first and re-adding only if the delete hit makes concurrent redrives of the same
 # DLQ entry produce one copy, not two.
 _REDRIVE_LUA = """
@@ -157,6 +166,7 @@ class RedisStreamsQueue(Queue):
         self._owns_producer = producer is None and supports(url)
         self._producer = producer or (MultiplexedRedis(url, command_timeout=command_timeout_s)
                                       if supports(url) else None)
+        self._claim_send = self._producer.script(_CLAIM_SEND_LUA) if self._producer is not None else None
         self._group_ready = False
         # XAUTOCLAIM scans a bounded slice of the PEL per call; carrying the cursor over means
         # a long run of still-fresh in-flight entries at the head cannot hide expired ones.
@@ -201,6 +211,21 @@ class RedisStreamsQueue(Queue):
         payload = encode_body(body)
         await self._ensure_group()
         return await (self._producer or self._redis).xadd(self.stream, {BODY_FIELD: payload})
+
+    async def send_claimed(self, key: str, value: str, ttl_s: int, body: dict[str, Any]) -> str | None:
+        """``SET key value NX EX ttl_s`` and, only if the key was free, append ``body``: both or neither, in
+        one atomic script and one round trip. Returns the message id, or None when ``key`` was already held
+        (then nothing was written). ``key`` lives on the queue's own Redis: for a claim that must share the
+        queue's fate (one vote per viewer and poll, acknowledged once queued), when the caller's cache is that
+        Redis. Needs the multiplexed producer (``redis://``/``rediss://``); raises QueueError otherwise.
+
+        Never re-sent on a lost connection: the caller cannot tell whether it ran, as with any send.
+        """
+        if self._claim_send is None:
+            raise QueueError("send_claimed needs a redis:// or rediss:// queue URL")
+        payload = encode_body(body)
+        await self._ensure_group()
+        return await self._claim_send(keys=[key, self.stream], args=[value, ttl_s, payload])
 
     async def send_batch(self, bodies: list[dict[str, Any]], *, group: str | None = None) -> list[str]:
         """Append many messages in one round trip (a pipeline, not a transaction)."""
