@@ -147,13 +147,44 @@ def _request_hash(body: NewPayment) -> str:
 
 
 async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
-    """Publish the payment's outcome event and mark the row ``published``; raises on any failure."""
+    """Publish the payment's outcome event and queue the row's ``published`` mark; raises on any failure."""
     await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
                                   "id": f"payment:{payment['id']}:{payment['status']}",
                                   "type": f"payment.{payment['status']}"})
-    # A lease of its own: the background retry runs after the request (and its lease) ended.
-    async with tenancy.dbs.lease(tenant) as db:
-        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+    _unmarked.setdefault(tenant, set()).add(uuid.UUID(payment["id"]))
+
+
+#: Published payments whose rows are not marked yet, by tenant. The marks are written in batches (one UPDATE
+#: per tenant every MARK_EVERY_S) instead of a statement and a commit per payment: a mark lost with the
+#: process only means that a replay of the key publishes the event again, which consumers record once
+#: (audit by event id; notification is at-least-once anyway).
+_unmarked: dict[str, set[uuid.UUID]] = {}
+MARK_EVERY_S = 0.25
+
+
+async def mark_published() -> None:
+    """Write the queued ``published`` marks (one UPDATE per tenant); a failed tenant's marks stay queued."""
+    for tenant in list(_unmarked):
+        ids = _unmarked.pop(tenant, set())
+        if not ids:
+            continue
+        try:
+            # A lease of its own: the requests that published have ended.
+            async with tenancy.dbs.lease(tenant) as db:
+                await db.pool.execute("UPDATE payments SET published = true WHERE id = ANY($1::uuid[])", list(ids))
+        except Exception as exc:
+            log.warning("marking %d payments of %s published failed (%s); retrying", len(ids), tenant, exc)
+            _unmarked.setdefault(tenant, set()).update(ids)
+
+
+@svc.background
+async def mark_published_forever() -> None:
+    while True:
+        await asyncio.sleep(MARK_EVERY_S)
+        await mark_published()
+
+
+svc.on_shutdown(mark_published)  # a clean stop leaves no mark unwritten
 
 
 async def _publish(tenant: str, payment: dict[str, Any]) -> None:
@@ -189,11 +220,37 @@ async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float
     log.error("gave up publishing payment %s; a replay of its key publishes it", payment["id"])
 
 
+#: Claims the key and reads both accounts in one round trip, inside the request's transaction: ``new_id`` is
+#: the payment's id when this request inserted the row (null when the key exists), one row per account found
+#: (account columns null when none is). A concurrent duplicate's INSERT waits on this row's uncommitted key
+#: until this transaction ends, then finds the committed answer (or inserts, if this one rolled back).
+CLAIM_SQL = """
+WITH new AS (
+  INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, status)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+)
+SELECT n.id AS new_id, a.id, a.currency, a.email, a.kind
+FROM (SELECT 1) one LEFT JOIN new n ON true LEFT JOIN accounts a ON a.id IN ($4, $5)
+"""
+
+#: A payment's id is a function of its tenant-unique Idempotency-Key: a request whose transaction was cut
+#: (process killed, ledger down) leaves no row, and its retry uses the same id, which the fraud service (one
+#: verdict per id) and the ledger (one transfer per id) answer as before: nothing is posted twice.
+_ID_NAMESPACE = uuid.UUID("5f0c7a52-8d3e-4c1b-9a6e-2b7d4e8f1a03")
+
+
+def payment_id_for(idempotency_key: str) -> uuid.UUID:
+    """The id of the payment made under ``idempotency_key`` (the same key always gives the same id)."""
+    return uuid.uuid5(_ID_NAMESPACE, idempotency_key)
+
+
 @app.post("/payments", status_code=201, responses=problem_responses(401, 403, 404, 409, 503))
 async def create_payment(body: NewPayment, request: Request,
                          idempotency_key: str = Header(alias="Idempotency-Key", min_length=1, max_length=200,
                                                        pattern=r"^[\x21-\x7e]+$"),
                          scope: tuple[str, Database] = Depends(tenant_db)) -> Any:
+    """Make a payment once per ``Idempotency-Key`` (see the module docstring): 201 with its outcome, or the
+    first answer again (``Idempotent-Replayed: true``); 422 for the key with another body."""
     if body.currency not in CURRENCIES:
         raise Problem(422, f"unknown currency {body.currency}")
     if body.from_account == body.to_account:
@@ -201,26 +258,32 @@ async def create_payment(body: NewPayment, request: Request,
     tenant, db = scope
     auth = request.headers.get("authorization", "")
     digest = _request_hash(body)
-    async with db.pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, "
-            "status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING",
-            uuid.uuid4(), idempotency_key, digest, body.from_account, body.to_account, body.amount, body.currency)
-        async with conn.transaction():
-            # The row lock serialises duplicates: the second waits for the first's answer, then replays it.
-            row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
+    # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh under
+    # the same payment id), and the uncommitted row holds concurrent duplicates until the answer is stored.
+    async with db.pool.acquire() as conn, conn.transaction():
+        claimed = await conn.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
+                                   body.from_account, body.to_account, body.amount, body.currency)
+        row: Any = None
+        if claimed[0]["new_id"] is None:
+            # The row lock serialises duplicates: a payment left pending (by an earlier version) is decided here.
+            row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE",
+                                      idempotency_key)
             if row["request_hash"] != digest:
                 raise Problem(422, "this Idempotency-Key was used with a different request body")
-            replayed = row["response"] is not None
-            if replayed:
-                status, response = row["response_status"], json.loads(row["response"])
-            else:
-                status, response = await _decide(conn, auth, row, body)
-                await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                                   "updated_at = now() WHERE id = $1", row["id"],
-                                   response["status"] if status == 201 else "invalid",
-                                   json.dumps(response.get("fraud")), status, json.dumps(response))
-    # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
+        replayed = row is not None and row["response"] is not None
+        if replayed:
+            status, response = row["response_status"], json.loads(row["response"])
+        else:
+            pid = claimed[0]["new_id"] or row["id"]
+            accounts = claimed if row is None else await conn.fetch(
+                "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)", body.from_account,
+                body.to_account)
+            status, response = await _decide(auth, pid, accounts, body)
+            await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
+                               "updated_at = now() WHERE id = $1", pid,
+                               response["status"] if status == 201 else "invalid",
+                               json.dumps(response.get("fraud")), status, json.dumps(response))
+    # After the commit: an event describes a stored outcome only.
     if status == 201 and not (replayed and row["published"]):
         await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
@@ -228,21 +291,21 @@ async def create_payment(body: NewPayment, request: Request,
                         media_type="application/problem+json" if status >= 400 else None)
 
 
-async def _decide(conn: Any, auth: str, row: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
-    """Score and post a pending payment; returns its final (status, body). Raises Problem 503 (nothing
-    stored) when the ledger cannot be reached, so a retry with the same key resumes."""
-    accounts = {r["id"]: r for r in await conn.fetch(
-        "SELECT id, currency, email, kind FROM accounts WHERE id = ANY($1::uuid[])",
-        [body.from_account, body.to_account])}
+async def _decide(auth: str, payment_id: uuid.UUID, rows: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
+    """Score and post a payment, given the payer's and payee's account rows; returns its final (status, body).
+    Raises Problem 503 (nothing stored) when the ledger cannot be reached, so a retry with the same key
+    resumes, and 422 when the ledger holds this payment's transfer with other terms (the key was used with
+    another body by a request cut before it stored its answer)."""
+    accounts = {r["id"]: r for r in rows if r["id"] is not None}
     if len(accounts) != 2 or any(a["kind"] != "customer" for a in accounts.values()):
         return 404, {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "unknown account"}
     if any(a["currency"].strip() != body.currency for a in accounts.values()):
         return 422, {"type": "about:blank", "title": "Unprocessable Content", "status": 422,
                      "detail": f"both accounts must hold {body.currency}"}
-    payment = {"id": str(row["id"]), "from_account": str(body.from_account), "to_account": str(body.to_account),
+    payment = {"id": str(payment_id), "from_account": str(body.from_account), "to_account": str(body.to_account),
                "amount": body.amount, "currency": body.currency, "description": body.description,
                "payer_email": accounts[body.from_account]["email"]}
-    verdict = await score(auth, row["id"], body)
+    verdict = await score(auth, payment_id, body)
     payment["fraud"] = verdict
     if verdict["decision"] == "decline":
         return 201, {**payment, "status": "declined", "reasons": verdict["reasons"]}
@@ -262,14 +325,21 @@ async def _post_transfer(auth: str, payment: dict[str, Any], retry: str) -> bool
         async with _http().post(f"{TRANSACTION_URL}/internal/transfers", headers={"authorization": auth}, json={
                 key: payment[key] for key in ("id", "from_account", "to_account", "amount", "currency")}) as resp:
             status = resp.status
-            await resp.read()
-    except _CALL_ERRORS:
+            posted = await resp.json(content_type=None) if status == 201 else await resp.read()
+    except (*_CALL_ERRORS, ValueError):
         raise Problem(503, f"the ledger is unavailable; {retry}", headers={"Retry-After": "1"}) from None
     if status == 409:
         return False
     if status != 201:
         raise Problem(503, f"the ledger answered {status}; {retry}", headers={"Retry-After": "1"})
+    if any(posted.get(key) != payment[key] for key in _TERMS):
+        # Posted before under this id with other terms: a cut request with the same key and another body.
+        raise Problem(422, "this Idempotency-Key was used with a different request body")
     return True
+
+
+#: What a transfer posted under a payment's id must agree on with the payment.
+_TERMS = ("from_account", "to_account", "amount", "currency")
 
 
 def _summary(row: Any) -> dict[str, Any]:
