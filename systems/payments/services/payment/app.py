@@ -1,11 +1,12 @@
 """Payment service: ``POST /payments`` with an ``Idempotency-Key``.
 
-* Idempotency: the key is claimed by inserting the payment row (unique per tenant database); the same key
-  with the same body answers the first answer (status and body, header ``Idempotent-Replayed: true``), the
-  same key with another body is 422, and concurrent duplicates wait on the row's lock and then replay, so
-  one payment is made. An answer is stored only once it is final; a payment interrupted (ledger down,
-  process killed) stays ``pending`` and the retry with the same key finishes it (the ledger posts a
-  transfer id once).
+* Idempotency: the key is claimed by inserting the payment row (unique per tenant database) in the
+  transaction that stores the answer; the same key with the same body answers the first answer (status and
+  body, header ``Idempotent-Replayed: true``), the same key with another body is 422, and concurrent
+  duplicates wait on the uncommitted row and then replay, so one payment is made. The payment id is derived
+  from the key (:func:`payment_id_for`): a payment interrupted (ledger down, process killed) leaves no row,
+  and the retry with the same key makes it under the same id (fraud keeps one verdict and the ledger one
+  transfer per id, so nothing is posted twice; a transfer posted with other terms is 422).
 * Fraud: scored synchronously by the fraud service with a timeout (``FRAUD_TIMEOUT_S``, default 1 s)
   behind a circuit breaker (``FRAUD_BREAKER_FAILURES`` consecutive failures open it for
   ``FRAUD_BREAKER_OPEN_S``); when fraud is unavailable the payment is ``held`` for review, never approved.
@@ -35,7 +36,8 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from stackwright.runtime import Database, Principal, Problem, Service, problem_responses
+from stackwright.runtime import Database, FastRequest, Principal, Problem, Reply, Service, problem_responses
+from stackwright.runtime.problems import PROBLEM_JSON
 from stackwright.runtime.tenancy import tenant_scope
 
 log = logging.getLogger("payment")
@@ -244,19 +246,28 @@ def payment_id_for(idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(_ID_NAMESPACE, idempotency_key)
 
 
-@app.post("/payments", status_code=201, responses=problem_responses(401, 403, 404, 409, 503))
-async def create_payment(body: NewPayment, request: Request,
-                         idempotency_key: str = Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                                       pattern=r"^[\x21-\x7e]+$"),
-                         scope: tuple[str, Database] = Depends(tenant_db)) -> Any:
+#: The Idempotency-Key header: required, printable ASCII without spaces, at most 200 characters.
+IDEMPOTENCY_KEY = Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+
+
+# The hot route, served ahead of FastAPI's machinery (runtime/fastpath.py), documented as usual.
+@svc.fast_route("POST", "/payments", status_code=201, body=NewPayment, auth=True,
+                headers={"Idempotency-Key": IDEMPOTENCY_KEY}, response_model=dict[str, Any],
+                responses=problem_responses(401, 403, 404, 409, 503))
+async def create_payment(fast: FastRequest) -> Reply:
     """Make a payment once per ``Idempotency-Key`` (see the module docstring): 201 with its outcome, or the
     first answer again (``Idempotent-Replayed: true``); 422 for the key with another body."""
+    assert fast.principal is not None  # auth=True
+    tenant = tenancy.tenant_of(fast.principal)
+    async with tenancy.database(tenant) as db:
+        return await _pay(tenant, db, fast.body, fast.header("idempotency-key") or "", fast.authorization or "")
+
+
+async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str, auth: str) -> Reply:
     if body.currency not in CURRENCIES:
         raise Problem(422, f"unknown currency {body.currency}")
     if body.from_account == body.to_account:
         raise Problem(422, "payer and payee must be different accounts")
-    tenant, db = scope
-    auth = request.headers.get("authorization", "")
     digest = _request_hash(body)
     # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh under
     # the same payment id), and the uncommitted row holds concurrent duplicates until the answer is stored.
@@ -287,8 +298,9 @@ async def create_payment(body: NewPayment, request: Request,
     if status == 201 and not (replayed and row["published"]):
         await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(response, status_code=status, headers=headers,
-                        media_type="application/problem+json" if status >= 400 else None)
+    if status >= 400:
+        headers["content-type"] = PROBLEM_JSON
+    return Reply(response, status, headers)
 
 
 async def _decide(auth: str, payment_id: uuid.UUID, rows: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
