@@ -13,7 +13,7 @@ import pytest
 
 from stackwright.local.chaos import process_pid
 from stackwright.resources.topic import Topic as TopicKind
-from stackwright.runtime.topic import Topic
+from stackwright.runtime.queue.base import encode_body
 
 from .conftest import Payments
 
@@ -35,14 +35,20 @@ def test_kill_9_mid_batch_keeps_every_event_once_and_the_chain_valid(payments: P
     ids = [f"payment:{uuid.uuid4()}:settled" for _ in range(EVENTS)]
 
     async def publish() -> None:
-        topic = Topic(payments.fresh_state()["resources"]["payment-events"], stream)
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(payments.fresh_state()["resources"]["payment-events"])
         try:
-            # As payment publishes them, but with no payer email: notification sends nothing.
-            await asyncio.gather(*(topic.publish({"id": i, "type": "payment.settled", "tenant_id": tenant,
-                                                  "payment_id": i.split(":")[1], "amount": k + 1, "currency": "USD",
-                                                  "status": "settled"}) for k, i in enumerate(ids)))
+            # As payment publishes them (Topic.publish's entry), all in one pipeline so that the backlog is there
+            # at once; no payer email, so notification sends nothing.
+            async with client.pipeline(transaction=False) as pipe:
+                for k, i in enumerate(ids):
+                    pipe.xadd(stream, {"b": encode_body({"id": i, "type": "payment.settled", "tenant_id": tenant,
+                                                         "payment_id": i.split(":")[1], "amount": k + 1,
+                                                         "currency": "USD", "status": "settled"})})
+                await pipe.execute()
         finally:
-            await topic.close()
+            await client.aclose()
 
     asyncio.run(publish())
     state = payments.fresh_state()

@@ -153,37 +153,50 @@ async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
     await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
                                   "id": f"payment:{payment['id']}:{payment['status']}",
                                   "type": f"payment.{payment['status']}"})
-    _unmarked.setdefault(tenant, set()).add(uuid.UUID(payment["id"]))
+    _queue_marks(tenant, {uuid.UUID(payment["id"])})
 
 
-#: Published payments whose rows are not marked yet, by tenant. The marks are written in batches (one UPDATE
-#: per tenant every MARK_EVERY_S) instead of a statement and a commit per payment: a mark lost with the
-#: process only means that a replay of the key publishes the event again, which consumers record once
-#: (audit by event id; notification is at-least-once anyway).
-_unmarked: dict[str, set[uuid.UUID]] = {}
-MARK_EVERY_S = 0.25
+#: Published payments whose rows are not marked yet, by tenant (with when the oldest was queued). The marks
+#: ride on the tenant's next payment (one more CTE in its claim statement, no round trip of its own); a tenant
+#: with no payment for MARK_AFTER_S gets them in one UPDATE of the background marker. Not a statement and a
+#: commit per payment, and no second connection per tenant while its requests hold one. A mark lost with the
+#: process only means that a replay of the key publishes the event again, which consumers record once (audit
+#: by event id; notification is at-least-once anyway).
+_unmarked: dict[str, tuple[float, set[uuid.UUID]]] = {}
+MARK_AFTER_S = 1.0
 
 
-async def mark_published() -> None:
-    """Write the queued ``published`` marks (one UPDATE per tenant); a failed tenant's marks stay queued."""
-    for tenant in list(_unmarked):
-        ids = _unmarked.pop(tenant, set())
+def _queue_marks(tenant: str, ids: set[uuid.UUID]) -> None:
+    _unmarked.setdefault(tenant, (time.monotonic(), set()))[1].update(ids)
+
+
+def _take_marks(tenant: str) -> list[uuid.UUID]:
+    """The tenant's queued marks, now the caller's to write (or to queue again if it fails)."""
+    return list(_unmarked.pop(tenant, (0.0, set()))[1])
+
+
+async def mark_published(older_than_s: float = 0.0) -> None:
+    """Write the marks queued for at least ``older_than_s`` (one UPDATE per tenant); a failed tenant's marks
+    stay queued."""
+    now = time.monotonic()
+    for tenant in [t for t, (since, _) in _unmarked.items() if now - since >= older_than_s]:
+        ids = _take_marks(tenant)
         if not ids:
             continue
         try:
             # A lease of its own: the requests that published have ended.
             async with tenancy.dbs.lease(tenant) as db:
-                await db.pool.execute("UPDATE payments SET published = true WHERE id = ANY($1::uuid[])", list(ids))
+                await db.pool.execute("UPDATE payments SET published = true WHERE id = ANY($1::uuid[])", ids)
         except Exception as exc:
             log.warning("marking %d payments of %s published failed (%s); retrying", len(ids), tenant, exc)
-            _unmarked.setdefault(tenant, set()).update(ids)
+            _queue_marks(tenant, set(ids))
 
 
 @svc.background
 async def mark_published_forever() -> None:
     while True:
-        await asyncio.sleep(MARK_EVERY_S)
-        await mark_published()
+        await asyncio.sleep(MARK_AFTER_S / 2)
+        await mark_published(MARK_AFTER_S)
 
 
 svc.on_shutdown(mark_published)  # a clean stop leaves no mark unwritten
@@ -225,11 +238,14 @@ async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float
 #: Claims the key and reads both accounts in one round trip, inside the request's transaction: ``new_id`` is
 #: the payment's id when this request inserted the row (null when the key exists), one row per account found
 #: (account columns null when none is). A concurrent duplicate's INSERT waits on this row's uncommitted key
-#: until this transaction ends, then finds the committed answer (or inserts, if this one rolled back).
+#: until this transaction ends, then finds the committed answer (or inserts, if this one rolled back). It also
+#: marks ``$8``, the tenant's payments published since (see ``_unmarked``).
 CLAIM_SQL = """
 WITH new AS (
   INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, status)
   VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), marked AS (
+  UPDATE payments SET published = true WHERE id = ANY($8::uuid[])
 )
 SELECT n.id AS new_id, a.id, a.currency, a.email, a.kind
 FROM (SELECT 1) one LEFT JOIN new n ON true LEFT JOIN accounts a ON a.id IN ($4, $5)
@@ -269,38 +285,48 @@ async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str
     if body.from_account == body.to_account:
         raise Problem(422, "payer and payee must be different accounts")
     digest = _request_hash(body)
-    # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh under
-    # the same payment id), and the uncommitted row holds concurrent duplicates until the answer is stored.
-    async with db.pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
-                                   body.from_account, body.to_account, body.amount, body.currency)
-        row: Any = None
-        if claimed[0]["new_id"] is None:
-            # The row lock serialises duplicates: a payment left pending (by an earlier version) is decided here.
-            row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE",
-                                      idempotency_key)
-            if row["request_hash"] != digest:
-                raise Problem(422, "this Idempotency-Key was used with a different request body")
-        replayed = row is not None and row["response"] is not None
-        if replayed:
-            status, response = row["response_status"], json.loads(row["response"])
-        else:
-            pid = claimed[0]["new_id"] or row["id"]
-            accounts = claimed if row is None else await conn.fetch(
-                "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)", body.from_account,
-                body.to_account)
-            status, response = await _decide(auth, pid, accounts, body)
-            await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                               "updated_at = now() WHERE id = $1", pid,
-                               response["status"] if status == 201 else "invalid",
-                               json.dumps(response.get("fraud")), status, json.dumps(response))
+    marks = _take_marks(tenant)
+    try:
+        # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh
+        # under the same payment id), and the uncommitted row holds concurrent duplicates until the answer is
+        # stored.
+        async with db.pool.acquire() as conn, conn.transaction():
+            status, response, replayed, published = await _claim_and_decide(conn, body, idempotency_key, digest,
+                                                                            auth, marks)
+    except BaseException:
+        _queue_marks(tenant, set(marks))  # rolled back with the request: still to be written
+        raise
     # After the commit: an event describes a stored outcome only.
-    if status == 201 and not (replayed and row["published"]):
+    if status == 201 and not (replayed and published):
         await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     if status >= 400:
         headers["content-type"] = PROBLEM_JSON
     return Reply(response, status, headers)
+
+
+async def _claim_and_decide(conn: Any, body: NewPayment, idempotency_key: str, digest: str, auth: str,
+                            marks: list[uuid.UUID]) -> tuple[int, dict[str, Any], bool, bool]:
+    """Inside the request's transaction: claim the key (and write ``marks``), then replay the stored answer or
+    decide the payment and store its answer. Returns (status, body, replayed, published before)."""
+    claimed = await conn.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
+                               body.from_account, body.to_account, body.amount, body.currency, marks)
+    row: Any = None
+    if claimed[0]["new_id"] is None:
+        # The row lock serialises duplicates: a payment left pending (by an earlier version) is decided here.
+        row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
+        if row["request_hash"] != digest:
+            raise Problem(422, "this Idempotency-Key was used with a different request body")
+        if row["response"] is not None:
+            return row["response_status"], json.loads(row["response"]), True, row["published"]
+    pid = claimed[0]["new_id"] or row["id"]
+    accounts = claimed if row is None else await conn.fetch(
+        "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)", body.from_account, body.to_account)
+    status, response = await _decide(auth, pid, accounts, body)
+    await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
+                       "updated_at = now() WHERE id = $1", pid, response["status"] if status == 201 else "invalid",
+                       json.dumps(response.get("fraud")), status, json.dumps(response))
+    return status, response, False, False
 
 
 async def _decide(auth: str, payment_id: uuid.UUID, rows: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
