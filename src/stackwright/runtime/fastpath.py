@@ -113,12 +113,13 @@ class FastRoute:
                                     "msg": f"String should have at most {spec} characters"})
             elif value is None:
                 if spec.is_required():
-                    raise _Invalid({"type": "missing", "loc": ("header", n), "msg": "Field required"})
+                    raise _Invalid({"type": "missing", "loc": ("header", spec.alias or n), "msg": "Field required"})
             else:
                 try:
                     self._header_checks[n].validate_python(value)
                 except ValidationError as exc:
-                    raise _Invalid(*({**e, "loc": ("header", n)} for e in exc.errors(include_url=False))) from None
+                    raise _Invalid(*({**e, "loc": ("header", spec.alias or n)}
+                                     for e in exc.errors(include_url=False))) from None
 
 
 class FastRouter:
