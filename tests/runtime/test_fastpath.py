@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from pydantic import BaseModel, Field
 from tests.helpers import AUD, ISS
 
@@ -38,6 +38,12 @@ def _service(jwks_url: str) -> Service:
         if req.header("idempotency-key"):
             return Reply({"replayed": True}, 200, {"Idempotent-Replayed": "true"})
         return {"box": box, "option": req.body.option, "by": req.principal.sub}
+
+    @svc.fast_route("POST", "/boxes/{box}/keyed", body=Ballot, auth=True,
+                    headers={"Idempotency-Key": Header(alias="Idempotency-Key", min_length=1, max_length=8,
+                                                       pattern=r"^[a-z]+$")})
+    async def keyed(req: FastRequest) -> dict[str, Any]:
+        return {"key": req.header("idempotency-key"), "token": (req.authorization or "")[:7]}
 
     @svc.fast_route("GET", "/boxes/{box}")
     async def box(req: FastRequest) -> dict[str, str]:
@@ -162,3 +168,23 @@ async def test_fast_routes_are_counted_and_documented(clients: tuple[httpx.Async
     assert params == {("path", "box"), ("header", "idempotency-key")}
     assert "202" in op["responses"]
 
+
+
+async def test_a_required_constrained_header_is_checked_and_documented_like_fastapi(
+        clients: tuple[httpx.AsyncClient, httpx.AsyncClient], idp: DevIdP) -> None:
+    fast, slow = clients
+    auth = {"Authorization": f"Bearer {idp.mint('v1', [])}"}
+    cases = {"ok": ({"Idempotency-Key": "abc"}, 200), "missing": ({}, 422),
+             "pattern": ({"Idempotency-Key": "ab c"}, 422), "too long": ({"Idempotency-Key": "abcdefghi"}, 422)}
+    for name, (headers, status) in cases.items():
+        a = await fast.post("/boxes/b1/keyed", json={"option": "yes"}, headers=auth | headers)
+        b = await slow.post("/boxes/b1/keyed", json={"option": "yes"}, headers=auth | headers)
+        assert a.status_code == b.status_code == status, (name, a.text, b.text)
+        if status == 422:
+            assert [e["loc"] for e in a.json()["errors"]] == [e["loc"] for e in b.json()["errors"]], name
+        else:
+            assert a.json() == b.json() == {"key": "abc", "token": "Bearer "}
+    op = (await fast.get("/openapi.json")).json()["paths"]["/boxes/{box}/keyed"]["post"]
+    header = next(p for p in op["parameters"] if p["in"] == "header")
+    assert header["name"] == "Idempotency-Key" and header["required"] is True
+    assert header["schema"]["pattern"] == "^[a-z]+$" and header["schema"]["maxLength"] == 8

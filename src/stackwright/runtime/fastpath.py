@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from starlette.types import Receive, Scope, Send
 
 from ..contract import EDGE_PROOF_HEADER
@@ -61,6 +62,7 @@ class FastRequest:
     body: Any = None
     principal: Principal | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    authorization: str | None = None  # the caller's Authorization header, for a handler that calls on with it
 
     def header(self, name: str) -> str | None:
         """A header declared on the route (lower-case name), or None when absent."""
@@ -86,8 +88,10 @@ class FastRoute:
     body: type[BaseModel] | None = None
     auth: bool = False
     roles: tuple[str, ...] = ()
-    headers: dict[str, int] = field(default_factory=dict)  # lower-case name -> max length
+    # lower-case name -> max length (optional header), or a fastapi Header(...) with its constraints
+    headers: dict[str, int | FieldInfo] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False)
+    _header_checks: dict[str, TypeAdapter[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         pattern, last = "", 0
@@ -96,6 +100,26 @@ class FastRoute:
             last = m.end()
         self.regex = re.compile(pattern + re.escape(self.path[last:]) + r"\Z")
         self.auth = self.auth or bool(self.roles)
+        self._header_checks = {n: TypeAdapter(Annotated[str, spec]) for n, spec in self.headers.items()
+                               if isinstance(spec, FieldInfo)}
+
+    def check_headers(self, declared: dict[str, str]) -> None:
+        """Validate the declared headers as FastAPI would (422 with ``loc`` ["header", name])."""
+        for n, spec in self.headers.items():
+            value = declared.get(n)
+            if isinstance(spec, int):
+                if value is not None and len(value) > spec:
+                    raise _Invalid({"type": "string_too_long", "loc": ("header", n),
+                                    "msg": f"String should have at most {spec} characters"})
+            elif value is None:
+                if spec.is_required():
+                    raise _Invalid({"type": "missing", "loc": ("header", spec.alias or n), "msg": "Field required"})
+            else:
+                try:
+                    self._header_checks[n].validate_python(value)
+                except ValidationError as exc:
+                    raise _Invalid(*({**e, "loc": ("header", spec.alias or n)}
+                                     for e in exc.errors(include_url=False))) from None
 
 
 class FastRouter:
@@ -189,14 +213,11 @@ class FastRouter:
         who = (await self.service.authenticate(authorization, route.roles, proof=proof, method=scope["method"],
                                                path=scope.get("raw_path") or scope["path"].encode())
                if route.auth else None)
-        for n, value in declared.items():
-            if len(value) > wanted[n]:
-                raise _Invalid({"type": "string_too_long", "loc": ("header", n),
-                                "msg": f"String should have at most {wanted[n]} characters"})
+        route.check_headers(declared)
         body = None
         if route.body is not None:
             body = self._validate(route.body, await self._read_body(receive), content_type)
-        result = await route.handler(FastRequest(params, body, who, declared))
+        result = await route.handler(FastRequest(params, body, who, declared, authorization))
         return result if isinstance(result, Reply) else Reply(result)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -263,21 +284,28 @@ def documented_endpoint(service: Service, route: FastRoute) -> Callable[..., Awa
     params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, PathParam()])
               for name in _PARAM.findall(route.path)]
     header_args: dict[str, str] = {}
-    for i, (name, max_length) in enumerate(route.headers.items()):
+    for i, (name, spec) in enumerate(route.headers.items()):
         arg = f"header_{i}"
         header_args[arg] = name
+        if isinstance(spec, FieldInfo):
+            params.append(inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, spec],
+                                            **({} if spec.is_required() else {"default": None})))
+            continue
         params.append(inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[str | None, Header(alias=name, max_length=max_length)]))
+                                        annotation=Annotated[str | None, Header(alias=name, max_length=spec)]))
     if route.body is not None:
         params.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=route.body))
     if route.auth:
         params.append(inspect.Parameter("principal", inspect.Parameter.KEYWORD_ONLY, annotation=Principal,
                                         default=Depends(service.principal(*route.roles))))
 
+    params.append(inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request))
+
     async def endpoint(**kwargs: Any) -> JSONResponse:
         headers = {name: kwargs[arg] for arg, name in header_args.items() if kwargs[arg] is not None}
         path_params = {name: kwargs[name] for name in _PARAM.findall(route.path)}
-        result = await route.handler(FastRequest(path_params, kwargs.get("body"), kwargs.get("principal"), headers))
+        result = await route.handler(FastRequest(path_params, kwargs.get("body"), kwargs.get("principal"), headers,
+                                                 kwargs["request"].headers.get("authorization")))
         reply = result if isinstance(result, Reply) else Reply(result)
         return JSONResponse(reply.body, status_code=reply.status or route.status_code, headers=reply.headers)
 

@@ -272,13 +272,14 @@ class Service:
     # ------------------------------------------------------------ fast routes
 
     def fast_route(self, method: str, path: str, *, status_code: int = 200, body: type[BaseModel] | None = None,
-                   auth: bool = False, roles: tuple[str, ...] = (), headers: dict[str, int] | None = None,
+                   auth: bool = False, roles: tuple[str, ...] = (), headers: dict[str, Any] | None = None,
                    responses: dict[int | str, dict[str, Any]] | None = None,
                    response_model: Any = None) -> Callable[[Handler], Handler]:
         """Serve a hot route without FastAPI's per-request machinery (see :mod:`stackwright.runtime.fastpath`).
 
         The handler takes a :class:`FastRequest` (``path_params``, validated ``body``, ``principal``, the
-        declared ``headers`` as {lower-case name: max length}) and returns a JSON-able value (answered with
+        declared ``headers``: {name: max length} for an optional one, or {name: ``fastapi.Header(...)``} checked
+        and documented with its constraints) and returns a JSON-able value (answered with
         ``status_code``) or a :class:`Reply`. The route also appears in the OpenAPI document like any other;
         ``response_model`` only documents the answer there (the handler's value is not validated against it).
         """

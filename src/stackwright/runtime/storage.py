@@ -265,7 +265,10 @@ class LocalStore(ObjectStore):
             raise KeyError(key) from None
 
     async def list(self, prefix: str = "") -> list[str]:
-        keys = [str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()
+        # Walk only the folder the prefix's complete "/" parts name, not the whole store (a per-tenant prefix in a
+        # store of 100 tenants' objects was a walk of all of them); the prefix filter below decides as before.
+        base = self.root.joinpath(*(part for part in prefix.split("/")[:-1] if part not in ("", ".", "..")))
+        keys = [str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()
                 and not p.name.startswith(".")]
         return sorted(k for k in keys if k.startswith(prefix))
 

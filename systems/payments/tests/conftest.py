@@ -20,6 +20,8 @@ PAUSE_S = "1.5"
 FRAUD_TIMEOUT_S = "5"
 #: Audit exports a segment every 5 entries, or once the oldest waiting entry is 1 s old (see test_audit_archive).
 AUDIT_KNOBS = {"AUDIT_SEGMENT_ENTRIES": "5", "AUDIT_EXPORT_AFTER_S": "1"}
+#: Events a killed consumer had received come back after 5 s, not 30 (see test_audit_batch).
+TOPIC_KNOBS = {"TOPIC_VISIBILITY_TIMEOUT_S": "5"}
 
 
 class Payments(SystemHandle):
@@ -71,8 +73,8 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     # Inherited by the runner and so by the services: only tenants named slow-* pause (see tenant-registration);
     # fraud gets 5 s instead of 1 s before a payment is held as fraud_unavailable, so a busy CI machine (a
     # tenant's first request opens its pools) does not turn an approved payment into a held one; audit exports
-    # small segments soon.
-    knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S, **AUDIT_KNOBS}
+    # small segments soon; a killed subscriber's events are redelivered after 5 s.
+    knobs = {"ONBOARDING_PAUSE_S": PAUSE_S, "FRAUD_TIMEOUT_S": FRAUD_TIMEOUT_S, **AUDIT_KNOBS, **TOPIC_KNOBS}
     # --monitoring: Prometheus for the canary rehearsal (test_rollout).
     with system_up(SPEC, root, env=knobs, extra_args=["--monitoring"]) as state:
         yield Payments(load_system(SPEC), state, root)

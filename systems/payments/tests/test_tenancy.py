@@ -122,7 +122,7 @@ def test_kill_9_mid_onboarding_then_it_completes_exactly_once(payments: Payments
     payments.account(tenant, 100)
     _, values = _secrets(payments)
     applied = payments.sql(values[f"tenant_{tenant}_db_url"], "SELECT name FROM schema_migrations")
-    assert [r["name"] for r in applied] == ["0001_ledger.sql", "0002_reviews.sql"]
+    assert [r["name"] for r in applied] == ["0001_ledger.sql", "0002_reviews.sql", "0003_generic_plans.sql"]
 
 
 def test_unknown_and_suspended_tenants_are_refused(payments: Payments) -> None:

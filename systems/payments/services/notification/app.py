@@ -60,6 +60,11 @@ async def _notify(messages: list[Any]) -> None:
         await m.send(to=message.body["payer_email"], subject=made[0], body=made[1])
 
 
+#: After a batch smaller than ``batch_size``, wait this long (seconds) before receiving again: under load
+#: one receive and one ack then serve many events instead of one or two (see ``consume``'s ``linger_s``).
+LINGER_S = float(os.environ.get("NOTIFICATION_LINGER_S", "0.2"))
+
+
 @svc.background
 async def follow_payments() -> None:
-    await consume(payment_events.subscription(), _notify, batch_size=20)
+    await consume(payment_events.subscription(), _notify, batch_size=20, linger_s=LINGER_S)

@@ -1,11 +1,12 @@
 """Payment service: ``POST /payments`` with an ``Idempotency-Key``.
 
-* Idempotency: the key is claimed by inserting the payment row (unique per tenant database); the same key
-  with the same body answers the first answer (status and body, header ``Idempotent-Replayed: true``), the
-  same key with another body is 422, and concurrent duplicates wait on the row's lock and then replay, so
-  one payment is made. An answer is stored only once it is final; a payment interrupted (ledger down,
-  process killed) stays ``pending`` and the retry with the same key finishes it (the ledger posts a
-  transfer id once).
+* Idempotency: the key is claimed by inserting the payment row (unique per tenant database) in the
+  transaction that stores the answer; the same key with the same body answers the first answer (status and
+  body, header ``Idempotent-Replayed: true``), the same key with another body is 422, and concurrent
+  duplicates wait on the uncommitted row and then replay, so one payment is made. The payment id is derived
+  from the key (:func:`payment_id_for`): a payment interrupted (ledger down, process killed) leaves no row,
+  and the retry with the same key makes it under the same id (fraud keeps one verdict and the ledger one
+  transfer per id, so nothing is posted twice; a transfer posted with other terms is 422).
 * Fraud: scored synchronously by the fraud service with a timeout (``FRAUD_TIMEOUT_S``, default 1 s)
   behind a circuit breaker (``FRAUD_BREAKER_FAILURES`` consecutive failures open it for
   ``FRAUD_BREAKER_OPEN_S``); when fraud is unavailable the payment is ``held`` for review, never approved.
@@ -35,7 +36,8 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from stackwright.runtime import Database, Principal, Problem, Service, problem_responses
+from stackwright.runtime import Database, FastRequest, Principal, Problem, Reply, Service, problem_responses
+from stackwright.runtime.problems import PROBLEM_JSON
 from stackwright.runtime.tenancy import tenant_scope
 
 log = logging.getLogger("payment")
@@ -147,13 +149,57 @@ def _request_hash(body: NewPayment) -> str:
 
 
 async def _publish_once(tenant: str, payment: dict[str, Any]) -> None:
-    """Publish the payment's outcome event and mark the row ``published``; raises on any failure."""
+    """Publish the payment's outcome event and queue the row's ``published`` mark; raises on any failure."""
     await payment_events.publish({**payment, "payment_id": payment["id"], "tenant_id": tenant,
                                   "id": f"payment:{payment['id']}:{payment['status']}",
                                   "type": f"payment.{payment['status']}"})
-    # A lease of its own: the background retry runs after the request (and its lease) ended.
-    async with tenancy.dbs.lease(tenant) as db:
-        await db.pool.execute("UPDATE payments SET published = true WHERE id = $1", uuid.UUID(payment["id"]))
+    _queue_marks(tenant, {uuid.UUID(payment["id"])})
+
+
+#: Published payments whose rows are not marked yet, by tenant (with when the oldest was queued). The marks
+#: ride on the tenant's next payment (one more CTE in its claim statement, no round trip of its own); a tenant
+#: with no payment for MARK_AFTER_S gets them in one UPDATE of the background marker. Not a statement and a
+#: commit per payment, and no second connection per tenant while its requests hold one. A mark lost with the
+#: process only means that a replay of the key publishes the event again, which consumers record once (audit
+#: by event id; notification is at-least-once anyway).
+_unmarked: dict[str, tuple[float, set[uuid.UUID]]] = {}
+MARK_AFTER_S = 1.0
+
+
+def _queue_marks(tenant: str, ids: set[uuid.UUID]) -> None:
+    _unmarked.setdefault(tenant, (time.monotonic(), set()))[1].update(ids)
+
+
+def _take_marks(tenant: str) -> list[uuid.UUID]:
+    """The tenant's queued marks, now the caller's to write (or to queue again if it fails)."""
+    return list(_unmarked.pop(tenant, (0.0, set()))[1])
+
+
+async def mark_published(older_than_s: float = 0.0) -> None:
+    """Write the marks queued for at least ``older_than_s`` (one UPDATE per tenant); a failed tenant's marks
+    stay queued."""
+    now = time.monotonic()
+    for tenant in [t for t, (since, _) in _unmarked.items() if now - since >= older_than_s]:
+        ids = _take_marks(tenant)
+        if not ids:
+            continue
+        try:
+            # A lease of its own: the requests that published have ended.
+            async with tenancy.dbs.lease(tenant) as db:
+                await db.pool.execute("UPDATE payments SET published = true WHERE id = ANY($1::uuid[])", ids)
+        except Exception as exc:
+            log.warning("marking %d payments of %s published failed (%s); retrying", len(ids), tenant, exc)
+            _queue_marks(tenant, set(ids))
+
+
+@svc.background
+async def mark_published_forever() -> None:
+    while True:
+        await asyncio.sleep(MARK_AFTER_S / 2)
+        await mark_published(MARK_AFTER_S)
+
+
+svc.on_shutdown(mark_published)  # a clean stop leaves no mark unwritten
 
 
 async def _publish(tenant: str, payment: dict[str, Any]) -> None:
@@ -189,60 +235,115 @@ async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float
     log.error("gave up publishing payment %s; a replay of its key publishes it", payment["id"])
 
 
-@app.post("/payments", status_code=201, responses=problem_responses(401, 403, 404, 409, 503))
-async def create_payment(body: NewPayment, request: Request,
-                         idempotency_key: str = Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                                       pattern=r"^[\x21-\x7e]+$"),
-                         scope: tuple[str, Database] = Depends(tenant_db)) -> Any:
+#: Claims the key and reads both accounts in one round trip, inside the request's transaction: ``new_id`` is
+#: the payment's id when this request inserted the row (null when the key exists), one row per account found
+#: (account columns null when none is). A concurrent duplicate's INSERT waits on this row's uncommitted key
+#: until this transaction ends, then finds the committed answer (or inserts, if this one rolled back). It also
+#: marks ``$8``, the tenant's payments published since (see ``_unmarked``).
+CLAIM_SQL = """
+WITH new AS (
+  INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, status)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), marked AS (
+  UPDATE payments SET published = true WHERE id = ANY($8::uuid[])
+)
+SELECT n.id AS new_id, a.id, a.currency, a.email, a.kind
+FROM (SELECT 1) one LEFT JOIN new n ON true LEFT JOIN accounts a ON a.id IN ($4, $5)
+"""
+
+#: A payment's id is a function of its tenant-unique Idempotency-Key: a request whose transaction was cut
+#: (process killed, ledger down) leaves no row, and its retry uses the same id, which the fraud service (one
+#: verdict per id) and the ledger (one transfer per id) answer as before: nothing is posted twice.
+_ID_NAMESPACE = uuid.UUID("5f0c7a52-8d3e-4c1b-9a6e-2b7d4e8f1a03")
+
+
+def payment_id_for(idempotency_key: str) -> uuid.UUID:
+    """The id of the payment made under ``idempotency_key`` (the same key always gives the same id)."""
+    return uuid.uuid5(_ID_NAMESPACE, idempotency_key)
+
+
+#: The Idempotency-Key header: required, printable ASCII without spaces, at most 200 characters.
+IDEMPOTENCY_KEY = Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+
+
+# The hot route, served ahead of FastAPI's machinery (runtime/fastpath.py), documented as usual.
+@svc.fast_route("POST", "/payments", status_code=201, body=NewPayment, auth=True,
+                headers={"Idempotency-Key": IDEMPOTENCY_KEY}, response_model=dict[str, Any],
+                responses=problem_responses(401, 403, 404, 409, 503))
+async def create_payment(fast: FastRequest) -> Reply:
+    """Make a payment once per ``Idempotency-Key`` (see the module docstring): 201 with its outcome, or the
+    first answer again (``Idempotent-Replayed: true``); 422 for the key with another body."""
+    assert fast.principal is not None  # auth=True
+    tenant = tenancy.tenant_of(fast.principal)
+    async with tenancy.database(tenant) as db:
+        return await _pay(tenant, db, fast.body, fast.header("idempotency-key") or "", fast.authorization or "")
+
+
+async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str, auth: str) -> Reply:
     if body.currency not in CURRENCIES:
         raise Problem(422, f"unknown currency {body.currency}")
     if body.from_account == body.to_account:
         raise Problem(422, "payer and payee must be different accounts")
-    tenant, db = scope
-    auth = request.headers.get("authorization", "")
     digest = _request_hash(body)
-    async with db.pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, "
-            "status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING",
-            uuid.uuid4(), idempotency_key, digest, body.from_account, body.to_account, body.amount, body.currency)
-        async with conn.transaction():
-            # The row lock serialises duplicates: the second waits for the first's answer, then replays it.
-            row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
-            if row["request_hash"] != digest:
-                raise Problem(422, "this Idempotency-Key was used with a different request body")
-            replayed = row["response"] is not None
-            if replayed:
-                status, response = row["response_status"], json.loads(row["response"])
-            else:
-                status, response = await _decide(conn, auth, row, body)
-                await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                                   "updated_at = now() WHERE id = $1", row["id"],
-                                   response["status"] if status == 201 else "invalid",
-                                   json.dumps(response.get("fraud")), status, json.dumps(response))
-    # After the commit: publishing marks the row (another connection), which must not wait on our own lock.
-    if status == 201 and not (replayed and row["published"]):
+    marks = _take_marks(tenant)
+    try:
+        # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh
+        # under the same payment id), and the uncommitted row holds concurrent duplicates until the answer is
+        # stored.
+        async with db.pool.acquire() as conn, conn.transaction():
+            status, response, replayed, published = await _claim_and_decide(conn, body, idempotency_key, digest,
+                                                                            auth, marks)
+    except BaseException:
+        _queue_marks(tenant, set(marks))  # rolled back with the request: still to be written
+        raise
+    # After the commit: an event describes a stored outcome only.
+    if status == 201 and not (replayed and published):
         await _publish(tenant, response)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(response, status_code=status, headers=headers,
-                        media_type="application/problem+json" if status >= 400 else None)
+    if status >= 400:
+        headers["content-type"] = PROBLEM_JSON
+    return Reply(response, status, headers)
 
 
-async def _decide(conn: Any, auth: str, row: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
-    """Score and post a pending payment; returns its final (status, body). Raises Problem 503 (nothing
-    stored) when the ledger cannot be reached, so a retry with the same key resumes."""
-    accounts = {r["id"]: r for r in await conn.fetch(
-        "SELECT id, currency, email, kind FROM accounts WHERE id = ANY($1::uuid[])",
-        [body.from_account, body.to_account])}
+async def _claim_and_decide(conn: Any, body: NewPayment, idempotency_key: str, digest: str, auth: str,
+                            marks: list[uuid.UUID]) -> tuple[int, dict[str, Any], bool, bool]:
+    """Inside the request's transaction: claim the key (and write ``marks``), then replay the stored answer or
+    decide the payment and store its answer. Returns (status, body, replayed, published before)."""
+    claimed = await conn.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
+                               body.from_account, body.to_account, body.amount, body.currency, marks)
+    row: Any = None
+    if claimed[0]["new_id"] is None:
+        # The row lock serialises duplicates: a payment left pending (by an earlier version) is decided here.
+        row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
+        if row["request_hash"] != digest:
+            raise Problem(422, "this Idempotency-Key was used with a different request body")
+        if row["response"] is not None:
+            return row["response_status"], json.loads(row["response"]), True, row["published"]
+    pid = claimed[0]["new_id"] or row["id"]
+    accounts = claimed if row is None else await conn.fetch(
+        "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)", body.from_account, body.to_account)
+    status, response = await _decide(auth, pid, accounts, body)
+    await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
+                       "updated_at = now() WHERE id = $1", pid, response["status"] if status == 201 else "invalid",
+                       json.dumps(response.get("fraud")), status, json.dumps(response))
+    return status, response, False, False
+
+
+async def _decide(auth: str, payment_id: uuid.UUID, rows: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
+    """Score and post a payment, given the payer's and payee's account rows; returns its final (status, body).
+    Raises Problem 503 (nothing stored) when the ledger cannot be reached, so a retry with the same key
+    resumes, and 422 when the ledger holds this payment's transfer with other terms (the key was used with
+    another body by a request cut before it stored its answer)."""
+    accounts = {r["id"]: r for r in rows if r["id"] is not None}
     if len(accounts) != 2 or any(a["kind"] != "customer" for a in accounts.values()):
         return 404, {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "unknown account"}
     if any(a["currency"].strip() != body.currency for a in accounts.values()):
         return 422, {"type": "about:blank", "title": "Unprocessable Content", "status": 422,
                      "detail": f"both accounts must hold {body.currency}"}
-    payment = {"id": str(row["id"]), "from_account": str(body.from_account), "to_account": str(body.to_account),
+    payment = {"id": str(payment_id), "from_account": str(body.from_account), "to_account": str(body.to_account),
                "amount": body.amount, "currency": body.currency, "description": body.description,
                "payer_email": accounts[body.from_account]["email"]}
-    verdict = await score(auth, row["id"], body)
+    verdict = await score(auth, payment_id, body)
     payment["fraud"] = verdict
     if verdict["decision"] == "decline":
         return 201, {**payment, "status": "declined", "reasons": verdict["reasons"]}
@@ -262,14 +363,21 @@ async def _post_transfer(auth: str, payment: dict[str, Any], retry: str) -> bool
         async with _http().post(f"{TRANSACTION_URL}/internal/transfers", headers={"authorization": auth}, json={
                 key: payment[key] for key in ("id", "from_account", "to_account", "amount", "currency")}) as resp:
             status = resp.status
-            await resp.read()
-    except _CALL_ERRORS:
+            posted = await resp.json(content_type=None) if status == 201 else await resp.read()
+    except (*_CALL_ERRORS, ValueError):
         raise Problem(503, f"the ledger is unavailable; {retry}", headers={"Retry-After": "1"}) from None
     if status == 409:
         return False
     if status != 201:
         raise Problem(503, f"the ledger answered {status}; {retry}", headers={"Retry-After": "1"})
+    if any(posted.get(key) != payment[key] for key in _TERMS):
+        # Posted before under this id with other terms: a cut request with the same key and another body.
+        raise Problem(422, "this Idempotency-Key was used with a different request body")
     return True
+
+
+#: What a transfer posted under a payment's id must agree on with the payment.
+_TERMS = ("from_account", "to_account", "amount", "currency")
 
 
 def _summary(row: Any) -> dict[str, Any]:

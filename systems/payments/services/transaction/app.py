@@ -5,7 +5,8 @@ edge) posts one transfer as two entries (-amount on the payer, +amount on the pa
 balances, in one database transaction with both account rows locked (in id order, so two opposite
 transfers cannot deadlock). The transfer id is the payment's: posting it again answers the first posting
 (``replayed: true``) and changes nothing. Amounts are integer minor units. A payer without overdraft
-whose balance would go below zero gets 409 (``insufficient-funds``), and the table's CHECK refuses it too.
+whose balance would go below zero gets 409 (``insufficient-funds``): the table's CHECK (``no_overdraft``)
+refuses the posting, which rolls back whole.
 
 ``GET /ledger/check`` proves the invariant for the caller's tenant: per currency the entries sum to zero,
 and every account's balance equals the sum of its entries.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import Depends
 from pydantic import BaseModel, Field
 
@@ -53,37 +55,43 @@ async def post_transfer(db: Database, t: Transfer) -> tuple[dict[str, Any], bool
         raise Problem(422, "a transfer needs two different accounts")
     async with db.pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            "SELECT id, currency, balance, allow_overdraft FROM accounts WHERE id = ANY($1::uuid[]) "
+            "SELECT id, currency, balance FROM accounts WHERE id = ANY($1::uuid[]) "
             "ORDER BY id FOR UPDATE", [t.from_account, t.to_account])
-        # Checked after the locks: a concurrent posting of the same id has committed (or rolled back) by now.
-        done = await conn.fetchrow("SELECT * FROM transfers WHERE id = $1", t.id)
-        if done is not None:
-            return _transfer(done), True
         accounts = {r["id"]: r for r in rows}
         if len(accounts) != 2:
             raise Problem(404, "unknown account")
         payer, payee = accounts[t.from_account], accounts[t.to_account]
         if payer["currency"].strip() != t.currency or payee["currency"].strip() != t.currency:
             raise Problem(422, f"both accounts must hold {t.currency}")
-        if not payer["allow_overdraft"] and payer["balance"] < t.amount:
+        try:
+            # After the locks: a concurrent posting of the same id has committed (or rolled back) by now, and
+            # this statement's snapshot sees it, so ON CONFLICT finds a posted transfer and changes nothing.
+            row = await conn.fetchrow(POST_SQL, t.id, t.from_account, t.to_account, t.amount, t.currency)
+        except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name != "no_overdraft":
+                raise
+            # The table's CHECK is the overdraft rule: the payer (without overdraft) would go below zero.
             raise Problem(409, "insufficient funds", type="https://pay.example.com/problems/insufficient-funds",
-                          balance=payer["balance"])
-        row = await conn.fetchrow(POST_SQL, t.id, t.from_account, t.to_account, t.amount, t.currency)
+                          balance=payer["balance"]) from None
+        if row is None:  # posted before: answer that posting
+            return _transfer(await conn.fetchrow("SELECT * FROM transfers WHERE id = $1", t.id)), True
         return _transfer(row), False
 
 
 #: The transfer, its two entries and both balances in one statement (one round trip instead of four; the
-#: same transaction, constraints and row locks). Foreign keys and CHECKs are verified at its end as usual.
+#: same transaction, constraints and row locks). Foreign keys and CHECKs (``no_overdraft``) are verified at
+#: its end as usual. A transfer id posted before inserts nothing (no entries, no balance moved, no row).
 POST_SQL = """
 WITH transfer AS (
   INSERT INTO transfers (id, from_account, to_account, amount, currency)
-  VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5::char(3)) RETURNING *
+  VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5::char(3)) ON CONFLICT (id) DO NOTHING RETURNING *
 ), entry AS (
   INSERT INTO entries (transfer_id, account_id, amount, currency)
-  VALUES ($1::uuid, $2::uuid, -$4::bigint, $5::char(3)), ($1::uuid, $3::uuid, $4::bigint, $5::char(3))
+  SELECT t.id, e.account_id, e.amount, t.currency FROM transfer t
+  CROSS JOIN (VALUES ($2::uuid, -$4::bigint), ($3::uuid, $4::bigint)) AS e (account_id, amount)
 ), balance AS (
   UPDATE accounts SET balance = balance + CASE WHEN id = $2::uuid THEN -$4::bigint ELSE $4::bigint END
-  WHERE id IN ($2::uuid, $3::uuid)
+  WHERE id IN ($2::uuid, $3::uuid) AND EXISTS (SELECT 1 FROM transfer)
 )
 SELECT * FROM transfer
 """
