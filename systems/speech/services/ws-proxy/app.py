@@ -296,20 +296,18 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
         payload, ended = await _next_message(ws, session, deadline)
         held.append(payload)
     answers = Answers()
-    if not ended:  # the first frame is answered while the recognizer is connected
-        await answers.answer(ws, session)
+    upstream = Upstream(held)
+    opening = asyncio.create_task(upstream.open())
     try:
-        upstream = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
-                                 user_agent_header=None)
-    except (OSError, TimeoutError, InvalidHandshake):
-        return 1013, "recognizer unavailable; retry in 2 s"
-    try:
-        to_client = asyncio.create_task(_stt_to_client(upstream, ws, session, answers))
-        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, held, ended, answers))
+        if not ended:  # the first frame is answered while the recognizer is connected
+            await answers.answer(ws, session)
+        to_client = asyncio.create_task(_stt_to_client(opening, ws, session, answers))
+        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, ended, answers))
         done, _ = await asyncio.wait({to_stt, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_stt in done and to_stt.exception() is None:
+        if to_stt in done and (to_stt.exception() is None or isinstance(to_stt.exception(), ConnectionClosed)):
             # The client finished ({"eof": 1}) or hit a limit after which the last text is still delivered:
-            # let stt-api's result reach the client (bounded, so a stuck recognizer cannot hold the stream).
+            # let stt-api's result reach the client (bounded, so a stuck recognizer cannot hold the stream);
+            # or stt-api closed: reading its close gives the client the code.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(to_client), 60)
         for task in (to_stt, to_client):
@@ -317,7 +315,7 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
         results = await asyncio.gather(to_stt, to_client, return_exceptions=True)
     finally:
         # The client's close need not wait for the closing handshake with stt-api: it ends in the background.
-        session.background(upstream.close())
+        session.background(upstream.close(opening))
     for result in results:
         if isinstance(result, Close):
             return result.code, result.reason
@@ -327,13 +325,44 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
     return 1000, ""
 
 
-async def _client_to_stt(ws: WebSocket, upstream: ClientConnection, session: Session, deadline: float,
-                         held: list[str | bytes], ended: bool, answers: Answers) -> None:
-    """Forward the held messages, then answer, check and forward client messages; returns after ``{"eof": 1}``
-    (or a limit that ends the stream gracefully); raises Close for a client error, which ends the stream at
-    once."""
-    for payload in held:
-        await upstream.send(payload)
+class Upstream:
+    """The connection to stt-api, opened beside the stream once audio comes: what is sent before it is open
+    waits in ``pending``, in order (the client's next frames are answered meanwhile, not held up by the
+    handshake)."""
+
+    def __init__(self, held: list[str | bytes]) -> None:
+        self.pending = list(held)
+        self.conn: ClientConnection | None = None
+
+    async def open(self) -> ClientConnection:
+        """Connect and send what is pending. Raises OSError, TimeoutError or InvalidHandshake."""
+        conn = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
+                             user_agent_header=None)
+        try:
+            while self.pending:  # send() appends while this awaits; nothing is sent directly until conn is set
+                await conn.send(self.pending.pop(0))
+        except ConnectionClosed:  # closed at once (at capacity): reading it gives the client its code
+            self.pending.clear()
+        self.conn = conn
+        return conn
+
+    async def send(self, payload: str | bytes) -> None:
+        if self.conn is None:
+            self.pending.append(payload)
+        else:
+            await self.conn.send(payload)
+
+    async def close(self, opening: asyncio.Task[ClientConnection]) -> None:
+        if not opening.done():
+            opening.cancel()
+        elif not opening.cancelled() and opening.exception() is None:
+            await opening.result().close()
+
+
+async def _client_to_stt(ws: WebSocket, upstream: Upstream, session: Session, deadline: float, ended: bool,
+                         answers: Answers) -> None:
+    """Answer, check and forward client messages; returns after ``{"eof": 1}`` (or a limit that ends the
+    stream gracefully); raises Close for a client error, which ends the stream at once."""
     while not ended:
         payload, ended = await _next_message(ws, session, deadline)
         if not ended:  # an audio frame (configs come before the audio; eof is answered by stt-api's result)
@@ -382,11 +411,15 @@ def _check_text(text: str) -> dict[str, Any]:
     return request
 
 
-async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Session,
+async def _stt_to_client(opening: asyncio.Task[ClientConnection], ws: WebSocket, session: Session,
                          answers: Answers) -> tuple[int, str]:
     """Take stt-api's finals and partials for the client's next frames; after ``{"eof": 1}``, answer the client
     with every final it has not had as one result (vosk's last message). The close code for the client: once
-    that result is delivered, or when stt-api closes first."""
+    that result is delivered, or when stt-api closes first (or cannot be reached)."""
+    try:
+        upstream = await opening
+    except (OSError, TimeoutError, InvalidHandshake):
+        return 1013, "recognizer unavailable; retry in 2 s"
     while True:
         try:
             answer = await upstream.recv()
