@@ -397,13 +397,8 @@ class StreamState:
     async def finish(self) -> dict[str, Any]:
         """End of stream: decode what is left and answer every undelivered final as one result (a vosk client
         reads exactly one message after ``{"eof": 1}``)."""
-        if self.vad_task is not None and self.live:  # its cut may adopt the decode started at the pause
+        if self.vad_task is not None:
             await asyncio.gather(self.vad_task, return_exceptions=True)
-        elif self.vad_task is not None:
-            # A file sent faster than real time: what is left is cut here whatever a look still running finds
-            # (a pause in the last second would split it in two finals, which is all it could change), so the
-            # final's decode need not wait for it (its result is ignored: the cut bumps the generation).
-            self.vad_task.cancel()
         # What is left is decoded only if VAD hears speech in it: after a live stream's last utterance it is
         # mostly trailing silence, and decoding that would only hold up other streams' finals.
         if self.open_len and (self.heard or await self.decoder.vad(self._open_audio())):
