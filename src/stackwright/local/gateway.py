@@ -499,9 +499,13 @@ def _servers(config: dict[str, Any]) -> tuple[Any, Any]:
     from ..runtime.http_protocol import LeanBodyHttpToolsProtocol
 
     app = build_app(config)
+    # ws_per_message_deflate=False: an ALB never negotiates WebSocket compression (the extension is the
+    # target's to accept), and uvicorn's default compressed every message to and from the client here: ~0.3 ms
+    # of CPU per 6.4 kB audio frame on each end, for 25% fewer bytes on loopback.
     public = uvicorn.Server(uvicorn.Config(app, host=config.get("host", "127.0.0.1"), http=LeanBodyHttpToolsProtocol,
                                            port=int(config["port"]), log_level="warning", access_log=False,
-                                           server_header=False, timeout_graceful_shutdown=5))
+                                           server_header=False, timeout_graceful_shutdown=5,
+                                           ws_per_message_deflate=False))
     if not config.get("admin_port"):
         return public, None
     # Loopback only, whatever the public port binds to.

@@ -6,6 +6,11 @@ Protocol (as vosk-server): an optional text ``{"config": {"sample_rate": 16000}}
 "word"}]}`` (seconds from the start of the stream); ``{"eof": 1}`` is answered with one result holding
 everything not delivered yet, and the server closes with 1000.
 
+A caller that answers its client's frames itself (ws-proxy) sends ``"per_frame": false`` in its config: frames
+then get no answer of their own; finals are sent as soon as they are decoded (in order) and ``{"partial":
+...}`` whenever the partial text changes, and the result after ``{"eof": 1}`` carries ``"eof": 1`` (a final
+pushed just before may cross the eof on the wire).
+
 Capacity: at most ``STT_MAX_STREAMS`` streams per replica (each stream costs decoding time, and beyond what
 the decoder keeps up with every stream falls behind real time). One more is accepted and closed at once
 with 1013 (try again later) and the reason ``at capacity (N streams); retry in S s``: never queued.
@@ -110,26 +115,63 @@ async def stt(ws: WebSocket) -> None:
 
 
 async def _serve(ws: WebSocket, state: StreamState) -> None:
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        data = message.get("bytes")
-        if data is not None:
-            if len(data) > MAX_FRAME_BYTES:
-                raise BadStream(1009, f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
-            if len(data) % BYTES_PER_SAMPLE:
-                raise BadStream(1003, "frames must be 16-bit PCM (an even number of bytes)")
-            state.feed(data)
-            AUDIO.inc(len(data) / BYTES_PER_SAMPLE / SAMPLE_RATE)
-            await ws.send_text(json.dumps(state.reply()))
-            continue
-        request = parse_text(message.get("text") or "")
-        if "eof" in request:
-            await ws.send_text(json.dumps(await state.finish()))
-            await ws.close(1000)
-            return
-        # A config message gets no answer (as in vosk-server).
+    pusher: asyncio.Task[None] | None = None  # answers as they happen (config "per_frame": false)
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is not None:
+                if len(data) > MAX_FRAME_BYTES:
+                    raise BadStream(1009, f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+                if len(data) % BYTES_PER_SAMPLE:
+                    raise BadStream(1003, "frames must be 16-bit PCM (an even number of bytes)")
+                state.feed(data)
+                AUDIO.inc(len(data) / BYTES_PER_SAMPLE / SAMPLE_RATE)
+                if pusher is None:
+                    await ws.send_text(json.dumps(state.reply()))
+                continue
+            request = parse_text(message.get("text") or "")
+            if "eof" in request:
+                if pusher is not None:  # it sends what is ready and stops; finish() answers the rest
+                    state.ending = True
+                    state.changed.set()
+                    await pusher
+                result = await state.finish()
+                if pusher is not None:
+                    result["eof"] = 1  # tells this result from a pushed final that crossed the eof
+                await ws.send_text(json.dumps(result))
+                await ws.close(1000)
+                return
+            # A config message gets no answer (as in vosk-server).
+            config = request.get("config")
+            if pusher is None and isinstance(config, dict) and config.get("per_frame") is False:
+                pusher = asyncio.create_task(_push(ws, state))
+    finally:
+        if pusher is not None and not pusher.done():
+            pusher.cancel()
+
+
+async def _push(ws: WebSocket, state: StreamState) -> None:
+    """Answers as they happen, for a caller that answers its own client's frames (ws-proxy): each final once it
+    is decoded, in order, and the partial text whenever it changed. Frames get no answer of their own, so the
+    caller need not wait for this hop before answering a frame: the frames' round trips to the client skip it."""
+    sent = ""
+    try:
+        while not state.ending:
+            await state.changed.wait()
+            state.changed.clear()
+            while state.finals and state.finals[0].done():
+                await ws.send_text(json.dumps(state.reply()))
+            if state.partial_text != sent and not state.finals:
+                sent = state.partial_text
+                await ws.send_text(json.dumps({"partial": sent}))
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the stream is over; the receiving loop sees it too
+    except Exception:
+        log.exception("stream failed")
+        await _close(ws, 1011, "recognition failed")
 
 
 def parse_text(text: str) -> dict[str, Any]:

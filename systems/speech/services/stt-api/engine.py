@@ -347,6 +347,10 @@ class StreamState:
     early: tuple[int, asyncio.Task[tuple[str, list[dict[str, Any]]]]] | None = None
     ready_at: dict[asyncio.Task[dict[str, Any]], float] = field(default_factory=dict)  # final -> decoded at
     started: float = field(default_factory=time.monotonic)
+    # Set whenever there is something new to tell: a final decoded, the partial text changed (what a caller that
+    # asked for answers as they happen, rather than one per frame, waits on; see stt-api's ``per_frame``).
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ending: bool = False  # {"eof": 1} came: whatever answers as things happen stops, finish() answers the rest
 
     @property
     def audio_s(self) -> float:
@@ -441,6 +445,7 @@ class StreamState:
         if endpoint_s is not None:
             self.decoder.stats["final_endpoint_s"] += endpoint_s
         self.partial_text = ""
+        self.changed.set()
         self.since_partial = 0
         decoding = None
         if self.early is not None and self.early[0] == at:  # the decode started at the pause is of this audio
@@ -448,7 +453,9 @@ class StreamState:
             self.early = None
             self.decoder.stats["finals_early"] += 1
         self._drop_early()
-        self.finals.append(asyncio.create_task(self._final(utterance, start, decoding)))
+        task = asyncio.create_task(self._final(utterance, start, decoding))
+        task.add_done_callback(lambda _: self.changed.set())
+        self.finals.append(task)
 
     async def _final(self, audio: Any, start_s: float,
                      decoding: asyncio.Task[tuple[str, list[dict[str, Any]]]] | None = None) -> dict[str, Any]:
@@ -467,6 +474,7 @@ class StreamState:
         text = await self.decoder.partial(audio, lambda: generation == self.generation)
         if text is not None and generation == self.generation:
             self.partial_text = text
+            self.changed.set()
 
     async def _check_end(self, generation: int) -> None:
         """Cut the open utterance once its speech is followed by ``END_SILENCE_S`` of silence.

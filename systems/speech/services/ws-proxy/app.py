@@ -17,9 +17,11 @@ Per stream it
    ``sample_rate`` 16000 or ``{"eof": 1}`` (1003 otherwise), at most ``MAX_STREAM_S`` of audio or wall time
    (then the last text is delivered and the stream closed with 1008), a message at least every
    ``IDLE_TIMEOUT_S`` (1001), a client that reads its answers within ``SEND_TIMEOUT_S`` (1008);
-4. reports usage to imp-backend-api as numbered records per session (one per final result plus one at
-   the end, audio milliseconds since the previous record): the updater stores each (session, seq) once,
-   so a retried report is never counted twice.
+4. answers each client frame itself, at once, with what stt-api has pushed (the oldest final the client has
+   not had, else the latest partial; see :class:`Answers`), so a frame's round trip ends here;
+5. reports usage to imp-backend-api as numbered records per session (one per final result answered mid-stream
+   plus one at the end, audio milliseconds since the previous record): the updater stores each (session, seq)
+   once, so a retried report is never counted twice.
 
 If stt-api goes away mid-stream (a crash, a deploy) the client gets 1012 (service restart: reconnect); at
 capacity stt-api's 1013 and its reason are passed on. Session state (user, started, audio ms, records
@@ -34,6 +36,8 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -112,7 +116,11 @@ class Session:
 
     def report_soon(self) -> None:
         """Report in the background, so a slow backend never delays a transcript."""
-        task = asyncio.create_task(self.report())
+        self.background(self.report())
+
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` beside the stream; the session's end waits for it."""
+        task = asyncio.create_task(work)
         self.reports.add(task)
         task.add_done_callback(self.reports.discard)
 
@@ -141,7 +149,7 @@ class Session:
         else:
             log.error("usage report %s/%d not delivered", self.id, self.seq)
         with contextlib.suppress(Exception):
-            await cache.hset(f"session:{self.id}", mapping={"audio_ms": self.audio_ms, "records": self.seq})
+            await _redis("HSET", f"session:{self.id}", "audio_ms", self.audio_ms, "records", self.seq)
 
 
 @app.websocket("/asr")
@@ -160,10 +168,9 @@ async def asr(ws: WebSocket) -> None:
     OPEN.inc()
     code, reason = 1000, ""
     try:
-        if not await _admit(session):
+        if not await _start_session(session):
             raise Close(1013, f"stream limit reached: {MAX_STREAMS_PER_USER} open streams per user; "
                               "retry when one has ended")
-        await _start_session(session)
         lease = asyncio.create_task(_renew(session))
         try:
             code, reason = await _relay(ws, session)
@@ -201,10 +208,12 @@ async def _caller(authorization: str | None) -> str:
     return str(resp.json()["user_id"])
 
 
-async def _admit(session: Session) -> bool:
-    now = time.time()
-    return bool(await cache.eval(ADMIT, 1, f"streams:{session.user}", now, now + STREAM_LEASE_S, session.id,
-                                 MAX_STREAMS_PER_USER))
+async def _redis(*args: str | float) -> Any:
+    """One Redis command on the service's multiplexed connection, where commands issued together go out in one
+    write and come back in one round trip (redis-py's pool, one round trip each, when there is none)."""
+    if cache.fast is not None:
+        return await cache.fast.execute(*args)
+    return await cache.execute_command(*args)
 
 
 async def _renew(session: Session) -> None:
@@ -219,22 +228,61 @@ async def _renew(session: Session) -> None:
             log.warning("lease renewal failed: %s", exc)
 
 
-async def _start_session(session: Session) -> None:
-    await cache.hset(f"session:{session.id}", mapping={"user": session.user, "started": session.started,
-                                                        "status": "open", "audio_ms": 0, "records": 0})
-    await cache.expire(f"session:{session.id}", SESSION_TTL_S)
+async def _start_session(session: Session) -> bool:
+    """Admit the stream against the user's limit and write its session hash (written either way: a refused
+    stream's hash records the 1013), in one round trip. False if the user is at the limit."""
+    now = time.time()
+    key = f"session:{session.id}"
+    admitted, _, _ = await asyncio.gather(
+        _redis("EVAL", ADMIT, 1, f"streams:{session.user}", now, now + STREAM_LEASE_S, session.id,
+               MAX_STREAMS_PER_USER),
+        _redis("HSET", key, "user", session.user, "started", session.started, "status", "open", "audio_ms", 0,
+               "records", 0),
+        _redis("EXPIRE", key, SESSION_TTL_S))
+    return bool(admitted)
 
 
 async def _end_session(session: Session, code: int) -> None:
     # The slot first, so the user can start another stream at once; then the last usage record.
+    key = f"session:{session.id}"
     try:
-        await cache.zrem(f"streams:{session.user}", session.id)
-        await cache.hset(f"session:{session.id}", mapping={"status": f"closed {code}", "ended": time.time()})
-        await cache.expire(f"session:{session.id}", SESSION_TTL_S)
+        await asyncio.gather(_redis("ZREM", f"streams:{session.user}", session.id),
+                             _redis("HSET", key, "status", f"closed {code}", "ended", time.time()),
+                             _redis("EXPIRE", key, SESSION_TTL_S))
     except Exception as exc:  # the lease expires by itself
         log.warning("could not close session %s in Redis: %s", session.id, exc)
     await asyncio.gather(*session.reports, return_exceptions=True)
     await session.report(final=True)
+
+
+class Answers:
+    """What stt-api has said that the client has not been told yet.
+
+    ws-proxy answers each of the client's frames itself, at once, with the oldest final stt-api has sent and the
+    client has not had, else the latest partial (what stt-api would answer; vosk answers every frame exactly
+    once), and passes the frame on: stt-api (asked for ``"per_frame": false``) sends finals as they are decoded
+    and partials as they change instead of one answer per frame. A frame's round trip to the client then ends
+    here instead of at stt-api (measured: see the speech reading in bench/RESULTS.md), and a final reaches the
+    client with the next frame after it is decoded, as before.
+    """
+
+    PARTIAL = '{"partial": ""}'
+
+    def __init__(self) -> None:
+        self.finals: deque[str] = deque()  # stt-api's JSON text, as sent
+        self.partial = self.PARTIAL
+
+    async def answer(self, ws: WebSocket, session: Session) -> None:
+        """Answer one client frame."""
+        if self.finals:
+            await _send(ws, self.finals.popleft())
+            session.report_soon()
+        else:
+            await _send(ws, self.partial)
+
+
+#: The first message to stt-api: answers as they happen, not one per frame (see Answers).
+STT_CONFIG = '{"config": {"per_frame": false}}'
 
 
 async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
@@ -242,28 +290,32 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
     deadline = time.monotonic() + MAX_STREAM_S
     # stt-api is connected only once audio (or eof) arrives: a socket that never sends audio never takes one of
     # the recognizer's slots, so idle sockets cost ws-proxy memory only (and are closed after IDLE_TIMEOUT_S).
-    held: list[str | bytes] = []
+    held: list[str | bytes] = [STT_CONFIG]
     ended = False
-    while not ended and (not held or isinstance(held[-1], str)):  # configs are held until audio or eof
+    while not ended and isinstance(held[-1], str):  # configs are held until audio or eof
         payload, ended = await _next_message(ws, session, deadline)
         held.append(payload)
+    answers = Answers()
+    upstream = Upstream(held)
+    opening = asyncio.create_task(upstream.open())
     try:
-        upstream = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
-                                 user_agent_header=None)
-    except (OSError, TimeoutError, InvalidHandshake):
-        return 1013, "recognizer unavailable; retry in 2 s"
-    async with upstream:
-        to_client = asyncio.create_task(_stt_to_client(upstream, ws, session))
-        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, held, ended))
+        if not ended:  # the first frame is answered while the recognizer is connected
+            await answers.answer(ws, session)
+        to_client = asyncio.create_task(_stt_to_client(opening, ws, session, answers))
+        to_stt = asyncio.create_task(_client_to_stt(ws, upstream, session, deadline, ended, answers))
         done, _ = await asyncio.wait({to_stt, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_stt in done and to_stt.exception() is None:
+        if to_stt in done and (to_stt.exception() is None or isinstance(to_stt.exception(), ConnectionClosed)):
             # The client finished ({"eof": 1}) or hit a limit after which the last text is still delivered:
-            # let stt-api answer and close (bounded, so a stuck recognizer cannot hold the stream).
+            # let stt-api's result reach the client (bounded, so a stuck recognizer cannot hold the stream);
+            # or stt-api closed: reading its close gives the client the code.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(to_client), 60)
         for task in (to_stt, to_client):
             task.cancel()
         results = await asyncio.gather(to_stt, to_client, return_exceptions=True)
+    finally:
+        # The client's close need not wait for the closing handshake with stt-api: it ends in the background.
+        session.background(upstream.close(opening))
     for result in results:
         if isinstance(result, Close):
             return result.code, result.reason
@@ -273,14 +325,48 @@ async def _relay(ws: WebSocket, session: Session) -> tuple[int, str]:
     return 1000, ""
 
 
-async def _client_to_stt(ws: WebSocket, upstream: ClientConnection, session: Session, deadline: float,
-                         held: list[str | bytes], ended: bool) -> None:
-    """Forward the held messages, then check and forward client messages; returns after ``{"eof": 1}`` (or a
-    limit that ends the stream gracefully); raises Close for a client error, which ends the stream at once."""
-    for payload in held:
-        await upstream.send(payload)
+class Upstream:
+    """The connection to stt-api, opened beside the stream once audio comes: what is sent before it is open
+    waits in ``pending``, in order (the client's next frames are answered meanwhile, not held up by the
+    handshake)."""
+
+    def __init__(self, held: list[str | bytes]) -> None:
+        self.pending = list(held)
+        self.conn: ClientConnection | None = None
+
+    async def open(self) -> ClientConnection:
+        """Connect and send what is pending. Raises OSError, TimeoutError or InvalidHandshake."""
+        conn = await connect(STT_URL, proxy=None, compression=None, max_size=1 << 20, open_timeout=5,
+                             user_agent_header=None)
+        try:
+            while self.pending:  # send() appends while this awaits; nothing is sent directly until conn is set
+                await conn.send(self.pending.pop(0))
+        except ConnectionClosed:  # closed at once (at capacity): reading it gives the client its code
+            self.pending.clear()
+        self.conn = conn
+        return conn
+
+    async def send(self, payload: str | bytes) -> None:
+        if self.conn is None:
+            self.pending.append(payload)
+        else:
+            await self.conn.send(payload)
+
+    async def close(self, opening: asyncio.Task[ClientConnection]) -> None:
+        if not opening.done():
+            opening.cancel()
+        elif not opening.cancelled() and opening.exception() is None:
+            await opening.result().close()
+
+
+async def _client_to_stt(ws: WebSocket, upstream: Upstream, session: Session, deadline: float, ended: bool,
+                         answers: Answers) -> None:
+    """Answer, check and forward client messages; returns after ``{"eof": 1}`` (or a limit that ends the
+    stream gracefully); raises Close for a client error, which ends the stream at once."""
     while not ended:
         payload, ended = await _next_message(ws, session, deadline)
+        if not ended:  # an audio frame (configs come before the audio; eof is answered by stt-api's result)
+            await answers.answer(ws, session)
         await upstream.send(payload)
 
 
@@ -325,8 +411,15 @@ def _check_text(text: str) -> dict[str, Any]:
     return request
 
 
-async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Session) -> tuple[int, str]:
-    """Pass stt-api's answers on (reporting usage at every final); the close code when stt-api closes."""
+async def _stt_to_client(opening: asyncio.Task[ClientConnection], ws: WebSocket, session: Session,
+                         answers: Answers) -> tuple[int, str]:
+    """Take stt-api's finals and partials for the client's next frames; after ``{"eof": 1}``, answer the client
+    with every final it has not had as one result (vosk's last message). The close code for the client: once
+    that result is delivered, or when stt-api closes first (or cannot be reached)."""
+    try:
+        upstream = await opening
+    except (OSError, TimeoutError, InvalidHandshake):
+        return 1013, "recognizer unavailable; retry in 2 s"
     while True:
         try:
             answer = await upstream.recv()
@@ -334,28 +427,34 @@ async def _stt_to_client(upstream: ClientConnection, ws: WebSocket, session: Ses
             frame = exc.rcvd
             if frame is None or frame.code in (1006, 1011, 1001, 1012):
                 return 1012, "recognizer restarted; reconnect"  # crashed or went away mid-stream
-            if frame.code == 1000 and session.over_limit:
-                return 1008, f"stream exceeds the maximum of {MAX_STREAM_S:g} s"
             return frame.code, frame.reason
-        try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                await ws.send_text(answer if isinstance(answer, str) else answer.decode())
-        except TimeoutError:
-            raise Close(1008, f"client did not read for {SEND_TIMEOUT_S:g} s") from None
-        except (RuntimeError, OSError):
-            raise Close(1001, "client left") from None
-        if _is_final(answer):
-            session.report_soon()
+        text = answer if isinstance(answer, str) else answer.decode()
+        if text.startswith('{"partial"'):  # most messages: no parsing
+            answers.partial = text
+            continue
+        message = json.loads(text)
+        if "eof" not in message:
+            answers.finals.append(text)
+            continue
+        parts = [json.loads(f) for f in answers.finals] + [message]
+        answers.finals.clear()
+        await _send(ws, json.dumps({"result": [w for p in parts for w in p.get("result", [])],
+                                    "text": " ".join(p["text"] for p in parts if p.get("text"))}))
+        # No report here: the session's last record, once the client has its close, counts this audio.
+        if session.over_limit:
+            return 1008, f"stream exceeds the maximum of {MAX_STREAM_S:g} s"
+        return 1000, ""
 
 
-def _is_final(answer: str | bytes) -> bool:
-    # Most answers are partials ({"partial": ...}): a substring test spares parsing each one.
-    if (b'"text"' if isinstance(answer, bytes) else '"text"') not in answer:
-        return False
+async def _send(ws: WebSocket, text: str) -> None:
+    """One answer to the client, who must read it within SEND_TIMEOUT_S."""
     try:
-        return "text" in json.loads(answer)
-    except (ValueError, TypeError):
-        return False
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await ws.send_text(text)
+    except TimeoutError:
+        raise Close(1008, f"client did not read for {SEND_TIMEOUT_S:g} s") from None
+    except (RuntimeError, OSError):
+        raise Close(1001, "client left") from None
 
 
 @app.get("/{path:path}", include_in_schema=False)
