@@ -148,6 +148,35 @@ def test_per_user_stream_limit_is_1013_and_frees_up(speech: Speech) -> None:
     assert after == "admitted again"
 
 
+def test_a_user_may_start_streams_the_moment_the_last_ones_closed(speech: Speech) -> None:
+    # Two streams (the per-user limit) end with eof; the client opens two more as soon as it sees the closes.
+    user = f"again-{uuid.uuid4().hex[:6]}"
+    pcm = CLIP.pcm[: 16000 * 2]  # one second of audio
+
+    async def run() -> list[tuple[int, str] | str]:
+        outcome: list[tuple[int, str] | str] = []
+        for _ in range(3):
+            pair = [await _stream_open(_url(speech, user)) for _ in range(2)]
+            for ws in pair:
+                await ws.send(pcm)
+                await ws.send('{"eof": 1}')
+            for ws in pair:
+                outcome.append(await _close_of(ws, 60))
+        for _ in range(3):  # and when the client closes first
+            pair = [await _stream_open(_url(speech, user)) for _ in range(2)]
+            for ws in pair:
+                await ws.close()
+        last = [await _stream_open(_url(speech, user)) for _ in range(2)]
+        for ws in last:
+            await ws.close()
+        outcome.append("both admitted")
+        return outcome
+
+    outcome = asyncio.run(run())
+    assert all(o[0] == 1000 for o in outcome[:6]), outcome
+    assert outcome[-1] == "both admitted"
+
+
 def test_recognizer_at_capacity_refuses_with_1013(speech: Speech) -> None:
     # STT_MAX_STREAMS is 4 per stt-api replica (system.yaml); one replica runs locally.
     stats = f"{speech.service_url('stt-api')}/stats"

@@ -181,6 +181,9 @@ async def asr(ws: WebSocket) -> None:
     finally:
         OPEN.dec()
         CLOSED.labels(str(code)).inc()
+        # The slot before the close: a client that starts its next stream the moment it sees this one close
+        # must find it free (closing waits for the client's half of the handshake).
+        await _release_slot(session)
         with contextlib.suppress(RuntimeError, OSError):
             await ws.close(code, reason[:120])
         await _end_session(session, code)
@@ -242,14 +245,21 @@ async def _start_session(session: Session) -> bool:
     return bool(admitted)
 
 
+async def _release_slot(session: Session) -> None:
+    """Take the stream off its user's count of open streams (a refused stream was never on it: a no-op)."""
+    try:
+        await _redis("ZREM", f"streams:{session.user}", session.id)
+    except Exception as exc:  # the lease expires by itself
+        log.warning("could not free session %s's slot in Redis: %s", session.id, exc)
+
+
 async def _end_session(session: Session, code: int) -> None:
-    # The slot first, so the user can start another stream at once; then the last usage record.
+    """Record the session's end in Redis, then its last usage record (the slot is already free)."""
     key = f"session:{session.id}"
     try:
-        await asyncio.gather(_redis("ZREM", f"streams:{session.user}", session.id),
-                             _redis("HSET", key, "status", f"closed {code}", "ended", time.time()),
+        await asyncio.gather(_redis("HSET", key, "status", f"closed {code}", "ended", time.time()),
                              _redis("EXPIRE", key, SESSION_TTL_S))
-    except Exception as exc:  # the lease expires by itself
+    except Exception as exc:  # the hash expires by itself
         log.warning("could not close session %s in Redis: %s", session.id, exc)
     await asyncio.gather(*session.reports, return_exceptions=True)
     await session.report(final=True)
