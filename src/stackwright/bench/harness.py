@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -144,7 +146,7 @@ class SystemBench:
         began = time.monotonic()
         idp = self._idp()
         self.say.phase(f"minting {self.opt.users:,} client tokens (cached between runs)")
-        self.tokens = cached_tokens(self.cache_dir, idp.kid, self.opt.users,
+        self.tokens = cached_tokens(self.cache_dir, self.token_scope(), self.opt.users,
                                     lambda sub: idp.mint(sub, list(self.CLIENT_ROLES), ttl_s=86400))
         self.admin = idp.mint("bench-admin", list(self.ADMIN_ROLES), ttl_s=86400)
         with LoadGenerator(self.opt.processes) as gen:
@@ -204,7 +206,7 @@ class SystemBench:
         and kept for later runs: a full run needs ~10^6 of them (~4 min to mint on 2 vCPUs the first time).
         """
         if self.token_file is None:
-            self.token_file = TokenFile(self.cache_dir, self._idp().kid)
+            self.token_file = TokenFile(self.cache_dir, self.token_scope())
         have = self.token_file.count
         if have < count:
             # Mint well ahead: starting the pool costs ~1 s, and the next steps will need more.
@@ -228,6 +230,16 @@ class SystemBench:
 
                 self.token_file.ensure(target, mint_batch)
         return self.token_file.path
+
+    def token_scope(self) -> str:
+        """What the cached client tokens are valid for: the signing key and this system's issuer, audience and
+        client roles. Every system benched from one folder signs with the same key, so a cache keyed by the key
+        alone handed one system the tokens minted for another (whose gateway refused every one as the wrong
+        audience)."""
+        ident = self.system.edge.identity
+        claims = (ident.issuer, ident.audience, ident.roles_claim) if ident is not None else ()
+        digest = hashlib.sha256(json.dumps([*claims, list(self.CLIENT_ROLES)]).encode()).hexdigest()[:12]
+        return f"{self._idp().kid}-{digest}"
 
     def _idp(self) -> Any:
         from ..local.demokit import idp_for

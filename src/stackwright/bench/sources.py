@@ -98,15 +98,15 @@ class KeyedRequests:
             "content-type": "application/json", self.key_header: f"{self.tag}-{index}"})
 
 
-def cached_tokens(cache: Path, kid: str, count: int, mint: Callable[[str], str], *, ttl_s: int = 86400,
+def cached_tokens(cache: Path, scope: str, count: int, mint: Callable[[str], str], *, ttl_s: int = 86400,
                   min_left_s: int = 3 * 3600, on_progress: Callable[[int], None] | None = None) -> list[str]:
-    """``count`` client tokens (subjects ``bench-client-<i>``) signed with key ``kid``, minted once and kept
-    in ``cache`` while valid.
+    """``count`` client tokens (subjects ``bench-client-<i>``) for ``scope`` (the signing key and the claims
+    they carry, see ``SystemBench.token_scope``), minted once and kept in ``cache`` while valid.
 
     RS256 signing costs about half a millisecond per token, so 20,000 tokens take ~10 s to mint; they are
     reused by later runs until fewer than ``min_left_s`` seconds of their lifetime are left.
     """
-    path = cache / f"tokens-{kid}.json"
+    path = cache / f"tokens-{scope}.json"
     try:
         saved = json.loads(path.read_text())
         if saved["expires_at"] - time.time() > min_left_s and len(saved["tokens"]) >= count:
@@ -136,16 +136,16 @@ class TokenFile:
 
     A run that models first-seen clients (a viewer voting once per poll with a token the system has never
     verified) needs one token per request: hundreds of thousands per run. Signing costs ~0.5 ms each
-    (RS256, 2048-bit), so they are minted ahead, in parallel, appended to ``tokens-<kid>-single.bin`` and
+    (RS256, 2048-bit), so they are minted ahead, in parallel, appended to ``tokens-<scope>-single.bin`` and
     reused by later runs (each run starts the system with empty caches, so a token is new to every run);
     record ``i`` is token ``i``, read through ``mmap`` by the load generator processes (only the path is
     pickled to them). The file is dropped and minted again when fewer than ``min_left_s`` seconds of its
     first token's lifetime are left.
     """
 
-    def __init__(self, cache: Path, kid: str, *, ttl_s: int = 7 * 86400, min_left_s: int = 3 * 3600) -> None:
-        self.path = cache / f"tokens-{kid}-single.bin"
-        self.meta = cache / f"tokens-{kid}-single.json"
+    def __init__(self, cache: Path, scope: str, *, ttl_s: int = 7 * 86400, min_left_s: int = 3 * 3600) -> None:
+        self.path = cache / f"tokens-{scope}-single.bin"
+        self.meta = cache / f"tokens-{scope}-single.json"
         self.ttl_s = ttl_s
         try:
             expires_at = json.loads(self.meta.read_text())["expires_at"]
