@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..contract import EDGE_PROOF_HEADER
 from .auth import Principal
-from .metrics import DURATION, IN_PROGRESS, REQUESTS
+from .metrics import RouteMetrics
 from .problems import PROBLEM_JSON, Problem, dependency_unavailable, problem_body, validation_problem
 
 if TYPE_CHECKING:
@@ -129,8 +129,7 @@ class FastRouter:
         self.service = service
         self.max_body_bytes = max_body_bytes
         self._routes: dict[str, list[FastRoute]] = {}
-        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._in_progress: dict[str, Any] = {}  # by method: labels() costs a lock and a tuple of str() per call
+        self._metrics = RouteMetrics(service.name)
 
     def __bool__(self) -> bool:
         return bool(self._routes)
@@ -150,10 +149,7 @@ class FastRouter:
                     send: Send) -> None:
         """Answer one request on ``route`` (never raises for bad input: every error is problem+json)."""
         start = time.perf_counter()
-        name = self.service.name
-        in_progress = self._in_progress.get(route.method)
-        if in_progress is None:
-            in_progress = self._in_progress[route.method] = IN_PROGRESS.labels(name, route.method)
+        in_progress = self._metrics.in_progress(route.method)
         in_progress.inc()
         status = 500
         try:
@@ -176,13 +172,9 @@ class FastRouter:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
-            key = (route.method, route.path, status)
-            children = self._metrics.get(key)
-            if children is None:
-                labels = (name, route.method, route.path, str(status))
-                children = self._metrics[key] = (REQUESTS.labels(*labels), DURATION.labels(*labels))
-            children[0].inc()
-            children[1].observe(time.perf_counter() - start)
+            count, duration = self._metrics.children(route.method, route.path, status)
+            count.inc()
+            duration.observe(time.perf_counter() - start)
             in_progress.dec()
 
     async def _run(self, route: FastRoute, params: dict[str, str], scope: Scope, receive: Receive) -> Reply:

@@ -160,7 +160,7 @@ def _pieces(chunk: Chunk) -> list[bytes]:
 
 
 def _chunk_size(chunk: Chunk) -> int:
-    return len(chunk) if isinstance(chunk, bytes | bytearray | memoryview) else sum(map(len, chunk))
+    return sum(map(len, _pieces(chunk)))
 
 
 def _write_all(fd: int, data: Chunk, offset: int, digest: Digest | None = None) -> None:
