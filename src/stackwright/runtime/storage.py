@@ -554,6 +554,8 @@ class S3Store(ObjectStore):
         return ObjectInfo(key=key, size=int(head["ContentLength"]), modified=head["LastModified"].timestamp())
 
     async def read_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        from botocore.exceptions import ClientError
+
         if end is not None and end <= start:
             return
         ask = f"bytes={start}-" + ("" if end is None else str(end - 1))
@@ -562,6 +564,11 @@ class S3Store(ObjectStore):
                                            Range=ask)
         except self.client.exceptions.NoSuchKey:
             raise KeyError(key) from None
+        except ClientError as exc:
+            # S3 refuses a Range that starts at or past the end; the contract (and LocalStore) says: no bytes.
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return
+            raise
         body = resp["Body"]
         try:
             while chunk := await asyncio.to_thread(body.read, READ_CHUNK):
