@@ -37,6 +37,7 @@ def test_flags_show_no_value_placeholder(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert "--help" in result.output
     assert "<bool>" not in result.output, result.output
+    assert "<list[" not in result.output, result.output
     for line in result.output.splitlines():
         if "--help" in line:  # the flag every command has: nothing between it and its description
             assert line.split("--help", 1)[1].split()[:2] == ["Show", "this"], line
@@ -47,3 +48,9 @@ def test_options_that_take_a_value_still_show_its_type() -> None:
     detach = next(line for line in result.output.splitlines() if "--detach" in line)
     port = next(line for line in result.output.splitlines() if "--port " in line)
     assert "<" not in detach and "<int range>" in port
+
+
+def test_a_repeatable_option_shows_one_value_and_that_it_repeats() -> None:
+    result = CliRunner().invoke(app, ["render", "--help"], env={"COLUMNS": "200"})
+    only = next(line for line in result.output.splitlines() if "--only" in line)
+    assert "<str> ..." in only, only

@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 
 from .common import fail
 
 
-def _flags_take_no_value_in_help() -> None:
-    """Show no value placeholder after an on/off flag in ``--help``.
+def _help_shows_values_not_python_types() -> None:
+    """In ``--help``, show no value placeholder after an on/off flag and no Python type after a repeatable one.
 
-    typer 0.29's rich help prints every option's type, so flags read ``--detach <bool>`` and
-    ``--help <bool>`` as if they took a value (its plain-text help already leaves flags bare). Every option
-    of every command, and the ``--help`` option click adds, is a ``TyperOption``, so this one override on
-    that class covers the whole CLI. Idempotent; a typer without the method is left as it is."""
-    from typer.core import TyperOption
+    typer 0.29's rich help prints every parameter's type, so flags read ``--detach <bool>`` and
+    ``--help <bool>`` as if they took a value (its plain-text help already leaves flags bare), and a
+    repeatable option or argument reads ``<list[str]>``; that now reads ``<str> ...``. Every option of every
+    command (and the ``--help`` click adds) is a ``TyperOption``, every argument a ``TyperArgument``, so one
+    override on each class covers the whole CLI. Idempotent; a typer without the method is left as it is."""
+    from typer.core import TyperArgument, TyperOption
 
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "flags_bare", False):
-        return
-
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
-
-    display_type_rich.flags_bare = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    for cls in (TyperOption, TyperArgument):
+        shown = getattr(cls, "display_type_rich", None)
+        if shown is None or getattr(shown, "values_not_types", False):
+            continue
+        # An argument's name already ends in "..." when it repeats; an option's does not.
+        cls.display_type_rich = _values_not_types(shown, " ..." if cls is TyperOption else "")  # type: ignore[method-assign]
 
 
-_flags_take_no_value_in_help()
+def _values_not_types(shown: Any, repeats: str) -> Any:
+    def display_type_rich(self: Any, ctx: typer.Context) -> str | None:
+        if getattr(self, "is_flag", False):
+            return None
+        text = shown(self, ctx)
+        if text and text.startswith("<list[") and text.endswith("]>"):
+            return f"<{text[6:-2]}>{repeats}"
+        return text
+
+    display_type_rich.values_not_types = True  # type: ignore[attr-defined]
+    return display_type_rich
+
+
+_help_shows_values_not_python_types()
 
 app = typer.Typer(
     name="stackwright",
