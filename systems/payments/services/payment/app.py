@@ -292,7 +292,7 @@ _claims: dict[tuple[str, str], asyncio.Future[None]] = {}
 #: Payments this process works on at once (``PAYMENT_MAX_IN_FLIGHT``); one more is refused at once with 503
 #: and ``Retry-After`` instead of queueing without bound, so an overload is served as far as capacity allows,
 #: the rest shed, and the backlog never outlives the load.
-MAX_IN_FLIGHT = int(os.environ.get("PAYMENT_MAX_IN_FLIGHT", "128"))
+MAX_IN_FLIGHT = int(os.environ.get("PAYMENT_MAX_IN_FLIGHT", "64"))
 _in_flight = 0
 
 #: A payment's id is a function of its tenant-unique Idempotency-Key: a request that died after its claim
