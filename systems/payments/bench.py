@@ -15,6 +15,18 @@ Order, in one run on one machine (the system comes up with a fresh data director
    recorded at 50% and 90% of it (:meth:`SystemBench._measure`). While a scenario runs, Postgres'
    connections are sampled (``pg_stat_activity``) for the peak; afterwards every tenant's payments are
    counted by status and its ledger checked (entries sum to zero, balances equal their entries).
+3. **overload_100** — after a warm-up at 50% (not reported), the 100 tenants at 50% of the capacity
+   ``tenants_100`` found (``OVERLOAD_CAPACITY`` when it did not run), then ``OVERLOAD_FACTOR`` x the capacity
+   for ``OVERLOAD_S`` seconds, then twice 50% again with no pause in between: whether the system serves what
+   it can during the overload, sheds the rest, and recovers (p99, errors and CPU per payment back to the first
+   step's) once the load drops. Each step also counts the tenant databases' connection opens and commits
+   (``pg_stat_database``) per payment.
+
+Recovery pause: in the searches (not in overload_100, which measures recovery itself), a step that broke is
+followed by a pause until the processes together use < 10% of a core over a second, at most ``RECOVER_S``
+(30 s): the payments still in flight and the events still queued from an overloaded step are done before the
+next step starts, so one overload step cannot spoil the steps after it. Each pause is printed and listed in
+the run's notes.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from stackwright.bench.loadgen import RequestSource
 from stackwright.bench.sources import KeyedRequests
 from stackwright.bench.stats import percentile
 
-SCENARIOS = ("pgbench", "tenants_1", "tenants_10", "tenants_100")
+SCENARIOS = ("pgbench", "tenants_1", "tenants_10", "tenants_100", "overload_100")
 TENANT_COUNTS = {"tenants_1": 1, "tenants_10": 10, "tenants_100": 100}
 PGBENCH_SCALE = 10  # 10 branches, 1,000,000 accounts (~160 MB)
 PGBENCH_CLIENTS = 10
@@ -51,6 +63,12 @@ PAYERS_FOR_ONE_TENANT = 40
 MIN_PAYERS = 4
 #: Senders per tenant (distinct token subjects): the edge limits each to 200 requests/s.
 SENDERS = 8
+#: overload_100: the capacity assumed when tenants_100 did not run in the same run, payments/s; the overload
+#: factor and how long it lasts, s; the 50% steps around it, s.
+OVERLOAD_CAPACITY = 60.0
+OVERLOAD_FACTOR = 2.0
+OVERLOAD_S = 10.0
+OVERLOAD_STEP_S = 8.0
 OPENING_BALANCE = 10**12  # minor units: no payer runs dry in a run
 MAX_AMOUNT = 5_000  # under FRAUD_NEW_PAYEE_OVER (50,000) and FRAUD_REVIEW_OVER: fraud approves
 
@@ -100,6 +118,7 @@ class PaymentsBench(SystemBench):
     """The payments scenarios: pgbench on the system's Postgres, then payments at 1, 10 and 100 tenants."""
 
     SCENARIOS = SCENARIOS
+    RECOVER_S = 30.0
     ADMIN_ROLES = ("platform-admin",)
     CLIENTS = (f"per tenant {SENDERS} dev tokens carrying its tenant_id claim (the edge limits each subject to "
                "200/s); a fresh Idempotency-Key per payment")
@@ -129,6 +148,8 @@ class PaymentsBench(SystemBench):
         for name, count in TENANT_COUNTS.items():
             if name in self.opt.only:
                 self.results[name] = self._payments(name, count)
+        if "overload_100" in self.opt.only:
+            self.results["overload_100"] = self._overload()
 
     # ------------------------------------------------------------------ pgbench
 
@@ -218,6 +239,60 @@ class PaymentsBench(SystemBench):
         return out
 
 
+    def _overload(self) -> dict[str, Any]:
+        """50% of capacity, an overload, then 50% twice (no recovery pause): per step what was served, its
+        latency, errors, CPU and connection opens per payment, and whether the last step is back to the first."""
+        self._onboard(100)
+        chosen = self.tenants[:100]
+        capacity = float((self.results.get("tenants_100") or {}).get("max_rps") or OVERLOAD_CAPACITY)
+        tag = f"overload-{uuid.uuid4().hex[:6]}"
+        self.gen_add("overload_100", KeyedRequests("/payments", [t["tokens"] for t in chosen],
+                                                   [payment_bodies(t["accounts"]) for t in chosen], tag=tag))
+        host, port = self._url("edge")
+        groups = self._groups("gateway", "payment", "fraud", "transaction", "audit", "notification", "postgres",
+                              "redis")
+        plan = [("warm-up at 50%", 0.5, OVERLOAD_STEP_S / 2), ("50% before", 0.5, OVERLOAD_STEP_S),
+                (f"{OVERLOAD_FACTOR:g}x overload", OVERLOAD_FACTOR, OVERLOAD_S),
+                ("50% after", 0.5, OVERLOAD_STEP_S), ("50% after, again", 0.5, OVERLOAD_STEP_S)]
+        steps = []
+        for label, share, seconds in plan:
+            before = asyncio.run(_tenant_counters(self.admin_url))
+            # No recovery pause: this scenario measures the recovery itself.
+            step = self._step("overload_100", label, "overload_100", host, port, round(capacity * share), seconds,
+                              groups, recover=False)
+            after = asyncio.run(_tenant_counters(self.admin_url))
+            done = max(step.completed, 1)
+            steps.append({"label": label, **step.to_dict(),
+                          "connection_opens_per_payment": round((after[0] - before[0]) / done, 3),
+                          "commits_per_payment": round((after[1] - before[1]) / done, 2)})
+            cpu = step.cpu_ms_per_request
+            self.say.phase(f"overload_100: {label}: {after[0] - before[0]} tenant connections opened, "
+                           f"{after[1] - before[1]} commits, {step.completed} answered, CPU ms per payment "
+                           f"{sum(cpu.values()):.1f} ({cpu.get('payment', 0):.1f} in payment)")
+        warm_up, steps = steps[0], steps[1:]  # the warm-up (100 tenants' pools after onboarding) is not compared
+        first, last = steps[0], steps[-1]
+
+        def total(step: dict[str, Any]) -> float:
+            return sum((step.get("cpu_ms_per_request") or {}).values())
+
+        recovered = (last["latency_ms"].get("p99", math.inf) <= self.criteria.max_p99_ms
+                     and last["ok"] == last["sent"] and total(last) <= 1.25 * total(first))
+        return {"target": "POST /payments through the edge, round robin over 100 tenants: 50%, overload, 50%",
+                "capacity_rps": capacity, "warm_up": warm_up, "steps": steps, "recovered": recovered,
+                "outcome": asyncio.run(_tally(self.admin_url, [t["id"] for t in chosen], tag))}
+
+
+async def _tenant_counters(admin_url: str) -> tuple[int, int]:
+    """(connections opened, transactions committed) so far over the tenant databases (pg_stat_database)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        row = await conn.fetchrow("SELECT coalesce(sum(sessions), 0), coalesce(sum(xact_commit), 0) "
+                                  "FROM pg_stat_database WHERE datname LIKE 'tenant\\_%'")
+        return int(row[0]), int(row[1])
+    finally:
+        await conn.close()
+
+
 async def _fetchval(url: str, query: str) -> Any:
     conn = await asyncpg.connect(url)
     try:
@@ -295,6 +370,12 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                      "met": s["peak_connections"] < s["max_connections"]})
         rows.append({"target": f"{name}: every tenant's ledger balanced after the run",
                      "measured": str(s["outcome"]["payments_by_status"]), "met": s["outcome"]["ledgers_balanced"]})
+    over = sc.get("overload_100")
+    if over:
+        last = over["steps"][-1]
+        rows.append({"target": "overload_100: back to p99 <= 500 ms, no errors and the CPU per payment of before",
+                     "measured": f"last 50% step: p99 {last['latency_ms'].get('p99', '-')} ms, "
+                                 f"errors {last['error_rate']:.2%}", "met": over["recovered"]})
     hundred = sc.get("tenants_100")
     if one and hundred:
         a, b = _committed(one), _committed(hundred)

@@ -136,6 +136,10 @@ def test_unreachable_dependencies_are_classified_as_unavailable() -> None:
     assert dependency_unavailable(asyncpg.exceptions.CannotConnectNowError("starting up"))
     assert not dependency_unavailable(asyncpg.exceptions.ForeignKeyViolationError("no such poll"))
     assert not dependency_unavailable(KeyError("vote_id"))
+    # The statement after a connection's failed network operation (Postgres killed), as asyncpg 0.32 says it.
+    assert dependency_unavailable(asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"))
+    assert not dependency_unavailable(asyncpg.exceptions.InternalClientError("something else went wrong"))
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -1,6 +1,6 @@
 """The per-process connection budget of tenant pools (``tenants.connection_budget``), against a real
-PostgreSQL: connections are counted as held, the least recently used unleased tenant pool is closed so
-they stay within it, and a pool a request holds is never closed under it."""
+PostgreSQL: connections are counted as held, idle connections are closed to stay within it (of the tenant
+holding the most first, the least recently used of those), and a pool a request holds is never closed under it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def _backends(admin: str, prefix: str) -> dict[str, int]:
     return {r["datname"]: r["n"] for r in rows}
 
 
-def test_budget_closes_the_least_recently_used_pool(postgres_server) -> None:
+def test_budget_closes_idle_connections_of_the_biggest_then_least_recently_used_pool(postgres_server) -> None:
     prefix = f"budget_{id(postgres_server) % 10000}_"
 
     async def scenario() -> None:
@@ -37,14 +37,13 @@ def test_budget_closes_the_least_recently_used_pool(postgres_server) -> None:
                 async with dbs.lease(tenant) as db:
                     assert await db.pool.fetchval("SELECT 1") == 1
             assert dbs.tenants() == [prefix + "a", prefix + "b"]
-            async with dbs.lease("a"):  # a is now the most recently used, so b goes first
+            async with dbs.lease("a"):  # a is now the most recently used, so b goes first (both hold 2)
                 pass
-            async with dbs.lease("c") as c:
+            async with dbs.lease("c") as c:  # c's 2 warm connections: one of b's, then one of a's (2 > 1)
                 assert await c.pool.fetchval("SELECT current_database()") == prefix + "c"
-            await asyncio.sleep(0.1)  # b's close runs in the background
-            assert sorted(dbs.tenants()) == [prefix + "a", prefix + "c"]
+            await asyncio.sleep(0.1)
             held = await _backends(postgres_server.url, prefix)
-            assert sum(held.values()) <= 4 and prefix + "b" not in held
+            assert held == {prefix + "a": 1, prefix + "b": 1, prefix + "c": 2}
             assert dbs.connections() == 4
         finally:
             await dbs.close()
@@ -149,6 +148,36 @@ def test_room_comes_from_idle_connections_and_a_leased_pool_closes_after_its_las
                 assert await a.pool.fetchval("SELECT 1") == 1
             await asyncio.sleep(0.1)
             assert dbs.connections() == 0 and dbs.tenants() == []
+        finally:
+            await dbs.close()
+
+    asyncio.run(scenario())
+
+
+def test_room_comes_from_the_tenant_with_the_most_connections_not_the_least_recently_used(postgres_server) -> None:
+    """After a burst leaves one tenant several connections, a tenant coming back in round robin (the least
+    recently used) keeps its only one: the burst's surplus is closed instead, so it reconnects nothing."""
+    prefix = f"surplus_{id(postgres_server) % 10000}_"
+
+    async def scenario() -> None:
+        dbs = TenantDatabases(postgres_server.url, prefix=prefix, min_size=1, max_size=3, budget=5)
+        try:
+            for tenant in ("a", "b", "c", "d"):
+                await dbs.create(tenant)
+            async with dbs.lease("b"):  # b: one connection, and the least recently used from here on
+                pass
+            async with dbs.lease("a") as a:  # a burst: three connections at once
+                burst = [await a.pool.acquire() for _ in range(3)]
+                for conn in burst:
+                    await a.pool.release(conn)
+            async with dbs.lease("c"):
+                pass
+            assert dbs.connections() == 5
+            async with dbs.lease("d") as d:  # the budget is full: room is made
+                assert await d.pool.fetchval("SELECT current_database()") == prefix + "d"
+            await asyncio.sleep(0.1)
+            held = await _backends(postgres_server.url, prefix)
+            assert held == {prefix + "a": 2, prefix + "b": 1, prefix + "c": 1, prefix + "d": 1}
         finally:
             await dbs.close()
 

@@ -98,6 +98,12 @@ class SystemBench:
     ADMIN_ROLES: ClassVar[tuple[str, ...]] = ("admin",)
     #: how the results document describes the clients (``{n}`` is their number)
     CLIENTS: ClassVar[str] = "{n:,} distinct client tokens"
+    #: after a step that broke, wait up to this many seconds for the system to drain (:meth:`_recover`), so
+    #: the backlog of one overload step does not spoil the steps after it; 0 (the default) waits only
+    #: ``settle_s``
+    RECOVER_S: ClassVar[float] = 0.0
+    #: the system counts as drained once its processes together use less than this share of one core
+    IDLE_CPU: ClassVar[float] = 0.10
 
     def __init__(self, spec_path: Path, options: BenchOptions, reporter: Reporter | None = None) -> None:
         self.spec_path = spec_path
@@ -328,7 +334,8 @@ class SystemBench:
 
     def _step(self, scenario: str, label: str, source: str, host: str, port: int, rate: float, duration: float,
               groups: list[procs.ProcessGroup], *, warmup: float | None = None, timeout: float = 10.0,
-              on_tick: Any = None) -> StepResult:
+              on_tick: Any = None, recover: bool = True) -> StepResult:
+        """One fixed-rate step of ``source``; with ``recover``, a broken step is followed by :meth:`_recover`."""
         assert self.gen is not None
         warm = self.opt.warmup_s if warmup is None else warmup
         n = round(rate * duration)
@@ -353,7 +360,26 @@ class SystemBench:
             result.passed, result.reason = self.criteria.judge(result)
         self.say.step(scenario, label, result)
         time.sleep(self.opt.settle_s)
+        if recover and self.RECOVER_S and not self.criteria.judge(result)[0]:
+            self._recover(scenario, label, groups)
         return result
+
+    def _recover(self, scenario: str, label: str, groups: list[procs.ProcessGroup]) -> float:
+        """The recovery pause after a broken step: no load is offered until the measured processes together
+        use less than ``IDLE_CPU`` of a core over a second (the requests and queued events left by the step
+        are done), for at most ``RECOVER_S`` seconds. Printed and listed in the run's notes; returns the
+        seconds it took."""
+        began = time.monotonic()
+        while time.monotonic() - began < self.RECOVER_S:
+            window = procs.CpuWindow(groups).start()
+            time.sleep(1.0)
+            if sum(window.stop().used_s.values()) / window.wall_s < self.IDLE_CPU:
+                break
+        took = time.monotonic() - began
+        drained = "drained" if took < self.RECOVER_S else "still busy, went on"
+        self.say.phase(f"{scenario}: recovery pause after the broken {label} step: {took:.1f} s ({drained})")
+        self.notes.append(f"{scenario}: {took:.1f} s recovery pause after a broken {label} step ({drained})")
+        return took
 
     def _measure(self, scenario: str, source: str, host: str, port: int, groups: list[procs.ProcessGroup], *,
                  start: float) -> dict[str, Any]:

@@ -119,9 +119,10 @@ def database_url(url: str, database: str) -> str:
 
 
 class _Tenant:
-    """One tenant's pool, the requests holding it, and its idle connections (server pid -> connection)."""
+    """One tenant's pool, the requests holding it, its open connections and its idle ones (server pid ->
+    connection)."""
 
-    __slots__ = ("db", "idle", "leases", "lock", "retired", "tenant")
+    __slots__ = ("db", "idle", "leases", "lock", "open", "retired", "tenant")
 
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
@@ -130,6 +131,7 @@ class _Tenant:
         self.retired = False  # dropped by forget(): closed when its last lease ends
         self.lock = asyncio.Lock()  # one opening at a time for this tenant, none across tenants
         self.idle: dict[int, asyncpg.Connection] = {}  # oldest first
+        self.open = 0  # connections of this tenant's pool now open (idle or in use)
 
 
 class TenantDatabases:
@@ -142,12 +144,13 @@ class TenantDatabases:
     first requests), grows on demand up to ``max_size`` and closes connections idle for ``idle_s`` seconds
     (down to none), so a quiet tenant holds nothing. ``budget`` (``tenants.connection_budget``,
     ``<DB>_CONNECTION_BUDGET``) bounds the connections held over all tenant pools, counted as they are
-    opened and closed: a connection that would exceed it first closes an idle connection, of the least
-    recently used tenant first (an idle connection is safe to close: the pool opens a new one when it
-    needs one). When every connection is in use it waits for one to be released, up to ``wait_s``
-    seconds, then raises Problem 503 (with ``Retry-After``). Waiting only ever depends on connections in
-    use, which requests release, so idle pools of other tenants never hold a request up (a request that
-    holds one connection while it acquires a second can still wait on itself, as with any bounded pool).
+    opened and closed: a connection that would exceed it first closes an idle connection, of the tenant
+    holding the most connections first (:meth:`_close_an_idle_connection`; an idle connection is safe to
+    close: the pool opens a new one when it needs one). When every connection is in use it waits for one
+    to be released, up to ``wait_s`` seconds, then raises Problem 503 (with ``Retry-After``). Waiting only
+    ever depends on connections in use, which requests release, so idle pools of other tenants never hold
+    a request up (a request that holds one connection while it acquires a second can still wait on itself,
+    as with any bounded pool).
 
     ``url_for`` (async, tenant id -> URL) connects each pool with the tenant's own credentials (e.g. read
     from a secret store) instead of the admin URL; it is called whenever a pool is (re)opened.
@@ -247,8 +250,10 @@ class TenantDatabases:
             self._give_slot()
             raise
         pid = conn.get_server_pid()
+        entry.open += 1
 
         def terminated(_: object) -> None:
+            entry.open -= 1
             entry.idle.pop(pid, None)
             if pid in self._closed_for_room:
                 self._closed_for_room.discard(pid)  # its unit was given back when it was closed
@@ -285,17 +290,26 @@ class TenantDatabases:
         self._held += 1
 
     def _close_an_idle_connection(self) -> bool:
-        """Close the oldest idle connection of the least recently leased tenant that has one; its budget
-        unit is free at once. False when no connection is idle."""
-        for entry in self._tenants.values():
-            if entry.idle:
-                pid = next(iter(entry.idle))
-                conn = entry.idle.pop(pid)
-                self._closed_for_room.add(pid)  # the termination listener must not give it back twice
-                self._held -= 1
-                conn.terminate()  # idle: asyncpg's own idle expiry closes such connections this way
-                return True
-        return False
+        """Close the oldest idle connection of the tenant with the most open connections that has one (of
+        those, the least recently leased); its budget unit is free at once. False when no connection is idle.
+
+        Most connections first, not least recently used first: a burst leaves some tenants with several
+        connections, and under round robin over many tenants the least recently used tenant is the next to
+        come back, so taking its last connection made every request reopen one (a fork, an authentication
+        and cold statement plans per payment, at 100 tenants), which kept the process slower than the load
+        long after the burst. A tenant's surplus goes first; a last connection only when none has one."""
+        chosen: _Tenant | None = None
+        for entry in self._tenants.values():  # least recently leased first: it wins ties
+            if entry.idle and (chosen is None or entry.open > chosen.open):
+                chosen = entry
+        if chosen is None:
+            return False
+        pid = next(iter(chosen.idle))
+        conn = chosen.idle.pop(pid)
+        self._closed_for_room.add(pid)  # the termination listener must not give it back twice
+        self._held -= 1
+        conn.terminate()  # idle: asyncpg's own idle expiry closes such connections this way
+        return True
 
     def _give_slot(self) -> None:
         self._held -= 1

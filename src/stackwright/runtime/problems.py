@@ -163,6 +163,11 @@ def dependency_unavailable(exc: BaseException) -> bool:
         if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
                       | asyncpg.exceptions.TooManyConnectionsError):
             return True
+        # A network operation that failed on a connection leaves its protocol waiting for the server's sync
+        # point; if the pool hands it out again before the broken socket is noticed as closed, the next
+        # statement fails so (seen when Postgres is killed). The server went away: not a bug of the request.
+        if isinstance(exc, asyncpg.exceptions.InternalClientError) and "another operation" in str(exc):
+            return True
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         pass
     return False

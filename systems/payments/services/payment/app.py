@@ -1,12 +1,17 @@
 """Payment service: ``POST /payments`` with an ``Idempotency-Key``.
 
-* Idempotency: the key is claimed by inserting the payment row (unique per tenant database) in the
-  transaction that stores the answer; the same key with the same body answers the first answer (status and
-  body, header ``Idempotent-Replayed: true``), the same key with another body is 422, and concurrent
-  duplicates wait on the uncommitted row and then replay, so one payment is made. The payment id is derived
-  from the key (:func:`payment_id_for`): a payment interrupted (ledger down, process killed) leaves no row,
-  and the retry with the same key makes it under the same id (fraud keeps one verdict and the ledger one
+* Idempotency: the key is claimed by inserting the payment row ``pending`` (unique per tenant database, committed
+  at once); fraud and the ledger are then asked with no database connection held, and the answer is stored in
+  a second short statement. The same key with the same body answers the first answer (status and body, header
+  ``Idempotent-Replayed: true``), the same key with another body is 422, and a concurrent duplicate waits for
+  the request working on the key (in this process without a statement; in another by looking again), then
+  replays its answer, so one payment is made. The payment id is derived from the key (:func:`payment_id_for`):
+  a payment that cannot finish (ledger down) gives its claim up, one whose process dies leaves a pending row
+  that a retry takes over once the claim's lease (``PAYMENT_CLAIM_LEASE_S``, longer than any request's remote
+  calls) is out; either way the retry makes it under the same id (fraud keeps one verdict and the ledger one
   transfer per id, so nothing is posted twice; a transfer posted with other terms is 422).
+* Overload: at most ``PAYMENT_MAX_IN_FLIGHT`` payments in progress per process; more are 503 with
+  ``Retry-After`` at once (shed, not queued).
 * Fraud: scored synchronously by the fraud service with a timeout (``FRAUD_TIMEOUT_S``, default 1 s)
   behind a circuit breaker (``FRAUD_BREAKER_FAILURES`` consecutive failures open it for
   ``FRAUD_BREAKER_OPEN_S``); when fraud is unavailable the payment is ``held`` for review, never approved.
@@ -48,6 +53,7 @@ FRAUD_URL = svc.settings.service_url("fraud")
 TRANSACTION_URL = svc.settings.service_url("transaction")
 payment_events = svc.topic("payment-events")
 FRAUD_TIMEOUT_S = float(os.environ.get("FRAUD_TIMEOUT_S", "1.0"))
+LEDGER_TIMEOUT_S = 5.0  # the whole ledger call, connecting included (the client session's total)
 BREAKER_FAILURES = int(os.environ.get("FRAUD_BREAKER_FAILURES", "5"))
 BREAKER_OPEN_S = float(os.environ.get("FRAUD_BREAKER_OPEN_S", "10"))
 CURRENCIES = ("USD", "EUR", "GBP", "BRL", "JPY", "CAD", "MXN", "CHF", "AUD")
@@ -70,7 +76,7 @@ def _http() -> aiohttp.ClientSession:
     global _session
     if _session is None or _session.closed:
         _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200),
-                                         timeout=aiohttp.ClientTimeout(total=5.0))
+                                         timeout=aiohttp.ClientTimeout(total=LEDGER_TIMEOUT_S))
     return _session
 
 
@@ -235,25 +241,64 @@ async def _publish_later(tenant: str, payment: dict[str, Any], *, first_s: float
     log.error("gave up publishing payment %s; a replay of its key publishes it", payment["id"])
 
 
-#: Claims the key and reads both accounts in one round trip, inside the request's transaction: ``new_id`` is
-#: the payment's id when this request inserted the row (null when the key exists), one row per account found
-#: (account columns null when none is). A concurrent duplicate's INSERT waits on this row's uncommitted key
-#: until this transaction ends, then finds the committed answer (or inserts, if this one rolled back). It also
-#: marks ``$8``, the tenant's payments published since (see ``_unmarked``).
+#: Claims the key and reads both accounts in one statement (its own short transaction): ``new_id`` and
+#: ``claimed_at`` are the new row's when this request inserted it (null when the key exists), one row per
+#: account found (account columns null when none is). It also marks ``$8``, the tenant's payments published
+#: since (see ``_unmarked``). The row is committed ``pending`` at once: no connection or transaction is held
+#: while fraud and the ledger are asked, so a slow fraud or ledger, or an overload, cannot pin this process'
+#: tenant connections (holding them across the calls let 100 tenants exhaust the connection budget, and the
+#: room made by closing other tenants' idle connections was paid back in reconnects, per payment).
 CLAIM_SQL = """
 WITH new AS (
   INSERT INTO payments (id, idempotency_key, request_hash, from_account, to_account, amount, currency, status)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (idempotency_key) DO NOTHING
+  RETURNING id, updated_at
 ), marked AS (
   UPDATE payments SET published = true WHERE id = ANY($8::uuid[])
 )
-SELECT n.id AS new_id, a.id, a.currency, a.email, a.kind
+SELECT n.id AS new_id, n.updated_at AS claimed_at, a.id, a.currency, a.email, a.kind
 FROM (SELECT 1) one LEFT JOIN new n ON true LEFT JOIN accounts a ON a.id IN ($4, $5)
 """
+#: An existing key's row, and whether its claim has outlived the lease ($2 seconds since it was claimed).
+READ_CLAIM_SQL = """
+SELECT id, request_hash, response_status, response, published, updated_at < now() - make_interval(secs => $2) AS stale
+FROM payments WHERE idempotency_key = $1
+"""
+#: Take over a pending row whose claim outlived the lease (its request died: kill -9, a lost process); the
+#: new ``updated_at`` is the new claim's token.
+TAKEOVER_SQL = """
+UPDATE payments SET updated_at = clock_timestamp()
+WHERE id = $1 AND response IS NULL AND updated_at < now() - make_interval(secs => $2) RETURNING updated_at
+"""
+ACCOUNTS_SQL = "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)"
+#: Store the answer, unless one is stored already (the first answer stands).
+STORE_SQL = """
+UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, updated_at = now()
+WHERE id = $1 AND response IS NULL RETURNING true
+"""
+#: Give up an unanswered claim (ledger unavailable, a cut request): as if the key had never been used, so the
+#: client's retry claims it afresh at once. Only this claim's row (the token), never one taken over since.
+RELEASE_SQL = "DELETE FROM payments WHERE id = $1 AND response IS NULL AND updated_at = $2"
 
-#: A payment's id is a function of its tenant-unique Idempotency-Key: a request whose transaction was cut
-#: (process killed, ledger down) leaves no row, and its retry uses the same id, which the fraud service (one
-#: verdict per id) and the ledger (one transfer per id) answer as before: nothing is posted twice.
+#: The longest a request can work on a claimed key: fraud's timeout plus the ledger call's (the client
+#: session's total) plus a margin for the statements. A pending row older than this belongs to a request that
+#: died; a retry of its key takes it over (``PAYMENT_CLAIM_LEASE_S``).
+CLAIM_LEASE_S = float(os.environ.get("PAYMENT_CLAIM_LEASE_S", str(FRAUD_TIMEOUT_S + LEDGER_TIMEOUT_S + 4.0)))
+
+#: The requests of this process working on a key, by (tenant, key): a duplicate waits for the running one's
+#: answer here, without a statement, then replays it.
+_claims: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+#: Payments this process works on at once (``PAYMENT_MAX_IN_FLIGHT``); one more is refused at once with 503
+#: and ``Retry-After`` instead of queueing without bound, so an overload is served as far as capacity allows,
+#: the rest shed, and the backlog never outlives the load.
+MAX_IN_FLIGHT = int(os.environ.get("PAYMENT_MAX_IN_FLIGHT", "64"))
+_in_flight = 0
+
+#: A payment's id is a function of its tenant-unique Idempotency-Key: a request that died after its claim
+#: leaves a pending row taken over by the retry under the same id, and a released claim leaves nothing, so
+#: the fraud service (one verdict per id) and the ledger (one transfer per id) answer as before: nothing is
+#: posted twice.
 _ID_NAMESPACE = uuid.UUID("5f0c7a52-8d3e-4c1b-9a6e-2b7d4e8f1a03")
 
 
@@ -272,11 +317,20 @@ IDEMPOTENCY_KEY = Header(alias="Idempotency-Key", min_length=1, max_length=200, 
                 responses=problem_responses(401, 403, 404, 409, 503))
 async def create_payment(fast: FastRequest) -> Reply:
     """Make a payment once per ``Idempotency-Key`` (see the module docstring): 201 with its outcome, or the
-    first answer again (``Idempotent-Replayed: true``); 422 for the key with another body."""
+    first answer again (``Idempotent-Replayed: true``); 422 for the key with another body; 503 with
+    ``Retry-After`` when this process already works on ``PAYMENT_MAX_IN_FLIGHT`` payments."""
+    global _in_flight
     assert fast.principal is not None  # auth=True
     tenant = tenancy.tenant_of(fast.principal)
-    async with tenancy.database(tenant) as db:
-        return await _pay(tenant, db, fast.body, fast.header("idempotency-key") or "", fast.authorization or "")
+    if _in_flight >= MAX_IN_FLIGHT:
+        raise Problem(503, f"this payment process is at its {MAX_IN_FLIGHT} payments in progress; retry",
+                      headers={"Retry-After": "1"})
+    _in_flight += 1
+    try:
+        async with tenancy.database(tenant) as db:
+            return await _pay(tenant, db, fast.body, fast.header("idempotency-key") or "", fast.authorization or "")
+    finally:
+        _in_flight -= 1
 
 
 async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str, auth: str) -> Reply:
@@ -285,17 +339,16 @@ async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str
     if body.from_account == body.to_account:
         raise Problem(422, "payer and payee must be different accounts")
     digest = _request_hash(body)
-    marks = _take_marks(tenant)
+    slot = (tenant, idempotency_key)
+    while (running := _claims.get(slot)) is not None:
+        await asyncio.shield(running)  # shielded: a waiter cut off must not cancel the running request's future
+    done = _claims[slot] = asyncio.get_running_loop().create_future()
     try:
-        # One transaction from the claim to the answer: a cut request leaves nothing (its retry starts afresh
-        # under the same payment id), and the uncommitted row holds concurrent duplicates until the answer is
-        # stored.
-        async with db.pool.acquire() as conn, conn.transaction():
-            status, response, replayed, published = await _claim_and_decide(conn, body, idempotency_key, digest,
-                                                                            auth, marks)
-    except BaseException:
-        _queue_marks(tenant, set(marks))  # rolled back with the request: still to be written
-        raise
+        status, response, replayed, published = await _claim_and_decide(tenant, db, body, idempotency_key, digest,
+                                                                        auth)
+    finally:
+        del _claims[slot]
+        done.set_result(None)
     # After the commit: an event describes a stored outcome only.
     if status == 201 and not (replayed and published):
         await _publish(tenant, response)
@@ -305,28 +358,73 @@ async def _pay(tenant: str, db: Database, body: NewPayment, idempotency_key: str
     return Reply(response, status, headers)
 
 
-async def _claim_and_decide(conn: Any, body: NewPayment, idempotency_key: str, digest: str, auth: str,
-                            marks: list[uuid.UUID]) -> tuple[int, dict[str, Any], bool, bool]:
-    """Inside the request's transaction: claim the key (and write ``marks``), then replay the stored answer or
-    decide the payment and store its answer. Returns (status, body, replayed, published before)."""
-    claimed = await conn.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
-                               body.from_account, body.to_account, body.amount, body.currency, marks)
-    row: Any = None
-    if claimed[0]["new_id"] is None:
-        # The row lock serialises duplicates: a payment left pending (by an earlier version) is decided here.
-        row = await conn.fetchrow("SELECT * FROM payments WHERE idempotency_key = $1 FOR UPDATE", idempotency_key)
+async def _claim_and_decide(tenant: str, db: Database, body: NewPayment, idempotency_key: str, digest: str,
+                            auth: str) -> tuple[int, dict[str, Any], bool, bool]:
+    """Claim the key (committed at once), or replay its stored answer, or wait for the request of another
+    process working on it (taking its claim over once the lease is out); then decide the payment with no
+    connection held and store its answer. Returns (status, body, replayed, published before)."""
+    pid, claim, accounts = await _claim(tenant, db, body, idempotency_key, digest)
+    if claim is None:
+        return accounts  # type: ignore[return-value]  # the stored answer
+    try:
+        status, response = await _decide(auth, pid, accounts, body)
+    except BaseException:
+        _release_later(db, pid, claim)  # in a task of its own: this one may be cancelled
+        raise
+    if await db.pool.fetchval(STORE_SQL, pid, response["status"] if status == 201 else "invalid",
+                              json.dumps(response.get("fraud")), status, json.dumps(response)):
+        return status, response, False, False
+    # A request that took the claim over answered first (this one outlived its lease): its answer stands.
+    row = await db.pool.fetchrow(READ_CLAIM_SQL, idempotency_key, CLAIM_LEASE_S)
+    if row is None or row["response"] is None:
+        raise Problem(503, "this payment's answer was not stored; retry with the same Idempotency-Key",
+                      headers={"Retry-After": "1"})
+    return row["response_status"], json.loads(row["response"]), True, row["published"]
+
+
+async def _claim(tenant: str, db: Database, body: NewPayment, idempotency_key: str,
+                 digest: str) -> tuple[uuid.UUID, Any, Any]:
+    """(payment id, claim token, account rows) once this request owns the key, or (id, None, stored answer
+    as (status, body, True, published)) when the key has one. Raises Problem 422 for another body."""
+    waited = 0
+    while True:
+        marks = _take_marks(tenant)
+        try:
+            claimed = await db.pool.fetch(CLAIM_SQL, payment_id_for(idempotency_key), idempotency_key, digest,
+                                          body.from_account, body.to_account, body.amount, body.currency, marks)
+        except BaseException:
+            _queue_marks(tenant, set(marks))  # not written: still to be
+            raise
+        if claimed[0]["new_id"] is not None:
+            return claimed[0]["new_id"], claimed[0]["claimed_at"], claimed
+        row = await db.pool.fetchrow(READ_CLAIM_SQL, idempotency_key, CLAIM_LEASE_S)
+        if row is None:
+            continue  # released meanwhile: claim it afresh
         if row["request_hash"] != digest:
             raise Problem(422, "this Idempotency-Key was used with a different request body")
         if row["response"] is not None:
-            return row["response_status"], json.loads(row["response"]), True, row["published"]
-    pid = claimed[0]["new_id"] or row["id"]
-    accounts = claimed if row is None else await conn.fetch(
-        "SELECT id, currency, email, kind FROM accounts WHERE id IN ($1, $2)", body.from_account, body.to_account)
-    status, response = await _decide(auth, pid, accounts, body)
-    await conn.execute("UPDATE payments SET status = $2, fraud = $3, response_status = $4, response = $5, "
-                       "updated_at = now() WHERE id = $1", pid, response["status"] if status == 201 else "invalid",
-                       json.dumps(response.get("fraud")), status, json.dumps(response))
-    return status, response, False, False
+            return row["id"], None, (row["response_status"], json.loads(row["response"]), True, row["published"])
+        if row["stale"]:
+            token = await db.pool.fetchval(TAKEOVER_SQL, row["id"], CLAIM_LEASE_S)
+            if token is not None:
+                return row["id"], token, await db.pool.fetch(ACCOUNTS_SQL, body.from_account, body.to_account)
+        # Another process works on it (its request answers within the lease): look again soon.
+        await asyncio.sleep(min(0.05 * 2**waited, 0.5))
+        waited += 1
+
+
+def _release_later(db: Database, pid: uuid.UUID, claim: Any) -> None:
+    """Delete this request's unanswered claim in the background; if that fails too, the lease lets a retry
+    take the row over."""
+    async def release() -> None:
+        try:
+            await db.pool.execute(RELEASE_SQL, pid, claim)
+        except Exception as exc:
+            log.warning("releasing the claim of payment %s failed (%s); its lease frees it", pid, exc)
+
+    task = asyncio.create_task(release())
+    _retrying.add(task)
+    task.add_done_callback(_retrying.discard)
 
 
 async def _decide(auth: str, payment_id: uuid.UUID, rows: Any, body: NewPayment) -> tuple[int, dict[str, Any]]:
