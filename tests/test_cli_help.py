@@ -54,3 +54,10 @@ def test_a_repeatable_option_shows_one_value_and_that_it_repeats() -> None:
     result = CliRunner().invoke(app, ["render", "--help"], env={"COLUMNS": "200"})
     only = next(line for line in result.output.splitlines() if "--only" in line)
     assert "<str> ..." in only, only
+
+
+def test_help_prose_is_wrapped_by_the_console_not_the_source() -> None:
+    # The chaos command's docstring breaks its second paragraph after "free port,"; at 200 columns the
+    # sentence must read on one line.
+    result = CliRunner().invoke(app, ["chaos", "--help"], env={"COLUMNS": "200"})
+    assert "(fresh data, free port, short queue visibility timeout)" in result.output, result.output

@@ -66,6 +66,22 @@ def _register() -> None:
                 continue
             raise
         module.register(app)
+    _reflow_help(app)
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Join the lines of each paragraph of every command's help into one line.
+
+    typer 0.29's rich help keeps a docstring's single line breaks after its first paragraph, so text wrapped
+    at the source's width came out broken mid-sentence at any other width; the console wraps it instead."""
+    import inspect
+
+    for command in group.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback) or ""
+        command.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n")) or None
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
 
 
 def main() -> None:
