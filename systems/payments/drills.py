@@ -176,6 +176,18 @@ class Drill:
                 return got
             await asyncio.sleep(0.5)
 
+    async def _mails_delivered(self, read_mailbox: Any, wanted: set[str],
+                               timeout_s: float = 60.0) -> Counter[tuple[str | None, str]]:
+        """The run's outcome emails by (payment id, subject), waiting until every payment in ``wanted`` has one
+        (or the time is up)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            mails = Counter((_payment_id(m), str(m["Subject"])) for m in read_mailbox(self.state_root,
+                                                                                    self.system.name))
+            if wanted <= {pid for pid, _ in mails} or time.monotonic() > deadline:
+                return mails
+            await asyncio.sleep(0.5)
+
     async def verify(self, client: Client) -> list[DrillRow]:
         """One table row per fault: answered, stored as answered, lost, duplicated, recovery times."""
         from stackwright.local.mailbox import read_mailbox
@@ -188,8 +200,12 @@ class Drill:
         all_answered = {k: b for p in self.phases for k, b in p.answered().items()}
         events = {f"payment:{b['id']}:{b['status']}" for b in all_answered.values()}
         recorded = await self._events_recorded(events)
-        # One email per payment outcome: keyed by (payment id from the body, subject).
-        mails = Counter((_payment_id(m), str(m["Subject"])) for m in read_mailbox(self.state_root, self.system.name))
+        # One email per payment outcome: keyed by (payment id from the body, subject). Notification consumes
+        # beside audit, not after it: wait for the mail as for audit's events (a read right after audit caught
+        # up reported emails still on their way as never sent).
+        settled_mailable = {b["id"] for b in all_answered.values()
+                            if b["status"] == "settled" and b["from_account"] in self.emails}
+        mails = await self._mails_delivered(read_mailbox, settled_mailable)
         mailed = {pid for pid, _ in mails}
         rows: list[DrillRow] = []
         for phase in self.phases:
