@@ -324,3 +324,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
                           f"{k} {idle['rss_mib_before'].get(k)} / {idle['rss_mib_while_open'].get(k)} / "
                           f"{idle['rss_mib_after'].get(k)}" for k in idle["rss_mib_before"]) + "."]
     return lines
+
+
+def summary(doc: dict[str, Any]) -> list[str]:
+    """The scenarios' lines for the console (the same as in RESULTS.md), so a ``--no-write`` run shows its tables."""
+    return markdown(doc)

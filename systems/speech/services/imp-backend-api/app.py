@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from pydantic import BaseModel, Field
 
-from stackwright.runtime import Problem, Service
+from stackwright.runtime import FastRequest, Problem, Service
 from stackwright.runtime.auth import Principal
 from stackwright.runtime.problems import problem_responses
 
@@ -120,10 +120,12 @@ async def revoke_key(key_id: uuid.UUID, who: User) -> None:
         raise Problem(404, "no such key")
 
 
-@app.post("/internal/usage", status_code=202)
-async def report_usage(record: UsageRecord) -> dict[str, str]:
-    """Queue one usage record (internal: ws-proxy's only; the edge does not route /internal)."""
-    message_id = await usage_updates.send(record.model_dump())
+# A fast route (served without FastAPI's per-request machinery; same checks and answers): ws-proxy posts one
+# record per stream, right after the stream's close, while the client's next stream is being set up.
+@svc.fast_route("POST", "/internal/usage", status_code=202, body=UsageRecord, response_model=dict[str, str])
+async def report_usage(req: FastRequest) -> dict[str, str]:
+    """Queue one usage record (internal: ws-proxy's only; the edge does not route /internal): {queued: id}."""
+    message_id = await usage_updates.send(req.body.model_dump())
     return {"queued": message_id}
 
 

@@ -1,0 +1,108 @@
+"""stt-api's streaming VAD (engine.SpeechProbs, speech_segments, StreamState's cuts) against faster-whisper's own
+silero VAD on the corpus: no system needed, ~1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import speechkit as kit
+
+ENGINE = Path(__file__).resolve().parents[1] / "services" / "stt-api" / "engine.py"
+
+
+@pytest.fixture(scope="module")
+def engine() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("speech_stt_engine_vad", ENGINE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _audio(n: int) -> list[np.ndarray]:
+    # Each clip with a second of silence after it, as a live stream has between utterances.
+    return [np.concatenate([np.frombuffer(c.pcm, dtype="<i2").astype(np.float32) / 32768,
+                            np.zeros(16000, np.float32)]) for c in kit.load_corpus(n)]
+
+
+def test_scoring_in_pieces_with_carried_state_equals_scoring_the_whole(engine: ModuleType) -> None:
+    from faster_whisper.vad import get_vad_model
+
+    audio = np.concatenate(_audio(2))
+    whole = get_vad_model()(np.pad(audio, (0, -len(audio) % 512))).reshape(-1)
+    probs = engine.SpeechProbs()
+    for piece in np.array_split(audio, [3000, 3200, 9600, 16000, 40000, 40100]):  # uneven, some under a chunk
+        probs.add(piece)
+        batch = probs.take()
+        if batch is not None:
+            probs.score(batch)
+    probs.score(probs.take(flush=True))
+    assert probs.scored == len(whole) * 512
+    assert np.array_equal(np.asarray(probs.probs, dtype=np.float32), whole)
+
+
+@pytest.mark.parametrize("options", [{"min_silence_duration_ms": 100, "speech_pad_ms": 100}, {}])
+def test_segments_from_the_stream_probabilities_equal_get_speech_timestamps(engine: ModuleType,
+                                                                          options: dict[str, Any]) -> None:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    opts = VadOptions(**options)
+    for audio in _audio(4):
+        audio = audio[: len(audio) - 100]  # not a whole number of chunks: the last one is zero-padded
+        probs = engine.SpeechProbs()
+        probs.add(audio)
+        probs.score(probs.take(flush=True))
+        expected = get_speech_timestamps(audio, opts)
+        assert expected  # the clip has speech
+        assert engine.speech_segments(probs.probs, 0, len(audio), opts) == expected
+
+
+def _decoder(engine: ModuleType) -> Any:
+    """A Decoder with the real VAD whose finals say how much audio they got (no model, no partials)."""
+
+    class Decoder(engine.Decoder):  # type: ignore[name-defined,misc]
+        @property
+        def idle(self) -> bool:
+            return False
+
+        async def final(self, audio: np.ndarray) -> tuple[str, list[dict[str, Any]]]:
+            return str(len(audio)), []
+
+    return Decoder(None, engine.EngineConfig(cpu_threads=1))
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_stream_is_cut_after_each_utterance(engine: ModuleType, live: bool) -> None:
+    """Two clips with 1 s of silence after each, fed frame by frame: live, one cut per clip at most 0.5 s after
+    its end (a clip ends ~0.25 s after its speech); at file speed, one cut at the end of the speech and the
+    rest at the eof."""
+    clips = kit.load_corpus(2)
+    pcm = b"".join(c.pcm + bytes(32000) for c in clips)
+
+    async def run() -> list[int]:
+        state = engine.StreamState(_decoder(engine))
+        if live:
+            state.started = time.monotonic() - 3600  # the audio is never ahead of the clock
+        for offset in range(0, len(pcm), kit.FRAME_BYTES):
+            state.feed(pcm[offset:offset + kit.FRAME_BYTES])
+            if state.vad_task is not None:
+                await state.vad_task
+        result = await state.finish()
+        return [int(n) for n in result["text"].split()]
+
+    cuts = asyncio.run(run())
+    first = len(clips[0].pcm) // 2
+    assert first - 8000 <= cuts[0] <= first + 8000
+    assert sum(cuts) <= len(pcm) // 2
+    if live:
+        assert len(cuts) == 2
+        assert cuts[0] + 16000 - 8000 <= sum(cuts) <= cuts[0] + 16000 + len(clips[1].pcm) // 2 + 8000
