@@ -90,7 +90,7 @@ def test_only_takes_comma_separated_parts_and_names_an_unknown_one(tmp_path: Pat
 @pytest.mark.parametrize(("args", "expected"), [
     (("--ttl", "-5"), "--ttl must be at least 1 second"),
     (("--sub", " "), "--sub must not be empty"),
-    (("--role", "admn"), "voting has no role 'admn'; its routes use: admin"),
+    (("--role", "admn"), "voting has no role 'admn'; its routes and edge.identity.roles use: admin"),
     (("--claim", "tenant_id"), "--claim must be NAME=VALUE"),
     (("--claim", "exp=1"), "--claim 'exp' is set by the token itself"),
 ])
@@ -106,6 +106,17 @@ def test_a_system_needing_an_unknown_extra_is_refused_before_anything_starts(tmp
     line = _one_line(_cli(command, str(spec), "--state-dir", str(tmp_path / "state")))
     assert "fastapi-app system's services need 'telepathy' is not an extra" in line
     assert not (tmp_path / "state").exists()
+
+
+def test_token_grants_a_role_a_service_checks_in_its_own_code(tmp_path: Path) -> None:
+    import jwt
+
+    # payments' reviewer role is on no route (payment checks it itself): refused before edge.identity.roles.
+    proc = _cli("token", "payments", "--sub", "rev", "--role", "payments-reviewer", "--claim", "tenant_id=t1",
+                "--state-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    claims = jwt.decode(proc.stdout.strip(), options={"verify_signature": False})
+    assert claims["roles"] == ["payments-reviewer"] and claims["tenant_id"] == "t1"
 
 
 def test_token_carries_extra_claims(tmp_path: Path) -> None:

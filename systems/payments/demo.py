@@ -80,7 +80,8 @@ async def run(ctx: DemoContext) -> bool:
             table.add_row(tenant, str(len(sends)), str(replayed), str(statuses.count("settled")),
                           str(statuses.count("rejected")), str(statuses.count("declined")),
                           str(statuses.count("held")),
-                          f"{check['balanced']} {check['currencies']}", f"{audit['ok']} ({audit['entries']} entries)")
+                          _ledger_cell(check),
+                          f"{'verified' if audit['ok'] else 'BROKEN'} ({audit['entries']} entries)")
         ctx.console.print(table)
         ctx.console.print(f"cross-tenant read of another tenant's account refused: {cross_ok}")
         ok &= cross_ok
@@ -93,3 +94,9 @@ async def run(ctx: DemoContext) -> bool:
         ctx.console.print(f"  to {m['To']}: {m['Subject']}")
     ok &= len(mails) > 0
     return ok
+
+
+def _ledger_cell(check: dict[str, Any]) -> str:
+    """``/ledger/check``'s answer for a person: "yes (USD sums to 0)" rather than a Python dict."""
+    sums = ", ".join(f"{currency} sums to {total:,}" for currency, total in sorted(check["currencies"].items()))
+    return f"{'yes' if check['balanced'] else 'NO'} ({sums or 'no entries'})"

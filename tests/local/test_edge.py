@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -177,6 +178,13 @@ def test_dev_idp_endpoints(edge: tuple[str, DevIdP]) -> None:
     _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": ""}), 422)
     _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "roles": "admin"}), 422)
     _problem(httpx.post(f"{base}/auth/dev/token", json=[1, 2]), 422)
+    # A claim beside the fields was dropped without a word (the token lacked it): refused, and 'claims' carries it.
+    assert "'claims'" in _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "tenant_id": "t1"}),
+                                  422)["detail"]
+    _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "claims": {"exp": 1}}), 422)
+    _problem(httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "claims": {"t": 1.5}}), 422)
+    with_claim = httpx.post(f"{base}/auth/dev/token", json={"sub": "x", "claims": {"tenant_id": "t1"}})
+    assert jwt.decode(with_claim.json()["access_token"], options={"verify_signature": False})["tenant_id"] == "t1"
 
 
 def _items_service() -> Any:

@@ -264,7 +264,7 @@ def token(
     state_dir: StateDir = None,
 ) -> None:
     """Mint a dev token signed by the local identity provider (prints the bare token)."""
-    from ..local.idp import DevIdP
+    from ..local.idp import RESERVED_CLAIMS, DevIdP
 
     spec = load(system)
     if spec.edge.identity is None:
@@ -273,12 +273,14 @@ def token(
         fail(f"--ttl must be at least 1 second, not {ttl}")
     if not sub.strip():
         fail("--sub must not be empty")
-    known = sorted({r for svc in spec.services.values() for route in svc.routes for r in route.roles})
+    known = sorted({r for svc in spec.services.values() for route in svc.routes for r in route.roles}
+                   | set(spec.edge.identity.roles))
     unknown = [r for r in role if r not in known]
     if unknown:  # a typo here would mint a token that every role-gated route refuses, with no clue why
-        fail(f"{spec.name} has no role {', '.join(map(repr, unknown))}; its routes use: {', '.join(known) or 'none'}")
+        fail(f"{spec.name} has no role {', '.join(map(repr, unknown))}; its routes and edge.identity.roles use: "
+             f"{', '.join(known) or 'none'}")
     extra: dict[str, str] = {}
-    reserved = {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", spec.edge.identity.roles_claim}
+    reserved = RESERVED_CLAIMS | {spec.edge.identity.roles_claim}
     for item in claim:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():

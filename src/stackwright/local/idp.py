@@ -25,6 +25,10 @@ from ..runtime.problems import problem_response
 
 SUB_RE = re.compile(r"^[A-Za-z0-9_.:@|-]{1,128}$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+#: What ``POST {mount}/dev/token`` takes.
+TOKEN_FIELDS = frozenset({"sub", "roles", "ttl_s", "claims"})
+#: Claims the token sets itself, never taken from ``claims`` (nor from ``token --claim``).
+RESERVED_CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti"})
 
 
 class DevIdP:
@@ -61,14 +65,25 @@ class DevIdP:
                 return problem_response(400, "request body is not valid JSON")
             if not isinstance(body, dict):
                 return problem_response(422, "body must be a JSON object with 'sub' and optional 'roles'")
+            unknown = sorted(set(body) - TOKEN_FIELDS)
+            if unknown:  # e.g. {"tenant_id": ...} at the top: silently dropped, the token lacked the claim
+                return problem_response(422, f"unknown field(s) {', '.join(map(repr, unknown))}; the body takes "
+                                             f"{', '.join(sorted(TOKEN_FIELDS))} (extra claims go in 'claims')")
             sub, roles, ttl = body.get("sub"), body.get("roles", []), body.get("ttl_s", 3600)
+            claims = body.get("claims", {})
             if not isinstance(sub, str) or not SUB_RE.fullmatch(sub):
                 return problem_response(422, "'sub' must be 1-128 characters of [A-Za-z0-9_.:@|-]")
             if not isinstance(roles, list) or not all(isinstance(r, str) and ROLE_RE.fullmatch(r) for r in roles):
                 return problem_response(422, "'roles' must be a list of lower-case role names")
             if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= 86400:
                 return problem_response(422, "'ttl_s' must be an integer from 1 to 86400")
-            return JSONResponse({"access_token": self.mint(sub, roles, ttl_s=ttl), "token_type": "Bearer",
+            if not isinstance(claims, dict) or not all(
+                    isinstance(v, str | int | bool) and not isinstance(v, float) for v in claims.values()):
+                return problem_response(422, "'claims' must be an object of string, integer or boolean values")
+            taken = sorted(set(claims) & (RESERVED_CLAIMS | {self.roles_claim}))
+            if taken:
+                return problem_response(422, f"claim(s) {', '.join(map(repr, taken))} are set by the token itself")
+            return JSONResponse({"access_token": self.mint(sub, roles, ttl_s=ttl, extra=claims), "token_type": "Bearer",
                                  "expires_in": ttl, "issuer": self.issuer, "audience": self.audience})
 
         async def jwks(request: Request) -> Response:

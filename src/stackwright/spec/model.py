@@ -407,6 +407,9 @@ class Identity(Strict):
     algorithms: list[Literal["RS256", "RS384", "RS512", "ES256", "ES384"]] = Field(default_factory=lambda: ["RS256"])
     roles_claim: str = "roles"
     local_mount: str = "/auth"
+    #: Roles a service checks in its own code (not on a route's ``roles:``), e.g. a reviewer who may release a
+    #: held payment; with the routes' roles they are what ``stackwright token --role`` can grant.
+    roles: list[str] = Field(default_factory=list)
 
 
 class RateLimit(Strict):

@@ -92,6 +92,8 @@ def test_bad_requests_get_problem_json(voting: Any) -> None:
     problem(post(f"/polls/{poll['id']}/votes", json={"option": "A"}), 401)
     problem(voting.client.get(f"/polls/{uuid.uuid4()}/results"), 404)
     problem(voting.client.get("/polls", params={"status": "weird"}), 422)
+    for limit in ("-1", "0", "201", "ten"):  # -1 and 201 were clamped to 1 and 200 (200 OK) before
+        problem(voting.client.get("/polls", params={"limit": limit}), 422)
     # Nothing above was counted.
     time.sleep(1.0)
     assert voting.results(poll["id"])["total"] == 0 and voting.db_count(poll["id"]) == 0

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi import Query
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
@@ -69,10 +70,9 @@ async def tally(pid: uuid.UUID) -> dict[str, Any]:
 
 
 @app.get("/polls")
-async def list_polls(status: str | None = None, limit: int = 50) -> dict[str, Any]:
+async def list_polls(status: str | None = None, limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
     if status not in (None, "draft", "open", "closed"):
         raise Problem(422, "status must be draft, open or closed")
-    limit = max(1, min(limit, 200))
     rows = await db.pool.fetch(
         "SELECT id, title, options, status, created_at FROM polls WHERE ($1::text IS NULL OR status = $1)"
         " ORDER BY created_at DESC LIMIT $2", status, limit)
