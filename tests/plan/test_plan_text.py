@@ -1,0 +1,104 @@
+"""The plan's text says what its numbers are: every per-replica figure can be recomputed from the basis printed
+next to it, each measured figure carries its own date, prices name the regions priced, and failure text names
+only what the system has. Checked on every system under ``systems/`` with the repository's benchmark file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from stackwright.plan import build_plan, to_markdown
+from stackwright.plan.model import Plan
+from stackwright.spec import load_system
+from tests.plan.specs import ROOT
+
+SYSTEMS = sorted(p.parent.name for p in (ROOT / "systems").glob("*/system.yaml"))
+BENCH = ROOT / "bench" / "per_replica.json"
+
+MEASURED = re.compile(r"held ([\d,.]+) rps on a whole core at ([\d.]+)m CPU per 1,000 rps; the spec's (\d+)m CPU "
+                      r"request / ([\d.]+)m x 1,000 = ([\d,]+) rps(, capped at the ([\d,]+) rps)?")
+RECORDED = re.compile(r"^([\d,]+) rps per replica as recorded")
+ESTIMATE = re.compile(r"the low end x the spec's (\d+)m CPU request: ([\d,]+) x ([\d.]+) = ([\d,]+) rps")
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _plan(name: str, bench: Path | None = BENCH) -> Plan:
+    return build_plan(load_system(ROOT / "systems" / name), bench_file=bench)
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_every_per_replica_figure_is_recomputed_from_its_stated_basis(name: str) -> None:
+    system = load_system(ROOT / "systems" / name)
+    plan = _plan(name)
+    rows = json.loads(BENCH.read_text())["services"]
+    doc = to_markdown(plan)
+    assert "rescaled by CPU to the spec's" not in doc  # the old wording, read as "rate x request"
+    for sc in plan.capacity.services:
+        tp, request_m = sc.throughput, system.services[sc.service].resources.cpu_m
+        if tp.source == "estimate":
+            m = ESTIMATE.search(tp.basis)
+            assert m, tp.basis
+            assert int(m.group(1)) == request_m and float(m.group(3)) == request_m / 1000
+            assert _num(m.group(2)) * float(m.group(3)) == pytest.approx(tp.rps_per_replica)
+            assert round(tp.rps_per_replica) == _num(m.group(4))
+            continue
+        row = rows[f"{name}/{sc.service}"]
+        # Item 2: the row's own date, not the file's.
+        assert f"measured {row['measured_at']} on {row['machine']}" in tp.basis
+        m = MEASURED.search(tp.basis)
+        if m is None:
+            recorded = RECORDED.search(tp.basis)
+            assert recorded, tp.basis
+            assert tp.rps_per_replica == row["rps_per_replica"]
+            continue
+        whole, per_1k, shown_request, by_cpu = _num(m.group(1)), float(m.group(2)), int(m.group(3)), _num(m.group(5))
+        assert shown_request == request_m and float(m.group(4)) == per_1k
+        assert round(request_m / per_1k * 1000) == by_cpu  # the sum printed is the sum done
+        expected = min(whole, request_m / per_1k * 1000)
+        assert tp.rps_per_replica == pytest.approx(expected, rel=1e-3)
+        assert (m.group(6) is not None) == (whole < request_m / per_1k * 1000)
+        # The document's figure is the one the basis gives.
+        assert f"| {sc.service} | {tp.rps_per_replica:,.0f} | measured |" in doc
+
+
+def test_the_repository_file_gives_the_figures_the_arithmetic_says() -> None:
+    """The figures the newcomer checked by hand: voting's auth is 250m / 352m per 1k rps = 710 rps (not
+    3,500 x 0.25), and the worker's 500m would buy 17,182 msgs/s by CPU but one core held 15,237."""
+    plan = _plan("voting")
+    tps = {sc.service: sc.throughput for sc in plan.capacity.services if sc.region == "us-east-1"}
+    assert "the spec's 250m CPU request / 352m x 1,000 = 710 rps" in tps["auth"].basis
+    assert ("the spec's 500m CPU request / 29.1m x 1,000 = 17,182 rps, capped at the 15,237 rps the whole core held"
+            in tps["worker"].basis)
+    assert round(tps["worker"].rps_per_replica) == 15_237
+
+
+def test_a_row_is_rescaled_to_the_spec_of_the_day_and_dated_by_itself(tmp_path: Path) -> None:
+    """A row measured on another day than the file's latest run shows its own date; the rate follows the
+    spec's CPU request (vote asks 500m): 500 / 250 x 1,000 = 2,000, under the 4,000 the core held."""
+    path = tmp_path / "per_replica.json"
+    path.write_text(json.dumps({"schema": 1, "measured_at": "2026-02-02", "machine": "newest box", "services": {
+        "voting/vote": {"rps_per_replica": 999.0, "whole_core_rps": 4000.0, "cpu_millicores_per_1k_rps": 250.0,
+                        "measured_at": "2026-01-01", "machine": "old box", "note": "POST /votes"},
+        "voting/results": {"rps_per_replica": 1234.0}}}))
+    plan = _plan("voting", path)
+    tps = {sc.service: sc.throughput for sc in plan.capacity.services if sc.region == "us-east-1"}
+    assert tps["vote"].rps_per_replica == 2000.0
+    assert "measured 2026-01-01 on old box" in tps["vote"].basis and "2026-02-02" not in tps["vote"].basis
+    assert tps["results"].rps_per_replica == 1234.0 and "1,234 rps per replica as recorded" in tps["results"].basis
+    assert "measured 2026-02-02 on newest box" in tps["results"].basis  # a row without a date: the file's
+    note = next(n for n in plan.notes if n.startswith("benchmark results"))
+    assert "vote measured 2026-01-01 on old box" in note and "results measured 2026-02-02 on newest box" in note
+
+
+def test_a_system_with_no_rows_says_none_of_its_figures_was_measured() -> None:
+    plan = _plan("fastapi-app")
+    assert all(sc.throughput.source == "estimate" for sc in plan.capacity.services)
+    note = next(n for n in plan.notes if n.startswith("benchmark results"))
+    assert "none of its per-replica figures was measured" in note
+    assert "measured 20" not in note
