@@ -102,3 +102,70 @@ def test_a_system_with_no_rows_says_none_of_its_figures_was_measured() -> None:
     note = next(n for n in plan.notes if n.startswith("benchmark results"))
     assert "none of its per-replica figures was measured" in note
     assert "measured 20" not in note
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_prices_name_the_regions_the_spec_runs_in(name: str) -> None:
+    """fastapi-app runs in ap-southeast-1 and is priced there; the text said "Linux, us-east-1"."""
+    plan = _plan(name)
+    basis = plan.cost.basis
+    for region in plan.regions:
+        assert region in basis
+    if "us-east-1" not in plan.regions:
+        assert f"us-east-1 prices x the table's {plan.regions[0]} multiplier per category" in basis
+    assert f"Prices: `stackwright/plan/prices/aws.yaml`, {basis}, as of" in to_markdown(plan)
+
+
+def test_fastapi_app_prices_say_ap_southeast_1() -> None:
+    basis = _plan("fastapi-app").cost.basis
+    assert basis.startswith("on-demand list prices, Linux, for the spec's region ap-southeast-1 (")
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_an_az_failure_names_only_what_the_system_has(name: str) -> None:
+    system = load_system(ROOT / "systems" / name)
+    row = next(s for s in _plan(name).failure.scenarios if s.event == "an AZ fails")
+    text = f"{row.impact} | {row.data_loss}"
+    kinds = {r.kind for r in system.resources.values()}
+    engines = {getattr(r, "engine", None) for r in system.resources.values()}
+    assert ("Redis" in text) == ("redis" in kinds)
+    assert ("Aurora" in text) == ("aurora-postgresql" in engines)
+    assert ("RDS" in text) == ("rds-postgresql" in engines)
+    assert ("SQS" in text) == ("queue" in kinds)
+    for res_name, res in system.resources.items():
+        if res.kind in {"postgres", "redis", "queue"}:
+            assert res_name in text  # every store that an AZ loss touches is named
+
+
+def test_fastapi_app_az_failure_mentions_its_external_database_only() -> None:
+    row = next(s for s in _plan("fastapi-app").failure.scenarios if s.event == "an AZ fails")
+    assert row.impact == "1/2 of nodes and pods; no NAT (public subnets)"
+    assert row.data_loss == "external database db: not analysed here"
+
+
+AZ_LEFT = re.compile(r"^(\d+) of (\d+) AZs left: the remaining replicas run at (\d+)% of their capacity "
+                     r"\(at (\d+)% before\) until the lost pods are replaced$")
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_capacity_after_an_az_loss_is_said_plainly_and_adds_up(name: str) -> None:
+    plan = _plan(name)
+    primary = plan.regions[0]
+    peak = {s.service: s for s in plan.capacity.services if s.region == primary}
+    for row in plan.failure.spread:
+        m = AZ_LEFT.match(row.capacity_after_az_loss)
+        if m is None:
+            assert row.capacity_after_az_loss == "n/a" or row.capacity_after_az_loss.startswith("already over"), \
+                row.capacity_after_az_loss
+            continue
+        left, azs, after, before = (int(g) for g in m.groups())
+        assert (left, azs) == (row.azs - 1, row.azs)
+        sc = peak[row.service]
+        load = sc.demand_rps / (sc.replicas_at_peak * sc.throughput.rps_per_replica)
+        assert before == round(load * 100) and after == round(load * azs / left * 100)
+
+
+def test_fastapi_app_after_an_az_loss() -> None:
+    row = _plan("fastapi-app").failure.spread[0]
+    assert row.capacity_after_az_loss == ("1 of 2 AZs left: the remaining replicas run at 67% of their capacity "
+                                          "(at 33% before) until the lost pods are replaced")
