@@ -58,6 +58,25 @@ def test_bundle_readme_says_what_was_rendered(name: str) -> None:
     assert ("External Secrets" in readme) == ("kind: ExternalSecret" in manifests)
 
 
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_aws_readme_names_only_what_the_spec_makes(name: str) -> None:
+    """aws/README.md said "Secondary regions join the primary's Aurora Global Database" and listed Redis,
+    search and failover records for fastapi-app (one region, an external database)."""
+    system = load_system(ROOT / "systems" / name)
+    text = render_files(system, ("aws",))["aws/README.md"]
+    pgs = [r for r in system.resources.values() if r.kind == "postgres"]
+    kinds = {r.kind for r in system.resources.values()}
+    multi = len(system.regions) > 1
+    global_db = multi and any(r.engine == "aurora-postgresql" and r.cross_region_replicas for r in pgs)
+    assert ("Aurora Global Database" in text) == global_db
+    assert ("auth-token" in text) == ("redis" in kinds)
+    assert ("opensearchservice" in text) == ("search" in kinds)
+    assert ("failover, PRIMARY" in text) == multi
+    assert ("waf-acl-arn" in text) == (system.edge.waf is not None)
+    assert ("CREATE ROLE" in text) == any(r.engine != "external" for r in pgs)
+    assert ("`url` of an external database" in text) == any(r.engine == "external" for r in pgs)
+
+
 def test_fastapi_app_readme_names_its_health_path_and_no_absent_feature() -> None:
     readme = render_files(load_system(ROOT / "systems" / "fastapi-app"), ("k8s", "docker", "ci", "aws"))["README.md"]
     assert "probes (startup `/health`, liveness `/health`, readiness `/health`; on the application port)" in readme
