@@ -169,3 +169,16 @@ def test_fastapi_app_after_an_az_loss() -> None:
     row = _plan("fastapi-app").failure.spread[0]
     assert row.capacity_after_az_loss == ("1 of 2 AZs left: the remaining replicas run at 67% of their capacity "
                                           "(at 33% before) until the lost pods are replaced")
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_capacity_notes_name_only_the_stores_the_system_has(name: str) -> None:
+    """fastapi-app (an external database, no Redis) was told its "connections and Redis memory are checked"
+    and that nothing measures "Aurora/RDS"."""
+    system = load_system(ROOT / "systems" / name)
+    notes = " ".join(_plan(name).capacity.notes)
+    kinds = {r.kind for r in system.resources.values()}
+    managed = any(r.kind == "postgres" and r.engine != "external" for r in system.resources.values())
+    assert ("Redis" in notes) == ("redis" in kinds)
+    assert ("Aurora/RDS" in notes) == managed
+    assert ("PostgreSQL connections" in notes) == managed
