@@ -75,9 +75,9 @@ def _probes(system: System) -> str:
     ports = {probe_port(path) for name in system.services for path in paths(name)}
     where = ("on the platform port" if ports == {PLATFORM_PORT_NAME} else
              "on the application port" if ports == {"http"} else "each on the port that serves its path")
-    kinds = {of(name) for name in system.services}
-    if len(kinds) == 1:
-        return f"probes ({next(iter(kinds))}; {where})"
+    distinct = {of(name) for name in system.services}
+    if len(distinct) == 1:
+        return f"probes ({next(iter(distinct))}; {where})"
     return f"probes {where} (" + "; ".join(f"{n}: {of(n)}" for n in system.services) + ")"
 
 
