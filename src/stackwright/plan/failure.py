@@ -163,7 +163,7 @@ def _scenarios(system: System, capacity: CapacityReport, detect: float, formula:
         "; ".join([f"1/{net.azs} of nodes and pods", *impacts, nat]),
         "load balancer health checks (~10-30 s); Kubernetes node NotReady ~40 s",
         "surviving replicas absorb the load while the HPA and cluster autoscaler replace capacity in other AZs",
-        "; ".join(lost) or "none (stateless pods; the system declares no data store)")
+        "; ".join(lost) or "none (stateless pods)")
         if net.azs > 1 else FailureScenario("an AZ fails", "everything (one AZ)", "-", "rebuild", "per data store"))
     shares = region_shares(system)
     # Steps of the primary's loss (promote a database replica), once each, in resource order.
