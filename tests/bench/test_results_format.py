@@ -84,6 +84,8 @@ def test_per_replica_rows_are_keyed_by_system_and_plan_reads_them(tmp_path: Path
     vote = data["services"]["voting/vote"]
     # 0.5 ms of CPU per request = 500 millicores per 1k rps; the spec's 500m request holds 1,000 rps.
     assert vote["cpu_millicores_per_1k_rps"] == 500.0 and vote["rps_per_replica"] == 1000.0
+    # The whole core's rate is kept so plan can redo the sum; the note no longer claims a bare "rescaled to 500m".
+    assert vote["whole_core_rps"] == 2000.0 and "rescaled by CPU to" not in vote["note"]
     assert vote["p99_ms"] == 45.0 and vote["measured_at"] == "2026-01-02"
     path = tmp_path / "per_replica.json"
     path.write_text(json.dumps(data))

@@ -19,7 +19,7 @@ from .k8s import workloads
 from .model import Plan, SubnetRow
 from .prices import DEFAULT_TABLE, PriceTable, load_prices
 from .reference import reconcile
-from .throughput import find_bench_file, load_bench
+from .throughput import bench_note, find_bench_file, load_bench
 
 
 def _priced_first(system: System, prices: PriceTable) -> None:
@@ -58,11 +58,7 @@ def build_plan(system: System, environment: str | None = None, *, bench_file: Pa
     failure.measured, drill_path = measured_failover(system)
     alerts_note, alert_findings = alert_coverage(system)
     notes = [f"alerts: {alerts_note}"]
-    if bench_path is None:
-        notes.append("no benchmark results (bench/per_replica.json): every per-replica throughput is an ESTIMATE")
-    else:
-        notes.append(f"benchmark results: {bench_path.name}, measured {bench.measured_at if bench else '?'} on "
-                     f"{bench.machine if bench else '?'}")
+    notes.append(bench_note(system, bench, bench_path))
     if drill_path is not None:
         notes.append(f"region failover measured: {drill_path.name} (stackwright drill region-failover)")
     return Plan(system=system.name, description=system.description, seed=system.seed, environment=env,

@@ -266,10 +266,25 @@ def build_capacity(system: System, bench: BenchResults | None,
             + (f" plus in-cluster Prometheus/Grafana {ADDONS_PROMETHEUS[0]}m, {ADDONS_PROMETHEUS[1]} MiB"
                if system.monitoring.prometheus else ""),
             "a node group with several instance types is sized on its first one",
-            "database write throughput (transactions/s) is not assessed: nothing in bench/RESULTS.md measures "
-            "Aurora/RDS; connections and Redis memory are checked against the stores' limits",
+            *_store_notes(system),
         ])
     return report, findings
+
+
+def _store_notes(system: System) -> list[str]:
+    """What the capacity section does and does not check about the system's own data stores (none named that
+    the system does not have)."""
+    pgs = [r for r in system.resources.values() if r.kind == "postgres"]
+    managed = [r for r in pgs if r.engine != "external"]
+    checked = (["PostgreSQL connections"] if managed else []) + \
+        (["Redis clients and memory"] if any(r.kind == "redis" for r in system.resources.values()) else [])
+    notes = []
+    if pgs:
+        notes.append("database write throughput (transactions/s) is not assessed: nothing in bench/RESULTS.md "
+                     f"measures {'Aurora/RDS' if managed else 'the external database'}")
+    if checked:
+        notes.append(f"{' and '.join(checked)} are checked against the stores' limits")
+    return notes
 
 
 def _limits(system: System, region: str, peak: float, demand: dict[str, tuple[float, str]],

@@ -192,7 +192,8 @@ def build_cost(system: System, capacity: CapacityReport, prices: PriceTable, env
                            f"{', '.join(system.environments)}")
     assumptions.append("free tiers are ignored; Route 53 queries, KMS keys and S3 requests are not priced")
     report = CostReport(environment=environment, price_table=f"stackwright/plan/prices/{prices.path.name}",
-                        as_of=prices.as_of, basis=prices.basis, source=prices.source, lines=lines,
+                        as_of=prices.as_of, basis=prices.basis_for([r.name for r in system.regions]),
+                        source=prices.source, lines=lines,
                         scenarios=scenarios, assumptions=assumptions, budget_usd=system.slo.monthly_budget_usd)
     findings: list[Finding] = []
     budget = system.slo.monthly_budget_usd

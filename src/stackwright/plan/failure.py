@@ -98,9 +98,13 @@ def build_failure(system: System, capacity: CapacityReport, work: Workloads) -> 
         if row is not None and row.demand_rps and net.azs > 1:
             load = row.demand_rps / (row.replicas_at_peak * row.throughput.rps_per_replica)
             after_loss = load * net.azs / (net.azs - 1)
-            after = f"{after_loss:.0%} of capacity until replaced (from {load:.0%})"
+            # The share of the surviving replicas' capacity the peak needs: the load before, times azs/(azs - 1).
+            left = f"{net.azs - 1} of {net.azs} AZs left"
+            after = (f"{left}: the remaining replicas run at {after_loss:.0%} of their capacity (at {load:.0%} "
+                     "before) until the lost pods are replaced")
             if load > 1.0:
-                after = f"already over capacity at the peak ({load:.0%}); {after_loss:.0%} after an AZ loss"
+                after = (f"already over capacity at the peak (the peak needs {load:.0%} of it); {left}: "
+                         f"{after_loss:.0%}")
             elif after_loss > 1.0:
                 sev = "low" if after_loss <= 1.2 else "medium"
                 findings.append(Finding(
@@ -150,12 +154,16 @@ def _scenarios(system: System, capacity: CapacityReport, detect: float, formula:
         "none (stateless pods; state lives in the data stores)")]
     nat = {"per-az": "only that AZ's NAT is lost", "single": "if it held the NAT, outbound traffic stops everywhere",
            "none": "no NAT (public subnets)"}[net.nat]
+    # Only the stores this system has: each kind says what an AZ loss does to it.
+    losses = [kind_of(res).az_loss(name, res) for name, res in sorted(system.resources.items())]
+    impacts = [i for i, _ in losses if i]
+    lost = [d for _, d in losses if d]
     out.append(FailureScenario(
         "an AZ fails",
-        f"1/{net.azs} of nodes and pods; the Aurora/RDS writer or Redis primary there fails over; {nat}",
+        "; ".join([f"1/{net.azs} of nodes and pods", *impacts, nat]),
         "load balancer health checks (~10-30 s); Kubernetes node NotReady ~40 s",
         "surviving replicas absorb the load while the HPA and cluster autoscaler replace capacity in other AZs",
-        "none for Aurora/Multi-AZ RDS/SQS; Redis may lose its last unreplicated writes")
+        "; ".join(lost) or "none (stateless pods)")
         if net.azs > 1 else FailureScenario("an AZ fails", "everything (one AZ)", "-", "rebuild", "per data store"))
     shares = region_shares(system)
     # Steps of the primary's loss (promote a database replica), once each, in resource order.

@@ -35,6 +35,8 @@ class Throughput:
     source: Literal["measured", "estimate"]
     basis: str
     p99_ms: float | None = None
+    #: Date of the measurement this figure comes from (None: an estimate).
+    measured_at: str | None = None
 
 
 @dataclass(frozen=True)

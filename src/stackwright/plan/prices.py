@@ -20,7 +20,7 @@ DEFAULT_TABLE = Path(__file__).with_name("prices") / "aws.yaml"
 
 @dataclass(frozen=True)
 class Price:
-    """One unit price (us-east-1 basis) with its unit, category, source and date."""
+    """One unit price (in the table's base region) with its unit, category, source and date."""
 
     key: str
     unit: str
@@ -43,6 +43,22 @@ class PriceTable:
     prices: dict[str, Price]
     regions: dict[str, dict[str, Any]]
     purchase_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The region the group prices are listed for; the others are derived from it (``regions``).
+    base_region: str = "us-east-1"
+
+    def basis_for(self, regions: list[str]) -> str:
+        """The prices' basis for the regions a plan prices, saying how each region's were obtained: the list
+        prices of the base region as they stand, another region's as the base price x the table's multiplier
+        for the item's category, or the table's exact figure where it has one."""
+        parts = []
+        for region in regions:
+            if region == self.base_region:
+                parts.append(f"{region} (as listed)")
+                continue
+            exact = len(self._region(region).get("overrides") or {})
+            parts.append(f"{region} ({self.base_region} prices x the table's {region} multiplier per category"
+                         + (f"; {exact} item{'s' * (exact > 1)} at {region}'s own price" if exact else "") + ")")
+        return f"{self.basis}, for the spec's region{'s' * (len(regions) > 1)} " + ", ".join(parts)
 
     def price(self, key: str) -> Price:
         """The :class:`Price` for ``key``, or a PriceError naming it."""
@@ -145,4 +161,5 @@ def load_prices(path: Path = DEFAULT_TABLE) -> PriceTable:
     regions = {name: (info or {}) for name, info in (data.get("regions") or {}).items()}
     return PriceTable(path=path, as_of=as_of, basis=str(meta.get("basis", "")), source=str(meta.get("source", "")),
                       hours_per_month=float(meta.get("hours_per_month", 730)), prices=prices, regions=regions,
-                      purchase_options=data.get("purchase_options") or {})
+                      purchase_options=data.get("purchase_options") or {},
+                      base_region=str(meta.get("base_region", "us-east-1")))

@@ -11,6 +11,12 @@ estimate and says so in every place the number appears:
   CPU); plan uses the low end, 3,500 rps per core.
 
 Either is scaled by the service's CPU request (a 500m pod is half a core).
+
+A measured row that records the rate one process held on a whole core (``whole_core_rps``) and the CPU it
+spent (``cpu_millicores_per_1k_rps``) is rescaled here to the spec's *current* CPU request, by the CPU the
+handler actually costs: ``request / (millicores per 1k rps) x 1000``, never above the whole core's rate. The
+basis sentence states those numbers, so a reader can redo the arithmetic, and the date and machine are the
+row's own. A row without them is used as recorded (``rps_per_replica``), and the basis says so.
 """
 
 from __future__ import annotations
@@ -39,6 +45,11 @@ class Measurement:
     cpu_millicores_per_1k_rps: float | None
     p99_ms: float | None
     note: str
+    #: When and where this row was measured (its own ``measured_at``/``machine``, else the file's).
+    measured_at: str
+    machine: str
+    #: The rate one process held on a whole core, before rescaling to a CPU request (None: not recorded).
+    whole_core_rps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,14 @@ def _number(value: Any, where: str, *, optional: bool) -> float | None:
     return float(value)
 
 
+def _text(row: dict[str, Any], key: str, where: str, default: str) -> str:
+    """A row's own ``measured_at``/``machine`` (rows of different runs share the file), else the file's."""
+    value = row.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise PlanError(f"{where}.{key} must be a non-empty string (see bench/FORMAT.md)")
+    return value
+
+
 def load_bench(path: Path) -> BenchResults:
     """Read and check a benchmark results file (schema 1)."""
     try:
@@ -100,7 +119,10 @@ def load_bench(path: Path) -> BenchResults:
             cpu_millicores_per_1k_rps=_number(row.get("cpu_millicores_per_1k_rps"),
                                               f"{where}.cpu_millicores_per_1k_rps", optional=True),
             p99_ms=_number(row.get("p99_ms"), f"{where}.p99_ms", optional=True),
-            note=str(row.get("note", "")))
+            note=str(row.get("note", "")),
+            measured_at=_text(row, "measured_at", where, data["measured_at"]),
+            machine=_text(row, "machine", where, data["machine"]),
+            whole_core_rps=_number(row.get("whole_core_rps"), f"{where}.whole_core_rps", optional=True))
     return BenchResults(path=path, measured_at=data["measured_at"], machine=data["machine"], services=services)
 
 
@@ -109,18 +131,57 @@ def is_db_bound(system: System, service: str) -> bool:
     return any(kind_of(system.resources[name]).database for name in system.services[service].uses)
 
 
+def measured_rate(row: Measurement, request_m: int) -> tuple[float, str]:
+    """One replica's rate from a measured row at a ``request_m`` millicore CPU request, and the sentence that
+    gives its arithmetic (the figures shown are the ones used, so the result can be recomputed from them)."""
+    whole, per_1k = row.whole_core_rps, row.cpu_millicores_per_1k_rps
+    if whole is None or per_1k is None:
+        return row.rps_per_replica, (f"{row.rps_per_replica:,.0f} rps per replica as recorded (rps_per_replica; the "
+                                     "row has no whole-core rate and CPU cost to rescale to the spec's CPU request)")
+    by_cpu = request_m / per_1k * 1000
+    text = (f"one process held {whole:,.0f} rps on a whole core at {per_1k:g}m CPU per 1,000 rps; "
+            f"the spec's {request_m}m CPU request / {per_1k:g}m x 1,000 = {by_cpu:,.0f} rps")
+    if by_cpu > whole:
+        # Below a core's worth of CPU the handler waited on something else: CPU does not buy more than that.
+        return whole, text + f", capped at the {whole:,.0f} rps the whole core held"
+    return by_cpu, text
+
+
 def throughput(system: System, service: str, bench: BenchResults | None) -> Throughput:
     """Measured throughput of one replica when the bench file has it, else an estimate that says so."""
     key = f"{system.name}/{service}"
+    request_m = system.services[service].resources.cpu_m
     if bench is not None and key in bench.services:
         row = bench.services[key]
-        note = f"; {row.note}" if row.note else ""
-        return Throughput(rps_per_replica=row.rps_per_replica, source="measured", p99_ms=row.p99_ms,
-                          basis=f"measured {bench.measured_at} on {bench.machine}{note}")
-    cores = system.services[service].resources.cpu_m / 1000
+        rps, arithmetic = measured_rate(row, request_m)
+        note = f"; what was measured: {row.note}" if row.note else ""
+        return Throughput(rps_per_replica=rps, source="measured", p99_ms=row.p99_ms,
+                          basis=f"{arithmetic}; measured {row.measured_at} on {row.machine}{note}",
+                          measured_at=row.measured_at)
+    cores = request_m / 1000
     low, high = DB_BOUND_RPS_PER_CORE if is_db_bound(system, service) else CPU_LIGHT_RPS_PER_CORE
     what = "DB-bound" if is_db_bound(system, service) else "CPU-light"
     return Throughput(
         rps_per_replica=low * cores, source="estimate",
-        basis=(f"ESTIMATE (no measurement in {BENCH_RELATIVE}): {what} handler {low / 1000:g}-{high / 1000:g}k rps "
-               f"per core ({ANCHORS}), low end x {cores:g} core CPU request"))
+        basis=(f"ESTIMATE (no measurement in {BENCH_RELATIVE}): {what} handler {low:,.0f}-{high:,.0f} rps "
+               f"per core ({ANCHORS}); the low end x the spec's {request_m}m CPU request: "
+               f"{low:,.0f} x {cores:g} = {low * cores:,.0f} rps"))
+
+
+def bench_note(system: System, bench: BenchResults | None, path: Path | None) -> str:
+    """The plan's note on where per-replica figures come from: each measured service under its own date and
+    machine, and plainly when none of this system's figures was measured (other systems' rows do not count)."""
+    if bench is None or path is None:
+        return f"no benchmark results ({BENCH_RELATIVE}): every per-replica throughput is an ESTIMATE"
+    runs: dict[tuple[str, str], list[str]] = {}
+    for service in system.services:
+        row = bench.services.get(f"{system.name}/{service}")
+        if row is not None:
+            runs.setdefault((row.measured_at, row.machine), []).append(service)
+    if not runs:
+        return (f"benchmark results: {path.name} has no rows for {system.name}: none of its per-replica figures "
+                "was measured, every one is an ESTIMATE")
+    estimated = [s for s in system.services if f"{system.name}/{s}" not in bench.services]
+    parts = [f"{', '.join(services)} measured {date} on {machine}" for (date, machine), services in runs.items()]
+    tail = f"; ESTIMATE for {', '.join(estimated)}" if estimated else ""
+    return f"benchmark results: {path.name}: " + "; ".join(parts) + tail

@@ -73,7 +73,7 @@ def render_files(system: System, targets: Iterable[str] = TARGETS,
             if rel in files:
                 raise RenderError(f"two renderers both write {rel}")
             files[rel] = text
-    files["README.md"] = render_readme(system, list(files), notes)
+    files["README.md"] = render_readme(system, files, notes)
     files[MARKER] = f"system: {system.name}\ntargets: {', '.join(targets)}\n"
     return files
 

@@ -256,6 +256,11 @@ class ResourceKind:
         """What happens when this resource fails (its rows in the failure scenarios table)."""
         return []
 
+    def az_loss(self, name: str, res: Any) -> tuple[str, str]:
+        """What losing one AZ does to the resource: (impact, data loss), each "" when there is nothing to say.
+        The plan's "an AZ fails" row is made of these, so it names only what the system has."""
+        return "", ""
+
     def region_loss_step(self, res: Any) -> str | None:
         """Recovery step the resource adds when the primary region fails (promote a replica), or None."""
         return None

@@ -188,6 +188,10 @@ class Bucket(ResourceKind):
                       primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
         return [f"{workload} --> {shared}"]
 
+    def az_loss(self, name: str, res: BucketResource) -> tuple[str, str]:
+        # Every storage class a lifecycle rule may pick keeps objects in several AZs (no One Zone-IA here).
+        return "", f"none for bucket {name} (S3 keeps each object in several AZs)"
+
     def recovery(self, system: Any, name: str, res: BucketResource, *, detect_s: float) -> Any:
         from ..plan.model import StoreRecovery
 

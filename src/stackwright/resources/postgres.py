@@ -360,6 +360,23 @@ class Postgres(ResourceKind):
                                 f"{st.failover}: {st.rto_s_typical:.0f}-{st.rto_s_worst:.0f} s"
                                 if res.instances > 1 or res.multi_az else st.failover, st.rpo_text)]
 
+    def az_loss(self, name: str, res: PostgresResource) -> tuple[str, str]:
+        if res.engine == "external":
+            return "", f"external database {name}: not analysed here"
+        label = f"{ENGINE_LABEL[res.engine]} {name}"
+        if res.engine == "aurora-postgresql":
+            # The CDK app gives a multi_az Aurora cluster a reader in another AZ even at instances: 1.
+            if res.instances > 1 or res.multi_az:
+                return (f"{label}: if its writer was there, a reader in another AZ is promoted "
+                        f"({AURORA_FAILOVER[0]:g}-{AURORA_FAILOVER[1]:g} s)", f"none for {name} (shared storage)")
+            return (f"{label}: if its one instance was there, a new writer is created "
+                    f"({AURORA_RECREATE[0]:g}-{AURORA_RECREATE[1]:g} s)", f"none for {name} (shared storage)")
+        if res.multi_az:
+            return (f"{label}: if its primary was there, it fails over to the standby "
+                    f"({RDS_MULTI_AZ[0]:g}-{RDS_MULTI_AZ[1]:g} s)", f"none for {name} (synchronous standby)")
+        return (f"{label} (single-AZ): if it was there, it is down until restored "
+                f"({RDS_RESTORE[0]:g}-{RDS_RESTORE[1]:g} s)", f"up to {RDS_PITR_LOSS_S:g} s of writes to {name}")
+
     def replicates_across_regions(self, res: PostgresResource) -> bool:
         return res.cross_region_replicas
 

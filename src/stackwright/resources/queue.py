@@ -114,6 +114,9 @@ class Queue(ResourceKind):
                              "messages in the failed region's queue wait until it returns (within retention "
                              f"{res.retention}); lost if it never does")
 
+    def az_loss(self, name: str, res: QueueResource) -> tuple[str, str]:
+        return "", f"none for queue {name} (SQS stores each message in several AZs)"
+
     def failure_scenarios(self, system: Any, name: str, res: QueueResource, *, detect_s: float) -> list[Any]:
         from ..plan.model import FailureScenario
 

@@ -118,6 +118,14 @@ class Redis(ResourceKind):
                                 f"({', '.join(s for s, v in system.services.items() if name in v.uses)})",
                                 "ElastiCache health checks (seconds)", st.failover, st.rpo_text)]
 
+    def az_loss(self, name: str, res: RedisResource) -> tuple[str, str]:
+        if res.replicas_per_shard:
+            return (f"Redis {name}: a primary there fails over to a replica in another AZ "
+                    f"({REDIS_FAILOVER[0]:g}-{REDIS_FAILOVER[1]:g} s)",
+                    f"Redis {name} may lose its last unreplicated writes")
+        return (f"Redis {name} (no replica): a node there is replaced empty",
+                f"everything on Redis {name}'s nodes in that AZ")
+
     def legend_row(self, system: Any, name: str, res: RedisResource, *, regions: list[str],
                    primary: str) -> tuple[str, dict[str, str]]:
         nodes = res.shards * (1 + res.replicas_per_shard)

@@ -57,6 +57,12 @@ class Search(ResourceKind):
                       primary: str, workload: str, local: str, prim: str, shared: str | None) -> list[str]:
         return [f"{workload} --> {prim}"]
 
+    def az_loss(self, name: str, res: SearchResource) -> tuple[str, str]:
+        # The CDK app turns on zone awareness when the domain has more than one node (and the VPC more than one AZ).
+        if res.instances > 1:
+            return f"OpenSearch {name}: its nodes there are lost, the others keep serving", ""
+        return f"OpenSearch {name} (one node): down if its node was there, until replaced", ""
+
     def priced_instances(self, res: SearchResource) -> list[tuple[str, str, str, str]]:
         return [("opensearch", res.instance_type, "instance_type", "search instance type")]
 
