@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -132,10 +133,21 @@ def up(
             multi = LocalRegions(local, report=lambda m: console.print(m))
             local.before_stop.append(multi.stop)
             local.extra_steps.append(("regions and global entry", multi.start))
+        # SIGTERM while starting (a detached run told to stop) interrupts the start as Ctrl-C does, so what was
+        # started is stopped in order either way (until ready; then run_until_signalled handles both).
+        main_task = asyncio.current_task()
+        if main_task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
         try:
             await local.start()
         except StartError as exc:
             fail(f"could not start {spec.name}: {exc}")
+        except asyncio.CancelledError:
+            stopped = local.stopped_on_interrupt
+            console.print(f"interrupted while starting {spec.name}: "
+                          + (f"stopped {', '.join(stopped)}" if stopped else "nothing had started yet"),
+                          soft_wrap=True)
+            raise typer.Exit(130) from None
         _print_ready(local.state())
         console.print("press Ctrl-C to stop")
         await local.run_until_signalled()
