@@ -108,8 +108,9 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    # Non-standalone click returns a command's exit code (typer.Exit) instead of exiting.
-    sys.exit(code if isinstance(code, int) else 0)
+    # Non-standalone click returns the code of a typer.Exit instead of exiting (and a command's own return
+    # value, which is None for every command here).
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 __all__ = ["app", "fail", "main"]
