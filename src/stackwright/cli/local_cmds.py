@@ -12,6 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import term
@@ -201,7 +202,7 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
     if not running_state(spec, state_dir) or state is None:
         busy = _in_progress(spec, state)
         if busy:  # not ready yet (or going away): exit 1 like "not running", since it serves nothing yet
-            console.print(busy, soft_wrap=True)
+            console.print(escape(busy), soft_wrap=True)  # text, not markup (a step label may hold brackets)
             raise typer.Exit(1)
         stale = leftovers(state)
         if stale:
