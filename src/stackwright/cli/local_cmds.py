@@ -116,6 +116,9 @@ def up(
                                        on_step=lambda s: console.print(s))
         except ControlError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:  # start_detached has stopped the background run (SIGTERM: it stops in order)
+            console.print(f"interrupted while starting {spec.name} in the background: stopped it")
+            raise typer.Exit(130) from None
         _print_ready(state)
         return
     from ..local.runner import LocalSystem, StartError, UpOptions
