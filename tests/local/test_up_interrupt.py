@@ -51,7 +51,10 @@ def test_a_busy_dashboard_port_is_refused_before_anything_starts(tmp_path: Path)
     assert not any((sdir / "logs").iterdir())
 
 
-def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detach", [False, True])
+def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path, detach: bool) -> None:
+    """Foreground: the run stops what it started. ``-d``: Ctrl-C reaches the waiting command, which stops the
+    background run with SIGTERM; that run stops what it started the same way (its log says so)."""
     folder = tmp_path / "app"
     shutil.copytree(ROOT / "systems" / "fastapi-app", folder, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     code = folder / "services" / "api" / "app.py"
@@ -59,7 +62,8 @@ def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path) ->
                     + code.read_text())
     spec = folder / "system.yaml"
     state_file = system_dir(load_system(spec), tmp_path / "state") / "state.json"
-    proc = _up(str(spec), "--port", str(free_port()), "--no-dashboard", state=tmp_path / "state")
+    proc = _up(str(spec), "--port", str(free_port()), "--no-dashboard", *(["-d"] if detach else []),
+               state=tmp_path / "state")
     try:
         deadline = time.monotonic() + 180
         state: dict = {}
@@ -79,7 +83,13 @@ def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path) ->
             proc.kill()
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("interrupted")]
-    assert lines == ["interrupted while starting fastapi-app: stopped api, gateway, postgres"], err
+    runner_said = "interrupted while starting fastapi-app: stopped api, gateway, postgres"
+    if detach:
+        assert lines == ["interrupted while starting fastapi-app in the background: stopped it"], err
+        log = (state_file.parent / "runner.log").read_text()
+        assert runner_said in log.splitlines(), log
+    else:
+        assert lines == [runner_said], err
     assert not [name for name, pid in started.items() if pid_alive(pid)]
     assert not _running_in(folder)  # api too: no process is left in the copy's folders
     assert json.loads(state_file.read_text())["status"] == "stopped"
