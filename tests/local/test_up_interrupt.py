@@ -37,9 +37,10 @@ def test_a_busy_dashboard_port_is_refused_before_anything_starts(tmp_path: Path)
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
+        same = free_port()
         for args, says in [
             (("--dashboard-port", str(taken)), f"dashboard port {taken} is already in use"),
-            (("--port", str(taken), "--dashboard-port", str(taken)), f"--dashboard-port {taken} is the gateway's"),
+            (("--port", str(same), "--dashboard-port", str(same)), f"--dashboard-port {same} is the gateway's"),
         ]:
             proc = _up(str(spec), *(args if "--port" in args else ("--port", str(free_port()), *args)), state=tmp_path)
             _, err = proc.communicate(timeout=120)
@@ -67,7 +68,9 @@ def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path, de
     try:
         deadline = time.monotonic() + 180
         state: dict = {}
-        while not any(step.startswith("… service api") for step in state.get("steps", [])):
+        # api's process is up (in its folder) but never ready: up is waiting for it
+        while not (any(step.startswith("… service api") for step in state.get("steps", []))
+                   and _running_in(folder / "services")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.2)
             try:

@@ -142,15 +142,13 @@ class LocalSystem:
     def _check_ports(self) -> None:
         """The fixed ports this run asks for are free, before anything starts (a busy dashboard port was found
         only after every service had started, and all of them were stopped again)."""
+        wanted = self.options.dashboard_port if self.options.dashboard and self.system.source is not None else None
+        if wanted is not None and wanted == self.options.port:
+            raise StartError(f"--dashboard-port {wanted} is the gateway's --port too; pass two different ports")
         if port_in_use(self.options.port):
             raise StartError(f"port {self.options.port} is already in use (by this or another system, or another "
                              f"program: try 'stackwright status {self.system.name}', or pass --port)")
-        wanted = self.options.dashboard_port if self.options.dashboard and self.system.source is not None else None
-        if wanted is None:
-            return
-        if wanted == self.options.port:
-            raise StartError(f"--dashboard-port {wanted} is the gateway's --port too; pass two different ports")
-        if port_in_use(wanted):
+        if wanted is not None and port_in_use(wanted):
             raise StartError(f"dashboard port {wanted} is already in use (pass another --dashboard-port, or leave "
                              "it out for a free one)")
 
