@@ -59,24 +59,20 @@ def test_ctrl_c_while_starting_stops_what_started_and_says_so(tmp_path: Path, de
     folder = tmp_path / "app"
     shutil.copytree(ROOT / "systems" / "fastapi-app", folder, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     code = folder / "services" / "api" / "app.py"
-    code.write_text("import time\ntime.sleep(600)  # never ready: the test interrupts up while it waits\n"
-                    + code.read_text())
+    code.write_text("import time\nprint('api is waiting', flush=True)\n"
+                    "time.sleep(600)  # never ready: the test interrupts up while it waits\n" + code.read_text())
     spec = folder / "system.yaml"
     state_file = system_dir(load_system(spec), tmp_path / "state") / "state.json"
     proc = _up(str(spec), "--port", str(free_port()), "--no-dashboard", *(["-d"] if detach else []),
                state=tmp_path / "state")
     try:
         deadline = time.monotonic() + 180
-        state: dict = {}
-        # api's process is up (in its folder) but never ready: up is waiting for it
-        while not (any(step.startswith("… service api") for step in state.get("steps", []))
-                   and _running_in(folder / "services")):
+        # api's process is up and its output reaches its log (so up has it in hand), but it is never ready
+        api_log = state_file.parent / "logs" / "api.log"
+        while not (api_log.is_file() and "api is waiting" in api_log.read_text()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.2)
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, ValueError):
-                state = {}
+        state = json.loads(state_file.read_text())  # written at the start of each step: api's is under way
         started = {name: rec["pid"] for name, rec in state["processes"].items()}
         assert {"postgres", "gateway"} <= set(started)  # api is being started (the state has it once ready)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
