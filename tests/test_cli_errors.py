@@ -71,10 +71,38 @@ def test_every_missing_extra_is_named_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("option", ["--port", "--dashboard-port"])
 @pytest.mark.parametrize("value", ["70000", "0", "-1"])
 def test_ports_out_of_range_are_refused_before_anything_starts(tmp_path: Path, option: str, value: str) -> None:
-    proc = _cli("up", "fastapi-app", option, value, "--state-dir", str(tmp_path))
-    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
-    assert "Error" in proc.stderr  # the option parser's own message (a value like -1 reads as an option)
+    line = _one_line(_cli("up", "fastapi-app", option, value, "--state-dir", str(tmp_path)))
+    # the option parser's own message (a value like -1 reads as an option), in one line
+    assert line.startswith("error: ") and line.endswith("(see 'stackwright up --help')")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("up", "fastapi-app", "--port", "99999"), "Invalid value for '--port': Input should be less than or equal "
+                                               "to 65535 (see 'stackwright up --help')"),
+    (("up", "fastapi-app", "--port", "abc"), "Invalid value for '--port': Input should be a valid integer, "
+                                             "unable to parse string as an integer (see 'stackwright up --help')"),
+    (("render", "voting", "--chek"), "No such option: --chek (Possible options: --check, --help) "
+                                     "(see 'stackwright render --help')"),
+    (("demo", "voting", "--size", "0"), "Invalid value for '--size': Input should be greater than or equal to 1 "
+                                        "(see 'stackwright demo --help')"),
+    (("plan", "voting"), "Missing option '--out' / '-o'. (see 'stackwright plan --help')"),
+    (("status",), "Missing argument 'system'. (see 'stackwright status --help')"),
+    (("queue", "dlq"), "Missing argument 'system'. (see 'stackwright queue dlq --help')"),
+    (("stauts", "voting"), "No such command 'stauts'. Did you mean 'status'? (see 'stackwright --help')"),
+])
+def test_usage_errors_of_every_command_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    """typer printed these in a multi-line box with the usage; the CLI's errors are one line each."""
+    line = _one_line(_cli(*args, "--state-dir", str(tmp_path)) if args[0] == "up" else _cli(*args))
+    assert line == f"error: {message}"
+    assert not any(tmp_path.iterdir())
+
+
+def test_bare_command_and_help_still_print_help() -> None:
+    bare = _cli()
+    assert bare.returncode == 2 and "Usage: stackwright [OPTIONS] COMMAND" in bare.stdout + bare.stderr
+    helped = _cli("up", "--help")
+    assert helped.returncode == 0 and "Usage: stackwright up [OPTIONS]" in helped.stdout
 
 
 def test_only_takes_comma_separated_parts_and_names_an_unknown_one(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ async def run(ctx: DemoContext) -> bool:
     console.print(f"poll {poll['id']} is open; minting {votes:,} viewer tokens …")
     rng = random.Random(7)
     run_id = f"{int(time.time())}"
-    tokens = [idp.mint(f"viewer-{run_id}-{i}", ["viewer"]) for i in range(votes)]
+    tokens = ctx.mint_many([f"viewer-{run_id}-{i}" for i in range(votes)], ["viewer"], what="viewer tokens")
     url = f"/polls/{poll['id']}/votes"
 
     async def vote(token: str, option: str, client: Client) -> Reply:
@@ -47,7 +47,8 @@ async def run(ctx: DemoContext) -> bool:
 
     # Malformed bodies come from viewers of their own: all from one voter, they tripped that viewer's rate
     # limit (429) and, now and then, its one real vote with it.
-    senders = iter([idp.mint(f"viewer-{run_id}-malformed-{i}", ["viewer"]) for i in range(votes // 200)])
+    senders = iter(ctx.mint_many([f"viewer-{run_id}-malformed-{i}" for i in range(votes // 200)], ["viewer"],
+                                 what="tokens of malformed-vote senders"))
 
     async def malformed(client: Client) -> Reply:
         return await client.post(url, data=b'{"option": ', headers={**bearer(next(senders)),

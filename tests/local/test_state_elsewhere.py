@@ -37,9 +37,14 @@ def test_status_and_down_from_another_folder_reach_the_run(tmp_path: Path) -> No
         status = _cli("status", str(SPEC), cwd=elsewhere, env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "api" in status.stdout and "gateway" in status.stdout
+        # by its bare name too, from a folder with no systems/ (the runs record says where the run is)
+        by_name = _cli("status", "fastapi-app", cwd=elsewhere, env=env)
+        assert by_name.returncode == 0 and "api" in by_name.stdout, by_name.stdout + by_name.stderr
+        logs = _cli("logs", "fastapi-app", "postgres", "--tail", "1", cwd=elsewhere, env=env)
+        assert logs.returncode == 0 and logs.stdout.startswith("postgres | "), logs.stdout + logs.stderr
         again = _cli("up", str(SPEC), "-d", "--port", str(free_port()), "--no-dashboard", cwd=elsewhere, env=env)
         assert again.returncode != 0 and "already" in again.stderr, again.stdout + again.stderr
-        down = _cli("down", str(SPEC), cwd=elsewhere, env=env)
+        down = _cli("down", "fastapi-app", cwd=elsewhere, env=env)
         assert down.returncode == 0 and "fastapi-app stopped" in down.stdout + down.stderr, down.stderr
         assert not port_in_use(port)
         assert not (elsewhere / ".stackwright").exists()  # nothing of the run was made where it was not started

@@ -28,10 +28,35 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load(system: str) -> System:
-    """Load a system spec by name or path, or exit with a located one-line error."""
+def resolve(system: str) -> str | Path:
+    """What a command's SYSTEM argument names: ``system`` itself when it is a path or a system under
+    ``./systems``, else the system.yaml of the one run of that name started from any other folder (``up``
+    records each run; see ``local.state.recorded_runs``), so ``status voting`` works wherever it is typed.
+    Exits with one line when several runs have that name (which one is meant needs a path) or none does."""
     try:
-        return load_system(system, root=Path.cwd())
+        find_system_file(system, Path.cwd())
+        return system
+    except SpecError as exc:
+        missing = exc
+    if any(sep in system for sep in "/\\") or system.endswith((".yaml", ".yml")):
+        fail(str(missing))  # a path is taken as written
+    from ..local.state import recorded_runs
+
+    runs = recorded_runs(system)
+    if len(runs) == 1:
+        return runs[0][0]
+    if runs:
+        fail(f"{len(runs)} runs of {system!r} are up, from different folders: "
+             + ", ".join(f"{spec} (state in {root})" for spec, root in runs)
+             + "; pass the path of the one you mean")
+    fail(str(missing))
+
+
+def load(system: str) -> System:
+    """Load a system spec by name or path (or by the name of a run started elsewhere, see :func:`resolve`),
+    or exit with a located one-line error."""
+    try:
+        return load_system(resolve(system), root=Path.cwd())
     except SpecError as exc:
         fail(str(exc))
 
@@ -48,12 +73,13 @@ def load_for_local_run(system: str) -> System | SystemIdentity:
     """The spec, or — when it has an error — just its name and folder with a one-line warning, so
     ``status``, ``down`` and ``logs`` still reach a system started before the spec was broken (its
     processes keep running whatever the file now says). Exits only when no system.yaml is found."""
+    found = resolve(system)
     try:
-        return load_system(system, root=Path.cwd())
+        return load_system(found, root=Path.cwd())
     except SpecError as exc:
         error = exc
     try:
-        path = find_system_file(system, Path.cwd())
+        path = find_system_file(found, Path.cwd())
     except SpecError as exc:
         fail(str(exc))
     name = path.parent.name

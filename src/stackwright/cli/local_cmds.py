@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import term
@@ -18,7 +20,7 @@ from ..local.control import ControlError, running_state, start_detached, stop, s
 from ..local.state import leftovers, read_state, runner_alive, system_dir
 from ..resources import kind_of
 from ..spec import System
-from .common import console, fail, load, load_for_local_run, require_system_extras
+from .common import SystemIdentity, console, fail, load, load_for_local_run, require_system_extras
 
 
 class RedisFsync(enum.StrEnum):
@@ -91,6 +93,9 @@ def up(
     if running_state(spec, state_dir):
         fail(f"{spec.name} is already running (see 'stackwright status {spec.name}'; stop it with "
              f"'stackwright down {spec.name}')")
+    busy = _in_progress(spec, read_state(spec, state_dir))
+    if busy:  # a second run would fight the first one for its ports and data folder
+        fail(busy)
     scale_map = _parse_scale(scale)
     visibility = _parse_visibility(visibility_timeout, spec)
     unknown = set(scale_map) - set(spec.services)
@@ -111,6 +116,9 @@ def up(
                                        on_step=lambda s: console.print(s))
         except ControlError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:  # start_detached has stopped the background run (SIGTERM: it stops in order)
+            console.print(f"interrupted while starting {spec.name} in the background: stopped it")
+            raise typer.Exit(130) from None
         _print_ready(state)
         return
     from ..local.runner import LocalSystem, StartError, UpOptions
@@ -129,15 +137,44 @@ def up(
             multi = LocalRegions(local, report=lambda m: console.print(m))
             local.before_stop.append(multi.stop)
             local.extra_steps.append(("regions and global entry", multi.start))
+        # SIGTERM while starting (a detached run told to stop) interrupts the start as Ctrl-C does, so what was
+        # started is stopped in order either way (until ready; then run_until_signalled handles both).
+        main_task = asyncio.current_task()
+        if main_task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
         try:
             await local.start()
         except StartError as exc:
             fail(f"could not start {spec.name}: {exc}")
+        except asyncio.CancelledError:
+            stopped = local.stopped_on_interrupt
+            console.print(f"interrupted while starting {spec.name}: "
+                          + (f"stopped {', '.join(stopped)}" if stopped else "nothing had started yet"),
+                          soft_wrap=True)
+            raise typer.Exit(130) from None
         _print_ready(local.state())
         console.print("press Ctrl-C to stop")
         await local.run_until_signalled()
 
     asyncio.run(main())
+
+
+def _in_progress(spec: System | SystemIdentity, state: dict | None) -> str | None:
+    """What a run whose runner lives but is not ready is doing, in one line (``voting is starting: ...``),
+    or None when there is no such run (up and ready, or not running at all).
+
+    A foreground ``up`` writes its state from its first step, so ``status`` (or a second ``up``, or ``demo``)
+    in another terminal sees it starting, failing or stopping rather than "not running"."""
+    if not state or state.get("status") == "ready" or not runner_alive(state):
+        return None
+    steps = state.get("steps") or []
+    done = sum(1 for step in steps if step.startswith("✓"))
+    current = next((step.removeprefix("…").strip() for step in reversed(steps) if step.startswith("…")), None)
+    pid = state.get("runner_pid")
+    doing = {"failed": "failed to start and is stopping what it started", "stopped": "is stopping"}.get(
+        str(state.get("status")), "is starting")
+    progress = f": {done} step(s) done" + (f", now {current}" if current else "") if doing == "is starting" else ""
+    return f"{spec.name} {doing}{progress} (runner pid {pid}; follow it with 'stackwright logs {spec.name} -f')"
 
 
 def _print_ready(state: dict) -> None:
@@ -161,10 +198,15 @@ def _dashboard_args(dashboard: bool, port: int | None) -> list[str]:
 
 
 def status(system: SystemArg, state_dir: StateDir = None) -> None:
-    """Show whether a system is running, and the health of each process."""
+    """Show whether a system is running, and the health of each process (exit 1 when it is not running or
+    is still starting)."""
     spec = load_for_local_run(system)
     state = read_state(spec, state_dir)
     if not running_state(spec, state_dir) or state is None:
+        busy = _in_progress(spec, state)
+        if busy:  # not ready yet (or going away): exit 1 like "not running", since it serves nothing yet
+            console.print(escape(busy), soft_wrap=True)  # text, not markup (a step label may hold brackets)
+            raise typer.Exit(1)
         stale = leftovers(state)
         if stale:
             procs = ", ".join(f"{n} (pid {r['pid']})" for n, r in stale.items())
@@ -314,6 +356,9 @@ def demo(
     except PluginMissing as exc:
         fail(str(exc))
     state = running_state(spec, state_dir)
+    busy = None if state else _in_progress(spec, read_state(spec, state_dir))
+    if busy:  # starting another run in the background would fight this one for its ports and data
+        fail(f"{busy}; run the demo when it is up")
     started_here = state is None
     if state is None:
         console.print(f"{spec.name} is not running; starting it in the background")

@@ -95,6 +95,8 @@ class LocalSystem:
         self.extra_steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         # More --monitoring scrape jobs: job -> (host:port, metrics path) (the global entry's replication lag).
         self.extra_scrape: dict[str, tuple[str, str]] = {}
+        # The processes start() stopped when it was interrupted (Ctrl-C, SIGTERM), in the order it stopped them.
+        self.stopped_on_interrupt: list[str] = []
 
     # ------------------------------------------------------------------ start
 
@@ -108,9 +110,7 @@ class LocalSystem:
             self.report(f"  data and state in {self.dir}: {self.dir.parent / self.system.name} belongs to "
                         f"the {self.system.name} in {spec_folder_of(self.dir.parent / self.system.name)}")
         await asyncio.to_thread(self._stop_leftovers)
-        if port_in_use(self.options.port):
-            raise StartError(f"port {self.options.port} is already in use (by this or another system, or another "
-                             f"program: try 'stackwright status {self.system.name}', or pass --port)")
+        self._check_ports()
         try:
             await self._step("backing services", self._start_backing)
             await self._step("databases and migrations", self._prepare_databases)
@@ -123,6 +123,12 @@ class LocalSystem:
                 await self._step("dashboard", self._start_dashboard)
             for label, extra in self.extra_steps:
                 await self._step(label, extra)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.run cancels the main task) or SIGTERM while starting: stop what was started, in
+            # order, rather than leave it to die with this process; the caller says what was stopped.
+            self.stopped_on_interrupt = list(reversed(self.supervisor.pids()))  # stop() goes last to first
+            await self.stop()
+            raise
         except Exception as exc:
             self.status = "failed"
             self._save()
@@ -132,6 +138,19 @@ class LocalSystem:
             raise StartError(str(exc)) from exc
         self.status = "ready"
         self._save()
+
+    def _check_ports(self) -> None:
+        """The fixed ports this run asks for are free, before anything starts (a busy dashboard port was found
+        only after every service had started, and all of them were stopped again)."""
+        wanted = self.options.dashboard_port if self.options.dashboard and self.system.source is not None else None
+        if wanted is not None and wanted == self.options.port:
+            raise StartError(f"--dashboard-port {wanted} is the gateway's --port too; pass two different ports")
+        if port_in_use(self.options.port):
+            raise StartError(f"port {self.options.port} is already in use (by this or another system, or another "
+                             f"program: try 'stackwright status {self.system.name}', or pass --port)")
+        if wanted is not None and port_in_use(wanted):
+            raise StartError(f"dashboard port {wanted} is already in use (pass another --dashboard-port, or leave "
+                             "it out for a free one)")
 
     def _stop_leftovers(self) -> None:
         from .control import stop_leftovers

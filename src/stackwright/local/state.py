@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,6 +78,39 @@ def _default_root(system: SpecLike) -> Path:
     if elsewhere == STATE_ROOT.resolve() or _live_run_in(system, STATE_ROOT):
         return STATE_ROOT
     return elsewhere if _live_run_in(system, elsewhere) else STATE_ROOT
+
+
+def recorded_runs(name: str) -> list[tuple[Path, Path]]:
+    """``(system.yaml, state root)`` of every run of a system named ``name`` that ``up`` recorded (see
+    :func:`write_state`) and that is still there: its runner lives (starting or ready), or processes its killed
+    runner left do. One per spec folder (clones of a project each have their own), sorted by spec path.
+
+    This is how a bare name reaches a system started from another folder: the record names the state root,
+    and the state there names the spec."""
+    try:
+        pointers = [p for p in _runs_dir().iterdir() if re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}", p.name)]
+    except OSError:
+        return []
+    found: dict[Path, Path] = {}
+    for pointer in pointers:
+        try:
+            root = Path(pointer.read_text().strip())
+            folders = [d for d in root.iterdir()
+                       if d.name == name or re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{8}}", d.name)]
+        except (OSError, ValueError):
+            continue
+        for sdir in folders:
+            try:
+                state = json.loads((sdir / "state.json").read_text())
+                spec = Path(state["spec"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            # The pointer's name carries a hash of the spec folder: only the run that record is about counts.
+            digest = hashlib.sha256(str(spec.resolve().parent).encode()).hexdigest()[:16]
+            if state.get("system") == name and pointer.name.endswith(digest) and spec.is_file() \
+                    and (runner_alive(state) or leftovers(state)):
+                found[spec.resolve()] = root
+    return sorted(found.items())
 
 
 def _live_run_in(system: SpecLike, root: Path) -> bool:

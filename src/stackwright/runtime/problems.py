@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 from collections.abc import Iterable
@@ -16,12 +17,34 @@ log = logging.getLogger("stackwright.runtime")
 
 PROBLEM_JSON = "application/problem+json"
 
+# RFC 9110's names where Python's HTTPStatus still has the older ones (3.11/3.12: "Request Entity Too Large",
+# "Unprocessable Entity", "Requested Range Not Satisfiable"), so a title does not depend on the interpreter.
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout",
+    413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content",
 }
+
+
+def status_title(status: int) -> str:
+    """The title of a problem with this status: its reason phrase (``412`` -> ``Precondition Failed``).
+
+    Every status gets its own phrase, so no answer reads just "Error"; a code HTTP does not define (a
+    service's own ``599``) gets its class (``Server Error``, ``Client Error``)."""
+    if status in _TITLES:
+        return _TITLES[status]
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return {4: "Client Error", 5: "Server Error"}.get(status // 100, "Error")
+
+
+def _is_phrase(detail: str, status: int) -> bool:
+    """True when ``detail`` only repeats the status's phrase (Starlette's default detail), which the title
+    already says: either spelling, ours or Python's."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = None
+    return detail in (status_title(status), phrase)
 
 
 # The OpenAPI shape of every error body (inline, so it needs no component registered anywhere).
@@ -46,7 +69,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries declaring problem+json bodies for these status codes."""
-    return {status: {"description": _TITLES.get(status, "Error"),
+    return {status: {"description": status_title(status),
                      "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}} for status in statuses}
 
 
@@ -55,10 +78,10 @@ class Problem(Exception):
 
     def __init__(self, status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
                  headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(detail or title or _TITLES.get(status, "Error"))
+        super().__init__(detail or title or status_title(status))
         self.status = status
         self.detail = detail
-        self.title = title or _TITLES.get(status, "Error")
+        self.title = title or status_title(status)
         self.type = type
         self.headers = headers or {}
         self.extra = extra
@@ -67,7 +90,7 @@ class Problem(Exception):
 def problem_body(status: int, detail: str = "", *, title: str | None = None, type: str = "about:blank",
                  instance: str | None = None, **extra: Any) -> dict[str, Any]:
     """The JSON object of a problem answer."""
-    body: dict[str, Any] = {"type": type, "title": title or _TITLES.get(status, "Error"), "status": status}
+    body: dict[str, Any] = {"type": type, "title": title or status_title(status), "status": status}
     if detail:
         body["detail"] = detail
     if instance:
@@ -109,7 +132,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        if detail == _TITLES.get(exc.status_code):
+        if _is_phrase(detail, exc.status_code):
             detail = ""
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:

@@ -43,9 +43,21 @@ CHECK_TIMEOUT_S = 2.0
 
 class ServiceApp(FastAPI):
     """FastAPI, except that requests on a fast route are served before FastAPI's middleware and routing,
-    and the platform's endpoints answer only their plain spelling."""
+    the platform's endpoints answer only their plain spelling, and a path that differs from a route only by
+    a trailing slash is answered 404 (problem+json), never redirected.
+
+    Starlette's slash redirect builds its ``Location`` from the Host and scheme the service sees. Behind the
+    local gateway that is the service's own loopback port (following it bypasses the edge: no auth, no
+    rate limit); on EKS it is the ALB's forwarded Host over plain ``http`` (the ALB ends TLS and the service
+    trusts no forwarded scheme), a downgrade; and a 307 replays a DELETE or POST to that address. The spec's
+    routes name exact paths, so there is nothing to redirect to that the client could not have asked for:
+    both paths answer 404 the same way."""
 
     fast_routes: FastRouter
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["redirect_slashes"] = False
+        super().__init__(*args, **kwargs)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] in PLATFORM_PATHS:

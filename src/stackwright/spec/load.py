@@ -29,7 +29,9 @@ def find_system_file(name_or_path: str | Path, root: Path | None = None) -> Path
         if option.is_file():
             return option.resolve()
     known = sorted(p.parent.name for p in (root / "systems").glob("*/system.yaml"))
-    hint = f"known systems: {', '.join(known)}" if known else "run from the project root, or pass a path"
+    # A typo of a known name gets that name; otherwise every known one is listed.
+    hint = (did_you_mean(Path(str(name_or_path)).name, known, listed="known systems") if known
+            else "run from the project root, or pass a path")
     raise SpecError(f"no system.yaml found for {str(name_or_path)!r}", hint=hint)
 
 
