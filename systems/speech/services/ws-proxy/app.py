@@ -173,7 +173,7 @@ async def asr(ws: WebSocket) -> None:
     OPEN.inc()
     code, reason = 1000, ""
     try:
-        if not await _start_session(session):
+        if not await _admit(session):
             raise Close(1013, f"stream limit reached: {MAX_STREAMS_PER_USER} open streams per user; "
                               "retry when one has ended")
         lease = asyncio.create_task(_renew(session))
@@ -250,6 +250,24 @@ async def _start_session(session: Session) -> bool:
                "records", 0),
         _redis("EXPIRE", key, SESSION_TTL_S))
     return bool(admitted)
+
+
+#: How long a stream over its user's limit waits for a slot before 1013 (seconds). A client that closes a
+#: stream and opens the next at once races the old one's release: the edge completes the client's closing
+#: handshake itself, before ws-proxy has seen the close (as any proxy that terminates WebSockets does), so the
+#: user's count can be one high for a few milliseconds.
+ADMIT_WAIT_S = 1.0
+
+
+async def _admit(session: Session) -> bool:
+    """:func:`_start_session`, looked at again every 50 ms for up to ``ADMIT_WAIT_S`` while the user is at the
+    limit. False if no slot freed meanwhile."""
+    deadline = time.monotonic() + ADMIT_WAIT_S
+    while not await _start_session(session):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def _release_slot(session: Session) -> None:
