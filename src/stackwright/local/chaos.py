@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 # The drills' open-loop sender is the benchmark's schedule (one implementation); re-exported for drills.py.
 from ..bench.openloop import OpenLoop as OpenLoop
 from ..bench.openloop import Outcome as Outcome
 from ..resources import kind_of
+from ..runtime.http_client import async_client
 from .state import read_state
 
 BACKING = ("postgres", "redis")
@@ -81,7 +80,7 @@ def readiness_check(state: dict[str, Any], target: str) -> Callable[[], Awaitabl
     ready_url = (procs[0].get("platform_url") or procs[0]["url"]) + "/readyz"
 
     async def service_ready() -> bool:
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        async with async_client(timeout=1.0) as client:
             return (await client.get(ready_url)).status_code == 200
 
     return service_ready

@@ -78,6 +78,9 @@ class Gateway:
             self.verifier = JWTVerifier(jwks_url=config["jwks_url"], issuer=ident["issuer"],
                                         audience=ident["audience"], algorithms=ident.get("algorithms"),
                                         roles_claim=ident.get("roles_claim", "roles"))
+            # The keys are the dev IdP's own: held from the start, so the first token is not kept waiting for a
+            # request this process cannot answer before it serves.
+            self.verifier.jwks.load(self.idp.jwks)
             idp_app = Starlette(routes=self.idp.routes(ident.get("mount", "/auth")))
             self.idp_prefix = ident.get("mount", "/auth").rstrip("/")
         self.idp_app = idp_app

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import httpx
 
 from ..plugins import has_plugin, load_plugin
+from ..runtime.http_client import async_client
 from ..spec import System
 from .backing.replica import set_synchronous, slot_name
 from .global_entry import REGION_HEADER, SERVED_BY_HEADER
@@ -146,7 +147,7 @@ class _Client:
 
 
 async def _entry_health(entry: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=2) as c:
+    async with async_client(timeout=2) as c:
         return dict((await c.get(f"{entry}/_global/regions")).json()["regions"])
 
 

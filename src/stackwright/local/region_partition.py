@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from ..runtime.http_client import async_client
 from ..runtime.problems import PROBLEM_JSON
 from ..spec import System
 from .backing.replica import lag
@@ -103,7 +104,7 @@ async def _metric_lag_bytes(entry: str, region: str) -> float | None:
     """The global entry's ``stackwright_replication_lag_bytes`` for ``region`` (max over resources)."""
     from ..monitoring import conventions as c
 
-    async with httpx.AsyncClient(timeout=3) as client:
+    async with async_client(timeout=3) as client:
         text = (await client.get(f"{entry}/_global/metrics")).text
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
               if line.startswith(c.REPLICATION_LAG_BYTES + "{") and f'region="{region}"' in line]

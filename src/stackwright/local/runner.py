@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
 from ..contract import EDGE_PROOF_ENV
 from ..deploy.routes import edge_table, production_only, table_to_dict
 from ..resources import kind_of
+from ..runtime.http_client import async_client
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size
@@ -412,5 +412,5 @@ async def _redis_ready(url: str) -> bool:
 
 
 async def _http_ok(url: str) -> bool:
-    async with httpx.AsyncClient(timeout=1.0) as client:
+    async with async_client(timeout=1.0) as client:
         return (await client.get(url)).status_code == 200

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from .http_client import async_client
+
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 # RS* (PKCS#1 v1.5) tokens are checked with one `cryptography` call instead of PyJWT (see _verify_rsa).
 _RSA_HASH: dict[str, type[hashes.HashAlgorithm]] = {"RS256": hashes.SHA256, "RS384": hashes.SHA384,
@@ -74,9 +76,19 @@ class JWKSCache:
         except KeyError:
             raise AuthError("token signed with an unknown key id") from None
 
-    async def _refresh(self) -> None:
+    async def prime(self) -> bool:
+        """Fetch the keys now (a service's start-up), so its first caller does not wait for them. False, and the
+        first caller fetches them instead, when the document cannot be had."""
+        async with self._lock:
+            try:
+                await self._refresh(timeout_s=2.0)
+            except AuthError:
+                return False
+        return bool(self._keys)
+
+    async def _refresh(self, timeout_s: float = 5.0) -> None:
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with async_client(timeout=timeout_s) as client:
                 resp = await client.get(self.url)
                 resp.raise_for_status()
                 doc = resp.json()
@@ -84,6 +96,10 @@ class JWKSCache:
             if self._keys:
                 return  # keep serving with the keys we have
             raise AuthError(f"cannot fetch signing keys: {exc.__class__.__name__}") from None
+        self.load(doc)
+
+    def load(self, doc: dict[str, Any]) -> None:
+        """Take the keys of a JWKS document as if just fetched (a process that holds the document itself)."""
         self._keys = self.parse(doc)
         self.generation += 1
         self._fetched_at = time.monotonic()

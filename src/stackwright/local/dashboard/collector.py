@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from ...resources import kind_of
+from ...runtime.http_client import async_client
 from ...spec import System
 from ..state import runner_alive, same_process
 from . import metrics, promql
@@ -164,7 +165,7 @@ class Collector:
         state = await asyncio.to_thread(self._state)
         procs = await asyncio.to_thread(self.processes, state)
         prom_url = (state or {}).get("prometheus")
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        async with async_client(timeout=TIMEOUT_S) as client:
             # Processes are always probed (health, queues); with --monitoring the route figures come from
             # Prometheus, falling back to the dashboard's own readings when it cannot answer.
             _, prom = await asyncio.gather(asyncio.gather(*(self._probe(client, p) for p in procs)),
