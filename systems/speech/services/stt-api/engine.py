@@ -365,10 +365,14 @@ class Decoder:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def warm(self) -> None:
-        """One decode of a second of silence (blocking): first-call allocations happen before the first
-        stream, not in its final."""
+        """One decode of a second of silence and one VAD look at it (blocking): the VAD model's load and
+        first-call allocations happen before the first stream, not in its handshake and final (a freshly started
+        stt-api's first stream took ~0.5 s longer than the next without the VAD's share)."""
         import numpy as np
 
+        probs = SpeechProbs()
+        probs.add(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        probs.score(probs.take(flush=True))
         decode(self.model, np.zeros(SAMPLE_RATE, dtype=np.float32), beam_size=self.cfg.beam_size, words=True,
                window_pad_s=self.cfg.window_pad_s)
 
