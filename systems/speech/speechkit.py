@@ -171,23 +171,34 @@ def _take(out: StreamResult, message: dict[str, Any]) -> None:
         out.partials.append(message["partial"])
 
 
-def direct_model(cpu_threads: int = 2) -> Any:
-    """The bare model, loaded the way stt-api loads it (the `speech` extra must be installed)."""
-    import importlib.util
-    import sys
+class BareModel:
+    """The bare model: stt-api's engine and configuration (its defaults, or ``STT_*`` given in ``env``) called
+    directly, no service around it. ``transcribe(pcm)`` decodes one clip as stt-api decodes a final;
+    ``transcribe_all(pcms)`` decodes ``workers`` clips at a time, as stt-api's decoding threads do (the texts in
+    order). Needs the `speech` extra."""
 
-    path = HERE / "services" / "stt-api" / "engine.py"
-    spec = importlib.util.spec_from_file_location("speech_stt_engine", path)
-    assert spec and spec.loader
-    engine = importlib.util.module_from_spec(spec)
-    sys.modules["speech_stt_engine"] = engine
-    spec.loader.exec_module(engine)
-    cfg = engine.EngineConfig(cpu_threads=cpu_threads)
-    model = engine.load_model(cfg)
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        import importlib.util
+        import sys
 
-    def transcribe(pcm: bytes) -> str:
-        text, _ = engine.decode(model, engine.pcm16_to_float(pcm), beam_size=cfg.beam_size, words=True,
-                                window_pad_s=cfg.window_pad_s)
+        path = HERE / "services" / "stt-api" / "engine.py"
+        spec = importlib.util.spec_from_file_location("speech_stt_engine", path)
+        assert spec and spec.loader
+        engine = importlib.util.module_from_spec(spec)
+        sys.modules["speech_stt_engine"] = engine
+        spec.loader.exec_module(engine)
+        self.engine = engine
+        self.cfg = engine.EngineConfig.from_env(env or {})
+        self.workers: int = self.cfg.workers
+        self.model = engine.load_model(self.cfg)
+
+    def transcribe(self, pcm: bytes) -> str:
+        text, _ = self.engine.decode(self.model, self.engine.pcm16_to_float(pcm), beam_size=self.cfg.beam_size,
+                                     words=True, window_pad_s=self.cfg.window_pad_s)
         return str(text)
 
-    return transcribe
+    def transcribe_all(self, pcms: list[bytes]) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="bare") as pool:
+            return list(pool.map(self.transcribe, pcms))

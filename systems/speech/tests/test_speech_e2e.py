@@ -20,9 +20,10 @@ CLIPS = kit.load_corpus()[1:6]
 
 @pytest.fixture(scope="module")
 def direct() -> dict[str, str]:
-    """The bare model's text of each test clip (same decode call, in this process)."""
-    transcribe = kit.direct_model(cpu_threads=2)
-    return {c.name: transcribe(c.pcm) for c in CLIPS}
+    """The bare model's text of each test clip (stt-api's engine and defaults, in this process; as many clips at
+    a time as stt-api decodes)."""
+    bare = kit.BareModel()
+    return dict(zip([c.name for c in CLIPS], bare.transcribe_all([c.pcm for c in CLIPS]), strict=True))
 
 
 def test_corpus_streams_through_the_gateway_as_accurately_as_the_bare_model(speech: Speech,
@@ -44,6 +45,23 @@ def test_corpus_streams_through_the_gateway_as_accurately_as_the_bare_model(spee
     print(f"WER through the system {system_wer:.3f}, bare model {direct_wer:.3f}")
     assert system_wer <= 0.15
     assert system_wer <= direct_wer + 0.02
+
+
+def test_streams_at_once_are_decoded_side_by_side_as_accurately(speech: Speech, direct: dict[str, str]) -> None:
+    """As many streams as a replica takes, at once (each its own user): stt-api decodes several at a time
+    (STT_DECODE_WORKERS), and every text is the one the bare model gives that clip alone."""
+    clips = CLIPS[:4]
+
+    async def run() -> list[kit.StreamResult]:
+        return list(await asyncio.gather(*(kit.stream(speech.ws_url, c.pcm, token=speech.token(f"side-{i}"))
+                                           for i, c in enumerate(clips))))
+
+    results = asyncio.run(run())
+    assert [r.close_code for r in results] == [1000] * len(clips)
+    assert [r.text for r in results] == [direct[c.name] for c in clips]
+    stats = httpx.get(speech.service_url("stt-api") + "/stats", timeout=10).json()
+    assert stats["max_streams"] >= len(clips)
+    assert stats["decodes_at_once_max"] >= min(2, stats["workers"])  # side by side, not one after another
 
 
 def test_live_stream_gets_partials_before_the_final(speech: Speech) -> None:

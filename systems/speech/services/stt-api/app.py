@@ -59,7 +59,8 @@ async def load() -> None:
     await asyncio.to_thread(decoder.warm)
     decoder.start()
     _decoder = decoder
-    log.info("model %s loaded on %s (%s, %d threads)", CFG.model, CFG.device, CFG.compute_type, CFG.cpu_threads)
+    log.info("model %s loaded on %s (%s, %d decodes at a time, %d threads each)", CFG.model, CFG.device,
+             CFG.compute_type, CFG.workers, CFG.cpu_threads)
 
 
 @svc.on_shutdown
@@ -70,12 +71,12 @@ async def unload() -> None:
 
 @app.get("/stats")
 async def stats() -> dict[str, Any]:
-    """Streams open, the capacity, the decoding thread's busy seconds (bench's throughput basis) and, since
-    start, where finals' time went: ``finals``, ``final_wait_s`` (summed seconds queued behind other decodes),
-    ``final_decode_s``, ``partials``, ``partial_decode_s``, ``partials_dropped`` (stale before their turn)."""
+    """Streams open, the capacity, the decoding threads' busy seconds (summed), and, since start, where finals'
+    time went: ``finals``, ``final_wait_s`` (summed seconds queued behind other decodes), ``final_decode_s``,
+    ``partials``, ``partial_decode_s``, ``partials_dropped`` (stale before their turn)."""
     return {"streams": _active, "max_streams": MAX_STREAMS,
             "decode_seconds": round(_decoder.decode_seconds, 3) if _decoder else 0.0,
-            "model": CFG.model, "device": CFG.device, "cpu_threads": CFG.cpu_threads,
+            "model": CFG.model, "device": CFG.device, "workers": CFG.workers, "cpu_threads": CFG.cpu_threads,
             "window_pad_s": CFG.window_pad_s,
             **({k: round(v, 3) for k, v in _decoder.stats.items()} if _decoder else {})}
 

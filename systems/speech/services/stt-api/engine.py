@@ -19,11 +19,12 @@ decode here encodes a window just longer than its audio (``WINDOW_PAD_S`` of sil
 to whole seconds): a 4 s utterance costs a third of the CPU time, with the same corpus WER (measured; see
 the README). ``WINDOW_PAD_S=0`` restores the 30 s window.
 
-One model per process (loaded and warmed at start-up, never in the request path) and one decoding thread:
-CTranslate2 already spreads one decode over ``CPU_THREADS`` (default: the CPUs this process may use, at
-most 4), so concurrent decodes would only contend. Finals go ahead of partials in the decoding queue, and a
+One model per process (loaded and warmed at start-up, never in the request path) decoding ``DECODE_WORKERS``
+utterances at a time (default: the CPUs this process may use, at most 4), each on one thread
+(``CPU_THREADS``): one-thread decodes side by side got ~45% more audio through these CPUs than one decode
+spread over all of them (see :func:`usable_cpus`). Finals go ahead of partials in the decoding queue, and a
 queued partial whose utterance has been cut since is dropped, not decoded, so a final waits at most for the
-one partial already running.
+partials already running.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class EngineConfig:
     model: str = "bundled"
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = field(default_factory=lambda: default_cpu_threads())
+    workers: int = field(default_factory=lambda: usable_cpus())
+    cpu_threads: int = 1
     beam_size: int = 5
     window_pad_s: float = 2.0
     vad_step_s: float = 0.2
@@ -77,7 +79,8 @@ class EngineConfig:
         d = cls()
         return cls(model=e.get("STT_MODEL", d.model), device=e.get("STT_DEVICE", d.device),
                    compute_type=e.get("STT_COMPUTE_TYPE", d.compute_type),
-                   cpu_threads=int(e.get("STT_CPU_THREADS", d.cpu_threads)),
+                   workers=max(1, int(e.get("STT_DECODE_WORKERS", d.workers))),
+                   cpu_threads=max(1, int(e.get("STT_CPU_THREADS", d.cpu_threads))),
                    beam_size=int(e.get("STT_BEAM_SIZE", d.beam_size)),
                    window_pad_s=float(e.get("STT_WINDOW_PAD_S", d.window_pad_s)),
                    vad_step_s=float(e.get("STT_VAD_STEP_S", d.vad_step_s)),
@@ -86,9 +89,14 @@ class EngineConfig:
                    max_utterance_s=float(e.get("STT_MAX_UTTERANCE_S", d.max_utterance_s)))
 
 
-def default_cpu_threads() -> int:
-    """CTranslate2 threads: the CPUs this process may run on (its affinity, as a container's cpuset sets it),
-    at most 4 (tiny.en gains nothing beyond that)."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as a container's cpuset sets it), at most 4: the default
+    number of decodes that run at once (``STT_DECODE_WORKERS``), each on one CTranslate2 thread
+    (``STT_CPU_THREADS`` 1). Measured here (2 vCPU, tiny.en int8, the 32-clip corpus, 2026-11-30): two
+    one-thread decodes at a time took 6.4-7.0 s of wall and 12.4-13.6 CPU-s against 9.3-10.5 s and 15.9-16.1
+    CPU-s for one two-thread decode at a time; a lone decode is slower on one thread (11.8 s for the corpus
+    one clip at a time), so a single stream's final takes ~25% longer while the replica transcribes ~45%
+    more. Not measured on a GPU."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -120,7 +128,7 @@ def load_model(cfg: EngineConfig) -> Any:
 
     _window_encoder()
     return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
-                        cpu_threads=cfg.cpu_threads, num_workers=1)
+                        cpu_threads=cfg.cpu_threads, num_workers=cfg.workers)
 
 
 _window = threading.local()  # .frames: the encoder window of the decode running on this thread
@@ -332,49 +340,52 @@ def speech_segments(probs: list[float], offset: int, length: int, opts: Any) -> 
 
 
 class Decoder:
-    """One decoding thread shared by every stream of the process; finals are served before partials."""
+    """``cfg.workers`` decoding threads shared by every stream of the process (each decode on its own model
+    replica: CTranslate2's ``num_workers``); finals are served before partials."""
 
     def __init__(self, model: Any, cfg: EngineConfig) -> None:
         self.model = model
         self.cfg = cfg
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="whisper")
         self._queue: asyncio.PriorityQueue[tuple[int, int, Job]] = asyncio.PriorityQueue()
         self._order = itertools.count()
-        self._worker: asyncio.Task[None] | None = None
-        self.decode_seconds = 0.0  # busy time of the decoding thread, for /stats
-        self._running = False
+        self._workers: list[asyncio.Task[None]] = []
+        self.decode_seconds = 0.0  # busy time of the decoding threads (summed), for /stats
+        self._running = 0  # decodes running now
         # Where a final's time goes, for /stats (seconds, summed; see StreamState): silence the endpointer
         # waited for after the speech (cuts by VAD only), queued behind other decodes, decoding, ready but
         # waiting for the client's next frame to answer.
         self.stats = {"finals": 0, "final_endpoint_s": 0.0, "final_wait_s": 0.0, "final_decode_s": 0.0,
                       "final_after_cut_s": 0.0, "final_deliver_s": 0.0, "finals_early": 0,
                       "finals_early_dropped": 0, "partials": 0, "partial_decode_s": 0.0, "partials_dropped": 0,
-                      "vad_checks": 0, "vad_s": 0.0}
+                      "vad_checks": 0, "vad_s": 0.0, "decodes_at_once_max": 0}
 
     @property
     def idle(self) -> bool:
-        """Nothing decoding and nothing queued: a partial started now delays no final but by its own length."""
-        return not self._running and self._queue.empty()
+        """A decoding thread free and nothing queued: a partial started now delays no final but by its own
+        length."""
+        return self._running < self.cfg.workers and self._queue.empty()
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name="decoder")
+        self._workers = [asyncio.create_task(self._run(), name=f"decoder-{i}") for i in range(self.cfg.workers)]
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def warm(self) -> None:
-        """One decode of a second of silence and one VAD look at it (blocking): the VAD model's load and
-        first-call allocations happen before the first stream, not in its handshake and final (a freshly started
-        stt-api's first stream took ~0.5 s longer than the next without the VAD's share)."""
+        """A decode of a second of silence on every decoding thread at once (so every model replica is used)
+        and one VAD look at it (blocking): the models' first-call allocations and the VAD model's load happen
+        before the first stream, not in its handshake and final."""
         import numpy as np
 
+        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
         probs = SpeechProbs()
-        probs.add(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        probs.add(silence)
         probs.score(probs.take(flush=True))
-        decode(self.model, np.zeros(SAMPLE_RATE, dtype=np.float32), beam_size=self.cfg.beam_size, words=True,
-               window_pad_s=self.cfg.window_pad_s)
+        list(self._pool.map(lambda _: decode(self.model, silence, beam_size=self.cfg.beam_size, words=True,
+                                             window_pad_s=self.cfg.window_pad_s), range(self.cfg.workers)))
 
     async def final(self, audio: Any) -> tuple[str, list[dict[str, Any]]]:
         """The final text and words of an utterance (beam ``BEAM_SIZE``, word timestamps)."""
@@ -416,7 +427,8 @@ class Decoder:
                 job.future.set_result(None)
                 continue
             started = time.perf_counter()
-            self._running = True
+            self._running += 1
+            self.stats["decodes_at_once_max"] = max(self.stats["decodes_at_once_max"], self._running)
             try:
                 result = await loop.run_in_executor(self._pool, job.run)
             except Exception as exc:  # a failed decode fails its stream, never the decoder
@@ -426,7 +438,7 @@ class Decoder:
                 if not job.future.done():
                     job.future.set_result(result)
             finally:
-                self._running = False
+                self._running -= 1
                 took = time.perf_counter() - started
                 self.decode_seconds += took
                 kind = "final" if job.priority == 0 else "partial"

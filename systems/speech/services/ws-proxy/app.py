@@ -186,12 +186,17 @@ async def asr(ws: WebSocket) -> None:
     finally:
         OPEN.dec()
         CLOSED.labels(str(code)).inc()
-        # The slot before the close: a client that starts its next stream the moment it sees this one close
-        # must find it free (closing waits for the client's half of the handshake).
-        await _release_slot(session)
-        with contextlib.suppress(RuntimeError, OSError):
-            await ws.close(code, reason[:120])
+        # The slot is released as the close goes out, not before it: the ZREM is written to Redis first (tasks
+        # run in order, on the one connection commands share), so a client that starts its next stream the moment
+        # it sees this one close finds it free, and the client's close does not wait for Redis' answer (an fsync
+        # with appendfsync always).
+        await asyncio.gather(_release_slot(session), _close_client(ws, code, reason))
         await _end_session(session, code)
+
+
+async def _close_client(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, OSError):
+        await ws.close(code, reason[:120])
 
 
 async def _caller(authorization: str | None) -> str:
