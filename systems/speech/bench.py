@@ -40,7 +40,7 @@ IDLE_SOCKETS = 1000
 LATENCY_STREAMS = (1, 2, 3, 4)
 CLIPS_PER_STREAM = 4
 TRAILING_SILENCE_S = 2.0
-BLOCK = 8  # clips per block of the wer scenario (4 blocks: the two sides of a ratio never far apart in time)
+BLOCK = 16  # clips per block of the wer scenario (2 blocks: the two sides of a ratio never far apart in time)
 
 
 

@@ -80,13 +80,9 @@ def _decoder(engine: ModuleType) -> Any:
     return Decoder(None, engine.EngineConfig(cpu_threads=1))
 
 
-@pytest.mark.parametrize("live", [True, False])
-def test_a_stream_is_cut_after_each_utterance(engine: ModuleType, live: bool) -> None:
-    """Two clips with 1 s of silence after each, fed frame by frame: live, one cut per clip at most 0.5 s after
-    its end (a clip ends ~0.25 s after its speech); at file speed, one cut at the end of the speech and the
-    rest at the eof."""
-    clips = kit.load_corpus(2)
-    pcm = b"".join(c.pcm + bytes(32000) for c in clips)
+def _cuts(engine: ModuleType, pcm: bytes, *, live: bool, outrun: bool = False) -> list[int]:
+    """Feed ``pcm`` frame by frame, live or as fast as a file, then the eof: the length of each final's audio.
+    Each VAD look is awaited before the next frame, unless ``outrun`` (a file's frames keep coming meanwhile)."""
 
     async def run() -> list[int]:
         state = engine.StreamState(_decoder(engine))
@@ -94,15 +90,56 @@ def test_a_stream_is_cut_after_each_utterance(engine: ModuleType, live: bool) ->
             state.started = time.monotonic() - 3600  # the audio is never ahead of the clock
         for offset in range(0, len(pcm), kit.FRAME_BYTES):
             state.feed(pcm[offset:offset + kit.FRAME_BYTES])
-            if state.vad_task is not None:
+            if outrun:
+                await asyncio.sleep(0.0005)
+            elif state.vad_task is not None:
                 await state.vad_task
         result = await state.finish()
         return [int(n) for n in result["text"].split()]
 
-    cuts = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_live_stream_is_cut_after_each_utterance(engine: ModuleType) -> None:
+    """Two clips with 1 s of silence after each: one cut per clip at most 0.5 s after its end (a clip ends
+    ~0.25 s after its speech)."""
+    clips = kit.load_corpus(2)
+    cuts = _cuts(engine, b"".join(c.pcm + bytes(32000) for c in clips), live=True)
     first = len(clips[0].pcm) // 2
+    assert len(cuts) == 2
     assert first - 8000 <= cuts[0] <= first + 8000
-    assert sum(cuts) <= len(pcm) // 2
-    if live:
-        assert len(cuts) == 2
-        assert cuts[0] + 16000 - 8000 <= sum(cuts) <= cuts[0] + 16000 + len(clips[1].pcm) // 2 + 8000
+    assert cuts[0] + 16000 - 8000 <= sum(cuts) <= cuts[0] + 16000 + len(clips[1].pcm) // 2 + 8000
+
+
+def test_a_short_file_is_one_utterance_cut_at_the_eof(engine: ModuleType) -> None:
+    """Sent faster than real time and shorter than MAX_UTTERANCE_S: no VAD look, one final of all of it at the
+    eof, as the bare model decodes a clip whole."""
+    clips = kit.load_corpus(2)
+    pcm = b"".join(c.pcm + bytes(32000) for c in clips)
+    assert _cuts(engine, pcm, live=False) == [len(pcm) // 2]
+
+
+@pytest.mark.parametrize("outrun", [False, True])
+def test_a_long_file_is_cut_in_pauses(engine: ModuleType, outrun: bool) -> None:
+    """Clips with 1 s of silence after each, ~26 s in all, as fast as a file (its frames outrunning VAD's looks
+    or not): every cut falls in a pause between clips, none at MAX_UTTERANCE_S in the middle of a word, and
+    nothing is lost."""
+    clips = kit.load_corpus(6)
+    pcm = b"".join(c.pcm + bytes(32000) for c in clips)
+    cuts = _cuts(engine, pcm, live=False, outrun=outrun)
+    assert len(cuts) >= 2 and sum(cuts) == len(pcm) // 2
+    ends = [sum(len(c.pcm) // 2 + 16000 for c in clips[:k]) + len(clips[k].pcm) // 2 for k in range(len(clips))]
+    at = 0
+    for cut in cuts[:-1]:
+        at += cut
+        assert any(end - 8000 <= at <= end + 16000 for end in ends), (cuts, ends)
+
+
+def test_a_silent_file_is_not_decoded(engine: ModuleType) -> None:
+    assert _cuts(engine, bytes(5 * 32000), live=False) == []
+    assert _cuts(engine, bytes(45 * 32000), live=False, outrun=True) == []  # longer than MAX_UTTERANCE_S
+    assert engine.silent(np.zeros(1000, np.float32))
+    loud = np.frombuffer(kit.load_corpus(1)[0].pcm, dtype="<i2").astype(np.float32) / 32768
+    assert not engine.silent(loud)
+    peak = int(np.argmax(np.abs(loud)))
+    assert not engine.silent(np.concatenate([np.zeros(16000, np.float32), loud[peak:peak + 300]]))  # ragged end

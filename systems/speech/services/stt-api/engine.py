@@ -220,6 +220,24 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text.lower().replace("-", " ")).split())
 
 
+#: Seconds before MAX_UTTERANCE_S from which VAD follows a file sent faster than real time (see StreamState.feed).
+FILE_LOOK_BEFORE_MAX_S = 5.0
+#: Loudest 32 ms of audio (RMS, full scale 1.0) that still counts as silence: -40 dBFS, a common noise-gate
+#: level (our choice; speech in the corpus peaks at -20 to -10 dBFS, a quiet room sits below -50).
+SILENCE_RMS = 0.01
+
+
+def silent(audio: Any) -> bool:
+    """True if no 512-sample window of ``audio`` (float32) is louder than :data:`SILENCE_RMS`."""
+    import numpy as np
+
+    n = len(audio) // VAD_CHUNK * VAD_CHUNK
+    windows = [audio[:n].reshape(-1, VAD_CHUNK)] if n else []
+    if len(audio) > n:
+        windows.append(np.pad(audio[n:], (0, VAD_CHUNK - (len(audio) - n)))[None, :])
+    return all(float(np.sqrt(np.mean(np.square(w), axis=1)).max()) <= SILENCE_RMS for w in windows)
+
+
 class SpeechProbs:
     """silero VAD run the way it is meant to stream: every 512-sample chunk of a stream scored once, in order,
     with the model's LSTM state (h, c) and the 64 samples of context carried from one look to the next.
@@ -503,12 +521,18 @@ class StreamState:
         self.since_partial += len(chunk)
         cfg = self.decoder.cfg
         self.live = live = self.audio_s <= time.monotonic() - self.started + 0.5
-        # A file sent faster than real time has nobody waiting for the end of each utterance: VAD looks once a
-        # second of audio (at the same cuts: a cut is placed by where the speech ends, not by when VAD looked).
+        # A file sent faster than real time has nobody waiting for the end of each utterance: VAD starts looking
+        # only once the open utterance nears MAX_UTTERANCE_S, to cut it at a pause rather than mid-word, and then
+        # once a second of audio; the end of a shorter one is the eof (see finish). VAD was ~15% of the CPU a
+        # file's stream cost the system besides its decode (the bench's wer scenario).
         step = cfg.vad_step_s if live else max(cfg.vad_step_s, 1.0)
-        if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE:
+        looking = live or self.open_len >= (cfg.max_utterance_s - FILE_LOOK_BEFORE_MAX_S) * SAMPLE_RATE
+        looked = self.vad_task is None or self.vad_task.done()
+        if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE and looked:
+            # A look still running may yet cut at a pause or drop silence: a file's frames keep coming meanwhile
+            # (~200 x real time), and forcing the cut under it would decode 20 s of silence or split a word.
             self._cut(self.open_len)
-        elif self.since_vad >= step * SAMPLE_RATE and (self.vad_task is None or self.vad_task.done()):
+        elif looking and self.since_vad >= step * SAMPLE_RATE and looked:
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
         # Finals first: no partial while this stream still waits for one, nor once the speech has paused (its
@@ -536,11 +560,16 @@ class StreamState:
         reads exactly one message after ``{"eof": 1}``)."""
         if self.vad_task is not None:
             await asyncio.gather(self.vad_task, return_exceptions=True)
-        # What is left is decoded only if VAD hears speech in it: after a live stream's last utterance it is
-        # mostly trailing silence, and decoding that would only hold up other streams' finals.
+        # What is left is decoded only if there is speech in it: after a live stream's last utterance it is
+        # mostly trailing silence, and decoding that would only hold up other streams' finals. VAD decides for
+        # a stream it has followed; a file's stream it never looked at (shorter than MAX_UTTERANCE_S less
+        # FILE_LOOK_BEFORE_MAX_S) is decoded unless it is silent throughout (the bare model decodes it whole).
         if self.open_len and not self.heard:
-            await self.decoder.vad(self.speech, flush=True)
-            self.heard = bool(self._segments(self.open_len))
+            if self.speech.scored:
+                await self.decoder.vad(self.speech, flush=True)
+                self.heard = bool(self._segments(self.open_len))
+            else:
+                self.heard = not silent(self._open_audio())
         if self.open_len and self.heard:
             self._cut(self.open_len)
         results = [await task for task in self.finals]
@@ -659,6 +688,11 @@ class StreamState:
             return
         self.heard = True
         end = segments[-1]["end"]
+        if not self.live and len(segments) > 1 and length - end < self.decoder.cfg.end_silence_s * SAMPLE_RATE:
+            # A file nearing MAX_UTTERANCE_S (the only time VAD looks at one): its looks are coarse (a file's
+            # audio outruns them), so the cut goes in the middle of the last pause VAD found, not at the end.
+            self._cut((segments[-2]["end"] + segments[-1]["start"]) // 2)
+            return
         # Paused: 0.2 s of silence after the speech (0.1 s of it is VAD's own padding, speech_pad_ms=100).
         self.paused = length - end >= SAMPLE_RATE // 5
         at = min(length, end + SAMPLE_RATE // 5)
