@@ -14,10 +14,10 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from tests.helpers import AUD, ISS, serve
 
+from stackwright.http_client import async_client, tls_context
 from stackwright.local.idp import DevIdP
 from stackwright.runtime import Service, Settings
 from stackwright.runtime.auth import JWKSCache
-from stackwright.runtime.http_client import async_client, tls_context
 
 
 async def test_key_fetches_load_no_ca_bundle_after_the_first(jwks_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

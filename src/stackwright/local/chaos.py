@@ -23,8 +23,8 @@ from typing import Any, Protocol
 # The drills' open-loop sender is the benchmark's schedule (one implementation); re-exported for drills.py.
 from ..bench.openloop import OpenLoop as OpenLoop
 from ..bench.openloop import Outcome as Outcome
+from ..http_client import async_client
 from ..resources import kind_of
-from ..runtime.http_client import async_client
 from .state import read_state
 
 BACKING = ("postgres", "redis")

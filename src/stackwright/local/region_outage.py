@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from ..http_client import async_client
 from ..plugins import has_plugin, load_plugin
-from ..runtime.http_client import async_client
 from ..spec import System
 from .backing.replica import set_synchronous, slot_name
 from .global_entry import REGION_HEADER, SERVED_BY_HEADER

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from ..runtime.http_client import async_client
+from ..http_client import async_client
 from ..runtime.problems import PROBLEM_JSON
 from ..spec import System
 from .backing.replica import lag

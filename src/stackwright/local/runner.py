@@ -21,8 +21,8 @@ import asyncpg
 
 from ..contract import EDGE_PROOF_ENV
 from ..deploy.routes import edge_table, production_only, table_to_dict
+from ..http_client import async_client
 from ..resources import kind_of
-from ..runtime.http_client import async_client
 from ..runtime.settings import resource_env
 from ..spec import System, start_order
 from ..spec.quantities import bytes_size

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from .http_client import async_client
+from ..http_client import async_client
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 # RS* (PKCS#1 v1.5) tokens are checked with one `cryptography` call instead of PyJWT (see _verify_rsa).

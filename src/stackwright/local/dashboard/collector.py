@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
+from ...http_client import async_client
 from ...resources import kind_of
-from ...runtime.http_client import async_client
 from ...spec import System
 from ..state import runner_alive, same_process
 from . import metrics, promql
