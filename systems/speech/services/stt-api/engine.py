@@ -536,10 +536,10 @@ class StreamState:
             self.since_vad = 0
             self.vad_task = asyncio.create_task(self._check_end(self.generation))
         # Finals first: no partial while this stream still waits for one, nor once the speech has paused (its
-        # final is near, and a partial running then would delay it), nor while the decoder has anything else
-        # to do (partials are advisory: with several streams they are what gives way, so a final waits at
-        # most for the one partial already running). Partials only for live audio: a file sent faster than
-        # real time is decoded for its finals alone.
+        # final is near, and a partial running then would delay it), nor unless a decoding thread is free and
+        # nothing is queued (partials are advisory: with several streams they are what gives way, so a final
+        # waits at most for the partials already running). Partials only for live audio: a file sent faster
+        # than real time is decoded for its finals alone.
         if (live and not self.paused and self.since_partial >= cfg.partial_every_s * SAMPLE_RATE and self.open_len
                 and (self.partial_task is None or self.partial_task.done())
                 and all(f.done() for f in self.finals) and self.decoder.idle):
