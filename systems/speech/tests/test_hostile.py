@@ -146,6 +146,12 @@ def test_per_user_stream_limit_is_1013_and_frees_up(speech: Speech) -> None:
     (code, reason), after = asyncio.run(run())
     assert code == 1013 and "stream limit" in reason
     assert after == "admitted again"
+    # Three sessions (the refused stream is none), each with its audio as a number of seconds.
+    usage = speech.wait_until(lambda: (u := speech.usage(user))["sessions"] >= 3 and u)
+    asyncio.run(asyncio.sleep(1.5))  # the refused stream ended before the fourth began: its record, had it one, is in
+    usage = speech.usage(user)
+    assert usage["sessions"] == 3 and len(usage["recent"]) == 3, usage
+    assert all(type(r["audio_seconds"]) in (int, float) for r in usage["recent"]), usage
 
 
 def test_a_user_may_start_streams_the_moment_the_last_ones_closed(speech: Speech) -> None:

@@ -78,9 +78,10 @@ async def usage(who: User) -> dict[str, Any]:
     """{user_id, audio_seconds, sessions, recent: [{session_id, audio_seconds, records, last_at}]} (latest 20)."""
     totals = await db.pool.fetchrow("SELECT audio_ms, sessions FROM usage_totals WHERE user_id = $1", who.sub)
     recent = await db.pool.fetch(
-        "SELECT session_id, sum(audio_ms) AS ms, count(*) AS records, max(recorded_at) AS last_at "
+        "SELECT session_id, sum(audio_ms)::bigint AS ms, count(*) AS records, max(recorded_at) AS last_at "
         "FROM usage_records WHERE user_id = $1 GROUP BY session_id ORDER BY max(recorded_at) DESC LIMIT 20",
         who.sub)
+    # sum(bigint) is numeric in Postgres (a Decimal here): cast, or 30000 / 1000 came out as the string "3E+1".
     return {"user_id": who.sub,
             "audio_seconds": (totals["audio_ms"] if totals else 0) / 1000,
             "sessions": totals["sessions"] if totals else 0,

@@ -41,7 +41,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Counter, Gauge
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -97,6 +97,12 @@ async def close_http() -> None:
         await _http.close()
 
 
+# What sending to (or closing) a client that has gone raises: Starlette's WebSocketDisconnect (uvicorn's
+# ClientDisconnected beneath it); RuntimeError or OSError at other moments of a close. Before WebSocketDisconnect
+# was here, a stream the client closed itself skipped its session's end: no last usage record, its audio unbilled.
+_CLIENT_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+
 class Close(Exception):
     """End the client's stream with ``code`` and ``reason``."""
 
@@ -116,6 +122,7 @@ class Session:
         self.reported_bytes = 0
         self.seq = 0
         self.over_limit = False  # hit MAX_STREAM_S: the last text is delivered, then close 1008
+        self.admitted = False  # within the user's stream limit: a refused stream is no session to bill
         self.reports: set[asyncio.Task[None]] = set()
 
     def report_soon(self) -> None:
@@ -176,6 +183,7 @@ async def asr(ws: WebSocket) -> None:
         if not await _admit(session):
             raise Close(1013, f"stream limit reached: {MAX_STREAMS_PER_USER} open streams per user; "
                               "retry when one has ended")
+        session.admitted = True
         lease = asyncio.create_task(_renew(session))
         try:
             code, reason = await _relay(ws, session)
@@ -195,7 +203,7 @@ async def asr(ws: WebSocket) -> None:
 
 
 async def _close_client(ws: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(RuntimeError, OSError):
+    with contextlib.suppress(*_CLIENT_GONE):
         await ws.close(code, reason[:120])
 
 
@@ -284,7 +292,8 @@ async def _release_slot(session: Session) -> None:
 
 
 async def _end_session(session: Session, code: int) -> None:
-    """Record the session's end in Redis, then its last usage record (the slot is already free)."""
+    """Record the session's end in Redis, then its last usage record (the slot is already free; a stream refused
+    at the user's limit was never a session and reports none)."""
     key = f"session:{session.id}"
     try:
         await asyncio.gather(_redis("HSET", key, "status", f"closed {code}", "ended", time.time()),
@@ -292,7 +301,8 @@ async def _end_session(session: Session, code: int) -> None:
     except Exception as exc:  # the hash expires by itself
         log.warning("could not close session %s in Redis: %s", session.id, exc)
     await asyncio.gather(*session.reports, return_exceptions=True)
-    await session.report(final=True)
+    if session.admitted:
+        await session.report(final=True)
 
 
 class Answers:
@@ -493,7 +503,7 @@ async def _send(ws: WebSocket, text: str) -> None:
             await ws.send_text(text)
     except TimeoutError:
         raise Close(1008, f"client did not read for {SEND_TIMEOUT_S:g} s") from None
-    except (RuntimeError, OSError):
+    except _CLIENT_GONE:
         raise Close(1001, "client left") from None
 
 
