@@ -8,9 +8,13 @@ Scenarios (each through the full path: client -> gateway -> ws-proxy -> stt-api,
     of both, and throughput (audio seconds per wall second) of both, measured two ways, block by block: one
     stream at a time against one decode at a time, and a replica's capacity of streams at once
     (``STT_MAX_STREAMS`` clients) against as many decodes at once as stt-api runs (``STT_DECODE_WORKERS``).
-    The target, total throughput through the system >= 0.9 x the bare model's, is the second: each side as
-    busy as it can be kept. The first shows a single stream's overhead (the decoder idles while a stream's
-    handshake and frames are relayed).
+    The all-at-once comparison runs twice: with everything on the same CPUs, and with the recognizer on CPUs
+    of its own (stt-api and the bare model on one half of the usable CPUs, the edge, relays, queue, databases
+    and client on the other), as on EKS, where stt-api has its GPU nodes to itself. The target, total
+    throughput through the system >= 0.9 x the bare model's, is read from the second: what the service costs
+    the recognizer, not what the load generator and the ALB's stand-in cost a two-CPU machine (the first
+    reading, printed beside it with every process' CPU seconds). One stream at a time shows a single
+    stream's overhead (the decoder idles while a stream's handshake and frames are relayed).
 ``latency``
     N concurrent real-time streams (N = 1..4), each playing clips followed by 2 s of silence: end of speech
     (the last speech frame sent) -> the final text arriving, p50/p99 per N, and the largest N with
@@ -41,6 +45,9 @@ LATENCY_STREAMS = (1, 2, 3, 4)
 CLIPS_PER_STREAM = 4
 TRAILING_SILENCE_S = 2.0
 BLOCK = 16  # clips per block of the wer scenario (2 blocks: the two sides of a ratio never far apart in time)
+# Passes over the corpus with the recognizer on CPUs of its own (SpeechBench._isolated): this machine's speed
+# wanders by 10-20% over tens of seconds (the same decodes' CPU seconds, round to round), so more rounds.
+ISOLATED_ROUNDS = 3
 
 
 
@@ -164,6 +171,7 @@ class SpeechBench(SystemBench):
                 direct.append(one.bare(lambda c=clip: bare.transcribe(c.pcm)))
             together += total.system(lambda b=block: asyncio.run(self._all_at_once(b, tokens)))
             direct_together += total.bare(lambda b=block: bare.transcribe_all([c.pcm for c in b]))
+        own_cpus = self._isolated(clips, tokens, bare)
         pairs = list(zip(clips, results, direct, strict=True))
         return {
             "clips": len(clips), "audio_s": round(audio_s, 2), "block": BLOCK,
@@ -188,10 +196,65 @@ class SpeechBench(SystemBench):
             "cpu_s_system_at_once": total.cpu_system(),
             "cpu_s_system_at_once_total": round(sum(total.cpu_system().values()), 2),
             "cpu_s_direct_at_once": round(total.bare_cpu_s, 2),
+            **own_cpus,
             "transcripts": [{"clip": c.name, "reference": c.text, "system": r.text, "direct": d,
                              "system_at_once": t.text, "direct_at_once": dt}
                             for (c, r, d), t, dt in zip(pairs, together, direct_together, strict=True)],
         }
+
+    def _isolated(self, clips: list[Any], tokens: list[str], bare: Any) -> dict[str, Any]:
+        """The all-at-once comparison again with the recognizer on CPUs of its own, as on EKS (stt-api alone on
+        its GPU nodes; the edge is the ALB, ws-proxy and the updater run on cpu-nodes, Redis and Postgres are
+        managed, the clients are elsewhere): stt-api and the bare model each get the upper half of the usable
+        CPUs, everything else (gateway, ws-proxy, imp-backend-api, the updater, Redis, Postgres and this
+        client) the rest. The audio still takes the full path, so what the relays do to the recognizer's
+        throughput counts (a stream they hold up leaves a decoder idle); only their CPU is not taken from it.
+        ``ISOLATED_ROUNDS`` passes over the corpus in blocks of ``BLOCK``, the order of the two sides
+        alternating block by block. Empty when there are fewer than two usable CPUs."""
+        from stackwright.bench import affinity
+
+        halves = affinity.split(affinity.usable())
+        if halves is None:
+            return {}
+        own, rest = halves
+        def alone() -> list[int]:
+            return [self._pid("stt-api")]
+
+        def others() -> list[int]:
+            return [p for g in self._all_groups() if g.name != "stt-api" for p in g.pids()]
+
+        self.say.phase(f"wer: all at once again, stt-api and the bare model on CPU {affinity.describe(own)}, "
+                       f"the rest on CPU {affinity.describe(rest)} ({ISOLATED_ROUNDS} rounds)")
+        side = _Pass(self._all_groups())
+        texts: list[Any] = []
+        blocks = [clips[i:i + BLOCK] for _ in range(ISOLATED_ROUNDS) for i in range(0, len(clips), BLOCK)]
+
+        def system(block: list[Any]) -> list[Any]:
+            affinity.pin_self(rest)
+            return side.system(lambda: asyncio.run(self._all_at_once(block, tokens)))
+
+        def alone_bare(block: list[Any]) -> list[str]:
+            affinity.pin_self(own)
+            return side.bare(lambda: bare.transcribe_all([c.pcm for c in block]))
+
+        ratios: list[float] = []
+        with affinity.isolated(alone, others, own, rest):
+            for n, block in enumerate(blocks):
+                before = (side.system_s, side.bare_s)
+                if n % 2:
+                    alone_bare(block)
+                    texts += system(block)
+                else:
+                    texts += system(block)
+                    alone_bare(block)
+                ratios.append(round((side.bare_s - before[1]) / (side.system_s - before[0]), 3))
+        return {"own_cpus": affinity.describe(own), "rest_cpus": affinity.describe(rest),
+                "own_rounds": ISOLATED_ROUNDS, "own_system_wall_s": round(side.system_s, 2),
+                "own_direct_wall_s": round(side.bare_s, 2),
+                "own_throughput_ratio": round(side.bare_s / side.system_s, 3), "own_block_ratios": ratios,
+                "own_cpu_s_system": side.cpu_system(), "own_cpu_s_direct": round(side.bare_cpu_s, 2),
+                "own_wer_system": round(self.kit.wer([(c.text, r.text) for c, r in
+                                                      zip([c for b in blocks for c in b], texts, strict=True)]), 4)}
 
     async def _all_at_once(self, block: list[Any], tokens: list[str]) -> list[Any]:
         """``block`` through the system by ``len(tokens)`` clients (each its own user), each streaming its next
@@ -335,13 +398,20 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": "WER through the system equal to the bare model's (within 0.01)",
                      "measured": f"{wer['wer_system']:.3f} vs {wer['wer_direct']:.3f}",
                      "met": abs(wer["wer_system"] - wer["wer_direct"]) <= 0.01})
-        rows.append({"target": "total throughput through the system >= 0.9 x the bare model",
-                     "measured": f"{wer['throughput_system_x_realtime']:.2f}x vs "
-                                 f"{wer['throughput_direct_x_realtime']:.2f}x real time = "
-                                 f"{wer['throughput_ratio']:.2f} ({wer['streams_at_once']} streams vs "
-                                 f"{wer['decodes_at_once']} decodes at once; one at a time "
-                                 f"{wer['throughput_ratio_one_stream']:.2f})",
-                     "met": wer["throughput_ratio"] >= 0.9})
+        shared = (f"{wer['throughput_ratio']:.2f} with everything on the same CPUs "
+                  f"({wer['throughput_system_x_realtime']:.2f}x vs {wer['throughput_direct_x_realtime']:.2f}x real "
+                  f"time), {wer['throughput_ratio_one_stream']:.2f} one stream at a time")
+        if "own_throughput_ratio" in wer:
+            rows.append({"target": "total throughput through the system >= 0.9 x the bare model (the recognizer on "
+                                   "CPUs of its own, as on EKS)",
+                         "measured": f"{wer['own_throughput_ratio']:.2f} ({wer['streams_at_once']} streams vs "
+                                     f"{wer['decodes_at_once']} decodes at once on CPU {wer['own_cpus']}, "
+                                     f"{wer['own_rounds']} rounds: {wer['own_system_wall_s']:.1f} s vs "
+                                     f"{wer['own_direct_wall_s']:.1f} s); {shared}",
+                         "met": wer["own_throughput_ratio"] >= 0.9})
+        else:  # one usable CPU: nothing to give the recognizer alone
+            rows.append({"target": "total throughput through the system >= 0.9 x the bare model (one CPU: all "
+                                   "on the same CPU)", "measured": shared, "met": wer["throughput_ratio"] >= 0.9})
     lat = doc["scenarios"].get("latency")
     if lat:
         rows.append({"target": f"end of speech -> final p99 <= {lat['slo_p99_s']:g} s: largest N concurrent streams",
@@ -366,8 +436,21 @@ def markdown(doc: dict[str, Any]) -> list[str]:
                       f"**One at a time** (each clip through the system, then bare): wall "
                       f"{wer['system_wall_s']:.1f} s vs {wer['direct_wall_s']:.1f} s (ratio "
                       f"{wer['throughput_ratio_one_stream']:.2f})."]
+        if "own_throughput_ratio" in wer:
+            lines += ["", f"**All at once, the recognizer on CPUs of its own** (as on EKS: stt-api and the bare "
+                          f"model on CPU {wer['own_cpus']}; the gateway, ws-proxy, imp-backend-api, the updater, "
+                          f"Redis, Postgres and the client on CPU {wer['rest_cpus']}; {wer['own_rounds']} passes "
+                          f"over the corpus, the two sides alternating block by block): wall "
+                          f"{wer['own_system_wall_s']:.1f} s vs {wer['own_direct_wall_s']:.1f} s, total throughput "
+                          f"ratio **{wer['own_throughput_ratio']:.2f}** (block by block "
+                          f"{min(wer['own_block_ratios']):.2f}-{max(wer['own_block_ratios']):.2f}); WER through the "
+                          f"system {wer['own_wer_system']:.3f}."]
         for label, key, bare_key in (("all at once", "cpu_s_system_at_once", "cpu_s_direct_at_once"),
+                                     ("all at once, the recognizer on its own CPUs", "own_cpu_s_system",
+                                      "own_cpu_s_direct"),
                                      ("one at a time", "cpu_s_system", "cpu_s_direct")):
+            if key not in wer:
+                continue
             lines += ["", f"CPU seconds for the whole corpus, {label}: through the system " + ", ".join(
                 f"{k} {v}" for k, v in sorted(wer[key].items(), key=lambda kv: -kv[1]))
                 + f" = {sum(wer[key].values()):.2f} in all; the bare model {wer[bare_key]}."]

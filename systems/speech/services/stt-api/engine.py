@@ -127,8 +127,26 @@ def load_model(cfg: EngineConfig) -> Any:
                            "(faster-whisper and the Whisper tiny.en model wheel)") from None
 
     _window_encoder()
+    one_blas_thread()
     return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
                         cpu_threads=cfg.cpu_threads, num_workers=cfg.workers)
+
+
+def one_blas_thread() -> None:
+    """Give numpy's BLAS one thread in this process (threadpoolctl; process-wide, from now on).
+
+    A decode's own numpy work (faster-whisper's log-mel features, its word alignment) calls BLAS, and OpenBLAS'
+    extra thread busy-waits for the next call after every one: with ``DECODE_WORKERS`` decodes already side by
+    side it only took CPU from them. Measured here (2 vCPU, the 32-clip corpus two decodes at a time, the bare
+    model, 2026-11-30): that thread used 1.9 CPU-s of ~12, and the corpus took 6.2-6.8 s against 5.6-6.0 s with
+    one BLAS thread. It also makes a decode's arithmetic the same whatever the machine's CPU count: with 2 BLAS
+    threads one clip of the corpus came out "...window still all afternoon", with 1 "...window see you all
+    afternoon" (corpus WER 0.0935 and 0.0968). The bare baseline loads the model through here too, so both
+    sides of the bench run with it.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 _window = threading.local()  # .frames: the encoder window of the decode running on this thread
@@ -222,6 +240,9 @@ def normalize(text: str) -> str:
 
 #: Seconds before MAX_UTTERANCE_S from which VAD follows a file sent faster than real time (see StreamState.feed).
 FILE_LOOK_BEFORE_MAX_S = 5.0
+#: Seconds of audio a stream may be ahead of the wall clock (since it opened) and still count as live: a microphone
+#: client sends each frame once it is recorded, so its audio is never ahead by more than its buffering.
+LIVE_LEAD_S = 0.5
 #: Loudest 32 ms of audio (RMS, full scale 1.0) that still counts as silence: -40 dBFS, our choice of a noise
 #: gate's level (the loudest 32 ms of each corpus clip is -14.7 to -11.4 dBFS).
 SILENCE_RMS = 0.01
@@ -520,13 +541,19 @@ class StreamState:
         self.since_vad += len(chunk)
         self.since_partial += len(chunk)
         cfg = self.decoder.cfg
-        self.live = live = self.audio_s <= time.monotonic() - self.started + 0.5
+        self.live = live = self.audio_s <= time.monotonic() - self.started + LIVE_LEAD_S
+        # Within its first LIVE_LEAD_S of audio a file cannot be told from a microphone, so VAD waits until the
+        # stream has more: no end of speech can be found in that little audio anyway (it needs speech, then
+        # END_SILENCE_S). A file's stream then never gets a look it does not need, and its end is the cheap check
+        # of finish() instead of VAD over the whole file (which one early look used to cause: ~4% of the CPU the
+        # corpus' decodes took).
+        paced = self.audio_s > LIVE_LEAD_S
         # A file sent faster than real time has nobody waiting for the end of each utterance: VAD starts looking
         # only once the open utterance nears MAX_UTTERANCE_S, to cut it at a pause rather than mid-word, and then
         # once a second of audio; the end of a shorter one is the eof (see finish). VAD was ~15% of the CPU a
         # file's stream cost the system besides its decode (the bench's wer scenario).
         step = cfg.vad_step_s if live else max(cfg.vad_step_s, 1.0)
-        looking = live or self.open_len >= (cfg.max_utterance_s - FILE_LOOK_BEFORE_MAX_S) * SAMPLE_RATE
+        looking = (live and paced) or self.open_len >= (cfg.max_utterance_s - FILE_LOOK_BEFORE_MAX_S) * SAMPLE_RATE
         looked = self.vad_task is None or self.vad_task.done()
         if self.open_len >= cfg.max_utterance_s * SAMPLE_RATE and looked:
             # A look still running may yet cut at a pause or drop silence: a file's frames keep coming meanwhile
