@@ -22,3 +22,23 @@ def test_a_miss_at_a_smaller_count_caps_the_largest_n() -> None:
     assert largest(_rows(0.41, 0.80, 1.01, 1.20), 2.0) == 4
     assert largest(_rows(2.03, 1.5), 2.0) == 0
     assert largest(_rows(0.5, None, 0.5), 2.0) == 1
+
+
+def _wer(**extra: Any) -> dict[str, Any]:
+    return {"wer_system": 0.097, "wer_direct": 0.097, "clips": 32, "throughput_ratio": 0.87,
+            "throughput_system_x_realtime": 19.8, "throughput_direct_x_realtime": 22.65, "streams_at_once": 4,
+            "decodes_at_once": 2, "throughput_ratio_one_stream": 0.94, **extra}
+
+
+def test_the_throughput_target_is_read_with_the_recognizer_on_its_own_cpus_and_shows_both() -> None:
+    targets = load_plugin(load_system(SPEC), "bench").targets
+    own = {"own_throughput_ratio": 0.92, "own_cpus": "1", "own_rounds": 3, "own_system_wall_s": 32.7,
+           "own_direct_wall_s": 30.0}
+    [row] = [r for r in targets({"scenarios": {"wer": _wer(**own)}}) if "throughput" in r["target"]]
+    assert row["met"] and "0.92" in row["measured"] and "0.87 with everything on the same CPUs" in row["measured"]
+    [row] = [r for r in targets({"scenarios": {"wer": _wer(**{**own, "own_throughput_ratio": 0.89})}})
+             if "throughput" in r["target"]]
+    assert not row["met"]
+    # One usable CPU: nothing to give the recognizer alone, so the shared reading decides.
+    [row] = [r for r in targets({"scenarios": {"wer": _wer()}}) if "throughput" in r["target"]]
+    assert not row["met"] and "one CPU" in row["target"]
