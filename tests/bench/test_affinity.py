@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -41,32 +42,43 @@ def test_describe_uses_the_cpuset_list_format() -> None:
 @pytest.mark.skipif(len(affinity.usable()) < 2, reason="needs two usable CPUs to pin anything apart")
 def test_pinning_sets_every_thread_and_later_ones_follow_and_isolated_restores() -> None:
     own, rest = affinity.split(affinity.usable()) or (set(), set())
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    everything = own | rest
+    children = [subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+    measured, other = children
     try:
-        assert child.stdout is not None and child.stdin is not None
-        assert child.stdout.readline().strip() == "ready"
-        with affinity.isolated(lambda: [child.pid], list, own, rest):
-            tids = affinity.threads(child.pid)
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        with affinity.isolated(lambda: [measured.pid], lambda: [other.pid], own, rest):
+            tids = affinity.threads(measured.pid)
             assert len(tids) == 4
             assert all(affinity.allowed(t) == own for t in tids)
-            child.stdin.write("\n")
-            child.stdin.flush()
-            assert child.stdout.readline().strip() == "5"
-            started = [t for t in affinity.threads(child.pid) if t not in tids]
+            assert all(affinity.allowed(t) == rest for t in affinity.threads(other.pid))
+            affinity.pin_self(own)  # as the bench moves itself to the side it measures
+            assert measured.stdin is not None and measured.stdout is not None
+            measured.stdin.write("\n")
+            measured.stdin.flush()
+            assert measured.stdout.readline().strip() == "5"
+            started = [t for t in affinity.threads(measured.pid) if t not in tids]
             assert len(started) == 1 and affinity.allowed(started[0]) == own  # inherited from its starter
-        # Afterwards every thread may use all the CPUs again, this test's own too.
-        assert all(affinity.allowed(t) == affinity.usable() | own | rest for t in affinity.threads(child.pid))
-        assert affinity.usable() == own | rest
-        with pytest.raises(RuntimeError), affinity.isolated(lambda: [child.pid], list, own, rest):
+        # Afterwards every thread may use all the CPUs again, this process' own too.
+        for pid in (measured.pid, other.pid, os.getpid()):
+            assert all(affinity.allowed(t) == everything for t in affinity.threads(pid))
+        with pytest.raises(RuntimeError), affinity.isolated(lambda: [measured.pid], lambda: [other.pid], own, rest):
+            affinity.pin_self(rest)
             raise RuntimeError("a bench that fails midway")
-        assert all(affinity.allowed(t) == own | rest for t in affinity.threads(child.pid))
+        for pid in (measured.pid, other.pid, os.getpid()):
+            assert all(affinity.allowed(t) == everything for t in affinity.threads(pid))
     finally:
-        child.kill()
-        child.wait()
+        for child in children:
+            child.kill()
+            child.wait()
 
 
-def test_pinning_a_process_that_ended_is_no_error() -> None:
+def test_pinning_a_process_that_has_ended_is_no_error() -> None:
+    """A PostgreSQL backend may end between being listed and being pinned."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     time.sleep(0.05)
+    assert affinity.threads(child.pid) == []
     affinity.pin([child.pid], affinity.usable())

@@ -113,12 +113,18 @@ def test_a_second_systems_run_keeps_the_first_systems_figures(tmp_path: Path) ->
     doc = {**_doc(), "system": "fastapi-app", "started_at": "2026-02-03T00:00:00+00:00",
            "scenarios": {**_doc()["scenarios"], "items_read": _doc()["scenarios"]["vote_direct"]}}
     shop = SimpleNamespace(per_replica=lambda d, s: {"api": searched_row(d, s, "api", "items_read", "vote")})
-    write_all(doc, load_system(FASTAPI), tmp_path, shop)
+    write_all({**doc, "command": "stackwright bench fastapi-app --redis-fsync always"}, load_system(FASTAPI),
+              tmp_path, shop)
     merged = load_bench(paths["per_replica"])
     assert set(merged.services) == {"voting/vote", "fastapi-app/api"}
     assert json.loads(paths["per_replica"].read_text())["services"]["voting/vote"] == first
     text = paths["markdown"].read_text()
     assert begin_marker("voting") in text and begin_marker("fastapi-app") in text
+    # Each block's make spelling runs that system with that run's options (`make bench` alone is voting's).
+    assert "`stackwright bench voting` (or `make bench SYSTEM=voting`)" in text
+    assert ("`stackwright bench fastapi-app --redis-fsync always` (or `make bench SYSTEM=fastapi-app "
+            "BENCH_ARGS='--redis-fsync always'`)") in text
+    assert "(2 processes)" in text
     # The same system again replaces its own rows and block, nothing else.
     write_all(_doc(), load_system(VOTING), tmp_path, _plugin())
     assert set(load_bench(paths["per_replica"]).services) == {"voting/vote", "fastapi-app/api"}

@@ -43,7 +43,8 @@ def allowed(tid: int) -> set[int]:
 
 def pin(pids: Iterable[int], cpus: set[int]) -> None:
     """Let every thread of each process in ``pids`` run only on ``cpus``. A thread or process that ended
-    meanwhile is skipped; any other refusal (``PermissionError``: not ours) is raised."""
+    meanwhile is skipped; any other refusal is raised (``PermissionError``: not ours; ``OSError`` EINVAL: none
+    of ``cpus`` is one the process may use)."""
     for pid in pids:
         for tid in threads(pid):
             with contextlib.suppress(ProcessLookupError):

@@ -75,11 +75,11 @@ def markdown(doc: dict[str, Any], plugin: ModuleType | None = None) -> str:
     lines = [begin_marker(system), "", f"## {system}: latest run {doc['started_at']}", "",
              f"- **Machine:** {m['nproc']} vCPU {m['cpu_model']}{mhz}, {m['memory_gib']} GiB RAM, "
              f"{m['os']}, kernel {m['kernel']}, {m['implementation']} {m['python']}. The load generator runs on the "
-             f"same machine ({doc['load_generator']['processes']} processes).",
+             f"same machine ({_processes(doc['load_generator']['processes'])}).",
              f"- **Load average (1/5/15 min):** before {' / '.join(map(str, doc['load_average_before']))}, "
              f"after {' / '.join(map(str, doc['load_average_after']))}."
              + _io_line(doc),
-             f"- **Reproduce:** `{doc['command']}` (or `make bench`); raw data in "
+             f"- **Reproduce:** `{doc['command']}`{_make_hint(system, doc['command'])}; raw data in "
              f"`bench/{raw_path(doc)}`. Run took {doc['duration_s']:.0f} s.",
              f"- **Load:** {doc['load_generator']['kind']}; {_clients(doc['load_generator'])}. "
              f"**Sustained** means {doc['criteria']['text']}.", ""]
@@ -230,3 +230,16 @@ def _has_rows(path: Path, system: str) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return any(k.startswith(f"{system}/") for k in services)
+
+
+def _processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
+def _make_hint(system: str, command: str) -> str:
+    # `make bench` runs `stackwright bench $(SYSTEM) $(BENCH_ARGS)`: the same command spelled for make.
+    prefix = f"stackwright bench {system}"
+    if not command.startswith(prefix):
+        return ""
+    args = command[len(prefix):].strip()
+    return f" (or `make bench SYSTEM={system}" + (f" BENCH_ARGS='{args}'" if args else "") + "`)"

@@ -96,7 +96,8 @@ def usable_cpus() -> int:
     one-thread decodes at a time took 6.4-7.0 s of wall and 12.4-13.6 CPU-s against 9.3-10.5 s and 15.9-16.1
     CPU-s for one two-thread decode at a time; a lone decode is slower on one thread (11.8 s for the corpus
     one clip at a time), so a single stream's final takes ~25% longer while the replica transcribes ~45%
-    more. Not measured on a GPU."""
+    more (all of these before numpy's BLAS was held to one thread: see :func:`one_blas_thread`). Not measured
+    on a GPU."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
