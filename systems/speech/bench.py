@@ -208,9 +208,10 @@ class SpeechBench(SystemBench):
         """The all-at-once comparison again with the recognizer on CPUs of its own, as on EKS (stt-api alone on
         its GPU nodes; the edge is the ALB, ws-proxy and the updater run on cpu-nodes, Redis and Postgres are
         managed, the clients are elsewhere): stt-api and the bare model each get the upper half of the usable
-        CPUs, everything else (gateway, ws-proxy, imp-backend-api, the updater, Redis, Postgres and this
-        client) the rest. The audio still takes the full path, so what the relays do to the recognizer's
-        throughput counts (a stream they hold up leaves a decoder idle); only their CPU is not taken from it.
+        CPUs, everything else (gateway, ws-proxy, imp-backend-api, the updater, Redis, Postgres, the dashboard,
+        `up`'s supervisor, the load generator's workers and this client) the rest. The audio still takes the
+        full path, so what the relays do to the recognizer's throughput counts (a stream they hold up leaves a
+        decoder idle); only their CPU is not taken from it.
         ``ISOLATED_ROUNDS`` passes over the corpus in blocks of ``BLOCK``, the order of the two sides
         alternating block by block. Empty when there are fewer than two usable CPUs."""
         from stackwright.bench import affinity, procs
@@ -219,6 +220,7 @@ class SpeechBench(SystemBench):
         if halves is None:
             return {}
         own, rest = halves
+
         def alone() -> list[int]:
             return [self._pid("stt-api")]
 
