@@ -24,3 +24,16 @@ def test_two_systems_benched_from_one_folder_do_not_share_tokens(tmp_path: Path)
     assert voting._idp().kid == payments._idp().kid
     assert voting.token_scope() != payments.token_scope()
     assert voting.token_scope() == _bench("voting", "VotingBench", tmp_path).token_scope()
+
+
+def test_client_tokens_are_minted_when_first_used(tmp_path: Path) -> None:
+    # speech's bench never sends them and waited ~19 s for 20,000 on a first run (newcomer pass, 2026-11-30).
+    bench = _bench("voting", "VotingBench", tmp_path)
+    bench.opt.users = 50
+    assert not list(tmp_path.rglob("*token*"))  # nothing minted by building the bench
+    tokens = bench.tokens
+    assert len(tokens) == 50 and len(set(tokens)) == 50
+    assert bench.tokens is tokens  # minted once
+    again = _bench("voting", "VotingBench", tmp_path)
+    again.opt.users = 50
+    assert again.tokens == tokens  # and cached between runs
