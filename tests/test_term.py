@@ -64,3 +64,16 @@ def test_up_labels_its_log_lines_in_colour_only_on_a_terminal(monkeypatch: pytes
     assert "\x1b[" not in supervisor._label("api", "32")
     monkeypatch.setattr(sys, "stdout", _Tty())
     assert supervisor._label("api", "32").startswith("\x1b[32mapi")
+
+
+@pytest.mark.parametrize("stderr", [False, True])
+def test_a_long_message_to_a_pipe_stays_one_line(monkeypatch: pytest.MonkeyPatch, stderr: bool) -> None:
+    # The bench prints a scenario's findings as one paragraph (~900 characters for speech's wer); wrapped at
+    # WIDE, a log of it broke mid-sentence.
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr" if stderr else "stdout", out)
+    message = " ".join(f"word{i}" for i in range(200))
+    term.console(stderr=stderr).print(message)
+    assert out.getvalue() == message + "\n"
+    monkeypatch.setattr(sys, "stderr" if stderr else "stdout", _Tty())  # a terminal still wraps
+    assert not term.console(stderr=stderr).soft_wrap

@@ -51,11 +51,14 @@ def width(stream: IO[str] | Any) -> int | None:
 def console(*, stderr: bool = False, min_width: int = 0) -> Console:
     """A rich Console for stdout (results: tables) or stderr (progress, warnings, errors), without
     highlighting (it colours numbers and paths in plain messages). Colour follows :func:`colour` (rich's own
-    detection); the width follows :func:`width`, at least ``min_width`` characters (for a wide table)."""
+    detection); the width follows :func:`width`, at least ``min_width`` characters (for a wide table). To a
+    pipe or a file, text is not wrapped at all (rich's soft wrap): a paragraph longer than :data:`WIDE`
+    stays one line, so ``grep`` finds it whole; tables are still laid out within the width."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    out = Console(stderr=stderr, highlight=False, width=width(stream))
+    cols = width(stream)
+    out = Console(stderr=stderr, highlight=False, width=cols, soft_wrap=cols == WIDE)
     if min_width and out.width < min_width:
         out.width = min_width
     return out
