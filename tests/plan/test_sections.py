@@ -12,8 +12,8 @@ from stackwright.plan.capacity import build_capacity, region_shares
 from stackwright.plan.diagrams import all_diagrams
 from stackwright.plan.failure import detection_seconds
 from stackwright.plan.throughput import load_bench
-from stackwright.spec import System
-from tests.plan.specs import SEED_003, make_system
+from stackwright.spec import System, load_system
+from tests.plan.specs import ROOT, SEED_003, make_system
 
 
 def bench_file(tmp_path: Path, services: dict) -> Path:
@@ -140,3 +140,34 @@ def test_metric_scaled_service_is_sized_from_the_metric_peak() -> None:
     metric.peak = 40  # 5 replicas needed, replicas.max is 4: a shortfall
     _, findings = build_capacity(gpu, None)
     assert any("transcriber" in f.message for f in findings)
+
+
+def _subgraphs(source: str) -> list[tuple[int, str]]:
+    """(depth, title) of every Mermaid subgraph, in order."""
+    depth, found = 0, []
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("subgraph "):
+            found.append((depth, text.split("[", 1)[-1].strip('"]')))
+            depth += 1
+        elif text == "end":
+            depth -= 1
+    assert depth == 0, "unbalanced subgraph/end"
+    return found
+
+
+@pytest.mark.parametrize(("system", "groups"), [
+    ("fastapi-app", ["Public subnets"]),
+    ("voting", ["Public subnets", "Private subnets", "Isolated subnets"]),
+])
+def test_each_subnet_tier_is_drawn_once_per_region_with_the_cluster_in_its_own(system: str,
+                                                                               groups: list[str]) -> None:
+    spec = load_system(ROOT / "systems" / system)
+    found = _subgraphs(next(d.source for d in all_diagrams(spec, "prod") if d.name == "deployment"))
+    tiers = [title.split(" (")[0] for _, title in found if "subnets" in title]
+    assert tiers == groups * len(spec.regions)
+    # The cluster sits one level inside the tier its nodes use: public-only's one group, else the private one.
+    node_tier = groups[1] if len(groups) > 1 else groups[0]
+    position = [t.split(" (")[0] for _, t in found].index(node_tier)
+    eks = next(i for i, (_, t) in enumerate(found) if t.startswith("EKS cluster"))
+    assert eks > position and found[eks][0] == found[position][0] + 1

@@ -83,7 +83,7 @@ def deployment(system: System, environment: str) -> Diagram:
         lines.append(f"    subgraph {_id('R', r)}[{_q(f'{r.upper()} ({role}, {shares[r]:.0%} of traffic)')}]")
         classes["primary" if r == primary else "secondary"].append(_id("R", r))
         lines.append(f"        subgraph {_id('VPC', r)}[{_q(f'VPC {region.vpc_cidr}')}]")
-        pub_tier = "public"
+        private = system.network.layout == "private"
         lines.append(f"            subgraph {_id('PUB', r)}[{_q(f'Public subnets ({len(net.azs)} AZs)')}]")
         front = None
         if edge.api_gateway:
@@ -111,9 +111,11 @@ def deployment(system: System, environment: str) -> Diagram:
                 classes["edge"].append(lbs[name])
         if net.nat_azs:
             lines.append(f"                {_node(_id('NAT', r), f'NAT gateway x{len(net.nat_azs)}')}")
-        lines.append("            end")
-        node_tier = "Private" if system.network.layout == "private" else "Public"
-        lines.append(f"            subgraph {_id('PRIV', r)}[{_q(f'{node_tier} subnets ({len(net.azs)} AZs)')}]")
+        # Public-only: the nodes share the load balancers' subnets, so the cluster is drawn inside that one
+        # group rather than in a second group of the same name.
+        if private:
+            lines.append("            end")
+            lines.append(f"            subgraph {_id('PRIV', r)}[{_q(f'Private subnets ({len(net.azs)} AZs)')}]")
         eks = _id("EKS", r)
         title = f"EKS cluster {system.name}-{environment} (Kubernetes {system.cluster.kubernetes_version})"
         lines.append(f"                subgraph {eks}[{_q(title)}]")
@@ -133,7 +135,7 @@ def deployment(system: System, environment: str) -> Diagram:
             lines.append("                    end")
         lines.append("                end")
         lines.append("            end")
-        if pub_tier and system.network.layout == "private":
+        if private:
             lines.append(f"            subgraph {_id('DATA', r)}[{_q(f'Isolated subnets ({len(net.azs)} AZs)')}]")
         data_nodes: list[str] = []
         regional: list[str] = []
