@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
@@ -222,13 +223,16 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
             for p in procs:
                 ok, deps = _readiness(client, p.get("platform_url") or p["url"])
                 table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
-                              "[green]yes[/]" if ok else "[red]no[/]", deps)
-    for name, b in state["backing"].items():
-        table.add_row(name, b["url"], str(b.get("pid")), str(state["restarts"].get(name, 0)), "", "")
+                              _verdict(ok), deps)
     live = state.get("processes", {})
+    for name, b in state["backing"].items():
+        pid = (live.get(name) or {}).get("pid") or b.get("pid")
+        table.add_row(name, b["url"], "" if pid is None else str(pid), str(state["restarts"].get(name, 0)),
+                      _verdict(_accepts(b["url"])), "")
     for name, url in (("gateway", state.get("gateway_admin")), ("dashboard", state.get("dashboard"))):
         if name in live:  # the edge and the dashboard are processes of the run too (logs knows them)
-            table.add_row(name, url or "", str(live[name]["pid"]), str(state["restarts"].get(name, 0)), "", "")
+            table.add_row(name, url or "", str(live[name]["pid"]), str(state["restarts"].get(name, 0)),
+                          _verdict(bool(url) and _healthy(url)), "")
     # The table is the command's result: stdout, so `status > file` and `| grep` get it (messages stay on stderr).
     _stdout().print(table)
     if state.get("regions"):
@@ -262,6 +266,31 @@ def _print_regions(state: dict) -> None:
                       r.get("error") or ("" if r["streaming"] is None else ("yes" if r["streaming"] else "[red]no[/]")),
                       "[red]cut (partitioned)[/]" if r.get("partitioned") else "")
     _stdout().print(table)
+
+
+def _verdict(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[red]no[/]"
+
+
+def _accepts(url: str) -> bool:
+    """Whether a backing service (``postgresql://host:port/...``, ``redis://...``, ``http://...``) accepts a
+    TCP connection within 1 s: what its clients need first, and all that every kind of them has in common."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _healthy(url: str) -> bool:
+    """Whether the gateway's admin port or the dashboard answers ``/healthz`` with 200 within 1 s."""
+    try:
+        return httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _readiness(client: httpx.Client, url: str) -> tuple[bool, str]:

@@ -33,3 +33,17 @@ def test_status_to_a_pipe_is_plain_text_with_whole_rows(running: dict[str, Any])
     header = next(line for line in proc.stdout.splitlines() if "process" in line)
     assert all(name in header for name in ("url", "pid", "restarts", "ready", "dependencies")), header
 
+
+
+def test_status_says_whether_every_process_answers(running: dict[str, Any]) -> None:
+    # Postgres, the gateway and the dashboard had blank "ready" cells (and Postgres' pid read "None"): a
+    # reader could not tell a dead database from a live one.
+    proc = _status(running)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")]
+            for line in proc.stdout.splitlines() if line.startswith("│")]
+    names = {row[0] for row in rows}
+    (replica,) = running["services"]["api"]
+    assert {replica["process"], "postgres", "gateway"} <= names, proc.stdout
+    for row in rows:
+        assert row[2].isdigit() and row[4] == "yes", row
