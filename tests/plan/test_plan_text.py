@@ -18,10 +18,12 @@ from tests.plan.specs import ROOT
 SYSTEMS = sorted(p.parent.name for p in (ROOT / "systems").glob("*/system.yaml"))
 BENCH = ROOT / "bench" / "per_replica.json"
 
-MEASURED = re.compile(r"held ([\d,.]+) rps on a whole core at ([\d.]+)m CPU per 1,000 rps; the spec's (\d+)m CPU "
-                      r"request / ([\d.]+)m x 1,000 = ([\d,]+) rps(, capped at the ([\d,]+) rps)?")
-RECORDED = re.compile(r"^([\d,]+) rps per replica as recorded")
-ESTIMATE = re.compile(r"the low end x the spec's (\d+)m CPU request: ([\d,]+) x ([\d.]+) = ([\d,]+) rps")
+# {u}: the unit, rps for a service and msg/s for a worker (the same in every place of one sentence).
+_U = r"(?:rps|msg/s)"
+MEASURED = re.compile(rf"held ([\d,.]+) ({_U}) on a whole core at ([\d.]+)m CPU per 1,000 \2; the spec's (\d+)m CPU "
+                      rf"request / ([\d.]+)m x 1,000 = ([\d,]+) \2(, capped at the ([\d,]+) \2)?")
+RECORDED = re.compile(rf"^([\d,]+) ({_U}) per replica as recorded")
+ESTIMATE = re.compile(rf"the low end x the spec's (\d+)m CPU request: ([\d,]+) x ([\d.]+) = ([\d,]+) ({_U})")
 
 
 def _num(text: str) -> float:
@@ -46,7 +48,7 @@ def test_every_per_replica_figure_is_recomputed_from_its_stated_basis(name: str)
             assert m, tp.basis
             assert int(m.group(1)) == request_m and float(m.group(3)) == request_m / 1000
             assert _num(m.group(2)) * float(m.group(3)) == pytest.approx(tp.rps_per_replica)
-            assert round(tp.rps_per_replica) == _num(m.group(4))
+            assert round(tp.rps_per_replica) == _num(m.group(4)) and m.group(5) == tp.unit
             continue
         row = rows[f"{name}/{sc.service}"]
         # Item 2: the row's own date, not the file's.
@@ -55,26 +57,28 @@ def test_every_per_replica_figure_is_recomputed_from_its_stated_basis(name: str)
         if m is None:
             recorded = RECORDED.search(tp.basis)
             assert recorded, tp.basis
-            assert tp.rps_per_replica == row["rps_per_replica"]
+            assert tp.rps_per_replica == row["rps_per_replica"] and recorded.group(2) == tp.unit
             continue
-        whole, per_1k, shown_request, by_cpu = _num(m.group(1)), float(m.group(2)), int(m.group(3)), _num(m.group(5))
-        assert shown_request == request_m and float(m.group(4)) == per_1k
+        whole, per_1k, shown_request, by_cpu = _num(m.group(1)), float(m.group(3)), int(m.group(4)), _num(m.group(6))
+        assert shown_request == request_m and float(m.group(5)) == per_1k and m.group(2) == tp.unit
         assert round(request_m / per_1k * 1000) == by_cpu  # the sum printed is the sum done
         expected = min(whole, request_m / per_1k * 1000)
         assert tp.rps_per_replica == pytest.approx(expected, rel=1e-3)
-        assert (m.group(6) is not None) == (whole < request_m / per_1k * 1000)
-        # The document's figure is the one the basis gives.
-        assert f"| {sc.service} | {tp.rps_per_replica:,.0f} | measured |" in doc
+        assert (m.group(7) is not None) == (whole < request_m / per_1k * 1000)
+        # The document's figure is the one the basis gives, in the unit the service's rate counts.
+        assert f"| {sc.service} | {tp.rps_per_replica:,.0f} {tp.unit} | measured |" in doc
+        assert tp.unit == ("msg/s" if system.services[sc.service].kind == "worker" else "rps")
 
 
 def test_the_repository_file_gives_the_figures_the_arithmetic_says() -> None:
     """The figures the newcomer checked by hand: voting's auth is 250m / 352m per 1k rps = 710 rps (not
-    3,500 x 0.25), and the worker's 500m would buy 17,182 msgs/s by CPU but one core held 15,237."""
+    3,500 x 0.25), and the worker's 500m would buy 17,182 msg/s by CPU but one core held 15,237 (it drains
+    messages: its rate was labelled rps)."""
     plan = _plan("voting")
     tps = {sc.service: sc.throughput for sc in plan.capacity.services if sc.region == "us-east-1"}
     assert "the spec's 250m CPU request / 352m x 1,000 = 710 rps" in tps["auth"].basis
-    assert ("the spec's 500m CPU request / 29.1m x 1,000 = 17,182 rps, capped at the 15,237 rps the whole core held"
-            in tps["worker"].basis)
+    assert ("the spec's 500m CPU request / 29.1m x 1,000 = 17,182 msg/s, capped at the 15,237 msg/s the whole core "
+            "held" in tps["worker"].basis)
     assert round(tps["worker"].rps_per_replica) == 15_237
 
 

@@ -336,13 +336,13 @@ def _shortfalls(system: System, services: list[ServiceCapacity]) -> list[Finding
         if not short:
             continue
         worst = max(short, key=lambda sc: sc.replicas_needed)
-        where = ", ".join(f"{sc.replicas_needed} in {sc.region} ({sc.demand_rps:,.0f} rps)" for sc in short)
         tp = worst.throughput
+        where = ", ".join(f"{sc.replicas_needed} in {sc.region} ({sc.demand_rps:,.0f} {tp.unit})" for sc in short)
         est = "; throughput is an ESTIMATE, measure it with the benchmark" if tp.source == "estimate" else ""
         out.append(Finding(
             "high", "capacity",
             f"{name} needs replicas at the peak: {where}, but replicas.max is {svc.replicas.max} "
-            f"({tp.rps_per_replica:,.0f} rps/replica at a {worst.target_utilisation:.0%} target{est})",
+            f"({tp.rps_per_replica:,.0f} {tp.unit}/replica at a {worst.target_utilisation:.0%} target{est})",
             f"services.{name}.replicas.max",
             f"raise replicas.max to {worst.replicas_needed}, make one replica faster, or set slo.peak_mix"))
     return out

@@ -88,13 +88,14 @@ def to_markdown(plan: Plan) -> str:
     seen: dict[str, Any] = {}
     for s in cap.services:
         seen.setdefault(s.service, s)
-    md += _table(["service", "rps per replica", "source", "basis"],
-                 [[s.service, _num(s.throughput.rps_per_replica), s.throughput.source.upper()
+    md += _table(["service", "per replica", "source", "basis"],
+                 [[s.service, f"{_num(s.throughput.rps_per_replica)} {s.throughput.unit}", s.throughput.source.upper()
                    if s.throughput.source == "estimate" else s.throughput.source, s.throughput.basis]
                   for s in seen.values()])
     md += ["", "### Replicas at the peak", ""]
-    md += _table(["region", "service", "demand (rps)", "why", "target", "needed", "min-max", "at peak", "short by"],
-                 [[s.region, s.service, _num(s.demand_rps), s.demand_basis, f"{s.target_utilisation:.0%}",
+    md += _table(["region", "service", "demand", "why", "target", "needed", "min-max", "at peak", "short by"],
+                 [[s.region, s.service, f"{_num(s.demand_rps)} {s.throughput.unit}", s.demand_basis,
+                   f"{s.target_utilisation:.0%}",
                    s.replicas_needed, f"{s.replicas_min}-{s.replicas_max}", s.replicas_at_peak,
                    s.short_by or ""] for s in cap.services])
     md += ["", "### Node groups", ""]

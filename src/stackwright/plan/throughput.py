@@ -131,19 +131,26 @@ def is_db_bound(system: System, service: str) -> bool:
     return any(kind_of(system.resources[name]).database for name in system.services[service].uses)
 
 
-def measured_rate(row: Measurement, request_m: int) -> tuple[float, str]:
-    """One replica's rate from a measured row at a ``request_m`` millicore CPU request, and the sentence that
-    gives its arithmetic (the figures shown are the ones used, so the result can be recomputed from them)."""
+def unit_of(system: System, service: str) -> str:
+    """What a service's rate counts: ``msg/s`` for a worker (messages it drains from a queue), else ``rps``."""
+    return "msg/s" if system.services[service].kind == "worker" else "rps"
+
+
+def measured_rate(row: Measurement, request_m: int, unit: str = "rps") -> tuple[float, str]:
+    """One replica's rate (in ``unit``) from a measured row at a ``request_m`` millicore CPU request, and the
+    sentence that gives its arithmetic (the figures shown are the ones used, so the result can be recomputed
+    from them)."""
     whole, per_1k = row.whole_core_rps, row.cpu_millicores_per_1k_rps
     if whole is None or per_1k is None:
-        return row.rps_per_replica, (f"{row.rps_per_replica:,.0f} rps per replica as recorded (rps_per_replica; the "
-                                     "row has no whole-core rate and CPU cost to rescale to the spec's CPU request)")
+        return row.rps_per_replica, (f"{row.rps_per_replica:,.0f} {unit} per replica as recorded (rps_per_replica; "
+                                     "the row has no whole-core rate and CPU cost to rescale to the spec's CPU "
+                                     "request)")
     by_cpu = request_m / per_1k * 1000
-    text = (f"one process held {whole:,.0f} rps on a whole core at {per_1k:g}m CPU per 1,000 rps; "
-            f"the spec's {request_m}m CPU request / {per_1k:g}m x 1,000 = {by_cpu:,.0f} rps")
+    text = (f"one process held {whole:,.0f} {unit} on a whole core at {per_1k:g}m CPU per 1,000 {unit}; "
+            f"the spec's {request_m}m CPU request / {per_1k:g}m x 1,000 = {by_cpu:,.0f} {unit}")
     if by_cpu > whole:
         # Below a core's worth of CPU the handler waited on something else: CPU does not buy more than that.
-        return whole, text + f", capped at the {whole:,.0f} rps the whole core held"
+        return whole, text + f", capped at the {whole:,.0f} {unit} the whole core held"
     return by_cpu, text
 
 
@@ -151,21 +158,23 @@ def throughput(system: System, service: str, bench: BenchResults | None) -> Thro
     """Measured throughput of one replica when the bench file has it, else an estimate that says so."""
     key = f"{system.name}/{service}"
     request_m = system.services[service].resources.cpu_m
+    unit = unit_of(system, service)
     if bench is not None and key in bench.services:
         row = bench.services[key]
-        rps, arithmetic = measured_rate(row, request_m)
+        rps, arithmetic = measured_rate(row, request_m, unit)
         note = f"; what was measured: {row.note}" if row.note else ""
         return Throughput(rps_per_replica=rps, source="measured", p99_ms=row.p99_ms,
                           basis=f"{arithmetic}; measured {row.measured_at} on {row.machine}{note}",
-                          measured_at=row.measured_at)
+                          measured_at=row.measured_at, unit=unit)
     cores = request_m / 1000
     low, high = DB_BOUND_RPS_PER_CORE if is_db_bound(system, service) else CPU_LIGHT_RPS_PER_CORE
     what = "DB-bound" if is_db_bound(system, service) else "CPU-light"
     return Throughput(
-        rps_per_replica=low * cores, source="estimate",
+        rps_per_replica=low * cores, source="estimate", unit=unit,
         basis=(f"ESTIMATE (no measurement in {BENCH_RELATIVE}): {what} handler {low:,.0f}-{high:,.0f} rps "
-               f"per core ({ANCHORS}); the low end x the spec's {request_m}m CPU request: "
-               f"{low:,.0f} x {cores:g} = {low * cores:,.0f} rps"))
+               f"per core ({ANCHORS}{'; a message taken as one request' if unit != 'rps' else ''}); "
+               f"the low end x the spec's {request_m}m CPU request: "
+               f"{low:,.0f} x {cores:g} = {low * cores:,.0f} {unit}"))
 
 
 def bench_note(system: System, bench: BenchResults | None, path: Path | None) -> str:
