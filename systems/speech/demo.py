@@ -16,7 +16,7 @@ from stackwright.plugins import load_helper
 
 SIZE_HELP = "corpus clips to stream (at most 32)"
 DEFAULT_SIZE = 32
-STREAMS_AT_ONCE = 2  # stt-api decodes one utterance at a time; two streams keep it busy without queueing long
+STREAMS_AT_ONCE = 2  # a client per decoding thread on a 2-CPU machine: stt-api busy without queueing long
 
 
 

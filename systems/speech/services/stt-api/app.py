@@ -27,7 +27,7 @@ import json
 import logging
 from typing import Any
 
-from engine import BYTES_PER_SAMPLE, SAMPLE_RATE, Decoder, EngineConfig, StreamState, load_model
+from engine import BYTES_PER_SAMPLE, SAMPLE_RATE, Decoder, EngineConfig, StreamState, load_model, resolve
 from fastapi import WebSocket, WebSocketDisconnect
 from prometheus_client import Counter, Gauge
 
@@ -53,8 +53,9 @@ _active = 0
 @svc.on_startup
 async def load() -> None:
     # Loaded before the first /readyz 200, so no stream ever waits for the model.
-    global _decoder
+    global _decoder, CFG
     model = await asyncio.to_thread(load_model, CFG)
+    CFG = resolve(CFG)  # what load_model ran: the device auto chose, and the GPU's model and compute type
     decoder = Decoder(model, CFG)
     await asyncio.to_thread(decoder.warm)
     decoder.start()
@@ -76,7 +77,8 @@ async def stats() -> dict[str, Any]:
     ``partials``, ``partial_decode_s``, ``partials_dropped`` (stale before their turn)."""
     return {"streams": _active, "max_streams": MAX_STREAMS,
             "decode_seconds": round(_decoder.decode_seconds, 3) if _decoder else 0.0,
-            "model": CFG.model, "device": CFG.device, "workers": CFG.workers, "cpu_threads": CFG.cpu_threads,
+            "model": CFG.model, "device": CFG.device, "compute_type": CFG.compute_type, "workers": CFG.workers,
+            "cpu_threads": CFG.cpu_threads,
             "window_pad_s": CFG.window_pad_s,
             **({k: round(v, 3) for k, v in _decoder.stats.items()} if _decoder else {})}
 

