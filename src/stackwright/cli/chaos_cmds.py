@@ -33,7 +33,9 @@ def chaos(
     faults: Annotated[str | None, typer.Option(
         help="Comma-separated processes to kill -9, in this order (default: every fault the system's drills know).")]
         = None,
-    rate: Annotated[float, typer.Option(help="Requests per second sent (open loop) while the faults happen.")] = 40.0,
+    rate: Annotated[float, typer.Option(
+        help="Load while the faults happen: requests per second (open loop), or what the system's drills.py "
+             "reads it as (its README says; streaming systems: clients).")] = 40.0,
     poison: Annotated[bool, typer.Option(help="Also drill poison messages: DLQ after N deliveries, redrive.")] = True,
     visibility_timeout: Annotated[float, typer.Option(
         help="Queue visibility timeout (s) for the drill run, so redeliveries take seconds.")] =
