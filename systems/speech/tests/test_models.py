@@ -62,3 +62,10 @@ def test_parts_that_do_not_join_into_the_pinned_model_are_refused(engine: Module
     monkeypatch.setattr(engine, "BASE_MODEL_SHA256", "0" * 64)
     with pytest.raises(RuntimeError, match="do not join into the pinned model"):
         engine.model_source("base")
+
+
+def test_preloading_cublas_without_its_package_does_nothing(engine: ModuleType) -> None:
+    # A CPU machine (or a CUDA base image) has no nvidia.cublas package: loading the model must not fail on it.
+    # With the package (stt-api's image), the same call makes dlopen("libcublas.so.12") succeed: checked by
+    # hand with nvidia-cublas-cu12 12.9.3.13 unpacked on PYTHONPATH (the wheel is ~580 MB, too big for CI).
+    engine.preload_cublas()

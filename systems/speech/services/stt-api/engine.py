@@ -181,7 +181,10 @@ def preload_cublas() -> None:
     import ctypes
     from importlib.util import find_spec
 
-    spec = find_spec("nvidia.cublas")
+    try:
+        spec = find_spec("nvidia.cublas")
+    except ModuleNotFoundError:  # no nvidia.* package at all
+        return
     if spec is None or not spec.submodule_search_locations:
         return
     lib = os.path.join(next(iter(spec.submodule_search_locations)), "lib")
