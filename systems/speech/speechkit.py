@@ -171,6 +171,22 @@ def _take(out: StreamResult, message: dict[str, Any]) -> None:
         out.partials.append(message["partial"])
 
 
+def load_engine(name: str = "speech_stt_engine") -> Any:
+    """stt-api's ``engine.py`` as a module registered under ``name`` (a service folder is no package): what
+    the bare baseline and the engine's own tests call."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / "services" / "stt-api" / "engine.py")
+    assert spec and spec.loader
+    engine = importlib.util.module_from_spec(spec)
+    sys.modules[name] = engine
+    spec.loader.exec_module(engine)
+    return engine
+
+
 class BareModel:
     """The bare model: stt-api's engine and configuration (its defaults, or ``STT_*`` given in ``env``) called
     directly, no service around it. ``transcribe(pcm)`` decodes one clip as stt-api decodes a final;
@@ -178,15 +194,7 @@ class BareModel:
     order). Needs the `speech` extra."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        import importlib.util
-        import sys
-
-        path = HERE / "services" / "stt-api" / "engine.py"
-        spec = importlib.util.spec_from_file_location("speech_stt_engine", path)
-        assert spec and spec.loader
-        engine = importlib.util.module_from_spec(spec)
-        sys.modules["speech_stt_engine"] = engine
-        spec.loader.exec_module(engine)
+        engine = load_engine()
         self.engine = engine
         self.cfg = engine.EngineConfig.from_env(env or {})
         self.workers: int = self.cfg.workers

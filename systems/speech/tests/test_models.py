@@ -4,8 +4,6 @@ corpus. No GPU here, so the GPU side is the decision (``resolve``) plus the same
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,17 +13,11 @@ import speechkit as kit
 from stackwright.spec import load_system
 
 HERE = Path(__file__).resolve().parents[1]
-ENGINE = HERE / "services" / "stt-api" / "engine.py"
 
 
 @pytest.fixture(scope="module")
 def engine() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("speech_stt_engine_models", ENGINE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return kit.load_engine("speech_stt_engine_models")
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,7 @@ silero VAD on the corpus: no system needed, ~1 s."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -15,17 +12,10 @@ import numpy as np
 import pytest
 import speechkit as kit
 
-ENGINE = Path(__file__).resolve().parents[1] / "services" / "stt-api" / "engine.py"
-
 
 @pytest.fixture(scope="module")
 def engine() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("speech_stt_engine_vad", ENGINE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return kit.load_engine("speech_stt_engine_vad")
 
 
 def _audio(n: int) -> list[np.ndarray]:
