@@ -23,8 +23,11 @@ pytest.importorskip("faster_whisper", reason="the speech system needs the `speec
 
 # Short limits so the hostile-input tests end in seconds (the defaults are 600 s and 30 s; 20 s still lets a
 # clip play at a third of real time). Services inherit the environment of `stackwright up`; the spec's env
-# block does not set these two.
-TEST_ENV = {"MAX_STREAM_S": "20", "IDLE_TIMEOUT_S": "3"}
+# block does not set these.
+TEST_ENV = {"MAX_STREAM_S": "20", "IDLE_TIMEOUT_S": "3",
+            # A usage record goes to the outbox after 2 tries of 1 s (default 5 of 5 s), so the test of an
+            # imp-backend-api outage takes seconds.
+            "USAGE_TRIES": "2", "USAGE_TIMEOUT_S": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,9 @@ Per stream it
    not had, else the latest partial; see :class:`Answers`), so a frame's round trip ends here;
 5. reports usage to imp-backend-api as numbered records per session (one per final result answered mid-stream
    plus one at the end, audio milliseconds since the previous record): the updater stores each (session, seq)
-   once, so a retried report is never counted twice.
+   once, so a retried report is never counted twice. A record imp-backend-api does not take within
+   ``USAGE_TRIES`` tries goes to the Redis list ``usage:outbox``, which every replica drains in the background
+   (:func:`drain_outbox`) once imp-backend-api answers again, so an outage of it delays usage, not loses it.
 
 If stt-api goes away mid-stream (a crash, a deploy) the client gets 1012 (service restart: reconnect); at
 capacity stt-api's 1013 and its reason are passed on. Session state (user, started, audio ms, records
@@ -61,12 +63,18 @@ IDLE_TIMEOUT_S = float(svc.settings.get("IDLE_TIMEOUT_S", "30") or 30)
 SEND_TIMEOUT_S = float(svc.settings.get("SEND_TIMEOUT_S", "10") or 10)
 STREAM_LEASE_S = float(svc.settings.get("STREAM_LEASE_S", "30") or 30)
 SESSION_TTL_S = int(svc.settings.get("SESSION_TTL_S", "86400") or 86400)
+USAGE_TRIES = int(svc.settings.get("USAGE_TRIES", "5") or 5)
+USAGE_TIMEOUT_S = float(svc.settings.get("USAGE_TIMEOUT_S", "5") or 5)
+OUTBOX = "usage:outbox"  # usage records imp-backend-api did not take in time (JSON), oldest first
+OUTBOX_EVERY_S = 2.0
 STT_URL = "ws://" + svc.settings.service_url("stt-api").split("://", 1)[-1] + "/stt"
 BACKEND_URL = svc.settings.service_url("imp-backend-api")
 API_KEY_PREFIX = "sk_"  # imp-backend-api's keys; a JWT never starts so (its header is base64url JSON: "eyJ")
 
 OPEN = Gauge("ws_proxy_streams_open", "client streams open on this replica")
 CLOSED = Counter("ws_proxy_streams_closed_total", "client streams closed, by close code", ["code"])
+OUTBOXED = Counter("ws_proxy_usage_outboxed_total", "usage records put in the Redis outbox after failed tries")
+USAGE_LOST = Counter("ws_proxy_usage_lost_total", "usage records neither taken nor kept (refused 4xx, or Redis down)")
 
 # KEYS[1] the user's open sessions (zset: session -> lease deadline); ARGV: now, deadline, session, limit.
 # Expired leases are dropped first, so a crashed proxy's sessions stop counting after one lease.
@@ -88,7 +96,7 @@ _CALL_ERRORS = (aiohttp.ClientError, TimeoutError)
 @svc.on_startup
 async def open_http() -> None:
     global _http
-    _http = aiohttp.ClientSession(BACKEND_URL, timeout=aiohttp.ClientTimeout(total=5))
+    _http = aiohttp.ClientSession(BACKEND_URL, timeout=aiohttp.ClientTimeout(total=USAGE_TIMEOUT_S))
 
 
 @svc.on_shutdown
@@ -148,20 +156,68 @@ class Session:
         record = {"session_id": self.id, "seq": self.seq, "user_id": self.user, "audio_ms": max(ms, 0),
                   "at": time.time(), "final": final}
         self.reported_bytes = self.audio_bytes
-        assert _http is not None
-        for attempt in range(5):
-            try:
-                async with _http.post("/internal/usage", json=record) as resp:
-                    await resp.read()
-                if resp.status < 500:
-                    break
-            except _CALL_ERRORS as exc:
-                log.warning("usage report %s/%d failed (%s); retrying", self.id, self.seq, exc)
+        status = None
+        for attempt in range(USAGE_TRIES):
+            status = await _post_usage(record)
+            if status is not None and status < 500:
+                break
+            log.warning("usage report %s/%d failed (%s); retrying", self.id, self.seq, status or "no answer")
             await asyncio.sleep(0.2 * 2 ** attempt)
-        else:
-            log.error("usage report %s/%d not delivered", self.id, self.seq)
+        if status is None or status >= 500:
+            await _keep(record)
+        elif status >= 400:
+            USAGE_LOST.inc()
+            log.error("usage report %s/%d refused (%d): not counted", self.id, self.seq, status)
         with contextlib.suppress(Exception):
             await _redis("HSET", f"session:{self.id}", "audio_ms", self.audio_ms, "records", self.seq)
+
+
+async def _post_usage(record: dict[str, Any]) -> int | None:
+    """POST one usage record to imp-backend-api: its HTTP status, or None when it did not answer."""
+    assert _http is not None
+    try:
+        async with _http.post("/internal/usage", json=record) as resp:
+            await resp.read()
+            return resp.status
+    except _CALL_ERRORS:
+        return None
+
+
+async def _keep(record: dict[str, Any]) -> None:
+    """Put a record imp-backend-api did not take on the outbox, for :func:`drain_outbox`."""
+    try:
+        await _redis("RPUSH", OUTBOX, json.dumps(record, sort_keys=True))
+        OUTBOXED.inc()
+        log.warning("usage report %s/%d kept in %s until imp-backend-api takes it", record["session_id"],
+                    record["seq"], OUTBOX)
+    except Exception as exc:  # Redis down too: the one case that loses the record
+        USAGE_LOST.inc()
+        log.error("usage report %s/%d not delivered and not kept (%r)", record["session_id"], record["seq"], exc)
+
+
+@svc.background
+async def drain_outbox() -> None:
+    """Send the outbox's records, oldest first, while imp-backend-api takes them; wait and try again when it does
+    not. A record leaves the list only after imp-backend-api answered it (LREM of that exact entry), so a
+    replica that dies mid-send leaves it for the next try, and two replicas sending the same record count it
+    once (the updater stores each session and seq once)."""
+    while True:
+        try:
+            entry = await _redis("LINDEX", OUTBOX, 0)
+        except Exception:  # Redis restarting: try again later
+            entry = None
+        if entry is None:
+            await asyncio.sleep(OUTBOX_EVERY_S)
+            continue
+        status = await _post_usage(json.loads(entry))
+        if status is None or status >= 500:
+            await asyncio.sleep(OUTBOX_EVERY_S)
+            continue
+        if status >= 400:
+            USAGE_LOST.inc()
+            log.error("kept usage report refused (%d): dropped %s", status, entry)
+        with contextlib.suppress(Exception):  # Redis gone meanwhile: the record is sent again, counted once
+            await _redis("LREM", OUTBOX, 1, entry)
 
 
 @app.websocket("/asr")
