@@ -53,7 +53,7 @@ class Phase:
 class Drill:
     """The speech drills against a running copy of the system (``state`` from ``start_detached``)."""
 
-    FAULTS = ("sqs-data-updator", "stt-api", "redis", "ws-proxy")
+    FAULTS = ("sqs-data-updator", "stt-api", "redis", "ws-proxy", "imp-backend-api")
 
     def __init__(self, system: System, state: dict[str, Any], state_root: Path | None, *,
                  key_file: Path | None = None, clients: int = 2, warmup_s: float = 4.0, tail_s: float = 6.0,
