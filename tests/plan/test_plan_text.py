@@ -43,6 +43,13 @@ def test_every_per_replica_figure_is_recomputed_from_its_stated_basis(name: str)
     assert "rescaled by CPU to the spec's" not in doc  # the old wording, read as "rate x request"
     for sc in plan.capacity.services:
         tp, request_m = sc.throughput, system.services[sc.service].resources.cpu_m
+        metric = system.services[sc.service].autoscale.metric if system.services[sc.service].autoscale else None
+        if metric is not None and metric.peak is not None:
+            # Scaled on a metric of its own: its figure is the autoscaler's target, in that metric's unit.
+            assert (tp.rps_per_replica, tp.unit, tp.source) == (metric.target, metric.name, "estimate")
+            assert f"{metric.target:g} {metric.name} per replica (autoscale.metric.target)" in tp.basis
+            assert f"| {sc.service} | {tp.rps_per_replica:,.0f} {metric.name} | ESTIMATE |" in doc
+            continue
         if tp.source == "estimate":
             m = ESTIMATE.search(tp.basis)
             assert m, tp.basis
@@ -186,3 +193,17 @@ def test_capacity_notes_name_only_the_stores_the_system_has(name: str) -> None:
     assert ("Redis" in notes) == ("redis" in kinds)
     assert ("Aurora/RDS" in notes) == managed
     assert ("PostgreSQL connections" in notes) == managed
+
+
+def test_a_service_scaled_on_streams_is_planned_in_streams_through_an_az_loss() -> None:
+    """speech's stt-api carries streams (autoscale on stt_streams_active, target 8, peak 40): its demand,
+    per-replica figure and AZ-loss load are in streams. It was given a web handler's 10,500 rps per replica,
+    so losing an AZ at the peak read "0% of their capacity"."""
+    plan = _plan("speech")
+    (stt,) = [sc for sc in plan.capacity.services if sc.service == "stt-api"]
+    assert (stt.demand_rps, stt.throughput.rps_per_replica, stt.replicas_at_peak) == (40, 8, 5)
+    doc = to_markdown(plan)
+    assert "| stt-api | 40 stt_streams_active |" in doc.replace(",", "")
+    (row,) = [r for r in plan.failure.spread if r.service == "stt-api"]
+    assert "run at 150% of their capacity (at 100% before)" in row.capacity_after_az_loss, row.capacity_after_az_loss
+    assert any("stt-api at 150% of capacity" in f.message for f in plan.findings)

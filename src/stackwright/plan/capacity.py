@@ -120,8 +120,11 @@ def service_demand(system: System, region_peak: float) -> dict[str, tuple[float,
 
 
 def target_utilisation(system: System, service: str) -> float:
-    """Utilisation the autoscaler holds: the HPA CPU target, else :data:`HEADROOM`."""
+    """Utilisation the autoscaler holds: the HPA CPU target, else :data:`HEADROOM`; 100% of the per-replica
+    figure for a service scaled on a metric of its own, whose per-replica figure is that target."""
     auto = system.services[service].autoscale
+    if auto is not None and auto.metric is not None and auto.metric.peak is not None:
+        return 1.0
     if auto is not None and auto.cpu_percent:
         return auto.cpu_percent / 100
     return HEADROOM
@@ -207,8 +210,8 @@ def build_capacity(system: System, bench: BenchResults | None,
                 # Scaled on what it carries (e.g. streams), not requests: size it the way its autoscaler will.
                 at_peak = metric.peak * shares[region.name]
                 needed = max(low, math.ceil(at_peak / metric.target - 1e-9))
-                basis = (f"{at_peak:g} {metric.name} at the peak / {metric.target:g} per replica "
-                         f"(autoscale.metric.peak)")
+                rps, basis = at_peak, (f"{at_peak:g} {metric.name} at the peak / {metric.target:g} per replica "
+                                       f"(autoscale.metric.peak)")
             sc = ServiceCapacity(region.name, name, svc.kind, rps, basis, tp, target, needed, low, high)
             services.append(sc)
         by_service = {s.service: s for s in services if s.region == region.name}

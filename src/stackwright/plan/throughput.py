@@ -155,7 +155,15 @@ def measured_rate(row: Measurement, request_m: int, unit: str = "rps") -> tuple[
 
 
 def throughput(system: System, service: str, bench: BenchResults | None) -> Throughput:
-    """Measured throughput of one replica when the bench file has it, else an estimate that says so."""
+    """What one replica carries: for a service scaled on a metric of its own with a stated peak (streams, say),
+    the autoscaler's target in that metric's unit; else measured requests (or messages) per second when the
+    bench file has them, else an estimate that says so."""
+    metric = system.services[service].autoscale.metric if system.services[service].autoscale else None
+    if metric is not None and metric.peak is not None:
+        return Throughput(rps_per_replica=metric.target, source="estimate", unit=metric.name,
+                          basis=(f"ESTIMATE: the autoscaler's target, {metric.target:g} {metric.name} per replica "
+                                 "(autoscale.metric.target), taken as one replica's capacity; a stated figure, not "
+                                 "measured by stackwright bench (the system's README gives its basis)"))
     key = f"{system.name}/{service}"
     request_m = system.services[service].resources.cpu_m
     unit = unit_of(system, service)
