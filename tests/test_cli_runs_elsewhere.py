@@ -90,11 +90,16 @@ def test_several_runs_of_one_name_are_named_and_a_path_asked_for(tmp_path: Path,
     assert by_path.returncode == 1 and by_path.stderr.startswith("fastapi-app is starting"), by_path.stderr
 
 
-def test_a_name_with_no_run_anywhere_still_gets_the_loader_s_hint(tmp_path: Path) -> None:
-    proc = _cli("status", "voting", cwd=tmp_path, xdg=tmp_path / "xdg")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: no system.yaml found for 'voting' "
-                                   "(hint: run from the project root, or pass a path)")
+def test_a_name_with_no_run_anywhere_is_not_running_with_the_loader_s_hint(tmp_path: Path) -> None:
+    # status exits 1 when a system is not running, from any folder (it said "error: no system.yaml found",
+    # exit 2, away from the project root); down has nothing to stop.
+    says = ("voting is not running: no run of it is recorded, and no system.yaml for it is here "
+            "(hint: run from the project root, or pass a path)")
+    for command, code in (("status", 1), ("logs", 1), ("down", 0)):
+        proc = _cli(command, "voting", cwd=tmp_path, xdg=tmp_path / "xdg")
+        assert (proc.returncode, proc.stderr.strip()) == (code, says), (command, proc.stderr)
+    by_path = _cli("status", str(tmp_path / "nowhere" / "system.yaml"), cwd=tmp_path, xdg=tmp_path / "xdg")
+    assert by_path.returncode == 2 and by_path.stderr.startswith("error: "), by_path.stderr  # a path is as written
     typo = _cli("plan", "votin", "--out", str(tmp_path / "plan"), cwd=ROOT, xdg=tmp_path / "xdg")
     assert typo.returncode == 2 and typo.stderr.strip().endswith("(hint: did you mean 'voting'?)"), typo.stderr
 

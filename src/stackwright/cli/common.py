@@ -52,6 +52,21 @@ def resolve(system: str) -> str | Path:
     fail(str(missing))
 
 
+def _not_running_anywhere(system: str) -> bool:
+    """``system`` is a bare name that neither a system.yaml below the working folder nor a recorded run
+    (``up`` records every run, wherever it was started) answers to."""
+    if any(sep in system for sep in "/\\") or system.endswith((".yaml", ".yml")):
+        return False
+    try:
+        find_system_file(system, Path.cwd())
+        return False
+    except SpecError:
+        pass
+    from ..local.state import recorded_runs
+
+    return not recorded_runs(system)
+
+
 def load(system: str) -> System:
     """Load a system spec by name or path (or by the name of a run started elsewhere, see :func:`resolve`),
     or exit with a located one-line error."""
@@ -69,10 +84,16 @@ class SystemIdentity:
     base_dir: Path
 
 
-def load_for_local_run(system: str) -> System | SystemIdentity:
+def load_for_local_run(system: str, *, not_running_code: int = 1) -> System | SystemIdentity:
     """The spec, or — when it has an error — just its name and folder with a one-line warning, so
     ``status``, ``down`` and ``logs`` still reach a system started before the spec was broken (its
-    processes keep running whatever the file now says). Exits only when no system.yaml is found."""
+    processes keep running whatever the file now says). A bare name with no system.yaml here and no run
+    recorded anywhere is a system that is not running: says so and exits ``not_running_code``. Exits with
+    an error only when a path names no system.yaml, or several runs share the name."""
+    if _not_running_anywhere(system):
+        console.print(f"{escape(system)} is not running: no run of it is recorded, and no system.yaml for it is "
+                      "here (hint: run from the project root, or pass a path)", soft_wrap=True)
+        raise typer.Exit(not_running_code)
     found = resolve(system)
     try:
         return load_system(found, root=Path.cwd())

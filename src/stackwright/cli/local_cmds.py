@@ -311,7 +311,7 @@ def _readiness(client: httpx.Client, url: str) -> tuple[bool, str]:
 
 def down(system: SystemArg, state_dir: StateDir = None) -> None:
     """Stop a running system (services, gateway, then Postgres and Redis). Data stays in .stackwright/."""
-    spec = load_for_local_run(system)
+    spec = load_for_local_run(system, not_running_code=0)  # nothing to stop is not a failure of down
     state = read_state(spec, state_dir)
     if state is not None and not runner_alive(state):
         with console.status(f"stopping what the killed run of {spec.name} left behind …"):
