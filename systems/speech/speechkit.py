@@ -194,8 +194,7 @@ class BareModel:
     order). Needs the `speech` extra."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        engine = load_engine()
-        self.engine = engine
+        self.engine = engine = load_engine()
         self.cfg = engine.EngineConfig.from_env(env or {})
         self.workers: int = self.cfg.workers
         self.model = engine.load_model(self.cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -28,11 +29,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def resolve(system: str) -> str | Path:
+def resolve(system: str, *, nowhere: Callable[[SpecError], NoReturn] | None = None) -> str | Path:
     """What a command's SYSTEM argument names: ``system`` itself when it is a path or a system under
     ``./systems``, else the system.yaml of the one run of that name started from any other folder (``up``
     records each run; see ``local.state.recorded_runs``), so ``status voting`` works wherever it is typed.
-    Exits with one line when several runs have that name (which one is meant needs a path) or none does."""
+    Exits with one line when several runs have that name (which one is meant needs a path) or none does;
+    ``nowhere(error)``, when given, is called instead for a bare name that no run answers to."""
     try:
         find_system_file(system, Path.cwd())
         return system
@@ -49,22 +51,9 @@ def resolve(system: str) -> str | Path:
         fail(f"{len(runs)} runs of {system!r} are up, from different folders: "
              + ", ".join(f"{spec} (state in {root})" for spec, root in runs)
              + "; pass the path of the one you mean")
+    if nowhere is not None:
+        nowhere(missing)
     fail(str(missing))
-
-
-def _not_running_anywhere(system: str) -> bool:
-    """``system`` is a bare name that neither a system.yaml below the working folder nor a recorded run
-    (``up`` records every run, wherever it was started) answers to."""
-    if any(sep in system for sep in "/\\") or system.endswith((".yaml", ".yml")):
-        return False
-    try:
-        find_system_file(system, Path.cwd())
-        return False
-    except SpecError:
-        pass
-    from ..local.state import recorded_runs
-
-    return not recorded_runs(system)
 
 
 def load(system: str) -> System:
@@ -90,11 +79,12 @@ def load_for_local_run(system: str, *, not_running_code: int = 1) -> System | Sy
     processes keep running whatever the file now says). A bare name with no system.yaml here and no run
     recorded anywhere is a system that is not running: says so and exits ``not_running_code``. Exits with
     an error only when a path names no system.yaml, or several runs share the name."""
-    if _not_running_anywhere(system):
+    def not_running(_: SpecError) -> NoReturn:
         console.print(f"{escape(system)} is not running: no run of it is recorded, and no system.yaml for it is "
                       "here (hint: run from the project root, or pass a path)", soft_wrap=True)
         raise typer.Exit(not_running_code)
-    found = resolve(system)
+
+    found = resolve(system, nowhere=not_running)
     try:
         return load_system(found, root=Path.cwd())
     except SpecError as exc:

@@ -224,15 +224,15 @@ def status(system: SystemArg, state_dir: StateDir = None) -> None:
                 ok, deps = _readiness(client, p.get("platform_url") or p["url"])
                 table.add_row(p["process"], p["url"], str(p["pid"]), str(state["restarts"].get(p["process"], 0)),
                               _verdict(ok), deps)
-    live = state.get("processes", {})
-    for name, b in state["backing"].items():
-        pid = (live.get(name) or {}).get("pid") or b.get("pid")
-        table.add_row(name, b["url"], "" if pid is None else str(pid), str(state["restarts"].get(name, 0)),
-                      _verdict(_accepts(b["url"])), "")
-    for name, url in (("gateway", state.get("gateway_admin")), ("dashboard", state.get("dashboard"))):
-        if name in live:  # the edge and the dashboard are processes of the run too (logs knows them)
-            table.add_row(name, url or "", str(live[name]["pid"]), str(state["restarts"].get(name, 0)),
-                          _verdict(bool(url) and _healthy(url)), "")
+        live = state.get("processes", {})
+        for name, b in state["backing"].items():
+            pid = (live.get(name) or {}).get("pid") or b.get("pid")
+            table.add_row(name, b["url"], "" if pid is None else str(pid), str(state["restarts"].get(name, 0)),
+                          _verdict(_accepts(b["url"])), "")
+        for name, url in (("gateway", state.get("gateway_admin")), ("dashboard", state.get("dashboard"))):
+            if name in live:  # the edge and the dashboard are processes of the run too (logs knows them)
+                table.add_row(name, url or "", str(live[name]["pid"]), str(state["restarts"].get(name, 0)),
+                              _verdict(bool(url) and _healthy(client, url)), "")
     # The table is the command's result: stdout, so `status > file` and `| grep` get it (messages stay on stderr).
     _stdout().print(table)
     if state.get("regions"):
@@ -285,10 +285,10 @@ def _accepts(url: str) -> bool:
         return False
 
 
-def _healthy(url: str) -> bool:
-    """Whether the gateway's admin port or the dashboard answers ``/healthz`` with 200 within 1 s."""
+def _healthy(client: httpx.Client, url: str) -> bool:
+    """Whether the gateway's admin port or the dashboard answers ``/healthz`` with 200 (the client's timeout)."""
     try:
-        return httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+        return client.get(url + "/healthz").status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -31,7 +31,7 @@ from .errors import PlanError
 from .instances import DAEMONSET_OVERHEAD, instance_type
 from .model import CapacityReport, Finding, LegendRow, LimitCheck, PoolCapacity, ServiceCapacity
 from .store_limits import postgres_connections, redis_clients, redis_memory
-from .throughput import BenchResults, throughput
+from .throughput import BenchResults, own_metric, throughput
 
 HEADROOM = 0.7
 CDN_MISS_RATIO = 0.01
@@ -122,9 +122,9 @@ def service_demand(system: System, region_peak: float) -> dict[str, tuple[float,
 def target_utilisation(system: System, service: str) -> float:
     """Utilisation the autoscaler holds: the HPA CPU target, else :data:`HEADROOM`; 100% of the per-replica
     figure for a service scaled on a metric of its own, whose per-replica figure is that target."""
-    auto = system.services[service].autoscale
-    if auto is not None and auto.metric is not None and auto.metric.peak is not None:
+    if own_metric(system, service) is not None:
         return 1.0
+    auto = system.services[service].autoscale
     if auto is not None and auto.cpu_percent:
         return auto.cpu_percent / 100
     return HEADROOM
@@ -205,8 +205,8 @@ def build_capacity(system: System, bench: BenchResults | None,
             tp, target = tputs[name], target_utilisation(system, name)
             low, high = ranges[name]
             needed = max(low, math.ceil(rps / (tp.rps_per_replica * target) - 1e-9) if rps else 0)
-            metric = svc.autoscale.metric if svc.autoscale else None
-            if metric is not None and metric.peak is not None:
+            metric = own_metric(system, name)
+            if metric is not None:
                 # Scaled on what it carries (e.g. streams), not requests: size it the way its autoscaler will.
                 at_peak = metric.peak * shares[region.name]
                 needed = max(low, math.ceil(at_peak / metric.target - 1e-9))

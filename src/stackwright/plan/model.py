@@ -37,7 +37,8 @@ class Throughput:
     p99_ms: float | None = None
     #: Date of the measurement this figure comes from (None: an estimate).
     measured_at: str | None = None
-    #: What the rate counts: ``rps`` (requests/s) for a service, ``msg/s`` (messages drained) for a worker.
+    #: What the rate counts: ``rps`` (requests/s) for a service, ``msg/s`` (messages drained) for a worker, or
+    #: the name of the metric a service is scaled on (``stt_streams_active``: streams open at once).
     unit: str = "rps"
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..resources import kind_of
 from ..spec import System
+from ..spec.model import CustomMetric
 from .errors import PlanError
 from .model import Throughput
 
@@ -154,12 +155,20 @@ def measured_rate(row: Measurement, request_m: int, unit: str = "rps") -> tuple[
     return by_cpu, text
 
 
+def own_metric(system: System, service: str) -> CustomMetric | None:
+    """The metric a service is scaled on when it carries something of its own (streams, say) and the spec
+    states its peak (``autoscale.metric`` with ``peak``): plan sizes it in that metric. None otherwise."""
+    auto = system.services[service].autoscale
+    metric = auto.metric if auto is not None else None
+    return metric if metric is not None and metric.peak is not None else None
+
+
 def throughput(system: System, service: str, bench: BenchResults | None) -> Throughput:
     """What one replica carries: for a service scaled on a metric of its own with a stated peak (streams, say),
     the autoscaler's target in that metric's unit; else measured requests (or messages) per second when the
     bench file has them, else an estimate that says so."""
-    metric = system.services[service].autoscale.metric if system.services[service].autoscale else None
-    if metric is not None and metric.peak is not None:
+    metric = own_metric(system, service)
+    if metric is not None:
         return Throughput(rps_per_replica=metric.target, source="estimate", unit=metric.name,
                           basis=(f"ESTIMATE: the autoscaler's target, {metric.target:g} {metric.name} per replica "
                                  "(autoscale.metric.target), taken as one replica's capacity; a stated figure, not "

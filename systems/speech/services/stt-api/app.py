@@ -54,8 +54,8 @@ _active = 0
 async def load() -> None:
     # Loaded before the first /readyz 200, so no stream ever waits for the model.
     global _decoder, CFG
+    CFG = await asyncio.to_thread(resolve, CFG)  # the device auto picks, and on a GPU its model and compute type
     model = await asyncio.to_thread(load_model, CFG)
-    CFG = resolve(CFG)  # what load_model ran: the device auto chose, and the GPU's model and compute type
     decoder = Decoder(model, CFG)
     await asyncio.to_thread(decoder.warm)
     decoder.start()
